@@ -1,0 +1,286 @@
+//! Storage for a supernode: accounts, devices, session tokens, contacts and messages.
+//!
+//! [`Store`] is the one interface the supernode uses; each backend (SQLite now, PostgreSQL for
+//! clustering later) implements it and runs the same [`conformance`] suite. Every method that
+//! returns `Ok` has made its write durable: the supernode acknowledges a client only after that.
+//!
+//! Times are passed in by the caller (milliseconds since the Unix epoch) so that backends never
+//! read a clock and tests control time.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+pub use peerline_wire::{ContactState, DeviceId, MessageId, Status, TimestampMs};
+
+/// An account's numeric id.
+pub type UserId = i64;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `create_account` with a username that exists (compared case-insensitively).
+    #[error("username already taken")]
+    UsernameTaken,
+    /// The backend failed (I/O, corruption, connection lost). The write did not happen.
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+/// Result alias for storage calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Id.
+    pub id: UserId,
+    /// Canonical lower-case username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// PHC string of the Argon2id hash.
+    pub password_hash: String,
+    /// The status the user chose (kept across logins).
+    pub status: Status,
+    /// Whether directory search may return this account.
+    pub discoverable: bool,
+    /// Creation time.
+    pub created_at: TimestampMs,
+}
+
+/// What `create_account` needs.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Canonical lower-case username (already validated).
+    pub username: String,
+    /// Display name (already validated).
+    pub display_name: String,
+    /// PHC string of the Argon2id hash.
+    pub password_hash: String,
+}
+
+/// A device registered to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Id.
+    pub id: DeviceId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Name it gave.
+    pub name: String,
+    /// First login.
+    pub created_at: TimestampMs,
+    /// Last login.
+    pub last_seen_at: TimestampMs,
+}
+
+/// A resumable session, found by the SHA-256 of its token (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Owner.
+    pub user_id: UserId,
+    /// The device it was issued to.
+    pub device_id: DeviceId,
+    /// After this the token is refused.
+    pub expires_at: TimestampMs,
+}
+
+/// One row of a user's contact list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRow {
+    /// The list owner.
+    pub owner: UserId,
+    /// The other user.
+    pub peer: UserId,
+    /// State from the owner's point of view.
+    pub state: ContactState,
+    /// The greeting of a pending request.
+    pub message: Option<String>,
+    /// When the row was last written.
+    pub updated_at: TimestampMs,
+}
+
+/// A contact list entry joined with the peer's names, for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactEntry {
+    /// The other user's id.
+    pub peer: UserId,
+    /// Their username.
+    pub username: String,
+    /// Their display name.
+    pub display_name: String,
+    /// State from the owner's point of view.
+    pub state: ContactState,
+    /// Greeting of a pending request.
+    pub message: Option<String>,
+}
+
+/// What to write for one side of a contact pair: `None` deletes that side's row.
+pub type ContactSide = Option<(ContactState, Option<String>)>;
+
+/// A stored instant message, with both parties' usernames joined in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Id, increasing in storage order.
+    pub id: MessageId,
+    /// Sender id.
+    pub from_id: UserId,
+    /// Sender username.
+    pub from: String,
+    /// Recipient id.
+    pub to_id: UserId,
+    /// Recipient username.
+    pub to: String,
+    /// Text.
+    pub text: String,
+    /// Store time.
+    pub sent_at: TimestampMs,
+    /// First delivery acknowledgement by a recipient device.
+    pub delivered_at: Option<TimestampMs>,
+    /// Read time.
+    pub read_at: Option<TimestampMs>,
+}
+
+/// A directory search hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserHit {
+    /// Id.
+    pub id: UserId,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// Durable state of a supernode. All methods are atomic; a returned `Ok` means durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- accounts ----
+
+    /// Creates an account; `UsernameTaken` if the name exists in any letter case.
+    async fn create_account(&self, account: NewAccount, now: TimestampMs) -> StoreResult<Account>;
+    /// Looks an account up by canonical username.
+    async fn account_by_username(&self, username: &str) -> StoreResult<Option<Account>>;
+    /// Looks an account up by id.
+    async fn account_by_id(&self, id: UserId) -> StoreResult<Option<Account>>;
+    /// Replaces the password hash.
+    async fn set_password_hash(&self, id: UserId, password_hash: &str) -> StoreResult<()>;
+    /// Stores the chosen presence status.
+    async fn set_status(&self, id: UserId, status: Status) -> StoreResult<()>;
+    /// Updates display name and/or discoverability; `None` leaves a field as it is.
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        discoverable: Option<bool>,
+    ) -> StoreResult<()>;
+
+    // ---- devices and sessions ----
+
+    /// Registers a device key for the account, or, if that key is already registered to it,
+    /// updates its name and `last_seen_at`. Returns the device.
+    async fn upsert_device(
+        &self,
+        user: UserId,
+        public_key: &[u8; 32],
+        name: &str,
+        now: TimestampMs,
+    ) -> StoreResult<Device>;
+    /// The account's devices, oldest first.
+    async fn devices(&self, user: UserId) -> StoreResult<Vec<Device>>;
+    /// Deletes a device of the account and all its sessions; `false` if there was none.
+    async fn remove_device(&self, user: UserId, device: DeviceId) -> StoreResult<bool>;
+    /// Stores a session, keyed by the SHA-256 of its token.
+    async fn create_session(
+        &self,
+        token_hash: &[u8; 32],
+        user: UserId,
+        device: DeviceId,
+        expires_at: TimestampMs,
+    ) -> StoreResult<()>;
+    /// Finds a session by token hash (expired ones too; the caller checks `expires_at`).
+    async fn session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>>;
+    /// Deletes one session.
+    async fn delete_session(&self, token_hash: &[u8; 32]) -> StoreResult<()>;
+    /// Deletes every session of the account except `keep`.
+    async fn delete_sessions_except(
+        &self,
+        user: UserId,
+        keep: Option<&[u8; 32]>,
+    ) -> StoreResult<()>;
+
+    // ---- contacts ----
+
+    /// Both rows of a pair: `(a's row about b, b's row about a)`.
+    async fn contact_pair(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> StoreResult<(Option<ContactRow>, Option<ContactRow>)>;
+    /// Writes both rows of a pair in one transaction (`None` deletes that row).
+    async fn write_contact_pair(
+        &self,
+        a: UserId,
+        b: UserId,
+        a_side: ContactSide,
+        b_side: ContactSide,
+        now: TimestampMs,
+    ) -> StoreResult<()>;
+    /// The owner's whole contact list, ordered by username.
+    async fn contacts(&self, owner: UserId) -> StoreResult<Vec<ContactEntry>>;
+    /// Ids of users with whom the owner has an accepted row on both sides.
+    async fn mutual_contacts(&self, owner: UserId) -> StoreResult<Vec<UserId>>;
+
+    // ---- directory ----
+
+    /// Discoverable accounts whose username starts with `query` or whose display name contains
+    /// it (case-insensitive; `query` is already lower-case), excluding `exclude`, ordered by
+    /// username, at most `limit`.
+    async fn search(&self, query: &str, exclude: UserId, limit: u32) -> StoreResult<Vec<UserHit>>;
+
+    // ---- messages ----
+
+    /// Stores a message and returns it with its id.
+    async fn store_message(
+        &self,
+        from: UserId,
+        to: UserId,
+        text: &str,
+        now: TimestampMs,
+    ) -> StoreResult<StoredMessage>;
+    /// Messages to `user` that no device has acknowledged, oldest first, at most `limit`.
+    async fn undelivered(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// Marks messages to `recipient` delivered; returns only those that were not delivered before.
+    /// Ids of messages to other users are ignored.
+    async fn mark_delivered(
+        &self,
+        recipient: UserId,
+        ids: &[MessageId],
+        now: TimestampMs,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Marks messages to `recipient` read (and delivered, if they were not); returns only those
+    /// newly marked read. Ids of messages to other users are ignored.
+    async fn mark_read(
+        &self,
+        recipient: UserId,
+        ids: &[MessageId],
+        now: TimestampMs,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Messages to `user` not yet read, oldest first, at most `limit`.
+    async fn unread(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// The conversation between `a` and `b` (both directions): the newest `limit` messages with
+    /// id below `before` (if given), returned oldest first.
+    async fn history(
+        &self,
+        a: UserId,
+        b: UserId,
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Deletes messages stored before `cutoff`; returns how many.
+    async fn purge_messages_before(&self, cutoff: TimestampMs) -> StoreResult<u64>;
+}

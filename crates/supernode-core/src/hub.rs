@@ -1,0 +1,493 @@
+//! The hub: every live connection, every online user, and the presence fan-out between them.
+//!
+//! Inputs are method calls with `now`; outputs queue up and are taken with [`Hub::poll_output`].
+//! Presence is only ever sent between *mutual* contacts (both rows `accepted`); a block or a
+//! removal breaks the link, so a blocked user sees the blocker offline. `invisible` is sent as
+//! `offline`. Each user's effective presence is remembered so that a change is announced once.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use peerline_wire::{DeviceId, EndReason, ErrorBody, ErrorCode, Event, Presence, Status};
+
+use crate::rate::TokenBucket;
+use crate::throttle::{LoginThrottle, ThrottleConfig};
+
+/// An account id (as in storage).
+pub type UserId = i64;
+
+/// A connection id assigned by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Limits and timers of the hub. Defaults are safe for the internet.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// A connection with no request for this long is closed (heartbeat).
+    pub heartbeat_timeout: Duration,
+    /// A connection that has not logged in this long after connecting is closed.
+    pub login_timeout: Duration,
+    /// Sustained requests per second per connection.
+    pub requests_per_sec: f64,
+    /// Burst of requests per connection.
+    pub request_burst: f64,
+    /// Searches per minute per connection.
+    pub searches_per_minute: f64,
+    /// Contact requests per account per 24 hours.
+    pub contact_requests_per_day: f64,
+    /// Rate-limit violations tolerated per connection before it is closed.
+    pub max_violations: u32,
+    /// Failed-login policy per account.
+    pub login_per_account: ThrottleConfig,
+    /// Failed-login policy per source address.
+    pub login_per_address: ThrottleConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(10),
+            requests_per_sec: 20.0,
+            request_burst: 50.0,
+            searches_per_minute: 30.0,
+            contact_requests_per_day: 100.0,
+            max_violations: 100,
+            login_per_account: ThrottleConfig::per_account(),
+            login_per_address: ThrottleConfig::per_address(),
+        }
+    }
+}
+
+/// What the hub asks the driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this event to each of these connections (encode once, send many).
+    Send {
+        /// Recipients.
+        conns: Vec<ConnId>,
+        /// The event.
+        event: Event,
+    },
+    /// Tell the connection why, then close it. The driver must call [`Hub::disconnect`] once
+    /// the connection is gone.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// What the driver knows about a user at login, from storage.
+#[derive(Debug, Clone)]
+pub struct OnlineLogin {
+    /// Account id.
+    pub user_id: UserId,
+    /// Canonical username.
+    pub username: String,
+    /// The device logging in.
+    pub device_id: DeviceId,
+    /// The stored status.
+    pub status: Status,
+    /// Users with an accepted row on both sides.
+    pub mutual_contacts: Vec<UserId>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    login: Option<(UserId, DeviceId)>,
+    connected_at: Instant,
+    last_activity: Instant,
+    requests: TokenBucket,
+    searches: TokenBucket,
+    violations: u32,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct OnlineUser {
+    username: String,
+    status: Status,
+    conns: Vec<(ConnId, DeviceId)>,
+    mutual: HashSet<UserId>,
+    announced: Presence,
+}
+
+impl OnlineUser {
+    fn presence(&self) -> Presence {
+        if self.conns.is_empty() { Presence::Offline } else { self.status.into() }
+    }
+
+    fn conn_ids(&self) -> Vec<ConnId> {
+        self.conns.iter().map(|(c, _)| *c).collect()
+    }
+}
+
+/// The supernode's live state. One per supernode process.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    conns: HashMap<ConnId, Conn>,
+    users: HashMap<UserId, OnlineUser>,
+    contact_quota: HashMap<UserId, TokenBucket>,
+    throttle: LoginThrottle,
+    outputs: Vec<Output>,
+    next_sweep: Instant,
+}
+
+/// How often timers are checked.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+fn retry_error(code: ErrorCode, wait: Duration) -> ErrorBody {
+    let mut body = ErrorBody::new(code);
+    body.retry_after_secs = Some(wait.as_secs().saturating_add(1));
+    body
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(config: HubConfig, now: Instant) -> Self {
+        let throttle =
+            LoginThrottle::new(config.login_per_account.clone(), config.login_per_address.clone());
+        Self {
+            config,
+            conns: HashMap::new(),
+            users: HashMap::new(),
+            contact_quota: HashMap::new(),
+            throttle,
+            outputs: Vec::new(),
+            next_sweep: now + SWEEP_INTERVAL,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// A new connection (TLS done, WebSocket open).
+    pub fn connect(&mut self, conn: ConnId, now: Instant) {
+        let c = &self.config;
+        self.conns.insert(
+            conn,
+            Conn {
+                login: None,
+                connected_at: now,
+                last_activity: now,
+                requests: TokenBucket::new(c.request_burst, c.requests_per_sec, now),
+                searches: TokenBucket::new(
+                    (c.searches_per_minute / 6.0).max(1.0),
+                    c.searches_per_minute / 60.0,
+                    now,
+                ),
+                violations: 0,
+                closing: false,
+            },
+        );
+    }
+
+    /// Admits one request from a connection: counts it as activity (heartbeat) and applies the
+    /// per-connection rate limit. Too many violations close the connection.
+    pub fn admit(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
+        let max_violations = self.config.max_violations;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Err(ErrorBody::new(ErrorCode::ShuttingDown));
+        };
+        c.last_activity = now;
+        match c.requests.try_take(now) {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                c.violations += 1;
+                if c.violations > max_violations && !c.closing {
+                    c.closing = true;
+                    self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
+                }
+                Err(retry_error(ErrorCode::RateLimited, wait))
+            }
+        }
+    }
+
+    /// Counts a protocol violation (malformed frame and the like) against a connection.
+    pub fn violation(&mut self, conn: ConnId) {
+        let max_violations = self.config.max_violations;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.violations += 1;
+            if c.violations > max_violations && !c.closing {
+                c.closing = true;
+                self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
+            }
+        }
+    }
+
+    /// Applies the per-connection search rate limit.
+    pub fn admit_search(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
+        let c = self.conns.get_mut(&conn).ok_or_else(|| ErrorBody::new(ErrorCode::ShuttingDown))?;
+        c.searches.try_take(now).map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
+    }
+
+    /// Applies the per-account contact request quota.
+    pub fn admit_contact_request(&mut self, user: UserId, now: Instant) -> Result<(), ErrorBody> {
+        let per_day = self.config.contact_requests_per_day;
+        self.contact_quota
+            .entry(user)
+            .or_insert_with(|| TokenBucket::new(per_day, per_day / 86_400.0, now))
+            .try_take(now)
+            .map_err(|wait| retry_error(ErrorCode::ContactRequestLimit, wait))
+    }
+
+    /// Whether a login for this account from this address may proceed now.
+    pub fn check_login(&self, username: &str, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
+        self.throttle
+            .check(username, addr, now)
+            .map_err(|wait| retry_error(ErrorCode::LoginThrottled, wait))
+    }
+
+    /// Records a failed login.
+    pub fn login_failed(&mut self, username: &str, addr: IpAddr, now: Instant) {
+        self.throttle.failed(username, addr, now);
+    }
+
+    /// Binds a connection to a user and device. If the user was offline (or had no visible
+    /// presence), their contacts are told. Returns `false` if the connection is gone.
+    pub fn login(&mut self, conn: ConnId, login: OnlineLogin, now: Instant) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        c.login = Some((login.user_id, login.device_id));
+        c.last_activity = now;
+        self.throttle.succeeded(&login.username);
+        let user = self.users.entry(login.user_id).or_insert_with(|| OnlineUser {
+            username: login.username.clone(),
+            status: login.status,
+            conns: Vec::new(),
+            mutual: login.mutual_contacts.iter().copied().collect(),
+            announced: Presence::Offline,
+        });
+        user.conns.push((conn, login.device_id));
+        self.announce(login.user_id);
+        true
+    }
+
+    /// The events a freshly logged-in connection needs: the presence of each visible contact
+    /// that is not offline.
+    pub fn presence_snapshot(&self, user: UserId) -> Vec<Event> {
+        let Some(u) = self.users.get(&user) else { return Vec::new() };
+        let mut events: Vec<Event> = u
+            .mutual
+            .iter()
+            .filter_map(|peer| self.users.get(peer).filter(|p| p.mutual.contains(&user)))
+            .filter(|p| p.presence() != Presence::Offline)
+            .map(|p| Event::Presence { username: p.username.clone(), presence: p.presence() })
+            .collect();
+        events.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        events
+    }
+
+    /// Removes a connection (closed by either side). Idempotent.
+    pub fn disconnect(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some((user_id, _)) = c.login else { return };
+        if let Some(user) = self.users.get_mut(&user_id) {
+            user.conns.retain(|(id, _)| *id != conn);
+            if user.conns.is_empty() {
+                self.announce(user_id);
+                self.users.remove(&user_id);
+            }
+        }
+    }
+
+    /// The user's chosen status changed.
+    pub fn set_status(&mut self, user: UserId, status: Status) {
+        if let Some(u) = self.users.get_mut(&user) {
+            u.status = status;
+            self.announce(user);
+        }
+    }
+
+    /// `a` and `b` just became mutual contacts: each sees the other's presence from now on.
+    pub fn link(&mut self, a: UserId, b: UserId) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(u) = self.users.get_mut(&x) {
+                u.mutual.insert(y);
+            }
+        }
+        for (viewer, subject) in [(a, b), (b, a)] {
+            let presence = self.presence_seen_by(viewer, subject);
+            self.send_to_subject_viewer(viewer, subject, presence);
+        }
+    }
+
+    /// `a` and `b` are no longer mutual contacts (removal, block): each now sees the other
+    /// offline, and is told so if they could see them before.
+    pub fn unlink(&mut self, a: UserId, b: UserId) {
+        let mut were_visible = Vec::new();
+        for (viewer, subject) in [(a, b), (b, a)] {
+            if self.presence_seen_by(viewer, subject) != Presence::Offline {
+                were_visible.push((viewer, subject));
+            }
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(u) = self.users.get_mut(&x) {
+                u.mutual.remove(&y);
+            }
+        }
+        for (viewer, subject) in were_visible {
+            self.send_to_subject_viewer(viewer, subject, Presence::Offline);
+        }
+    }
+
+    fn send_to_subject_viewer(&mut self, viewer: UserId, subject: UserId, presence: Presence) {
+        let (Some(v), Some(username)) = (
+            self.users.get(&viewer),
+            self.users.get(&subject).map(|s| s.username.clone()),
+        ) else {
+            return;
+        };
+        self.outputs.push(Output::Send {
+            conns: v.conn_ids(),
+            event: Event::Presence { username, presence },
+        });
+    }
+
+    /// What `viewer` may see of `subject`: their presence if they are mutual contacts and the
+    /// subject is online and not invisible, otherwise offline.
+    pub fn presence_seen_by(&self, viewer: UserId, subject: UserId) -> Presence {
+        match self.users.get(&subject) {
+            Some(s) if s.mutual.contains(&viewer) => s.presence(),
+            _ => Presence::Offline,
+        }
+    }
+
+    /// Announces a user's presence to their online mutual contacts if it changed.
+    fn announce(&mut self, user: UserId) {
+        let Some(u) = self.users.get_mut(&user) else { return };
+        let presence = u.presence();
+        if presence == u.announced {
+            return;
+        }
+        u.announced = presence;
+        let username = u.username.clone();
+        let mutual: Vec<UserId> = u.mutual.iter().copied().collect();
+        let mut conns: Vec<ConnId> = mutual
+            .iter()
+            .filter_map(|peer| self.users.get(peer))
+            .filter(|p| p.mutual.contains(&user))
+            .flat_map(|p| p.conns.iter().map(|(c, _)| *c))
+            .collect();
+        if !conns.is_empty() {
+            conns.sort();
+            self.outputs.push(Output::Send { conns, event: Event::Presence { username, presence } });
+        }
+    }
+
+    /// Sends an event to every connection of a user, except one (the sender's own).
+    pub fn send_to_user(&mut self, user: UserId, event: Event, except: Option<ConnId>) {
+        let Some(u) = self.users.get(&user) else { return };
+        let conns: Vec<ConnId> = u.conns.iter().map(|(c, _)| *c).filter(|c| Some(*c) != except).collect();
+        if !conns.is_empty() {
+            self.outputs.push(Output::Send { conns, event });
+        }
+    }
+
+    /// Whether any connection of this user is logged in.
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.users.contains_key(&user)
+    }
+
+    /// Whether a device has a logged-in connection.
+    pub fn is_device_online(&self, user: UserId, device: DeviceId) -> bool {
+        self.users.get(&user).is_some_and(|u| u.conns.iter().any(|(_, d)| *d == device))
+    }
+
+    /// Closes every connection of one device (device removed).
+    pub fn close_device(&mut self, user: UserId, device: DeviceId, reason: EndReason) {
+        self.close_where(user, reason, |_, d| d == device);
+    }
+
+    /// Closes every connection of a user except one (password changed).
+    pub fn close_user_except(&mut self, user: UserId, keep: ConnId, reason: EndReason) {
+        self.close_where(user, reason, |c, _| c != keep);
+    }
+
+    /// Closes one connection with a reason (logout, shutdown, slow reader).
+    pub fn close(&mut self, conn: ConnId, reason: EndReason) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.closing {
+                c.closing = true;
+                self.outputs.push(Output::Close { conn, reason });
+            }
+        }
+    }
+
+    fn close_where(&mut self, user: UserId, reason: EndReason, pick: impl Fn(ConnId, DeviceId) -> bool) {
+        let targets: Vec<ConnId> = self
+            .users
+            .get(&user)
+            .map(|u| u.conns.iter().filter(|(c, d)| pick(*c, *d)).map(|(c, _)| *c).collect())
+            .unwrap_or_default();
+        for conn in targets {
+            self.close(conn, reason);
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&mut self, reason: EndReason) {
+        let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
+        all.sort();
+        for conn in all {
+            self.close(conn, reason);
+        }
+    }
+
+    /// Checks timers: heartbeat expiry and login deadlines. Cheap to call often; does a sweep
+    /// at most every half second.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_INTERVAL;
+        let (hb, lt) = (self.config.heartbeat_timeout, self.config.login_timeout);
+        let mut expired: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closing)
+            .filter(|(_, c)| {
+                now.saturating_duration_since(c.last_activity) >= hb
+                    || (c.login.is_none() && now.saturating_duration_since(c.connected_at) >= lt)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort();
+        for conn in expired {
+            self.close(conn, EndReason::HeartbeatTimeout);
+        }
+        // A full bucket carries no information; dropping it bounds the map by active senders.
+        self.contact_quota.retain(|_, b| !b.is_full(now));
+        self.throttle.expire(now);
+    }
+
+    /// When [`Hub::handle_timeout`] next has work to do.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_sweep
+    }
+
+    /// Takes the next output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() { None } else { Some(self.outputs.remove(0)) }
+    }
+
+    /// Takes every queued output at once, in order.
+    pub fn drain_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// Live connections (logged in or not).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Users with at least one logged-in connection.
+    pub fn online_user_count(&self) -> usize {
+        self.users.len()
+    }
+}

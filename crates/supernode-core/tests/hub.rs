@@ -1,0 +1,290 @@
+//! Hub behaviour with a fake clock: presence fan-out and its privacy rules, heartbeats, login
+//! deadlines, rate limits and throttling.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use peerline_supernode_core::{ConnId, Hub, HubConfig, OnlineLogin, Output};
+use peerline_wire::{EndReason, ErrorCode, Event, Presence, Status};
+
+const ALICE: i64 = 1;
+const BOB: i64 = 2;
+const CAROL: i64 = 3;
+
+fn login(hub: &mut Hub, conn: u64, user: i64, name: &str, device: i64, mutual: &[i64], now: Instant) {
+    hub.connect(ConnId(conn), now);
+    assert!(hub.login(
+        ConnId(conn),
+        OnlineLogin {
+            user_id: user,
+            username: name.into(),
+            device_id: device,
+            status: Status::Online,
+            mutual_contacts: mutual.to_vec(),
+        },
+        now,
+    ));
+}
+
+/// Presence events per connection, in order.
+fn presence_events(hub: &mut Hub) -> Vec<(u64, String, Presence)> {
+    let mut out = Vec::new();
+    for o in hub.drain_outputs() {
+        if let Output::Send { conns, event: Event::Presence { username, presence } } = o {
+            for c in conns {
+                out.push((c.0, username.clone(), presence));
+            }
+        }
+    }
+    out
+}
+
+fn closes(hub: &mut Hub) -> Vec<(u64, EndReason)> {
+    hub.drain_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Close { conn, reason } => Some((conn.0, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mutual_contacts_see_each_other_come_and_go() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
+    assert!(presence_events(&mut hub).is_empty(), "nobody online to tell");
+    login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Online)]);
+    assert_eq!(
+        hub.presence_snapshot(ALICE),
+        vec![Event::Presence { username: "bob".into(), presence: Presence::Online }]
+    );
+
+    hub.set_status(ALICE, Status::Away);
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Away)]);
+    hub.set_status(ALICE, Status::Away);
+    assert!(presence_events(&mut hub).is_empty(), "no change, no event");
+
+    hub.disconnect(ConnId(20));
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+}
+
+#[test]
+fn a_second_device_does_not_reannounce_and_the_last_one_going_offline_does() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
+    login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
+    login(&mut hub, 21, ALICE, "alice", 201, &[BOB], t0);
+    assert_eq!(presence_events(&mut hub).len(), 1);
+    hub.disconnect(ConnId(20));
+    assert!(presence_events(&mut hub).is_empty(), "alice still online on device 201");
+    assert!(hub.is_device_online(ALICE, 201));
+    assert!(!hub.is_device_online(ALICE, 200));
+    hub.disconnect(ConnId(21));
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+    assert!(!hub.is_online(ALICE));
+}
+
+#[test]
+fn invisible_looks_offline_and_non_contacts_see_nothing() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
+    login(&mut hub, 30, CAROL, "carol", 300, &[], t0);
+    login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
+    let events = presence_events(&mut hub);
+    assert!(events.iter().all(|(c, _, _)| *c != 30), "carol is no contact: {events:?}");
+    hub.set_status(ALICE, Status::Invisible);
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+    assert_eq!(hub.presence_seen_by(BOB, ALICE), Presence::Offline);
+    assert_eq!(hub.presence_seen_by(CAROL, ALICE), Presence::Offline);
+    hub.set_status(ALICE, Status::Busy);
+    assert_eq!(hub.presence_seen_by(BOB, ALICE), Presence::Busy);
+    assert_eq!(hub.presence_seen_by(CAROL, ALICE), Presence::Offline);
+}
+
+#[test]
+fn link_and_unlink_update_both_sides() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[], t0);
+    login(&mut hub, 20, ALICE, "alice", 200, &[], t0);
+    assert!(presence_events(&mut hub).is_empty());
+    hub.link(ALICE, BOB);
+    let mut ev = presence_events(&mut hub);
+    ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
+    assert_eq!(ev, vec![(10, "alice".into(), Presence::Online), (20, "bob".into(), Presence::Online)]);
+    // A block (unlink): each now sees the other offline.
+    hub.unlink(BOB, ALICE);
+    let mut ev = presence_events(&mut hub);
+    ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
+    assert_eq!(ev, vec![(10, "alice".into(), Presence::Offline), (20, "bob".into(), Presence::Offline)]);
+    hub.set_status(BOB, Status::Away);
+    assert!(presence_events(&mut hub).is_empty(), "blocked user learns nothing");
+    assert_eq!(hub.presence_seen_by(ALICE, BOB), Presence::Offline);
+}
+
+#[test]
+fn one_sided_contact_rows_show_nothing() {
+    // alice lists bob as accepted but bob does not list alice (e.g. bob blocked her).
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[], t0);
+    login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
+    assert!(presence_events(&mut hub).is_empty());
+    assert!(hub.presence_snapshot(ALICE).is_empty());
+    assert_eq!(hub.presence_seen_by(ALICE, BOB), Presence::Offline);
+}
+
+#[test]
+fn silent_connections_expire_after_the_heartbeat_timeout() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
+    login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
+    hub.drain_outputs();
+    // Bob pings every 30 s; alice is silent.
+    let mut now = t0;
+    for _ in 0..4 {
+        now += Duration::from_secs(15);
+        hub.admit(ConnId(10), now).unwrap();
+        hub.handle_timeout(now);
+    }
+    assert_eq!(closes(&mut hub), vec![(20, EndReason::HeartbeatTimeout)]);
+    hub.disconnect(ConnId(20));
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+    // Hours later, bob still pinging, nothing else happens.
+    for _ in 0..1000 {
+        now += Duration::from_secs(30);
+        hub.admit(ConnId(10), now).unwrap();
+        hub.handle_timeout(now);
+    }
+    assert!(hub.drain_outputs().is_empty());
+}
+
+#[test]
+fn unauthenticated_connections_get_a_login_deadline() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    hub.connect(ConnId(1), t0);
+    // Activity does not extend the login deadline.
+    for s in 1..10 {
+        hub.admit(ConnId(1), t0 + Duration::from_secs(s)).unwrap();
+        hub.handle_timeout(t0 + Duration::from_secs(s));
+    }
+    assert!(closes(&mut hub).is_empty());
+    hub.handle_timeout(t0 + Duration::from_secs(11));
+    assert_eq!(closes(&mut hub), vec![(1, EndReason::HeartbeatTimeout)]);
+}
+
+#[test]
+fn request_floods_are_limited_then_disconnected() {
+    let t0 = Instant::now();
+    let cfg = HubConfig::default();
+    let burst = cfg.request_burst as usize;
+    let mut hub = Hub::new(cfg.clone(), t0);
+    hub.connect(ConnId(1), t0);
+    for _ in 0..burst {
+        hub.admit(ConnId(1), t0).unwrap();
+    }
+    let err = hub.admit(ConnId(1), t0).unwrap_err();
+    assert_eq!(err.code, ErrorCode::RateLimited);
+    assert!(err.retry_after_secs.is_some());
+    for _ in 0..cfg.max_violations {
+        let _ = hub.admit(ConnId(1), t0);
+    }
+    assert_eq!(closes(&mut hub), vec![(1, EndReason::ProtocolViolation)]);
+    // After a second the bucket refills for a well-behaved connection.
+    hub.connect(ConnId(2), t0);
+    for _ in 0..burst {
+        hub.admit(ConnId(2), t0).unwrap();
+    }
+    assert!(hub.admit(ConnId(2), t0 + Duration::from_secs(1)).is_ok());
+}
+
+#[test]
+fn contact_requests_are_limited_per_day() {
+    let t0 = Instant::now();
+    let cfg = HubConfig { contact_requests_per_day: 3.0, ..HubConfig::default() };
+    let mut hub = Hub::new(cfg, t0);
+    for _ in 0..3 {
+        hub.admit_contact_request(ALICE, t0).unwrap();
+    }
+    assert_eq!(hub.admit_contact_request(ALICE, t0).unwrap_err().code, ErrorCode::ContactRequestLimit);
+    assert!(hub.admit_contact_request(BOB, t0).is_ok());
+    assert!(hub.admit_contact_request(ALICE, t0 + Duration::from_secs(86_400 / 3 + 1)).is_ok());
+}
+
+#[test]
+fn searches_are_limited_per_connection() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    hub.connect(ConnId(1), t0);
+    let mut ok = 0;
+    while hub.admit_search(ConnId(1), t0).is_ok() {
+        ok += 1;
+        assert!(ok < 100);
+    }
+    assert_eq!(ok, 5);
+    assert!(hub.admit_search(ConnId(1), t0 + Duration::from_secs(2)).is_ok());
+}
+
+#[test]
+fn login_throttle_applies_through_the_hub() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    let ip: IpAddr = "198.51.100.4".parse().unwrap();
+    for _ in 0..5 {
+        hub.check_login("alice", ip, t0).unwrap();
+        hub.login_failed("alice", ip, t0);
+    }
+    assert_eq!(hub.check_login("alice", ip, t0).unwrap_err().code, ErrorCode::LoginThrottled);
+}
+
+#[test]
+fn device_removal_and_password_change_close_the_right_connections() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 1, ALICE, "alice", 11, &[], t0);
+    login(&mut hub, 2, ALICE, "alice", 12, &[], t0);
+    login(&mut hub, 3, ALICE, "alice", 13, &[], t0);
+    hub.drain_outputs();
+    hub.close_device(ALICE, 12, EndReason::DeviceRemoved);
+    assert_eq!(closes(&mut hub), vec![(2, EndReason::DeviceRemoved)]);
+    hub.close_user_except(ALICE, ConnId(1), EndReason::PasswordChanged);
+    // conn 2 is already closing: not closed twice.
+    assert_eq!(closes(&mut hub), vec![(3, EndReason::PasswordChanged)]);
+}
+
+#[test]
+fn shutdown_closes_everyone_once() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    hub.connect(ConnId(1), t0);
+    login(&mut hub, 2, ALICE, "alice", 11, &[], t0);
+    hub.drain_outputs();
+    hub.close_all(EndReason::Shutdown);
+    hub.close_all(EndReason::Shutdown);
+    assert_eq!(closes(&mut hub), vec![(1, EndReason::Shutdown), (2, EndReason::Shutdown)]);
+}
+
+#[test]
+fn many_users_fan_out_only_to_contacts() {
+    // 1000 users in a ring of contacts; each change reaches exactly two neighbours.
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    let n = 1000i64;
+    for u in 0..n {
+        let mutual = [(u + 1) % n, (u + n - 1) % n];
+        login(&mut hub, u as u64, u, &format!("u{u}"), u, &mutual, t0);
+    }
+    hub.drain_outputs();
+    hub.set_status(500, Status::Busy);
+    let mut ev = presence_events(&mut hub);
+    ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
+    assert_eq!(ev, vec![(499, "u500".into(), Presence::Busy), (501, "u500".into(), Presence::Busy)]);
+}

@@ -1,0 +1,617 @@
+//! Every message of protocol version 1.
+//!
+//! A client sends [`ClientFrame`]s: a request id chosen by the client plus a [`Request`]. The
+//! supernode answers each with a [`ServerFrame::Ok`] or [`ServerFrame::Error`] carrying the same id,
+//! and pushes [`Event`]s at any time. All frames are JSON objects in WebSocket text messages.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorBody;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type TimestampMs = i64;
+
+/// A server-assigned message id; ids grow in the order messages were stored.
+pub type MessageId = i64;
+
+/// A server-assigned device id.
+pub type DeviceId = i64;
+
+/// A request from a client, with the id its answer will carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Chosen by the client, echoed in the answer. Unique among the client's pending requests.
+    pub id: u64,
+    /// The request itself; its `type` field names it.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// What a client can ask. The JSON form is an object whose `type` is the snake_case variant name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// First request on every connection: protocol version negotiation.
+    Hello {
+        /// Must be [`crate::PROTOCOL_VERSION`].
+        version: u32,
+        /// Free-form client name and version, for logs.
+        #[serde(default)]
+        client: String,
+    },
+    /// Creates an account. Does not log in.
+    Register {
+        /// 3-32 of `a-z 0-9 . _ -`; upper case is folded to lower case.
+        username: String,
+        /// Up to 64 characters; defaults to the username.
+        #[serde(default)]
+        display_name: Option<String>,
+        /// At least 8 characters.
+        password: String,
+    },
+    /// Logs this connection in, with a password or a session token, and registers the device key.
+    Login(Login),
+    /// Revokes this device's session token and closes the connection.
+    Logout,
+    /// Changes the password; every other session token of the account is revoked.
+    ChangePassword {
+        /// The current password.
+        old_password: String,
+        /// The new password, at least 8 characters.
+        new_password: String,
+    },
+    /// Who this session is.
+    Whoami,
+    /// Lists the account's devices.
+    Devices,
+    /// Revokes a device: its tokens are deleted and its connections closed.
+    RemoveDevice {
+        /// The device to remove.
+        device_id: DeviceId,
+    },
+    /// Changes the profile.
+    SetProfile {
+        /// New display name.
+        #[serde(default)]
+        display_name: Option<String>,
+        /// Whether directory search may find this account.
+        #[serde(default)]
+        discoverable: Option<bool>,
+    },
+    /// Directory search by username prefix or display-name substring.
+    Search {
+        /// 2-64 characters.
+        query: String,
+    },
+    /// The contact list, with presence for accepted contacts.
+    Contacts,
+    /// Sends a contact authorization request.
+    ContactAdd {
+        /// Whom to add.
+        username: String,
+        /// A greeting shown with the request, up to 256 characters.
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// Accepts a pending incoming request.
+    ContactAccept {
+        /// The requester.
+        username: String,
+    },
+    /// Declines a pending incoming request.
+    ContactDecline {
+        /// The requester.
+        username: String,
+    },
+    /// Removes a contact (or cancels an outgoing request, or lifts a block).
+    ContactRemove {
+        /// The contact.
+        username: String,
+    },
+    /// Blocks a user: no more requests or messages from them, and they see this user offline.
+    ContactBlock {
+        /// The user to block.
+        username: String,
+    },
+    /// Sets this account's presence status.
+    SetStatus {
+        /// The new status.
+        status: Status,
+    },
+    /// Sends an instant message to an accepted contact.
+    SendMessage {
+        /// Recipient username.
+        to: String,
+        /// 1-4096 bytes of UTF-8.
+        text: String,
+    },
+    /// Acknowledges pushed messages as delivered to this device.
+    AckDelivered {
+        /// Ids from `message` events (at most 1000).
+        ids: Vec<MessageId>,
+    },
+    /// Marks received messages as read; the senders get read receipts.
+    MarkRead {
+        /// Message ids (at most 1000).
+        ids: Vec<MessageId>,
+    },
+    /// Received messages not yet marked read, oldest first.
+    Inbox {
+        /// At most this many (1-1000, default 100).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// The stored conversation with a user, oldest first.
+    History {
+        /// The other party.
+        with: String,
+        /// At most this many of the newest messages (1-1000, default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// Only messages with an id below this one (paging backwards).
+        #[serde(default)]
+        before: Option<MessageId>,
+    },
+    /// Heartbeat. Any request counts as activity; idle clients send this.
+    Ping,
+}
+
+impl Request {
+    /// The wire name of this request's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Register { .. } => "register",
+            Self::Login(_) => "login",
+            Self::Logout => "logout",
+            Self::ChangePassword { .. } => "change_password",
+            Self::Whoami => "whoami",
+            Self::Devices => "devices",
+            Self::RemoveDevice { .. } => "remove_device",
+            Self::SetProfile { .. } => "set_profile",
+            Self::Search { .. } => "search",
+            Self::Contacts => "contacts",
+            Self::ContactAdd { .. } => "contact_add",
+            Self::ContactAccept { .. } => "contact_accept",
+            Self::ContactDecline { .. } => "contact_decline",
+            Self::ContactRemove { .. } => "contact_remove",
+            Self::ContactBlock { .. } => "contact_block",
+            Self::SetStatus { .. } => "set_status",
+            Self::SendMessage { .. } => "send_message",
+            Self::AckDelivered { .. } => "ack_delivered",
+            Self::MarkRead { .. } => "mark_read",
+            Self::Inbox { .. } => "inbox",
+            Self::History { .. } => "history",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+/// Every request `type` of this protocol version, for telling `unknown_type` from `bad_request`.
+pub const REQUEST_TYPES: &[&str] = &[
+    "hello",
+    "register",
+    "login",
+    "logout",
+    "change_password",
+    "whoami",
+    "devices",
+    "remove_device",
+    "set_profile",
+    "search",
+    "contacts",
+    "contact_add",
+    "contact_accept",
+    "contact_decline",
+    "contact_remove",
+    "contact_block",
+    "set_status",
+    "send_message",
+    "ack_delivered",
+    "mark_read",
+    "inbox",
+    "history",
+    "ping",
+];
+
+/// The `login` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    /// The account.
+    pub username: String,
+    /// Exactly one of `password` and `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A session token from an earlier login of this device; costs no password hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The device's Ed25519 key and its proof of possession.
+    pub device: DeviceProof,
+}
+
+/// A device's public key and its signature over the connection's nonce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceProof {
+    /// Ed25519 public key, 32 bytes, lowercase hex.
+    pub public_key: String,
+    /// Ed25519 signature over [`login_challenge`]`(nonce)`, 64 bytes, lowercase hex.
+    pub signature: String,
+    /// A name for the device, shown in `devices` (up to 64 characters).
+    #[serde(default)]
+    pub name: String,
+}
+
+/// The bytes a device signs to log in: a domain-separation label followed by the nonce from the
+/// supernode's `hello` answer, so that a signature cannot be replayed on another connection.
+pub fn login_challenge(nonce_hex: &str) -> Vec<u8> {
+    let mut bytes = b"peerline-login-v1:".to_vec();
+    bytes.extend_from_slice(nonce_hex.as_bytes());
+    bytes
+}
+
+/// A presence status a user can choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Available.
+    Online,
+    /// Away from the keyboard.
+    Away,
+    /// Do not disturb.
+    Busy,
+    /// Connected but shown as offline to everyone.
+    Invisible,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Busy => "busy",
+            Self::Invisible => "invisible",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "online" => Self::Online,
+            "away" => Self::Away,
+            "busy" => Self::Busy,
+            "invisible" => Self::Invisible,
+            _ => return None,
+        })
+    }
+}
+
+/// What other users see of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Available.
+    Online,
+    /// Away.
+    Away,
+    /// Busy.
+    Busy,
+    /// Offline, invisible, or not visible to the viewer.
+    Offline,
+}
+
+impl Presence {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Busy => "busy",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+impl From<Status> for Presence {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Online => Self::Online,
+            Status::Away => Self::Away,
+            Status::Busy => Self::Busy,
+            Status::Invisible => Self::Offline,
+        }
+    }
+}
+
+/// The state of a contact list entry, from the list owner's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactState {
+    /// Both sides agreed.
+    Accepted,
+    /// The other user asked; the owner has not answered.
+    Incoming,
+    /// The owner asked; the other user has not answered.
+    Outgoing,
+    /// The owner blocked the other user.
+    Blocked,
+}
+
+impl ContactState {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Incoming => "incoming",
+            Self::Outgoing => "outgoing",
+            Self::Blocked => "blocked",
+        }
+    }
+
+    /// Parses the wire and storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "accepted" => Self::Accepted,
+            "incoming" => Self::Incoming,
+            "outgoing" => Self::Outgoing,
+            "blocked" => Self::Blocked,
+            _ => return None,
+        })
+    }
+}
+
+/// A frame from the supernode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The request with this id succeeded.
+    Ok {
+        /// The request's id.
+        id: u64,
+        /// What it returned.
+        result: Reply,
+    },
+    /// The request with this id failed; `id` is absent when the frame could not be read far enough
+    /// to find it.
+    Error {
+        /// The request's id, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// What went wrong.
+        error: ErrorBody,
+    },
+    /// Something happened that the client did not ask about.
+    Event {
+        /// The event.
+        event: Event,
+    },
+}
+
+/// The successful result of a request. The JSON form is an object whose `type` names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to `hello`.
+    Hello {
+        /// The version the supernode will speak.
+        version: u32,
+        /// Software name and version.
+        server: String,
+        /// 32 random bytes, hex; sign [`login_challenge`] of it to log in.
+        nonce: String,
+        /// A connection with no request for this long is closed; send `ping` more often.
+        heartbeat_timeout_secs: u64,
+    },
+    /// The request succeeded and returns nothing.
+    Done,
+    /// Answer to `register`.
+    Registered {
+        /// The canonical (lower-case) username.
+        username: String,
+    },
+    /// Answer to `login`.
+    LoggedIn {
+        /// The canonical username.
+        username: String,
+        /// The display name.
+        display_name: String,
+        /// This device's id.
+        device_id: DeviceId,
+        /// A new session token for the next login of this device (a password login issues one; a
+        /// token login returns the same token).
+        token: String,
+        /// The account's chosen status.
+        status: Status,
+    },
+    /// Answer to `whoami`.
+    Me(Profile),
+    /// Answer to `devices`.
+    Devices {
+        /// The account's devices.
+        devices: Vec<DeviceInfo>,
+    },
+    /// Answer to `search`.
+    SearchResults {
+        /// At most 20 users; never their presence.
+        users: Vec<UserSummary>,
+    },
+    /// Answer to `contacts`.
+    Contacts {
+        /// Every entry of the owner's list.
+        contacts: Vec<Contact>,
+    },
+    /// Answer to `send_message`: the message as stored.
+    MessageSent {
+        /// The stored message.
+        message: ChatMessage,
+    },
+    /// Answer to `inbox` and `history`.
+    Messages {
+        /// Oldest first.
+        messages: Vec<ChatMessage>,
+    },
+    /// Answer to `ping`.
+    Pong,
+}
+
+/// A session's own profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Canonical username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// This device's id.
+    pub device_id: DeviceId,
+    /// The chosen status.
+    pub status: Status,
+    /// Whether directory search finds this account.
+    pub discoverable: bool,
+}
+
+/// One registered device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Device id.
+    pub id: DeviceId,
+    /// The name the device gave.
+    pub name: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// When it first logged in.
+    pub created_at: TimestampMs,
+    /// When it last logged in.
+    pub last_seen_at: TimestampMs,
+    /// Whether it is connected now.
+    pub online: bool,
+    /// Whether it is the device asking.
+    pub current: bool,
+}
+
+/// A directory search hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// One contact list entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Where the authorization stands.
+    pub state: ContactState,
+    /// Presence; always `offline` unless `state` is `accepted` on both sides.
+    pub presence: Presence,
+    /// The greeting of a pending request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An instant message as stored by the supernode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Server-assigned id.
+    pub id: MessageId,
+    /// Sender username.
+    pub from: String,
+    /// Recipient username.
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// When the supernode stored it.
+    pub sent_at: TimestampMs,
+    /// When a device of the recipient first acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<TimestampMs>,
+    /// When the recipient marked it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<TimestampMs>,
+}
+
+/// A receipt kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    /// A device of the recipient received the message.
+    Delivered,
+    /// The recipient read it.
+    Read,
+}
+
+/// Why the supernode ends a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The supernode is shutting down.
+    Shutdown,
+    /// This device was removed from the account.
+    DeviceRemoved,
+    /// The session logged out.
+    LoggedOut,
+    /// No request for longer than the heartbeat timeout.
+    HeartbeatTimeout,
+    /// The client did not read its frames fast enough.
+    SlowReader,
+    /// The client broke the protocol too often.
+    ProtocolViolation,
+    /// The password changed on another device.
+    PasswordChanged,
+}
+
+/// Something the supernode tells a client without being asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An accepted contact's presence changed (or is being announced after login).
+    Presence {
+        /// The contact.
+        username: String,
+        /// What to show.
+        presence: Presence,
+    },
+    /// Someone asks to become a contact.
+    ContactRequest {
+        /// The requester.
+        username: String,
+        /// Their display name.
+        display_name: String,
+        /// Their greeting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A request was accepted (by the other side, or by this account on another device).
+    ContactAccepted {
+        /// The new contact.
+        username: String,
+    },
+    /// A contact entry disappeared (removed, declined or cancelled).
+    ContactRemoved {
+        /// The former contact.
+        username: String,
+    },
+    /// An instant message: received, or sent by this account from another device.
+    Message {
+        /// The message.
+        message: ChatMessage,
+    },
+    /// A sent message was delivered or read.
+    Receipt {
+        /// The message.
+        message_id: MessageId,
+        /// Which receipt.
+        kind: ReceiptKind,
+        /// When.
+        at: TimestampMs,
+    },
+    /// The supernode is ending this session; the connection closes next.
+    SessionEnded {
+        /// Why.
+        reason: EndReason,
+    },
+}
