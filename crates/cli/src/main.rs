@@ -1,1 +1,258 @@
-fn main() {}
+//! `peerline`: the command line for people who use Peerline — register, log in, manage contacts,
+//! set presence, search the directory, send and read instant messages, stay online for events.
+
+mod args;
+mod output;
+mod password;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use args::{Args, Command, ContactsCommand, DevicesCommand};
+use clap::Parser;
+use output::Out;
+use peerline_client::wire::{EndReason, Event, Reply, Request, Status};
+use peerline_client::{Client, ClientError, ConnectOptions, Home};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    let out = Out::new(args.json);
+    if let Err(err) = run(args, &out).await {
+        out.error(&err);
+        std::process::exit(1);
+    }
+}
+
+fn device_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = host.trim();
+    if host.is_empty() { "peerline-cli".into() } else { format!("peerline-cli@{host}") }
+}
+
+async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
+    let home_dir = match &args.home {
+        Some(dir) => dir.clone(),
+        None => dirs::data_dir()
+            .map(|d| d.join("peerline"))
+            .context("no home directory for Peerline: set PEERLINE_HOME or --home")?,
+    };
+    let home = Home::open(&home_dir)?;
+    let options = ConnectOptions {
+        url: args.supernode.clone(),
+        ca_file: args.ca.clone(),
+        device_name: device_name(),
+    };
+    let client = Client::connect(&options, home).await?;
+    if let Some(fp) = &client.newly_pinned {
+        out.note(&format!(
+            "Trusting supernode {} on first use; its certificate SHA-256 fingerprint is\n  {fp}\n\
+             Compare it with the one the supernode printed at start. It is pinned in {}.",
+            args.supernode,
+            client.home().known_supernodes_path().display()
+        ));
+    }
+    Ok(client)
+}
+
+async fn logged_in(args: &Args, out: &Out) -> anyhow::Result<Client> {
+    let mut client = connect(args, out).await?;
+    client.login_saved().await?;
+    Ok(client)
+}
+
+async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
+    match &args.command {
+        Command::Register { username, display_name, password_stdin } => {
+            let password = password::new_password(*password_stdin, "Choose a password")?;
+            let mut client = connect(&args, out).await?;
+            let name = client.register(username, display_name.as_deref(), &password).await?;
+            let reply = client.login_with_password(&name, &password).await?;
+            out.logged_in(&reply, "Registered and logged in");
+        }
+        Command::Login { username, password_stdin } => {
+            let password = password::existing_password(*password_stdin, "Password")?;
+            let mut client = connect(&args, out).await?;
+            let reply = client.login_with_password(username, &password).await?;
+            out.logged_in(&reply, "Logged in");
+        }
+        Command::Logout => {
+            let client = logged_in(&args, out).await?;
+            client.logout().await?;
+            out.done("Logged out; this device's session token is revoked.");
+        }
+        Command::Whoami => {
+            let client = logged_in(&args, out).await?;
+            out.reply(&client.request(Request::Whoami).await?);
+        }
+        Command::Passwd { password_stdin } => {
+            let (old, new) = password::change(*password_stdin)?;
+            let client = logged_in(&args, out).await?;
+            client.done(Request::ChangePassword { old_password: old, new_password: new }).await?;
+            out.done("Password changed; other devices must log in again.");
+        }
+        Command::Devices { command } => {
+            let client = logged_in(&args, out).await?;
+            match command {
+                None => out.reply(&client.request(Request::Devices).await?),
+                Some(DevicesCommand::Remove { id }) => {
+                    client.done(Request::RemoveDevice { device_id: *id }).await?;
+                    out.done(&format!("Device {id} removed."));
+                }
+            }
+        }
+        Command::Search { query } => {
+            let client = logged_in(&args, out).await?;
+            out.reply(&client.request(Request::Search { query: query.clone() }).await?);
+        }
+        Command::Contacts { command } => {
+            let client = logged_in(&args, out).await?;
+            let (request, what) = match command {
+                None => {
+                    out.contacts(&client.contacts().await?);
+                    return Ok(());
+                }
+                Some(ContactsCommand::Add { username, message }) => (
+                    Request::ContactAdd { username: username.clone(), message: message.clone() },
+                    format!("Contact request sent to {username}."),
+                ),
+                Some(ContactsCommand::Accept { username }) => (
+                    Request::ContactAccept { username: username.clone() },
+                    format!("{username} is now a contact."),
+                ),
+                Some(ContactsCommand::Decline { username }) => (
+                    Request::ContactDecline { username: username.clone() },
+                    format!("Declined {username}'s request."),
+                ),
+                Some(ContactsCommand::Remove { username }) => (
+                    Request::ContactRemove { username: username.clone() },
+                    format!("Removed {username}."),
+                ),
+                Some(ContactsCommand::Block { username }) => (
+                    Request::ContactBlock { username: username.clone() },
+                    format!("Blocked {username}."),
+                ),
+            };
+            client.done(request).await?;
+            out.done(&what);
+        }
+        Command::Status { status } => {
+            let client = logged_in(&args, out).await?;
+            match status {
+                Some(s) => {
+                    let status = Status::parse(s).context("status must be online, away, busy or invisible")?;
+                    client.done(Request::SetStatus { status }).await?;
+                    out.status(status);
+                }
+                None => match client.request(Request::Whoami).await? {
+                    Reply::Me(profile) => out.status(profile.status),
+                    other => out.reply(&other),
+                },
+            }
+        }
+        Command::Profile { display_name, discoverable } => {
+            let client = logged_in(&args, out).await?;
+            client
+                .done(Request::SetProfile { display_name: display_name.clone(), discoverable: *discoverable })
+                .await?;
+            out.reply(&client.request(Request::Whoami).await?);
+        }
+        Command::Send { username, text } => {
+            let client = logged_in(&args, out).await?;
+            let message = client.send_message(username, &text.join(" ")).await?;
+            out.sent(&message);
+        }
+        Command::Inbox { limit, peek } => {
+            let client = logged_in(&args, out).await?;
+            let messages = client.messages(Request::Inbox { limit: Some(*limit) }).await?;
+            out.messages(&messages);
+            if !peek && !messages.is_empty() {
+                let ids = messages.iter().map(|m| m.id).collect();
+                client.done(Request::MarkRead { ids }).await?;
+            }
+        }
+        Command::History { username, limit } => {
+            let client = logged_in(&args, out).await?;
+            let messages = client
+                .messages(Request::History { with: username.clone(), limit: Some(*limit), before: None })
+                .await?;
+            out.messages(&messages);
+        }
+        Command::Online { status, exit_after } => {
+            let mut client = logged_in(&args, out).await?;
+            if let Some(s) = status {
+                let status = Status::parse(s).context("status must be online, away, busy or invisible")?;
+                client.done(Request::SetStatus { status }).await?;
+            }
+            online(&mut client, out, *exit_after).await?;
+        }
+        Command::Trust { forget } => {
+            let home_dir = args.home.clone().or_else(|| dirs::data_dir().map(|d| d.join("peerline")));
+            let home = Home::open(&home_dir.context("set PEERLINE_HOME or --home")?)?;
+            let endpoint = peerline_client::connection::Endpoint::parse(&args.supernode)?;
+            if *forget {
+                let removed = home.forget_fingerprint(&endpoint.host_port())?;
+                out.done(&if removed {
+                    format!("Forgot the pinned certificate of {}; the next connection pins anew.", endpoint.host_port())
+                } else {
+                    format!("No certificate was pinned for {}.", endpoint.host_port())
+                });
+            } else {
+                match home.pinned_fingerprint(&endpoint.host_port())? {
+                    Some(fp) => out.done(&format!(
+                        "{} is pinned to {}",
+                        endpoint.host_port(),
+                        peerline_client::tls::format_fingerprint(&fp)
+                    )),
+                    None => out.done(&format!("No certificate pinned for {} yet.", endpoint.host_port())),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stays connected and prints events until Ctrl-C (or `--exit-after`). Messages shown here are
+/// acknowledged as delivered, so they are not pushed again at the next login.
+async fn online(client: &mut Client, out: &Out, exit_after: Option<u64>) -> anyhow::Result<()> {
+    let me = client.username().unwrap_or_default().to_owned();
+    out.connected(&me);
+    // Pending contact requests are shown once at start.
+    for c in client.contacts().await? {
+        if c.state == peerline_client::wire::ContactState::Incoming {
+            out.event(&Event::ContactRequest { username: c.username, display_name: c.display_name, message: c.message });
+        }
+    }
+    let stop = async {
+        match exit_after {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            event = client.next_event() => {
+                let Some(event) = event else {
+                    return Err(ClientError::Closed(None).into());
+                };
+                if let Event::SessionEnded { reason } = &event {
+                    out.event(&event);
+                    if *reason == EndReason::Shutdown {
+                        return Err(ClientError::Closed(Some(*reason)).into());
+                    }
+                    return Err(ClientError::Closed(Some(*reason)).into());
+                }
+                out.event(&event);
+                if let Event::Message { message } = &event {
+                    if message.to == me {
+                        client.done(Request::AckDelivered { ids: vec![message.id] }).await?;
+                    }
+                }
+            }
+        }
+    }
+}

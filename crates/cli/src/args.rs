@@ -1,0 +1,179 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Peerline: find people, see who is online, send messages. Calls come in a later release.
+///
+/// The password is read from $PEERLINE_PASSWORD, from the first line of standard input with
+/// --password-stdin, or from a prompt; never from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "peerline", version)]
+pub struct Args {
+    /// Supernode URL.
+    #[arg(long, global = true, env = "PEERLINE_SUPERNODE", default_value = "wss://127.0.0.1:7443")]
+    pub supernode: String,
+    /// Directory for this client's device key, pinned certificates and session
+    /// [default: the user's data dir, e.g. ~/.local/share/peerline].
+    #[arg(long, global = true, env = "PEERLINE_HOME")]
+    pub home: Option<PathBuf>,
+    /// Print one JSON document per command (JSON lines for `online`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Verify the supernode against this CA certificate (PEM) instead of pinning it on first use.
+    #[arg(long, global = true, env = "PEERLINE_CA")]
+    pub ca: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account and log this device in.
+    Register {
+        /// 3-32 characters of a-z 0-9 . _ -
+        username: String,
+        /// Name shown to others (up to 64 characters) [default: the username].
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log this device in (later commands reuse the session, no password needed).
+    Login {
+        /// Your username.
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log out and revoke this device's session.
+    Logout,
+    /// Show who this device is logged in as.
+    Whoami,
+    /// Change the password ($PEERLINE_PASSWORD and $PEERLINE_NEW_PASSWORD, two lines of stdin,
+    /// or prompts).
+    Passwd {
+        /// Read the old and the new password from the first two lines of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List this account's devices, or remove one.
+    Devices {
+        /// `remove ID`.
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
+    /// Search the directory by username prefix or display-name substring (at most 20 results).
+    Search {
+        /// At least 2 characters.
+        query: String,
+    },
+    /// List contacts, or add, accept, decline, remove or block one.
+    Contacts {
+        /// Sub-command; none lists contacts.
+        #[command(subcommand)]
+        command: Option<ContactsCommand>,
+    },
+    /// Show or set your presence: online, away, busy, invisible (appear offline).
+    Status {
+        /// The new status.
+        status: Option<String>,
+    },
+    /// Change your display name or whether the directory finds you.
+    Profile {
+        /// New display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Whether directory search may find you (true/false).
+        #[arg(long)]
+        discoverable: Option<bool>,
+    },
+    /// Send an instant message to a contact.
+    Send {
+        /// The contact.
+        username: String,
+        /// The text (words are joined with spaces; at most 4096 bytes).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Show messages you have not read yet, and mark them read.
+    Inbox {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Do not mark them read.
+        #[arg(long)]
+        peek: bool,
+    },
+    /// Show the conversation with a contact, oldest first.
+    History {
+        /// The contact.
+        username: String,
+        /// The newest N messages.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Stay online and print events (messages, presence, contact requests) until Ctrl-C.
+    Online {
+        /// Set this status first.
+        #[arg(long)]
+        status: Option<String>,
+        /// Exit after this many seconds (for scripts).
+        #[arg(long)]
+        exit_after: Option<u64>,
+    },
+    /// Show the pinned certificate of the supernode, or forget it to re-trust a new one.
+    Trust {
+        /// Forget the pin; the next connection pins whatever the supernode presents.
+        #[arg(long)]
+        forget: bool,
+    },
+}
+
+/// `devices` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Revoke a device: its session ends and it must log in again with the password.
+    Remove {
+        /// Device id from `peerline devices`.
+        id: i64,
+    },
+}
+
+/// `contacts` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Ask a user to become a contact.
+    Add {
+        /// The user.
+        username: String,
+        /// A greeting shown with the request.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Accept a pending request.
+    Accept {
+        /// The requester.
+        username: String,
+    },
+    /// Decline a pending request.
+    Decline {
+        /// The requester.
+        username: String,
+    },
+    /// Remove a contact, cancel a request, or lift a block.
+    Remove {
+        /// The user.
+        username: String,
+    },
+    /// Block a user: no more requests or messages from them, and they see you offline.
+    Block {
+        /// The user.
+        username: String,
+    },
+}

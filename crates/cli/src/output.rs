@@ -1,0 +1,235 @@
+//! Everything the CLI prints: human text by default, one JSON document per command with `--json`
+//! (JSON lines for `online`). The JSON shapes are documented in docs/cli.md.
+
+use peerline_client::ClientError;
+use peerline_client::wire::{ChatMessage, Contact, Event, Presence, Reply, Status};
+use serde_json::{Value, json};
+
+/// The printer.
+pub struct Out {
+    json: bool,
+}
+
+fn when(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm), to print UTC times without a
+/// date crate.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn presence_mark(p: Presence) -> &'static str {
+    match p {
+        Presence::Online => "●",
+        Presence::Away => "◐",
+        Presence::Busy => "⊘",
+        Presence::Offline => "○",
+    }
+}
+
+impl Out {
+    /// A printer in the chosen mode.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    fn print_json(&self, value: &impl serde::Serialize) {
+        println!("{}", serde_json::to_string(value).unwrap_or_else(|_| "null".into()));
+    }
+
+    /// An error: to stderr as text, or to stdout as `{"error":{...}}` with `--json`.
+    pub fn error(&self, err: &anyhow::Error) {
+        if self.json {
+            let (code, message) = match err.downcast_ref::<ClientError>() {
+                Some(ClientError::Server(body)) => (
+                    serde_json::to_value(body.code).unwrap_or(Value::Null),
+                    body.message.clone(),
+                ),
+                Some(e @ ClientError::CertificateChanged { .. }) => (json!("certificate_changed"), e.to_string()),
+                Some(e @ ClientError::NotLoggedIn { .. }) => (json!("not_logged_in"), e.to_string()),
+                Some(e @ ClientError::Connect { .. }) => (json!("unreachable"), e.to_string()),
+                _ => (json!("client_error"), format!("{err:#}")),
+            };
+            self.print_json(&json!({"error": {"code": code, "message": message}}));
+        } else {
+            eprintln!("error: {err:#}");
+        }
+    }
+
+    /// A note for people (stderr), never mixed into JSON output.
+    pub fn note(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    /// A command that returns nothing.
+    pub fn done(&self, text: &str) {
+        if self.json {
+            self.print_json(&json!({"ok": true, "message": text}));
+        } else {
+            println!("{text}");
+        }
+    }
+
+    /// After register/login (the token is never printed).
+    pub fn logged_in(&self, reply: &Reply, verb: &str) {
+        if let Reply::LoggedIn { username, display_name, device_id, status, .. } = reply {
+            if self.json {
+                self.print_json(&json!({
+                    "username": username, "display_name": display_name,
+                    "device_id": device_id, "status": status,
+                }));
+            } else {
+                println!("{verb} as {username} ({display_name}), device {device_id}, status {}.", status.as_str());
+            }
+        }
+    }
+
+    /// The status.
+    pub fn status(&self, status: Status) {
+        if self.json {
+            self.print_json(&json!({"status": status}));
+        } else {
+            println!("Status: {}", status.as_str());
+        }
+    }
+
+    /// A contact list.
+    pub fn contacts(&self, contacts: &[Contact]) {
+        if self.json {
+            return self.print_json(&contacts);
+        }
+        if contacts.is_empty() {
+            println!("No contacts yet. Find people with `peerline search NAME`, then `peerline contacts add USER`.");
+        }
+        for c in contacts {
+            let detail = match c.state {
+                peerline_client::wire::ContactState::Accepted => c.presence.as_str().to_owned(),
+                s => s.as_str().to_owned(),
+            };
+            let greeting = c.message.as_deref().map(|m| format!("  \"{m}\"")).unwrap_or_default();
+            println!("{} {:<20} {:<24} {detail}{greeting}", presence_mark(c.presence), c.username, c.display_name);
+        }
+    }
+
+    /// A sent message.
+    pub fn sent(&self, m: &ChatMessage) {
+        if self.json {
+            self.print_json(m);
+        } else {
+            println!("Sent to {} (message {}, {} UTC).", m.to, m.id, when(m.sent_at));
+        }
+    }
+
+    /// A list of messages.
+    pub fn messages(&self, messages: &[ChatMessage]) {
+        if self.json {
+            return self.print_json(&messages);
+        }
+        if messages.is_empty() {
+            println!("No messages.");
+        }
+        for m in messages {
+            let receipt = if m.read_at.is_some() {
+                " ✓✓ read"
+            } else if m.delivered_at.is_some() {
+                " ✓ delivered"
+            } else {
+                ""
+            };
+            println!("[{}] {} → {}: {}{receipt}", when(m.sent_at), m.from, m.to, m.text);
+        }
+    }
+
+    /// Any other reply.
+    pub fn reply(&self, reply: &Reply) {
+        match reply {
+            Reply::Me(p) if !self.json => println!(
+                "{} ({}), device {}, status {}, {}",
+                p.username,
+                p.display_name,
+                p.device_id,
+                p.status.as_str(),
+                if p.discoverable { "discoverable" } else { "hidden from search" }
+            ),
+            Reply::Me(p) => self.print_json(p),
+            Reply::Devices { devices } if self.json => self.print_json(devices),
+            Reply::Devices { devices } => {
+                for d in devices {
+                    println!(
+                        "{:>4}  {:<32} {}{} last login {} UTC  key {}…",
+                        d.id,
+                        d.name,
+                        if d.online { "online" } else { "offline" },
+                        if d.current { " (this device)" } else { "" },
+                        when(d.last_seen_at),
+                        d.public_key.get(..16).unwrap_or(&d.public_key)
+                    );
+                }
+            }
+            Reply::SearchResults { users } if self.json => self.print_json(users),
+            Reply::SearchResults { users } => {
+                if users.is_empty() {
+                    println!("Nobody found.");
+                }
+                for u in users {
+                    println!("{:<24} {}", u.username, u.display_name);
+                }
+            }
+            other => self.print_json(other),
+        }
+    }
+
+    /// `online` started.
+    pub fn connected(&self, username: &str) {
+        if self.json {
+            self.print_json(&json!({"type": "connected", "username": username}));
+        } else {
+            println!("Online as {username}. Ctrl-C to quit.");
+        }
+    }
+
+    /// A pushed event (`online`).
+    pub fn event(&self, event: &Event) {
+        if self.json {
+            return self.print_json(event);
+        }
+        match event {
+            Event::Presence { username, presence } => {
+                println!("{} {username} is {}", presence_mark(*presence), presence.as_str());
+            }
+            Event::ContactRequest { username, display_name, message } => println!(
+                "Contact request from {username} ({display_name}){} — `peerline contacts accept {username}`",
+                message.as_deref().map(|m| format!(": \"{m}\"")).unwrap_or_default()
+            ),
+            Event::ContactAccepted { username } => println!("{username} is now a contact."),
+            Event::ContactRemoved { username } => println!("{username} is no longer a contact."),
+            Event::Message { message: m } => println!("[{}] {} → {}: {}", when(m.sent_at), m.from, m.to, m.text),
+            Event::Receipt { message_id, kind, .. } => println!("message {message_id} {kind:?}"),
+            Event::SessionEnded { reason } => println!("Session ended: {reason:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::when;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(when(0), "1970-01-01 00:00:00");
+        assert_eq!(when(1_795_000_000_000), "2026-11-19 09:46:40");
+    }
+}

@@ -1,0 +1,106 @@
+//! What can go wrong on the client side, with messages that say what to do about it.
+
+use std::path::PathBuf;
+
+use peerline_wire::{EndReason, ErrorBody, ErrorCode};
+
+use crate::home::HomeError;
+use crate::tls::TlsSetupError;
+
+/// A client failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The supernode URL is not `wss://host:port` (or `ws://` on loopback).
+    #[error("invalid supernode URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// TCP connect failed.
+    #[error("cannot reach the supernode at {addr}: {source} (is it running? check --supernode)")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The certificate is not the pinned one.
+    #[error(
+        "the certificate of supernode {host_port} has CHANGED.\n  pinned:    {pinned}\n  presented: {presented}\n\
+         This can mean someone is intercepting the connection. If the operator really replaced the \
+         certificate, compare the new fingerprint with the one the supernode printed at start, then \
+         remove the line for {host_port} from {known_file} (or run `peerline trust --forget`) and connect again."
+    )]
+    CertificateChanged {
+        /// host:port of the supernode.
+        host_port: String,
+        /// Pinned fingerprint.
+        pinned: String,
+        /// Presented fingerprint.
+        presented: String,
+        /// The pins file.
+        known_file: PathBuf,
+    },
+    /// TLS failed for another reason.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// host:port.
+        addr: String,
+        /// What rustls said.
+        reason: String,
+    },
+    /// WebSocket upgrade or transport error.
+    #[error("WebSocket error talking to the supernode: {0}")]
+    WebSocket(String),
+    /// The supernode answered with an error.
+    #[error("{0}")]
+    Server(ErrorBody),
+    /// No answer in time.
+    #[error("the supernode did not answer in time")]
+    TimedOut,
+    /// The connection closed.
+    #[error("connection to the supernode closed{}", .0.map(|r| format!(" ({})", describe_end(r))).unwrap_or_default())]
+    Closed(Option<EndReason>),
+    /// No saved session for this supernode.
+    #[error("not logged in to {url}; run `peerline login USERNAME` first")]
+    NotLoggedIn {
+        /// The supernode.
+        url: String,
+    },
+    /// Home directory trouble.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// TLS configuration trouble.
+    #[error(transparent)]
+    TlsSetup(#[from] TlsSetupError),
+    /// The supernode answered with a reply of the wrong kind.
+    #[error("unexpected reply from the supernode: {0}")]
+    UnexpectedReply(String),
+    /// Too many requests in flight.
+    #[error("too many requests in flight")]
+    Busy,
+}
+
+fn describe_end(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::Shutdown => "the supernode is shutting down",
+        EndReason::DeviceRemoved => "this device was removed from the account",
+        EndReason::LoggedOut => "logged out",
+        EndReason::HeartbeatTimeout => "heartbeat timeout",
+        EndReason::SlowReader => "this client read too slowly",
+        EndReason::ProtocolViolation => "protocol violation",
+        EndReason::PasswordChanged => "the password was changed on another device",
+    }
+}
+
+impl ClientError {
+    /// The server's error code, if this is a server error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Server(body) => Some(body.code),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Accounts, login and devices: `hello`, `register`, `login`, `logout`, `change_password`,
+//! `whoami`, `devices`, `remove_device`, `set_profile`.
+
+use std::time::Instant;
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use peerline_store::NewAccount;
+use peerline_supernode_core::OnlineLogin;
+use peerline_wire::{
+    DeviceInfo, EndReason, ErrorBody, ErrorCode, Login, PROTOCOL_VERSION, Profile, Reply,
+    login_challenge, validate,
+};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::metrics as m;
+use crate::session::{Identity, Session, db};
+use crate::state::now_ms;
+
+/// Longest device name kept.
+const MAX_DEVICE_NAME_CHARS: usize = 64;
+
+fn random_hex32() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let bytes = hex::decode(s).ok()?;
+    bytes.try_into().ok()
+}
+
+impl Session {
+    pub(crate) fn hello(&mut self, version: u32) -> Result<Reply, ErrorBody> {
+        if version != PROTOCOL_VERSION {
+            return Err(ErrorBody::with_message(
+                ErrorCode::UnsupportedVersion,
+                format!("this supernode speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+            ));
+        }
+        let nonce = random_hex32();
+        self.nonce = Some(nonce.clone());
+        Ok(Reply::Hello {
+            version: PROTOCOL_VERSION,
+            server: concat!("peerline-supernode/", env!("CARGO_PKG_VERSION")).into(),
+            nonce,
+            heartbeat_timeout_secs: self.shared.config.limits.heartbeat_timeout_secs,
+        })
+    }
+
+    pub(crate) async fn register(
+        &mut self,
+        username: String,
+        display_name: Option<String>,
+        password: String,
+    ) -> Result<Reply, ErrorBody> {
+        if self.identity.is_some() {
+            return Err(ErrorCode::AlreadyAuthenticated.into());
+        }
+        let username = validate::username(&username)?;
+        let display_name = match display_name.as_deref() {
+            Some(d) => validate::display_name(d)?,
+            None => username.clone(),
+        };
+        validate::password(&password)?;
+        // Registration costs a hash: the same per-address throttle as logins keeps it bounded.
+        let now = Instant::now();
+        self.shared.with_hub(|h| h.check_login("\u{0}register", self.peer.ip(), now))?;
+        if db(self.shared.store.account_by_username(&username).await)?.is_some() {
+            return Err(ErrorCode::UsernameTaken.into());
+        }
+        let password_hash = self.shared.passwords.hash(password).await?;
+        let account = NewAccount { username, display_name, password_hash };
+        let created = db(self.shared.store.create_account(account, now_ms()).await)?;
+        metrics::counter!(m::REGISTRATIONS).increment(1);
+        Ok(Reply::Registered { username: created.username })
+    }
+
+    pub(crate) async fn login(&mut self, login: Login) -> Result<Reply, ErrorBody> {
+        if self.identity.is_some() {
+            return Err(ErrorCode::AlreadyAuthenticated.into());
+        }
+        let method = if login.token.is_some() { "token" } else { "password" };
+        let result = self.login_inner(login).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.code == ErrorCode::LoginThrottled => "throttled",
+            Err(_) => "fail",
+        };
+        metrics::counter!(m::LOGINS, "method" => method, "result" => outcome).increment(1);
+        result
+    }
+
+    async fn login_inner(&mut self, login: Login) -> Result<Reply, ErrorBody> {
+        let store = self.shared.store.clone();
+        let ip = self.peer.ip();
+        // An impossible username cannot exist; saying so reveals nothing.
+        let username = validate::username(&login.username).map_err(|_| ErrorCode::InvalidCredentials)?;
+        self.shared.with_hub(|h| h.check_login(&username, ip, Instant::now()))?;
+
+        // The device proves it holds its key by signing this connection's nonce.
+        let nonce = self.nonce.clone().unwrap_or_default();
+        let key_bytes = parse_hex::<32>(&login.device.public_key)
+            .ok_or_else(|| ErrorBody::with_message(ErrorCode::BadRequest, "device public_key must be 64 hex characters"))?;
+        let sig_bytes = parse_hex::<64>(&login.device.signature)
+            .ok_or_else(|| ErrorBody::with_message(ErrorCode::BadRequest, "device signature must be 128 hex characters"))?;
+        let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| ErrorCode::InvalidDeviceSignature)?;
+        key.verify(&login_challenge(&nonce), &Signature::from_bytes(&sig_bytes))
+            .map_err(|_| ErrorCode::InvalidDeviceSignature)?;
+        let device_name: String = login.device.name.chars().filter(|c| !c.is_control()).take(MAX_DEVICE_NAME_CHARS).collect();
+
+        let now = now_ms();
+        let (account, token, hash, fresh_token) = match (login.password, login.token) {
+            (Some(password), None) => {
+                let account = db(store.account_by_username(&username).await)?;
+                let stored = account.as_ref().map(|a| a.password_hash.clone());
+                // Unknown users are checked against a dummy hash: same answer, same time.
+                if !self.shared.passwords.verify(password, stored).await? {
+                    self.shared.with_hub(|h| h.login_failed(&username, ip, Instant::now()));
+                    return Err(ErrorCode::InvalidCredentials.into());
+                }
+                let account = account.ok_or(ErrorCode::InvalidCredentials)?;
+                let token = random_hex32();
+                let hash = token_hash(&token);
+                (account, token, hash, true)
+            }
+            (None, Some(token)) => {
+                let hash = token_hash(&token);
+                let session = db(store.session(&hash).await)?;
+                let Some(session) = session.filter(|s| s.expires_at > now) else {
+                    self.shared.with_hub(|h| h.login_failed(&username, ip, Instant::now()));
+                    return Err(ErrorCode::InvalidToken.into());
+                };
+                let account = db(store.account_by_id(session.user_id).await)?
+                    .filter(|a| a.username == username)
+                    .ok_or(ErrorCode::InvalidToken)?;
+                // A token only works with the device key it was issued to.
+                let devices = db(store.devices(account.id).await)?;
+                if !devices.iter().any(|d| d.id == session.device_id && d.public_key == key_bytes) {
+                    return Err(ErrorCode::InvalidToken.into());
+                }
+                (account, token, hash, false)
+            }
+            _ => {
+                return Err(ErrorBody::with_message(
+                    ErrorCode::BadRequest,
+                    "login needs exactly one of password and token",
+                ));
+            }
+        };
+        let device = db(store.upsert_device(account.id, &key_bytes, &device_name, now).await)?;
+        if fresh_token {
+            let lifetime = i64::from(self.shared.config.sessions.token_lifetime_days) * 86_400_000;
+            db(store.create_session(&hash, account.id, device.id, now + lifetime).await)?;
+        }
+        let mutual_contacts = db(store.mutual_contacts(account.id).await)?;
+        let online = OnlineLogin {
+            user_id: account.id,
+            username: account.username.clone(),
+            device_id: device.id,
+            status: account.status,
+            mutual_contacts,
+        };
+        let conn = self.conn;
+        let snapshot = self.shared.with_hub(|h| {
+            h.login(conn, online, Instant::now()).then(|| h.presence_snapshot(account.id))
+        });
+        let snapshot = snapshot.ok_or(ErrorCode::ShuttingDown)?;
+        self.identity = Some(Identity {
+            user_id: account.id,
+            username: account.username.clone(),
+            device_id: device.id,
+            token_hash: hash,
+        });
+        self.after.events = snapshot;
+        self.after.push_undelivered = true;
+        Ok(Reply::LoggedIn {
+            username: account.username,
+            display_name: account.display_name,
+            device_id: device.id,
+            token,
+            status: account.status,
+        })
+    }
+
+    pub(crate) async fn logout(&mut self) -> Result<Reply, ErrorBody> {
+        let me = self.me()?;
+        db(self.shared.store.delete_session(&me.token_hash).await)?;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) async fn change_password(
+        &mut self,
+        old_password: String,
+        new_password: String,
+    ) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        validate::password(&new_password)?;
+        let store = self.shared.store.clone();
+        let ip = self.peer.ip();
+        self.shared.with_hub(|h| h.check_login(&me.username, ip, Instant::now()))?;
+        let account = db(store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
+        if !self.shared.passwords.verify(old_password, Some(account.password_hash)).await? {
+            self.shared.with_hub(|h| h.login_failed(&me.username, ip, Instant::now()));
+            return Err(ErrorCode::InvalidCredentials.into());
+        }
+        let hash = self.shared.passwords.hash(new_password).await?;
+        db(store.set_password_hash(me.user_id, &hash).await)?;
+        db(store.delete_sessions_except(me.user_id, Some(&me.token_hash)).await)?;
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.close_user_except(me.user_id, conn, EndReason::PasswordChanged));
+        Ok(Reply::Done)
+    }
+
+    pub(crate) async fn whoami(&mut self) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        let account = db(self.shared.store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
+        Ok(Reply::Me(Profile {
+            username: account.username,
+            display_name: account.display_name,
+            device_id: me.device_id,
+            status: account.status,
+            discoverable: account.discoverable,
+        }))
+    }
+
+    pub(crate) async fn devices(&mut self) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        let devices = db(self.shared.store.devices(me.user_id).await)?;
+        let devices = self.shared.with_hub(|h| {
+            devices
+                .into_iter()
+                .map(|d| DeviceInfo {
+                    online: h.is_device_online(me.user_id, d.id),
+                    current: d.id == me.device_id,
+                    id: d.id,
+                    name: d.name,
+                    public_key: hex::encode(d.public_key),
+                    created_at: d.created_at,
+                    last_seen_at: d.last_seen_at,
+                })
+                .collect()
+        });
+        Ok(Reply::Devices { devices })
+    }
+
+    pub(crate) async fn remove_device(&mut self, device_id: i64) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        if !db(self.shared.store.remove_device(me.user_id, device_id).await)? {
+            return Err(ErrorCode::NoSuchDevice.into());
+        }
+        self.shared.with_hub(|h| h.close_device(me.user_id, device_id, EndReason::DeviceRemoved));
+        Ok(Reply::Done)
+    }
+
+    pub(crate) async fn set_profile(
+        &mut self,
+        display_name: Option<String>,
+        discoverable: Option<bool>,
+    ) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        let display_name = display_name.as_deref().map(validate::display_name).transpose()?;
+        db(self.shared.store.set_profile(me.user_id, display_name.as_deref(), discoverable).await)?;
+        Ok(Reply::Done)
+    }
+}
+

@@ -1,0 +1,199 @@
+//! The supernode's configuration: a TOML file (every field optional, unknown fields refused) with
+//! command-line flags on top. Defaults are safe on the internet.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// Everything an operator can set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the SQLite database and the generated TLS certificate.
+    pub data_dir: PathBuf,
+    /// Where clients connect (TLS WebSocket at `/v1/ws`).
+    pub listen: SocketAddr,
+    /// Where `/healthz` and `/metrics` are served (plain HTTP; keep it private).
+    pub admin_listen: SocketAddr,
+    /// PEM certificate chain. With `tls_key`; without both, a self-signed certificate is made in
+    /// `data_dir/tls/` on first start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the generated self-signed certificate.
+    pub tls_names: Vec<String>,
+    /// Serve plain WebSocket instead of TLS. Only allowed on a loopback address; for tests and
+    /// for running behind a TLS-terminating proxy on the same host.
+    pub insecure_plaintext: bool,
+    /// Limits that protect the supernode from bad or abusive clients.
+    pub limits: Limits,
+    /// Session tokens.
+    pub sessions: Sessions,
+    /// Instant message storage.
+    pub messages: Messages,
+    /// Log filter in `tracing` syntax (`info`, `peerline=debug,warn`); `RUST_LOG` overrides it.
+    pub log: String,
+}
+
+/// Per-connection and per-account limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most simultaneous client connections; more are refused at once.
+    pub max_connections: usize,
+    /// Seconds a client has to finish the TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds from connect to a successful login.
+    pub login_timeout_secs: u64,
+    /// A connection with no request for this many seconds is closed (clients ping well within).
+    pub heartbeat_timeout_secs: u64,
+    /// Sustained requests per second per connection.
+    pub requests_per_second: f64,
+    /// Burst of requests per connection.
+    pub request_burst: f64,
+    /// Directory searches per minute per connection.
+    pub searches_per_minute: f64,
+    /// Contact requests one account may send per 24 hours.
+    pub contact_requests_per_day: f64,
+    /// Frames queued to one connection before it counts as a slow reader and is dropped.
+    pub send_queue_frames: usize,
+    /// Seconds one frame may take to write before the connection is dropped.
+    pub write_timeout_secs: u64,
+    /// Password hashes (Argon2id, about 19 MiB each) computed at once; more logins wait.
+    pub password_hash_concurrency: usize,
+}
+
+/// Session token settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// Days a session token stays valid after a password login.
+    pub token_lifetime_days: u32,
+}
+
+/// Message storage settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Messages {
+    /// Days stored messages are kept; older ones are deleted hourly.
+    pub retention_days: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./peerline-data"),
+            listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            tls_cert: None,
+            tls_key: None,
+            tls_names: Vec::new(),
+            insecure_plaintext: false,
+            limits: Limits::default(),
+            sessions: Sessions::default(),
+            messages: Messages::default(),
+            log: "info".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 200_000,
+            handshake_timeout_secs: 10,
+            login_timeout_secs: 10,
+            heartbeat_timeout_secs: 60,
+            requests_per_second: 20.0,
+            request_burst: 50.0,
+            searches_per_minute: 30.0,
+            contact_requests_per_day: 100.0,
+            send_queue_frames: 256,
+            write_timeout_secs: 10,
+            password_hash_concurrency: 2,
+        }
+    }
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self { token_lifetime_days: 30 }
+    }
+}
+
+impl Default for Messages {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Refuses combinations that would be unsafe or cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.insecure_plaintext && !self.listen.ip().is_loopback() {
+            bail!(
+                "insecure_plaintext is only allowed on a loopback address, not {}; \
+                 remove --insecure-plaintext or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key must be given together");
+        }
+        let l = &self.limits;
+        if l.requests_per_second <= 0.0 || l.request_burst < 1.0 || l.send_queue_frames == 0 {
+            bail!("limits.requests_per_second, request_burst and send_queue_frames must be positive");
+        }
+        if l.heartbeat_timeout_secs < 5 || l.login_timeout_secs == 0 || l.handshake_timeout_secs == 0
+        {
+            bail!("limits: heartbeat_timeout_secs must be at least 5, timeouts must be positive");
+        }
+        if l.password_hash_concurrency == 0 {
+            bail!("limits.password_hash_concurrency must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The heartbeat timeout as a duration.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.heartbeat_timeout_secs)
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("peerline.db")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_config_parses_and_unknown_fields_are_refused() {
+        let example = include_str!("../../../deploy/supernode.toml");
+        let config: Config = toml::from_str(example).unwrap();
+        config.validate().unwrap();
+        let err = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_needs_loopback() {
+        let mut c = Config { insecure_plaintext: true, ..Config::default() };
+        assert!(c.validate().is_err());
+        c.listen = "127.0.0.1:7443".parse().unwrap();
+        assert!(c.validate().is_ok());
+    }
+}

@@ -1,0 +1,24 @@
+//! Metric names, in one place so that dashboards and docs can rely on them.
+
+/// Gauge: client connections open now.
+pub const CONNECTIONS: &str = "peerline_connections";
+/// Gauge: users with at least one logged-in device.
+pub const ONLINE_USERS: &str = "peerline_online_users";
+/// Counter: connections accepted.
+pub const CONNECTIONS_TOTAL: &str = "peerline_connections_total";
+/// Counter: connections refused because of `max_connections`.
+pub const CONNECTIONS_REFUSED: &str = "peerline_connections_refused_total";
+/// Counter, label `method` (password/token) and `result` (ok/fail/throttled): login attempts.
+pub const LOGINS: &str = "peerline_logins_total";
+/// Counter: accounts registered.
+pub const REGISTRATIONS: &str = "peerline_registrations_total";
+/// Counter: instant messages stored.
+pub const MESSAGES: &str = "peerline_messages_stored_total";
+/// Counter, label `code`: requests answered with an error.
+pub const REQUEST_ERRORS: &str = "peerline_request_errors_total";
+/// Counter: frames that could not be decoded.
+pub const BAD_FRAMES: &str = "peerline_bad_frames_total";
+/// Counter: connections dropped because they did not read their frames.
+pub const SLOW_READER_DISCONNECTS: &str = "peerline_slow_reader_disconnects_total";
+/// Counter: requests handled.
+pub const REQUESTS: &str = "peerline_requests_total";

@@ -1,0 +1,222 @@
+//! Binding and serving: the client listener (TLS WebSocket, or plain on loopback when asked),
+//! the admin listener (`/healthz`, `/metrics`), the timer and retention tasks, and graceful
+//! shutdown: stop accepting, tell every client, flush storage, return.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use peerline_store_sqlite::SqliteStore;
+use peerline_supernode_core::{Hub, HubConfig, ThrottleConfig};
+use peerline_wire::{EndReason, MAX_FRAME_BYTES, WS_PATH};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::metrics as m;
+use crate::passwords::Passwords;
+use crate::state::{Shared, now_ms};
+use crate::tls::{TlsIdentity, load_identity};
+
+/// A supernode with its sockets bound, ready to [`Supernode::run`].
+pub struct Supernode {
+    shared: Arc<Shared>,
+    store: Arc<SqliteStore>,
+    client: std::net::TcpListener,
+    admin: std::net::TcpListener,
+    tls: Option<TlsIdentity>,
+}
+
+fn hub_config(config: &Config) -> HubConfig {
+    let l = &config.limits;
+    HubConfig {
+        heartbeat_timeout: Duration::from_secs(l.heartbeat_timeout_secs),
+        login_timeout: Duration::from_secs(l.login_timeout_secs),
+        requests_per_sec: l.requests_per_second,
+        request_burst: l.request_burst,
+        searches_per_minute: l.searches_per_minute,
+        contact_requests_per_day: l.contact_requests_per_day,
+        max_violations: 100,
+        login_per_account: ThrottleConfig::per_account(),
+        login_per_address: ThrottleConfig::per_address(),
+    }
+}
+
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Several supernodes in one test process share the first recorder.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let context = || format!("binding the {what} address {addr} (in use, or needs privileges?)");
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .with_context(context)?;
+    // A restarted supernode must get its port back while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true).with_context(context)?;
+    socket.bind(addr).with_context(context)?;
+    let listener = socket.listen(4096).with_context(context)?;
+    Ok(listener.into_std()?)
+}
+
+impl Supernode {
+    /// Validates the config, opens storage, loads or creates the TLS identity, binds both
+    /// listeners.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let store = Arc::new(
+            SqliteStore::open(&config.database_path())
+                .await
+                .with_context(|| format!("opening database {}", config.database_path().display()))?,
+        );
+        let tls = if config.insecure_plaintext { None } else { Some(load_identity(&config)?) };
+        let client = bind(config.listen, "client")?;
+        let admin = bind(config.admin_listen, "admin")?;
+        let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
+        let hub = Hub::new(hub_config(&config), Instant::now());
+        let _ = prometheus();
+        let shared = Arc::new(Shared::new(config, store.clone(), hub, passwords));
+        Ok(Self { shared, store, client, admin, tls })
+    }
+
+    /// The bound client address.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.shared.config.admin_listen)
+    }
+
+    /// The TLS identity, unless plaintext.
+    pub fn tls(&self) -> Option<&TlsIdentity> {
+        self.tls.as_ref()
+    }
+
+    /// The URL clients use.
+    pub fn client_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.client_addr())
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self { shared, store, client, admin, tls } = self;
+        let app = Router::new().route(WS_PATH, get(ws_upgrade)).with_state(shared.clone());
+        let handle = axum_server::Handle::new();
+        let make = app.into_make_service_with_connect_info::<SocketAddr>();
+        let handshake = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
+        let server = match tls {
+            Some(identity) => {
+                let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(identity.server_config))
+                    .handshake_timeout(handshake);
+                let server = axum_server::from_tcp(client)?.acceptor(acceptor).handle(handle.clone());
+                tokio::spawn(async move { server.serve(make).await })
+            }
+            None => {
+                let server = axum_server::from_tcp(client)?.handle(handle.clone());
+                tokio::spawn(async move { server.serve(make).await })
+            }
+        };
+
+        let admin_app = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics_page))
+            .with_state(shared.clone());
+        let admin_listener = tokio::net::TcpListener::from_std(admin)?;
+        let admin_task = tokio::spawn(async move { axum::serve(admin_listener, admin_app).await });
+
+        let timers = tokio::spawn(timer_loop(shared.clone()));
+        let retention = tokio::spawn(retention_loop(shared.clone()));
+
+        tokio::select! {
+            () = shutdown => info!("shutting down"),
+            result = server => {
+                result.context("client server task")?.context("client server failed")?;
+            }
+        }
+
+        // Stop accepting, tell clients, wait briefly for them to go, flush storage.
+        handle.graceful_shutdown(Some(Duration::from_secs(3)));
+        shared.with_hub(|h| h.close_all(EndReason::Shutdown));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while shared.connection_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        timers.abort();
+        retention.abort();
+        admin_task.abort();
+        store.close().await;
+        info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn ws_upgrade(
+    ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(shared): State<Arc<Shared>>,
+) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_FRAME_BYTES * 4)
+        .on_upgrade(move |socket| crate::connection::serve(shared, socket, peer))
+        .into_response()
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let (connections, online_users) = shared.counts();
+    Json(serde_json::json!({
+        "status": "ok",
+        "connections": connections,
+        "online_users": online_users,
+    }))
+}
+
+async fn metrics_page(State(shared): State<Arc<Shared>>) -> String {
+    let (connections, online_users) = shared.counts();
+    metrics::gauge!(m::CONNECTIONS).set(connections as f64);
+    metrics::gauge!(m::ONLINE_USERS).set(online_users as f64);
+    prometheus().render()
+}
+
+/// Drives the hub's timers (heartbeats, login deadlines).
+async fn timer_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.with_hub(|h| h.handle_timeout(Instant::now()));
+    }
+}
+
+/// Deletes messages older than the retention period, hourly.
+async fn retention_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let keep_ms = i64::from(shared.config.messages.retention_days) * 86_400_000;
+        match shared.store.purge_messages_before(now_ms() - keep_ms).await {
+            Ok(0) => {}
+            Ok(n) => info!(deleted = n, "purged messages past retention"),
+            Err(err) => warn!(error = %err, "message retention purge failed"),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! A connection's protocol session: hello, then login, then requests. Handlers for each request
+//! live in `cmd/`, grouped by topic; this file holds the state they share and the dispatch.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use peerline_store::{StoreError, StoreResult, UserId};
+use peerline_supernode_core::ConnId;
+use peerline_wire::{
+    DeviceId, ErrorBody, ErrorCode, Event, Reply, Request, ServerFrame, encode,
+};
+use tokio::sync::mpsc;
+use tracing::error;
+
+use crate::metrics as m;
+use crate::state::{Outbound, Shared};
+
+/// Who a logged-in connection is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Account id.
+    pub user_id: UserId,
+    /// Canonical username.
+    pub username: String,
+    /// Device id.
+    pub device_id: DeviceId,
+    /// SHA-256 of this session's token (for logout).
+    pub token_hash: [u8; 32],
+}
+
+/// Work to do right after the current reply has been queued.
+#[derive(Debug, Default)]
+pub(crate) struct AfterReply {
+    /// Events to push (presence snapshot, ...).
+    pub events: Vec<Event>,
+    /// Push stored undelivered messages to this device.
+    pub push_undelivered: bool,
+}
+
+/// The protocol state of one connection.
+pub struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) conn: ConnId,
+    pub(crate) peer: SocketAddr,
+    tx: mpsc::Sender<Outbound>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) after: AfterReply,
+}
+
+/// Maps a storage failure to the wire, logging the cause (the client learns only "internal").
+pub(crate) fn db<T>(result: StoreResult<T>) -> Result<T, ErrorBody> {
+    result.map_err(|err| match err {
+        StoreError::UsernameTaken => ErrorBody::new(ErrorCode::UsernameTaken),
+        StoreError::Backend(msg) => {
+            error!(error = %msg, "storage failed");
+            ErrorBody::new(ErrorCode::Internal)
+        }
+    })
+}
+
+impl Session {
+    /// A fresh session for a new connection.
+    pub fn new(shared: Arc<Shared>, conn: ConnId, peer: SocketAddr, tx: mpsc::Sender<Outbound>) -> Self {
+        Self { shared, conn, peer, tx, nonce: None, identity: None, after: AfterReply::default() }
+    }
+
+    /// Queues a frame to this connection; a full queue drops the connection (slow reader).
+    pub fn send(&self, frame: ServerFrame) {
+        if self.tx.try_send(Outbound::Frame(encode(&frame).into())).is_err() {
+            metrics::counter!(m::SLOW_READER_DISCONNECTS).increment(1);
+            self.shared.with_hub(|h| h.close(self.conn, peerline_wire::EndReason::SlowReader));
+        }
+    }
+
+    /// Queues an error answer.
+    pub fn reply_error(&self, id: Option<u64>, error: ErrorBody) {
+        let code = serde_json::to_value(error.code).ok();
+        let code = code.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown").to_owned();
+        metrics::counter!(m::REQUEST_ERRORS, "code" => code).increment(1);
+        self.send(ServerFrame::Error { id, error });
+    }
+
+    /// The logged-in identity, or `not_authenticated`.
+    pub(crate) fn me(&self) -> Result<&Identity, ErrorBody> {
+        self.identity.as_ref().ok_or_else(|| ErrorBody::new(ErrorCode::NotAuthenticated))
+    }
+
+    /// Runs one request.
+    pub async fn handle(&mut self, request: Request) -> Result<Reply, ErrorBody> {
+        match (&self.nonce, &request) {
+            (None, Request::Hello { .. }) => {}
+            (None, _) | (Some(_), Request::Hello { .. }) => {
+                return Err(ErrorBody::new(ErrorCode::HelloRequired));
+            }
+            _ => {}
+        }
+        match request {
+            Request::Hello { version, .. } => self.hello(version),
+            Request::Ping => Ok(Reply::Pong),
+            Request::Register { username, display_name, password } => {
+                self.register(username, display_name, password).await
+            }
+            Request::Login(login) => self.login(login).await,
+            Request::Logout => self.logout().await,
+            Request::ChangePassword { old_password, new_password } => {
+                self.change_password(old_password, new_password).await
+            }
+            Request::Whoami => self.whoami().await,
+            Request::Devices => self.devices().await,
+            Request::RemoveDevice { device_id } => self.remove_device(device_id).await,
+            Request::SetProfile { display_name, discoverable } => {
+                self.set_profile(display_name, discoverable).await
+            }
+            Request::Search { query } => self.search(query).await,
+            Request::Contacts => self.contacts().await,
+            Request::ContactAdd { username, message } => self.contact_add(username, message).await,
+            Request::ContactAccept { username } => self.contact_accept(username).await,
+            Request::ContactDecline { username } => self.contact_decline(username).await,
+            Request::ContactRemove { username } => self.contact_remove(username).await,
+            Request::ContactBlock { username } => self.contact_block(username).await,
+            Request::SetStatus { status } => self.set_status(status).await,
+            Request::SendMessage { to, text } => self.send_message(to, text).await,
+            Request::AckDelivered { ids } => self.ack_delivered(ids).await,
+            Request::MarkRead { ids } => self.mark_read(ids).await,
+            Request::Inbox { limit } => self.inbox(limit).await,
+            Request::History { with, limit, before } => self.history(with, limit, before).await,
+        }
+    }
+
+    /// Pushes what must follow the reply just sent (after login: presence of contacts, then
+    /// messages that waited while this user was offline, in order).
+    pub async fn after_reply(&mut self) {
+        let after = std::mem::take(&mut self.after);
+        for event in after.events {
+            self.send(ServerFrame::Event { event });
+        }
+        if after.push_undelivered {
+            self.push_undelivered().await;
+        }
+    }
+}
