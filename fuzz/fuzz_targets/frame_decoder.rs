@@ -16,22 +16,37 @@ fn check_error(data: &[u8], err: &DecodeError) {
         data.len() > MAX_FRAME_BYTES,
         "TooLarge must mean exactly: over the frame limit"
     );
-    let answer = encode(&ServerFrame::Error { id: err.request_id(), error: err.to_error_body() });
-    assert!(answer.len() < 2048, "error answer of {} bytes", answer.len());
+    let answer = encode(&ServerFrame::Error {
+        id: err.request_id(),
+        error: err.to_error_body(),
+    });
+    assert!(
+        answer.len() < 2048,
+        "error answer of {} bytes",
+        answer.len()
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
     match decode_client_frame(data) {
         Ok(frame) => {
             let again = decode_client_frame(encode(&frame).as_bytes());
-            assert_eq!(again.as_ref(), Ok(&frame), "client frame does not round-trip");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&frame),
+                "client frame does not round-trip"
+            );
         }
         Err(err) => check_error(data, &err),
     }
     match decode_server_frame(data) {
         Ok(frame) => {
             let again = decode_server_frame(encode(&frame).as_bytes());
-            assert_eq!(again.as_ref(), Ok(&frame), "server frame does not round-trip");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&frame),
+                "server frame does not round-trip"
+            );
         }
         Err(err) => check_error(data, &err),
     }

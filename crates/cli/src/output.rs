@@ -14,7 +14,12 @@ fn when(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm), to print UTC times without a
@@ -47,7 +52,10 @@ impl Out {
     }
 
     fn print_json(&self, value: &impl serde::Serialize) {
-        println!("{}", serde_json::to_string(value).unwrap_or_else(|_| "null".into()));
+        println!(
+            "{}",
+            serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+        );
     }
 
     /// An error: to stderr as text, or to stdout as `{"error":{...}}` with `--json`.
@@ -58,8 +66,12 @@ impl Out {
                     serde_json::to_value(body.code).unwrap_or(Value::Null),
                     body.message.clone(),
                 ),
-                Some(e @ ClientError::CertificateChanged { .. }) => (json!("certificate_changed"), e.to_string()),
-                Some(e @ ClientError::NotLoggedIn { .. }) => (json!("not_logged_in"), e.to_string()),
+                Some(e @ ClientError::CertificateChanged { .. }) => {
+                    (json!("certificate_changed"), e.to_string())
+                }
+                Some(e @ ClientError::NotLoggedIn { .. }) => {
+                    (json!("not_logged_in"), e.to_string())
+                }
                 Some(e @ ClientError::Connect { .. }) => (json!("unreachable"), e.to_string()),
                 _ => (json!("client_error"), format!("{err:#}")),
             };
@@ -85,14 +97,24 @@ impl Out {
 
     /// After register/login (the token is never printed).
     pub fn logged_in(&self, reply: &Reply, verb: &str) {
-        if let Reply::LoggedIn { username, display_name, device_id, status, .. } = reply {
+        if let Reply::LoggedIn {
+            username,
+            display_name,
+            device_id,
+            status,
+            ..
+        } = reply
+        {
             if self.json {
                 self.print_json(&json!({
                     "username": username, "display_name": display_name,
                     "device_id": device_id, "status": status,
                 }));
             } else {
-                println!("{verb} as {username} ({display_name}), device {device_id}, status {}.", status.as_str());
+                println!(
+                    "{verb} as {username} ({display_name}), device {device_id}, status {}.",
+                    status.as_str()
+                );
             }
         }
     }
@@ -112,15 +134,26 @@ impl Out {
             return self.print_json(&contacts);
         }
         if contacts.is_empty() {
-            println!("No contacts yet. Find people with `peerline search NAME`, then `peerline contacts add USER`.");
+            println!(
+                "No contacts yet. Find people with `peerline search NAME`, then `peerline contacts add USER`."
+            );
         }
         for c in contacts {
             let detail = match c.state {
                 peerline_client::wire::ContactState::Accepted => c.presence.as_str().to_owned(),
                 s => s.as_str().to_owned(),
             };
-            let greeting = c.message.as_deref().map(|m| format!("  \"{m}\"")).unwrap_or_default();
-            println!("{} {:<20} {:<24} {detail}{greeting}", presence_mark(c.presence), c.username, c.display_name);
+            let greeting = c
+                .message
+                .as_deref()
+                .map(|m| format!("  \"{m}\""))
+                .unwrap_or_default();
+            println!(
+                "{} {:<20} {:<24} {detail}{greeting}",
+                presence_mark(c.presence),
+                c.username,
+                c.display_name
+            );
         }
     }
 
@@ -129,7 +162,12 @@ impl Out {
         if self.json {
             self.print_json(m);
         } else {
-            println!("Sent to {} (message {}, {} UTC).", m.to, m.id, when(m.sent_at));
+            println!(
+                "Sent to {} (message {}, {} UTC).",
+                m.to,
+                m.id,
+                when(m.sent_at)
+            );
         }
     }
 
@@ -149,7 +187,13 @@ impl Out {
             } else {
                 ""
             };
-            println!("[{}] {} → {}: {}{receipt}", when(m.sent_at), m.from, m.to, m.text);
+            println!(
+                "[{}] {} → {}: {}{receipt}",
+                when(m.sent_at),
+                m.from,
+                m.to,
+                m.text
+            );
         }
     }
 
@@ -162,7 +206,11 @@ impl Out {
                 p.display_name,
                 p.device_id,
                 p.status.as_str(),
-                if p.discoverable { "discoverable" } else { "hidden from search" }
+                if p.discoverable {
+                    "discoverable"
+                } else {
+                    "hidden from search"
+                }
             ),
             Reply::Me(p) => self.print_json(p),
             Reply::Devices { devices } if self.json => self.print_json(devices),
@@ -208,16 +256,31 @@ impl Out {
         }
         match event {
             Event::Presence { username, presence } => {
-                println!("{} {username} is {}", presence_mark(*presence), presence.as_str());
+                println!(
+                    "{} {username} is {}",
+                    presence_mark(*presence),
+                    presence.as_str()
+                );
             }
-            Event::ContactRequest { username, display_name, message } => println!(
+            Event::ContactRequest {
+                username,
+                display_name,
+                message,
+            } => println!(
                 "Contact request from {username} ({display_name}){} — `peerline contacts accept {username}`",
-                message.as_deref().map(|m| format!(": \"{m}\"")).unwrap_or_default()
+                message
+                    .as_deref()
+                    .map(|m| format!(": \"{m}\""))
+                    .unwrap_or_default()
             ),
             Event::ContactAccepted { username } => println!("{username} is now a contact."),
             Event::ContactRemoved { username } => println!("{username} is no longer a contact."),
-            Event::Message { message: m } => println!("[{}] {} → {}: {}", when(m.sent_at), m.from, m.to, m.text),
-            Event::Receipt { message_id, kind, .. } => println!("message {message_id} {kind:?}"),
+            Event::Message { message: m } => {
+                println!("[{}] {} → {}: {}", when(m.sent_at), m.from, m.to, m.text)
+            }
+            Event::Receipt {
+                message_id, kind, ..
+            } => println!("message {message_id} {kind:?}"),
             Event::SessionEnded { reason } => println!("Session ended: {reason:?}"),
         }
     }
@@ -230,6 +293,8 @@ mod tests {
     #[test]
     fn utc_times() {
         assert_eq!(when(0), "1970-01-01 00:00:00");
-        assert_eq!(when(1_795_000_000_000), "2026-11-19 09:46:40");
+        // Reference values from `date -u -d @SECONDS`.
+        assert_eq!(when(1_795_000_000_000), "2026-11-18 11:06:40");
+        assert_eq!(when(951_782_400_000), "2000-02-29 00:00:00");
     }
 }

@@ -42,10 +42,15 @@ impl Client {
         let endpoint = Endpoint::parse(&options.url)?;
         let host_port = endpoint.host_port();
         let trust = match &options.ca_file {
-            Some(ca_file) => Trust::Ca { ca_file: ca_file.clone() },
-            None => Trust::Pin { expected: home.pinned_fingerprint(&host_port)? },
+            Some(ca_file) => Trust::Ca {
+                ca_file: ca_file.clone(),
+            },
+            None => Trust::Pin {
+                expected: home.pinned_fingerprint(&host_port)?,
+            },
         };
-        let (conn, presented) = Connection::connect(&endpoint, &trust, &home.known_supernodes_path()).await?;
+        let (conn, presented) =
+            Connection::connect(&endpoint, &trust, &home.known_supernodes_path()).await?;
         let mut newly_pinned = None;
         if let (Trust::Pin { expected: None }, Some(fp)) = (&trust, presented.fingerprint) {
             home.pin_fingerprint(&host_port, &fp)?;
@@ -123,7 +128,11 @@ impl Client {
     }
 
     /// Logs in with a password and saves the session token for password-free reconnects.
-    pub async fn login_with_password(&mut self, username: &str, password: &str) -> Result<Reply, ClientError> {
+    pub async fn login_with_password(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> Result<Reply, ClientError> {
         let login = Login {
             username: username.to_owned(),
             password: Some(password.to_owned()),
@@ -141,7 +150,9 @@ impl Client {
         let saved = self
             .home
             .session(&self.url)?
-            .ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone() })?;
+            .ok_or_else(|| ClientError::NotLoggedIn {
+                url: self.url.clone(),
+            })?;
         let login = Login {
             username: saved.username.clone(),
             password: None,
@@ -155,17 +166,29 @@ impl Client {
             }
             Err(err) if err.code() == Some(ErrorCode::InvalidToken) => {
                 self.home.clear_session(&self.url)?;
-                Err(ClientError::NotLoggedIn { url: self.url.clone() })
+                Err(ClientError::NotLoggedIn {
+                    url: self.url.clone(),
+                })
             }
             Err(err) => Err(err),
         }
     }
 
     fn remember(&mut self, reply: &Reply) -> Result<(), ClientError> {
-        if let Reply::LoggedIn { username, token, device_id, .. } = reply {
+        if let Reply::LoggedIn {
+            username,
+            token,
+            device_id,
+            ..
+        } = reply
+        {
             self.home.save_session(
                 &self.url,
-                &SavedSession { username: username.clone(), token: token.clone(), device_id: *device_id },
+                &SavedSession {
+                    username: username.clone(),
+                    token: token.clone(),
+                    device_id: *device_id,
+                },
             )?;
             self.username = Some(username.clone());
         }
@@ -189,7 +212,13 @@ impl Client {
 
     /// Sends an instant message; returns it as stored.
     pub async fn send_message(&self, to: &str, text: &str) -> Result<ChatMessage, ClientError> {
-        match self.request(Request::SendMessage { to: to.to_owned(), text: text.to_owned() }).await? {
+        match self
+            .request(Request::SendMessage {
+                to: to.to_owned(),
+                text: text.to_owned(),
+            })
+            .await?
+        {
             Reply::MessageSent { message } => Ok(message),
             other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
         }

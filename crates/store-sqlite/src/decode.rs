@@ -24,7 +24,8 @@ pub(crate) fn column<'r, T>(row: &'r SqliteRow, table: &str, name: &str) -> Resu
 where
     T: Decode<'r, Sqlite> + Type<Sqlite>,
 {
-    row.try_get(name).map_err(|e| corrupt(format!("{table}.{name}: {e}")))
+    row.try_get(name)
+        .map_err(|e| corrupt(format!("{table}.{name}: {e}")))
 }
 
 /// A 32-byte key or hash stored as a BLOB.
@@ -94,4 +95,3 @@ pub(crate) fn message(row: &SqliteRow) -> Result<StoredMessage, StoreError> {
         read_at: column(row, "messages", "read_at")?,
     })
 }
-

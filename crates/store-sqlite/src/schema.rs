@@ -2,9 +2,9 @@
 
 use std::borrow::Cow;
 
+use sqlx::SqlSafeStr;
 use sqlx::SqlitePool;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
-use sqlx::SqlSafeStr;
 
 /// Every migration, oldest first: (version, description, SQL). A released migration is never
 /// edited (its checksum is recorded in the database); changes go into a new file.

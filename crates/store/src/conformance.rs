@@ -1,1 +1,1626 @@
-//! conformance placeholder
+//! The shared conformance suite: the contract of [`Store`], as test functions every backend runs
+//! against itself.
+//!
+//! Each `pub async fn` here takes a fresh, empty store and panics with a message naming the
+//! broken promise. A backend runs them all either with [`store_conformance_tests!`] (one
+//! `#[tokio::test]` per function, so failures are reported one by one) or with [`run_all`]:
+//!
+//! ```ignore
+//! async fn fresh() -> (SqliteStore, tempfile::TempDir) { /* open a store in a new temp dir */ }
+//! peerline_store::store_conformance_tests!(fresh);
+//! ```
+//!
+//! [`store_conformance_tests!`]: crate::store_conformance_tests
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::future::Future;
+
+use crate::{
+    Account, ContactEntry, ContactRow, ContactState, MessageId, NewAccount, Status, Store,
+    StoreError, StoredMessage, TimestampMs, UserHit, UserId,
+};
+
+/// Calls `$callback!` (a macro of this crate) with `$args` followed by `;` and the name of every
+/// test function in the suite: the one list of tests, so the macro and [`run_all`] cannot differ.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_conformance_tests {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $crate::$callback! { $($args)* ;
+            create_account_and_look_up,
+            username_unique_regardless_of_case,
+            set_password_hash_replaces_hash,
+            set_status_round_trips,
+            set_profile_updates_only_given_fields,
+            upsert_device_same_key_updates_device,
+            upsert_device_new_key_adds_device,
+            upsert_device_same_key_other_user_is_separate,
+            devices_oldest_first,
+            remove_device_deletes_its_sessions,
+            remove_device_unknown_or_foreign_is_false,
+            sessions_create_find_delete,
+            delete_sessions_except_keeps_one,
+            contact_pair_write_read_delete,
+            contacts_ordered_by_username_with_names,
+            mutual_contacts_only_both_accepted,
+            search_by_username_prefix,
+            search_display_name_substring_ignores_case,
+            search_filters_orders_and_limits,
+            search_treats_wildcards_literally,
+            store_message_ids_increase,
+            message_ids_not_reused_after_purge,
+            undelivered_oldest_first_with_limit,
+            mark_delivered_returns_only_newly_delivered,
+            mark_read_returns_only_newly_read,
+            unread_oldest_first_with_limit,
+            history_both_directions_with_paging,
+            purge_messages_before_cutoff,
+        }
+    };
+}
+
+/// Defines one `#[tokio::test]` per conformance test function, each on a fresh store.
+///
+/// `$make` names an `async fn() -> (S, G)` where `S: Store` is a fresh, empty store and `G` is
+/// anything that must outlive it (a temp dir, a container handle; `()` if nothing). The calling
+/// crate needs `tokio` (with the `macros` and `rt` features) as a dev-dependency.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:path) => {
+        $crate::__with_conformance_tests!(__conformance_test_fns!($make));
+    };
+}
+
+/// Expands to the `#[tokio::test]` functions of [`store_conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test_fns {
+    ($make:path ; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $name() {
+                let (store, guard) = $make().await;
+                $crate::conformance::$name(&store).await;
+                drop(store);
+                drop(guard);
+            }
+        )*
+    };
+}
+
+/// Expands to the body of [`run_all`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_run_all {
+    ($make:ident ; $($name:ident),* $(,)?) => {
+        $(
+            {
+                let (store, guard) = $make().await;
+                $crate::conformance::$name(&store).await;
+                drop(store);
+                drop(guard);
+            }
+        )*
+    };
+}
+
+/// Runs every test of the suite in turn, each on a fresh store from `make`.
+///
+/// `make` returns the store and a guard that must outlive it (a temp dir; `()` if nothing). Panics
+/// at the first broken contract. Prefer [`store_conformance_tests!`](crate::store_conformance_tests),
+/// which reports each test separately.
+pub async fn run_all<F, Fut, S, G>(mut make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (S, G)>,
+    S: Store,
+{
+    __with_conformance_tests!(__conformance_run_all!(make));
+}
+
+// ---- helpers ----
+
+/// A time that is plainly not "now", so a backend that reads the clock gets caught.
+const T0: TimestampMs = 1_000_000;
+
+fn new_account(username: &str, display_name: &str) -> NewAccount {
+    NewAccount {
+        username: username.to_owned(),
+        display_name: display_name.to_owned(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{username}"),
+    }
+}
+
+async fn account(store: &dyn Store, username: &str, display_name: &str) -> Account {
+    store
+        .create_account(new_account(username, display_name), T0)
+        .await
+        .unwrap_or_else(|e| panic!("create_account({username:?}) failed: {e}"))
+}
+
+async fn reload(store: &dyn Store, id: UserId) -> Account {
+    store
+        .account_by_id(id)
+        .await
+        .unwrap_or_else(|e| panic!("account_by_id({id}) failed: {e}"))
+        .unwrap_or_else(|| panic!("account_by_id({id}) found nothing for an existing account"))
+}
+
+async fn send(
+    store: &dyn Store,
+    from: UserId,
+    to: UserId,
+    text: &str,
+    now: TimestampMs,
+) -> StoredMessage {
+    store
+        .store_message(from, to, text, now)
+        .await
+        .unwrap_or_else(|e| panic!("store_message({from} -> {to}, {text:?}) failed: {e}"))
+}
+
+async fn search(store: &dyn Store, query: &str, exclude: UserId, limit: u32) -> Vec<String> {
+    store
+        .search(query, exclude, limit)
+        .await
+        .unwrap_or_else(|e| panic!("search({query:?}) failed: {e}"))
+        .into_iter()
+        .map(|hit| hit.username)
+        .collect()
+}
+
+fn ids(messages: &[StoredMessage]) -> Vec<MessageId> {
+    messages.iter().map(|m| m.id).collect()
+}
+
+fn sorted(mut ids: Vec<MessageId>) -> Vec<MessageId> {
+    ids.sort_unstable();
+    ids
+}
+
+/// An id no account has: larger than every id handed out.
+fn unknown_user(accounts: &[&Account]) -> UserId {
+    accounts.iter().map(|a| a.id).max().unwrap_or(0) + 1000
+}
+
+// ---- accounts ----
+
+/// `create_account` returns the stored account (online and discoverable by default), and both
+/// lookups find exactly it; unknown names and ids find nothing.
+pub async fn create_account_and_look_up(store: &dyn Store) {
+    let bob = store
+        .create_account(new_account("bob", "Bob Builder"), T0)
+        .await
+        .expect("create_account(\"bob\") on an empty store");
+    assert_eq!(bob.username, "bob", "created account's username");
+    assert_eq!(
+        bob.display_name, "Bob Builder",
+        "created account's display name"
+    );
+    assert_eq!(
+        bob.password_hash,
+        new_account("bob", "").password_hash,
+        "created password hash"
+    );
+    assert_eq!(bob.created_at, T0, "created_at must be the `now` passed in");
+    assert_eq!(
+        bob.status,
+        Status::Online,
+        "a new account's status is online"
+    );
+    assert!(bob.discoverable, "a new account is discoverable");
+
+    let by_name = store
+        .account_by_username("bob")
+        .await
+        .expect("account_by_username");
+    assert_eq!(
+        by_name.as_ref(),
+        Some(&bob),
+        "account_by_username(\"bob\") finds the account"
+    );
+    assert_eq!(
+        reload(store, bob.id).await,
+        bob,
+        "account_by_id finds the same account"
+    );
+
+    let carol = account(store, "carol", "Carol").await;
+    assert_ne!(carol.id, bob.id, "two accounts have distinct ids");
+    assert_eq!(reload(store, carol.id).await, carol);
+    assert_eq!(
+        reload(store, bob.id).await,
+        bob,
+        "creating carol left bob unchanged"
+    );
+
+    assert_eq!(
+        store.account_by_username("nobody").await.expect("lookup"),
+        None
+    );
+    assert_eq!(
+        store.account_by_username("bo").await.expect("lookup"),
+        None,
+        "no prefix match"
+    );
+    let unknown = unknown_user(&[&bob, &carol]);
+    assert_eq!(
+        store.account_by_id(unknown).await.expect("lookup"),
+        None,
+        "unknown id"
+    );
+}
+
+/// A second account with an existing username, in any letter case, is `UsernameTaken` and
+/// changes nothing.
+pub async fn username_unique_regardless_of_case(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    for name in ["alice", "ALICE", "Alice", "aLiCe"] {
+        match store
+            .create_account(new_account(name, "Impostor"), T0 + 1)
+            .await
+        {
+            Err(StoreError::UsernameTaken) => {}
+            other => panic!(
+                "create_account({name:?}) after \"alice\" exists must fail with UsernameTaken, \
+                 got {other:?}"
+            ),
+        }
+    }
+    assert_eq!(
+        store.account_by_username("alice").await.expect("lookup"),
+        Some(alice.clone()),
+        "rejected duplicates must not change the existing account"
+    );
+    let other = account(store, "alice2", "Alice Two").await;
+    assert_ne!(other.id, alice.id, "a different name is still free");
+}
+
+/// `set_password_hash` replaces the hash of that account only.
+pub async fn set_password_hash_replaces_hash(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    store
+        .set_password_hash(alice.id, "$argon2id$new")
+        .await
+        .expect("set_password_hash");
+    let reloaded = reload(store, alice.id).await;
+    assert_eq!(
+        reloaded.password_hash, "$argon2id$new",
+        "password hash after set_password_hash"
+    );
+    assert_eq!(
+        reloaded,
+        Account {
+            password_hash: "$argon2id$new".into(),
+            ..alice
+        }
+    );
+    assert_eq!(
+        reload(store, bob.id).await,
+        bob,
+        "another account's hash is untouched"
+    );
+}
+
+/// Every status survives a write and a read, and only for that account.
+pub async fn set_status_round_trips(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    for status in [
+        Status::Away,
+        Status::Busy,
+        Status::Invisible,
+        Status::Online,
+        Status::Busy,
+    ] {
+        store
+            .set_status(alice.id, status)
+            .await
+            .expect("set_status");
+        assert_eq!(
+            reload(store, alice.id).await.status,
+            status,
+            "status after set_status"
+        );
+        let by_name = store
+            .account_by_username("alice")
+            .await
+            .expect("lookup")
+            .expect("alice");
+        assert_eq!(
+            by_name.status, status,
+            "account_by_username sees the status too"
+        );
+    }
+    assert_eq!(
+        reload(store, bob.id).await.status,
+        Status::Online,
+        "bob's status is untouched"
+    );
+}
+
+/// `set_profile` changes the fields given and keeps the others; search follows the new name.
+pub async fn set_profile_updates_only_given_fields(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice Liddell").await;
+    let bob = account(store, "bob", "Bob").await;
+
+    store
+        .set_profile(alice.id, Some("Queen Alice"), None)
+        .await
+        .expect("set_profile name");
+    let a = reload(store, alice.id).await;
+    assert_eq!(
+        a.display_name, "Queen Alice",
+        "display name after set_profile(Some, None)"
+    );
+    assert!(
+        a.discoverable,
+        "set_profile(Some(name), None) must keep discoverable"
+    );
+
+    store
+        .set_profile(alice.id, None, Some(false))
+        .await
+        .expect("set_profile discoverable");
+    let a = reload(store, alice.id).await;
+    assert!(
+        !a.discoverable,
+        "discoverable after set_profile(None, Some(false))"
+    );
+    assert_eq!(
+        a.display_name, "Queen Alice",
+        "set_profile(None, Some) must keep the name"
+    );
+
+    store
+        .set_profile(alice.id, None, None)
+        .await
+        .expect("set_profile(None, None)");
+    assert_eq!(
+        reload(store, alice.id).await,
+        a,
+        "set_profile(None, None) changes nothing"
+    );
+
+    store
+        .set_profile(alice.id, Some("Alice L."), Some(true))
+        .await
+        .expect("set_profile both");
+    let a = reload(store, alice.id).await;
+    assert_eq!(
+        (a.display_name.as_str(), a.discoverable),
+        ("Alice L.", true),
+        "both fields set"
+    );
+    assert_eq!(
+        a,
+        Account {
+            display_name: "Alice L.".into(),
+            ..alice.clone()
+        },
+        "set_profile touches nothing else"
+    );
+    assert_eq!(
+        reload(store, bob.id).await,
+        bob,
+        "another account is untouched"
+    );
+
+    // Search matches the current display name, not an old one.
+    assert_eq!(
+        search(store, "l.", bob.id, 10).await,
+        ["alice"],
+        "search by the new name"
+    );
+    assert!(
+        search(store, "liddell", bob.id, 10).await.is_empty(),
+        "old name must not match"
+    );
+    assert!(
+        search(store, "queen", bob.id, 10).await.is_empty(),
+        "old name must not match"
+    );
+}
+
+// ---- devices and sessions ----
+
+/// Upserting a key the account already has keeps the device id and creation time and updates
+/// the name and last-seen time.
+pub async fn upsert_device_same_key_updates_device(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let key = [7u8; 32];
+    let first = store
+        .upsert_device(alice.id, &key, "laptop", T0 + 10)
+        .await
+        .expect("upsert");
+    assert_eq!(first.user_id, alice.id, "device owner");
+    assert_eq!(first.public_key, key, "device key");
+    assert_eq!(first.name, "laptop", "device name");
+    assert_eq!(
+        (first.created_at, first.last_seen_at),
+        (T0 + 10, T0 + 10),
+        "device times"
+    );
+
+    let again = store
+        .upsert_device(alice.id, &key, "work laptop", T0 + 99)
+        .await
+        .expect("upsert");
+    assert_eq!(
+        again.id, first.id,
+        "the same key for the same account is the same device"
+    );
+    assert_eq!(again.name, "work laptop", "upsert updates the name");
+    assert_eq!(again.last_seen_at, T0 + 99, "upsert updates last_seen_at");
+    assert_eq!(again.created_at, T0 + 10, "upsert keeps created_at");
+    assert_eq!(again.public_key, key);
+    assert_eq!(
+        store.devices(alice.id).await.expect("devices"),
+        [again],
+        "one device, updated"
+    );
+}
+
+/// A key the account does not have yet is a new device.
+pub async fn upsert_device_new_key_adds_device(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let laptop = store
+        .upsert_device(alice.id, &[1; 32], "laptop", T0)
+        .await
+        .expect("upsert");
+    let phone = store
+        .upsert_device(alice.id, &[2; 32], "laptop", T0 + 1)
+        .await
+        .expect("upsert");
+    assert_ne!(
+        phone.id, laptop.id,
+        "a different key is a different device, even with one name"
+    );
+    assert_eq!(phone.public_key, [2; 32]);
+    assert_eq!(
+        store.devices(alice.id).await.expect("devices"),
+        [laptop, phone]
+    );
+}
+
+/// The same key registered by two accounts makes two devices, one per account.
+pub async fn upsert_device_same_key_other_user_is_separate(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let key = [9u8; 32];
+    let hers = store
+        .upsert_device(alice.id, &key, "shared", T0)
+        .await
+        .expect("upsert");
+    let his = store
+        .upsert_device(bob.id, &key, "shared too", T0 + 5)
+        .await
+        .expect("upsert");
+    assert_ne!(
+        his.id, hers.id,
+        "the same key under another account is a separate device"
+    );
+    assert_eq!(his.user_id, bob.id, "bob's device belongs to bob");
+    assert_eq!(
+        store.devices(alice.id).await.expect("devices"),
+        [hers],
+        "alice's device unchanged"
+    );
+    assert_eq!(store.devices(bob.id).await.expect("devices"), [his]);
+}
+
+/// `devices` lists the account's devices only, oldest first, and re-upserting an old device
+/// does not move it.
+pub async fn devices_oldest_first(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    assert!(
+        store.devices(alice.id).await.expect("devices").is_empty(),
+        "no devices yet"
+    );
+    let first = store
+        .upsert_device(alice.id, &[1; 32], "a", T0 + 10)
+        .await
+        .expect("upsert");
+    store
+        .upsert_device(bob.id, &[4; 32], "bob's", T0 + 15)
+        .await
+        .expect("upsert");
+    let b = store
+        .upsert_device(alice.id, &[2; 32], "b", T0 + 20)
+        .await
+        .expect("upsert");
+    let c = store
+        .upsert_device(alice.id, &[3; 32], "c", T0 + 30)
+        .await
+        .expect("upsert");
+    let a = store
+        .upsert_device(alice.id, &[1; 32], "a2", T0 + 40)
+        .await
+        .expect("upsert");
+    assert_eq!(a.id, first.id, "re-upsert keeps the device");
+    assert_eq!(
+        store.devices(alice.id).await.expect("devices"),
+        [a, b, c],
+        "devices oldest first (by first login), other accounts' devices excluded"
+    );
+}
+
+/// Removing a device deletes its sessions and no others.
+pub async fn remove_device_deletes_its_sessions(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let laptop = store
+        .upsert_device(alice.id, &[1; 32], "laptop", T0)
+        .await
+        .expect("upsert");
+    let phone = store
+        .upsert_device(alice.id, &[2; 32], "phone", T0)
+        .await
+        .expect("upsert");
+    let expires = T0 + 1_000_000;
+    store
+        .create_session(&[0xa1; 32], alice.id, laptop.id, expires)
+        .await
+        .expect("session");
+    store
+        .create_session(&[0xa2; 32], alice.id, laptop.id, expires)
+        .await
+        .expect("session");
+    store
+        .create_session(&[0xb1; 32], alice.id, phone.id, expires)
+        .await
+        .expect("session");
+
+    assert!(
+        store
+            .remove_device(alice.id, laptop.id)
+            .await
+            .expect("remove_device"),
+        "removed"
+    );
+    assert_eq!(store.devices(alice.id).await.expect("devices"), [phone]);
+    for hash in [[0xa1; 32], [0xa2; 32]] {
+        assert_eq!(
+            store.session(&hash).await.expect("session"),
+            None,
+            "a removed device's sessions are deleted"
+        );
+    }
+    assert!(
+        store.session(&[0xb1; 32]).await.expect("session").is_some(),
+        "another device's session survives"
+    );
+    assert!(
+        !store
+            .remove_device(alice.id, laptop.id)
+            .await
+            .expect("remove_device"),
+        "removing it again finds nothing"
+    );
+}
+
+/// Removing an unknown device, or another account's, returns `false` and deletes nothing.
+pub async fn remove_device_unknown_or_foreign_is_false(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let his = store
+        .upsert_device(bob.id, &[5; 32], "bob's", T0)
+        .await
+        .expect("upsert");
+    store
+        .create_session(&[0x55; 32], bob.id, his.id, T0 + 1000)
+        .await
+        .expect("session");
+
+    assert!(
+        !store
+            .remove_device(alice.id, his.id)
+            .await
+            .expect("remove_device"),
+        "alice cannot remove bob's device"
+    );
+    let his_id = his.id;
+    assert_eq!(
+        store.devices(bob.id).await.expect("devices"),
+        [his],
+        "bob's device stays"
+    );
+    assert!(
+        store.session(&[0x55; 32]).await.expect("session").is_some(),
+        "bob's session stays"
+    );
+    assert!(
+        !store
+            .remove_device(alice.id, his_id + 1000)
+            .await
+            .expect("remove_device"),
+        "an unknown device id is false"
+    );
+}
+
+/// Sessions are found by token hash (expired ones too) until deleted.
+pub async fn sessions_create_find_delete(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let laptop = store
+        .upsert_device(alice.id, &[1; 32], "laptop", T0)
+        .await
+        .expect("upsert");
+    let live = [0x11; 32];
+    let expired = [0x22; 32];
+    store
+        .create_session(&live, alice.id, laptop.id, T0 + 5000)
+        .await
+        .expect("create_session");
+    store
+        .create_session(&expired, alice.id, laptop.id, T0 - 1)
+        .await
+        .expect("create_session");
+
+    let found = store
+        .session(&live)
+        .await
+        .expect("session")
+        .expect("the session just created");
+    assert_eq!(
+        (found.user_id, found.device_id, found.expires_at),
+        (alice.id, laptop.id, T0 + 5000),
+        "session record"
+    );
+    let old = store.session(&expired).await.expect("session");
+    assert_eq!(
+        old.map(|s| s.expires_at),
+        Some(T0 - 1),
+        "an expired session is still returned"
+    );
+    assert_eq!(
+        store.session(&[0x33; 32]).await.expect("session"),
+        None,
+        "unknown hash"
+    );
+
+    store.delete_session(&live).await.expect("delete_session");
+    assert_eq!(
+        store.session(&live).await.expect("session"),
+        None,
+        "deleted session is gone"
+    );
+    assert!(
+        store.session(&expired).await.expect("session").is_some(),
+        "the other one stays"
+    );
+    store
+        .delete_session(&live)
+        .await
+        .expect("deleting a missing session is not an error");
+}
+
+/// `delete_sessions_except` deletes the account's sessions but `keep`, and only its own.
+pub async fn delete_sessions_except_keeps_one(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let a1 = store
+        .upsert_device(alice.id, &[1; 32], "a1", T0)
+        .await
+        .expect("upsert");
+    let a2 = store
+        .upsert_device(alice.id, &[2; 32], "a2", T0)
+        .await
+        .expect("upsert");
+    let b1 = store
+        .upsert_device(bob.id, &[3; 32], "b1", T0)
+        .await
+        .expect("upsert");
+    let far = T0 + 1_000_000;
+    for (hash, user, device) in [
+        ([0xa1; 32], alice.id, a1.id),
+        ([0xa2; 32], alice.id, a2.id),
+        ([0xa3; 32], alice.id, a2.id),
+        ([0xb1; 32], bob.id, b1.id),
+    ] {
+        store
+            .create_session(&hash, user, device, far)
+            .await
+            .expect("create_session");
+    }
+    let exists = |hash: [u8; 32]| async move { store.session(&hash).await.unwrap().is_some() };
+
+    store
+        .delete_sessions_except(alice.id, Some(&[0xa2; 32]))
+        .await
+        .expect("delete_except");
+    assert!(exists([0xa2; 32]).await, "the kept session survives");
+    assert!(
+        !exists([0xa1; 32]).await && !exists([0xa3; 32]).await,
+        "the others are deleted"
+    );
+    assert!(
+        exists([0xb1; 32]).await,
+        "another account's sessions are untouched"
+    );
+
+    store
+        .delete_sessions_except(alice.id, None)
+        .await
+        .expect("delete_except(None)");
+    assert!(
+        !exists([0xa2; 32]).await,
+        "keep = None deletes every session of the account"
+    );
+    assert!(
+        exists([0xb1; 32]).await,
+        "another account's sessions are untouched"
+    );
+}
+
+// ---- contacts ----
+
+/// Both rows of a pair are written, read and deleted together.
+pub async fn contact_pair_write_read_delete(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let carol = account(store, "carol", "Carol").await;
+    let (a, b) = (alice.id, bob.id);
+    assert_eq!(
+        store.contact_pair(a, b).await.expect("contact_pair"),
+        (None, None),
+        "empty"
+    );
+
+    let hi = Some("hi, it's alice".to_owned());
+    store
+        .write_contact_pair(
+            a,
+            b,
+            Some((ContactState::Outgoing, hi.clone())),
+            Some((ContactState::Incoming, hi.clone())),
+            T0 + 1,
+        )
+        .await
+        .expect("write_contact_pair");
+    let row = |owner, peer, state, message: &Option<String>, updated_at| ContactRow {
+        owner,
+        peer,
+        state,
+        message: message.clone(),
+        updated_at,
+    };
+    let a_row = row(a, b, ContactState::Outgoing, &hi, T0 + 1);
+    let b_row = row(b, a, ContactState::Incoming, &hi, T0 + 1);
+    assert_eq!(
+        store.contact_pair(a, b).await.expect("contact_pair"),
+        (Some(a_row.clone()), Some(b_row.clone())),
+        "contact_pair(a, b) is (a's row about b, b's row about a)"
+    );
+    assert_eq!(
+        store.contact_pair(b, a).await.expect("contact_pair"),
+        (Some(b_row), Some(a_row)),
+        "contact_pair(b, a) swaps the rows"
+    );
+    assert_eq!(
+        store.contact_pair(a, carol.id).await.expect("contact_pair"),
+        (None, None)
+    );
+
+    // Overwrite both sides.
+    let accepted = Some((ContactState::Accepted, None));
+    store
+        .write_contact_pair(b, a, accepted.clone(), accepted, T0 + 2)
+        .await
+        .expect("write");
+    assert_eq!(
+        store.contact_pair(a, b).await.expect("contact_pair"),
+        (
+            Some(row(a, b, ContactState::Accepted, &None, T0 + 2)),
+            Some(row(b, a, ContactState::Accepted, &None, T0 + 2))
+        ),
+        "rewriting a pair replaces state, message and updated_at"
+    );
+
+    // Delete one side only, writing the other.
+    store
+        .write_contact_pair(a, b, None, Some((ContactState::Blocked, None)), T0 + 3)
+        .await
+        .expect("write");
+    assert_eq!(
+        store.contact_pair(a, b).await.expect("contact_pair"),
+        (None, Some(row(b, a, ContactState::Blocked, &None, T0 + 3))),
+        "None deletes that side only"
+    );
+
+    store
+        .write_contact_pair(a, b, None, None, T0 + 4)
+        .await
+        .expect("write");
+    assert_eq!(
+        store.contact_pair(a, b).await.expect("contact_pair"),
+        (None, None),
+        "deleted"
+    );
+    store
+        .write_contact_pair(a, b, None, None, T0 + 5)
+        .await
+        .expect("deleting nothing is fine");
+}
+
+/// `contacts` lists the owner's rows only, joined with the peers' names, ordered by username.
+pub async fn contacts_ordered_by_username_with_names(store: &dyn Store) {
+    let owner = account(store, "owner", "The Owner").await;
+    let zed = account(store, "zed", "Zed Zebra").await;
+    let amy = account(store, "amy", "Amy Ant").await;
+    let mike = account(store, "mike", "Mike Moose").await;
+    let other = account(store, "other", "Someone Else").await;
+    assert!(
+        store.contacts(owner.id).await.expect("contacts").is_empty(),
+        "empty list"
+    );
+
+    let side = |state, msg: Option<&str>| Some((state, msg.map(str::to_owned)));
+    use ContactState::*;
+    store
+        .write_contact_pair(
+            owner.id,
+            zed.id,
+            side(Accepted, None),
+            side(Accepted, None),
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(
+            owner.id,
+            amy.id,
+            side(Incoming, Some("hello")),
+            side(Outgoing, Some("hello")),
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(owner.id, mike.id, side(Blocked, None), None, T0)
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(
+            other.id,
+            zed.id,
+            side(Accepted, None),
+            side(Accepted, None),
+            T0,
+        )
+        .await
+        .unwrap();
+
+    let entry = |who: &Account, state, message: Option<&str>| ContactEntry {
+        peer: who.id,
+        username: who.username.clone(),
+        display_name: who.display_name.clone(),
+        state,
+        message: message.map(str::to_owned),
+    };
+    assert_eq!(
+        store.contacts(owner.id).await.expect("contacts"),
+        [
+            entry(&amy, Incoming, Some("hello")),
+            entry(&mike, Blocked, None),
+            entry(&zed, Accepted, None)
+        ],
+        "contacts ordered by username, with names, state and greeting"
+    );
+
+    store
+        .set_profile(zed.id, Some("Zed Renamed"), None)
+        .await
+        .expect("set_profile");
+    let list = store.contacts(owner.id).await.expect("contacts");
+    assert_eq!(
+        list.last().map(|e| e.display_name.as_str()),
+        Some("Zed Renamed"),
+        "contacts joins the peer's current display name"
+    );
+    assert_eq!(
+        store.contacts(mike.id).await.expect("contacts"),
+        [],
+        "mike has no row of his own (only the owner's row about him)"
+    );
+}
+
+/// `mutual_contacts` returns only peers with an accepted row on both sides.
+pub async fn mutual_contacts_only_both_accepted(store: &dyn Store) {
+    let me = account(store, "me", "Me").await;
+    let mut peers = Vec::new();
+    for name in [
+        "both",
+        "mineonly",
+        "theirsonly",
+        "pending",
+        "blocked",
+        "both2",
+        "norow",
+    ] {
+        peers.push(account(store, name, name).await);
+    }
+    let [
+        both,
+        mine_only,
+        theirs_only,
+        pending,
+        blocked,
+        both2,
+        _no_row,
+    ] = &peers[..]
+    else {
+        unreachable!()
+    };
+    let acc = || Some((ContactState::Accepted, None));
+    use ContactState::*;
+    store
+        .write_contact_pair(me.id, both.id, acc(), acc(), T0)
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(me.id, mine_only.id, acc(), None, T0)
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(me.id, theirs_only.id, None, acc(), T0)
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(
+            me.id,
+            pending.id,
+            Some((Outgoing, None)),
+            Some((Incoming, None)),
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(me.id, blocked.id, acc(), Some((Blocked, None)), T0)
+        .await
+        .unwrap();
+    store
+        .write_contact_pair(both2.id, me.id, acc(), acc(), T0)
+        .await
+        .unwrap();
+    // A mutual pair not involving `me`.
+    store
+        .write_contact_pair(both.id, both2.id, acc(), acc(), T0)
+        .await
+        .unwrap();
+
+    let mut mutual = store.mutual_contacts(me.id).await.expect("mutual_contacts");
+    mutual.sort_unstable();
+    let mut expected = vec![both.id, both2.id];
+    expected.sort_unstable();
+    assert_eq!(
+        mutual, expected,
+        "only peers accepted on both sides are mutual"
+    );
+
+    let mut of_both = store
+        .mutual_contacts(both.id)
+        .await
+        .expect("mutual_contacts");
+    of_both.sort_unstable();
+    let mut expected = vec![me.id, both2.id];
+    expected.sort_unstable();
+    assert_eq!(of_both, expected, "mutual from the other side too");
+    assert!(
+        store.mutual_contacts(pending.id).await.unwrap().is_empty(),
+        "pending is not mutual"
+    );
+}
+
+// ---- directory ----
+
+/// A query matches usernames that start with it, not ones that merely contain it.
+pub async fn search_by_username_prefix(store: &dyn Store) {
+    let me = account(store, "me", "Me").await;
+    account(store, "alice", "Wonderland").await;
+    account(store, "alfred", "Butler").await;
+    account(store, "malice", "Villain").await;
+    account(store, "bob", "Builder").await;
+    assert_eq!(
+        search(store, "al", me.id, 10).await,
+        ["alfred", "alice"],
+        "username prefix"
+    );
+    assert_eq!(
+        search(store, "alic", me.id, 10).await,
+        ["alice"],
+        "longer prefix"
+    );
+    assert!(
+        search(store, "lic", me.id, 10).await.is_empty(),
+        "a username that contains the query but does not start with it does not match"
+    );
+    assert_eq!(
+        search(store, "bob", me.id, 10).await,
+        ["bob"],
+        "the whole username"
+    );
+    assert!(
+        search(store, "bobby", me.id, 10).await.is_empty(),
+        "longer than any name"
+    );
+}
+
+/// A query matches display names that contain it anywhere, ignoring case, Unicode included.
+pub async fn search_display_name_substring_ignores_case(store: &dyn Store) {
+    let me = account(store, "me", "Me").await;
+    account(store, "zoe", "Zoë ÅNGSTRÖM").await;
+    account(store, "kate", "Kate Bishop").await;
+    account(store, "hawkeye", "Clint BARTON").await;
+    assert_eq!(
+        search(store, "bish", me.id, 10).await,
+        ["kate"],
+        "display name substring"
+    );
+    assert_eq!(
+        search(store, "barton", me.id, 10).await,
+        ["hawkeye"],
+        "upper-case display name"
+    );
+    assert_eq!(
+        search(store, "clint b", me.id, 10).await,
+        ["hawkeye"],
+        "with a space"
+    );
+    assert_eq!(
+        search(store, "ångström", me.id, 10).await,
+        ["zoe"],
+        "non-ASCII folded"
+    );
+    assert_eq!(
+        search(store, "zoë", me.id, 10).await,
+        ["zoe"],
+        "non-ASCII substring"
+    );
+    assert_eq!(
+        search(store, "ngstr", me.id, 10).await,
+        ["zoe"],
+        "middle of a word"
+    );
+    assert!(
+        search(store, "angstrom", me.id, 10).await.is_empty(),
+        "no accent folding"
+    );
+}
+
+/// Search leaves out non-discoverable accounts and `exclude`, orders by username and stops at
+/// `limit`.
+pub async fn search_filters_orders_and_limits(store: &dyn Store) {
+    let me = account(store, "sam", "Sam Searcher").await;
+    for name in ["sara", "sabine", "sal", "saoirse", "sasha"] {
+        account(store, name, "Sailor").await;
+    }
+    let hidden = account(store, "sandy", "Hidden Sailor").await;
+    store
+        .set_profile(hidden.id, None, Some(false))
+        .await
+        .expect("set_profile");
+
+    let all = search(store, "sa", me.id, 100).await;
+    assert_eq!(
+        all,
+        ["sabine", "sal", "saoirse", "sara", "sasha"],
+        "ordered by username, without the asker or the non-discoverable account"
+    );
+    assert_eq!(
+        search(store, "sa", me.id, 2).await,
+        ["sabine", "sal"],
+        "at most `limit`, first by username"
+    );
+    assert_eq!(
+        search(store, "sailor", me.id, 3).await,
+        ["sabine", "sal", "saoirse"],
+        "limit on name matches"
+    );
+    // Hits carry id, username and display name; excluding someone else brings the asker back.
+    let sara = store
+        .account_by_username("sara")
+        .await
+        .expect("lookup")
+        .expect("sara exists");
+    let hits = store.search("sam", sara.id, 100).await.expect("search");
+    assert_eq!(
+        hits,
+        [UserHit {
+            id: me.id,
+            username: "sam".into(),
+            display_name: "Sam Searcher".into()
+        }],
+        "a hit carries the account's id, username and display name"
+    );
+    assert_eq!(
+        search(store, "sa", sara.id, 100).await,
+        ["sabine", "sal", "sam", "saoirse", "sasha"],
+        "`exclude` leaves out only that account"
+    );
+    assert!(
+        search(store, "sandy", me.id, 100).await.is_empty(),
+        "hidden by username too"
+    );
+    assert!(
+        search(store, "hidden", me.id, 100).await.is_empty(),
+        "hidden by display name too"
+    );
+    store
+        .set_profile(hidden.id, None, Some(true))
+        .await
+        .expect("set_profile");
+    assert_eq!(
+        search(store, "sandy", me.id, 100).await,
+        ["sandy"],
+        "discoverable again"
+    );
+}
+
+/// `%`, `_` and `\` in a query match only themselves, never act as wildcards.
+pub async fn search_treats_wildcards_literally(store: &dyn Store) {
+    let me = account(store, "me", "Me").await;
+    account(store, "a_b1", "Snake_Case").await;
+    account(store, "axb1", "Axe").await;
+    account(store, "percent", "100% sure").await;
+    account(store, "plain", "Plain Jane").await;
+    account(store, "bslash", r"back\slash").await;
+    assert_eq!(
+        search(store, "a_", me.id, 10).await,
+        ["a_b1"],
+        "`_` is not a one-character wildcard"
+    );
+    assert_eq!(
+        search(store, "_", me.id, 10).await,
+        ["a_b1"],
+        "`_` matches only an underscore"
+    );
+    assert_eq!(
+        search(store, "%", me.id, 10).await,
+        ["percent"],
+        "`%` matches only a percent sign"
+    );
+    assert_eq!(
+        search(store, "0% s", me.id, 10).await,
+        ["percent"],
+        "literal `%` inside a query"
+    );
+    assert!(
+        search(store, "1%e", me.id, 10).await.is_empty(),
+        "`%` is not a many-character wildcard"
+    );
+    assert_eq!(
+        search(store, "\\", me.id, 10).await,
+        ["bslash"],
+        "a backslash matches itself"
+    );
+    assert_eq!(
+        search(store, "k\\s", me.id, 10).await,
+        ["bslash"],
+        "a backslash inside a query"
+    );
+    assert!(
+        search(store, "\\%", me.id, 10).await.is_empty(),
+        "backslash-percent is literal too"
+    );
+}
+
+// ---- messages ----
+
+/// Stored messages carry both parties' ids and names, the store time and no receipts; ids grow
+/// in storage order.
+pub async fn store_message_ids_increase(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let first = send(store, alice.id, bob.id, "hello bob", T0 + 1).await;
+    assert_eq!(
+        first,
+        StoredMessage {
+            id: first.id,
+            from_id: alice.id,
+            from: "alice".into(),
+            to_id: bob.id,
+            to: "bob".into(),
+            text: "hello bob".into(),
+            sent_at: T0 + 1,
+            delivered_at: None,
+            read_at: None,
+        },
+        "stored message"
+    );
+    let mut last = first.id;
+    for (i, (from, to)) in [(bob.id, alice.id), (alice.id, bob.id), (alice.id, alice.id)]
+        .into_iter()
+        .enumerate()
+    {
+        let m = send(store, from, to, &format!("message {i} ✓ ünïcödé"), T0 + 2).await;
+        assert!(
+            m.id > last,
+            "message ids increase in storage order ({} after {last})",
+            m.id
+        );
+        assert_eq!(m.text, format!("message {i} ✓ ünïcödé"), "text round-trips");
+        last = m.id;
+    }
+}
+
+/// Purging the newest messages does not let their ids be handed out again.
+pub async fn message_ids_not_reused_after_purge(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let old = send(store, alice.id, bob.id, "one", T0).await;
+    let newest = send(store, alice.id, bob.id, "two", T0).await;
+    assert_eq!(
+        store.purge_messages_before(T0 + 1).await.expect("purge"),
+        2,
+        "both purged"
+    );
+    let next = send(store, alice.id, bob.id, "three", T0 + 2).await;
+    assert!(
+        next.id > newest.id && next.id > old.id,
+        "a message stored after a purge gets a new, larger id ({} after {})",
+        next.id,
+        newest.id
+    );
+}
+
+/// `undelivered` returns the user's undelivered messages, oldest first, at most `limit`.
+pub async fn undelivered_oldest_first_with_limit(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let carol = account(store, "carol", "Carol").await;
+    let m1 = send(store, alice.id, bob.id, "1", T0).await;
+    let _to_carol = send(store, alice.id, carol.id, "c", T0).await;
+    let m2 = send(store, carol.id, bob.id, "2", T0 + 1).await;
+    let _from_bob = send(store, bob.id, alice.id, "b", T0 + 1).await;
+    let m3 = send(store, alice.id, bob.id, "3", T0 + 2).await;
+
+    assert_eq!(
+        store.undelivered(bob.id, 10).await.expect("undelivered"),
+        [m1.clone(), m2.clone(), m3.clone()]
+    );
+    assert_eq!(
+        ids(&store.undelivered(bob.id, 2).await.expect("undelivered")),
+        [m1.id, m2.id],
+        "limit keeps the oldest"
+    );
+    store
+        .mark_delivered(bob.id, &[m1.id], T0 + 5)
+        .await
+        .expect("mark_delivered");
+    assert_eq!(
+        ids(&store.undelivered(bob.id, 10).await.expect("undelivered")),
+        [m2.id, m3.id],
+        "delivered ones drop out"
+    );
+    store
+        .mark_read(bob.id, &[m3.id], T0 + 6)
+        .await
+        .expect("mark_read");
+    assert_eq!(
+        ids(&store.undelivered(bob.id, 10).await.expect("undelivered")),
+        [m2.id],
+        "read implies delivered"
+    );
+    assert!(
+        store
+            .undelivered(unknown_user(&[&alice, &bob, &carol]), 10)
+            .await
+            .expect("undelivered")
+            .is_empty()
+    );
+}
+
+/// `mark_delivered` stamps the recipient's messages once and returns only those it changed;
+/// other users' messages are ignored.
+pub async fn mark_delivered_returns_only_newly_delivered(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let m1 = send(store, alice.id, bob.id, "1", T0).await;
+    let m2 = send(store, alice.id, bob.id, "2", T0).await;
+    let m3 = send(store, alice.id, bob.id, "3", T0).await;
+    let to_alice = send(store, bob.id, alice.id, "to alice", T0).await;
+
+    assert!(
+        store
+            .mark_delivered(bob.id, &[], T0 + 1)
+            .await
+            .expect("mark_delivered")
+            .is_empty(),
+        "no ids"
+    );
+    let first = store
+        .mark_delivered(bob.id, &[m2.id, m1.id], T0 + 10)
+        .await
+        .expect("mark_delivered");
+    assert_eq!(sorted(ids(&first)), [m1.id, m2.id], "both newly delivered");
+    for m in &first {
+        assert_eq!(
+            m.delivered_at,
+            Some(T0 + 10),
+            "delivered_at is the `now` passed in"
+        );
+        assert_eq!(m.read_at, None, "delivery does not mark read");
+        assert_eq!(
+            (m.from.as_str(), m.to.as_str()),
+            ("alice", "bob"),
+            "names joined in"
+        );
+    }
+
+    let unknown = to_alice.id.max(m3.id) + 1000;
+    let second = store
+        .mark_delivered(
+            bob.id,
+            &[m1.id, m3.id, to_alice.id, unknown, m3.id],
+            T0 + 20,
+        )
+        .await
+        .expect("mark_delivered");
+    assert_eq!(
+        ids(&second),
+        [m3.id],
+        "only the newly delivered one, once, ignoring others' ids"
+    );
+    assert_eq!(second.first().and_then(|m| m.delivered_at), Some(T0 + 20));
+
+    let history = store
+        .history(alice.id, bob.id, 10, None)
+        .await
+        .expect("history");
+    let at = |id| {
+        history
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.delivered_at)
+    };
+    assert_eq!(
+        at(m1.id),
+        Some(T0 + 10),
+        "a second mark keeps the first delivery time"
+    );
+    assert_eq!(
+        at(to_alice.id),
+        None,
+        "bob cannot mark alice's message delivered"
+    );
+    assert_eq!(
+        ids(&store.undelivered(alice.id, 10).await.expect("undelivered")),
+        [to_alice.id]
+    );
+}
+
+/// `mark_read` stamps read (and delivered, where missing) once and returns only the messages
+/// newly read; other users' messages are ignored.
+pub async fn mark_read_returns_only_newly_read(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let delivered = send(store, alice.id, bob.id, "delivered earlier", T0).await;
+    let fresh = send(store, alice.id, bob.id, "never delivered", T0).await;
+    let later = send(store, alice.id, bob.id, "later", T0).await;
+    let to_alice = send(store, bob.id, alice.id, "to alice", T0).await;
+    store
+        .mark_delivered(bob.id, &[delivered.id], T0 + 5)
+        .await
+        .expect("mark_delivered");
+
+    assert!(
+        store
+            .mark_read(bob.id, &[], T0 + 1)
+            .await
+            .expect("mark_read")
+            .is_empty(),
+        "no ids"
+    );
+    let read = store
+        .mark_read(bob.id, &[fresh.id, delivered.id], T0 + 10)
+        .await
+        .expect("mark_read");
+    assert_eq!(
+        sorted(ids(&read)),
+        sorted(vec![delivered.id, fresh.id]),
+        "both newly read"
+    );
+    let by_id = |id| read.iter().find(|m| m.id == id).expect("returned");
+    assert_eq!(by_id(fresh.id).read_at, Some(T0 + 10), "read_at is `now`");
+    assert_eq!(
+        by_id(fresh.id).delivered_at,
+        Some(T0 + 10),
+        "read implies delivered: set when missing"
+    );
+    assert_eq!(
+        by_id(delivered.id).delivered_at,
+        Some(T0 + 5),
+        "an earlier delivery time is kept"
+    );
+    assert_eq!(by_id(delivered.id).read_at, Some(T0 + 10));
+
+    let again = store
+        .mark_read(
+            bob.id,
+            &[fresh.id, later.id, to_alice.id, later.id],
+            T0 + 20,
+        )
+        .await
+        .expect("mark_read");
+    assert_eq!(
+        ids(&again),
+        [later.id],
+        "only the newly read one, once, ignoring others' ids"
+    );
+    assert_eq!(
+        ids(&store.unread(alice.id, 10).await.expect("unread")),
+        [to_alice.id],
+        "alice's message untouched"
+    );
+    assert!(
+        store.unread(bob.id, 10).await.expect("unread").is_empty(),
+        "all of bob's read"
+    );
+    let history = store
+        .history(alice.id, bob.id, 10, None)
+        .await
+        .expect("history");
+    let fresh_now = history
+        .iter()
+        .find(|m| m.id == fresh.id)
+        .expect("in history");
+    assert_eq!(
+        fresh_now.read_at,
+        Some(T0 + 10),
+        "a second mark keeps the first read time"
+    );
+    assert!(
+        store
+            .mark_delivered(bob.id, &[fresh.id], T0 + 30)
+            .await
+            .expect("mark_delivered")
+            .is_empty(),
+        "a read message is already delivered"
+    );
+}
+
+/// `unread` returns the user's unread messages, oldest first, at most `limit`, delivered or not.
+pub async fn unread_oldest_first_with_limit(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let bob = account(store, "bob", "Bob").await;
+    let m1 = send(store, alice.id, bob.id, "1", T0).await;
+    let m2 = send(store, alice.id, bob.id, "2", T0 + 1).await;
+    let _from_bob = send(store, bob.id, alice.id, "b", T0 + 1).await;
+    let m3 = send(store, alice.id, bob.id, "3", T0 + 2).await;
+    store
+        .mark_delivered(bob.id, &[m1.id, m2.id], T0 + 3)
+        .await
+        .expect("mark_delivered");
+
+    let unread = store.unread(bob.id, 10).await.expect("unread");
+    assert_eq!(
+        ids(&unread),
+        [m1.id, m2.id, m3.id],
+        "delivered but unread messages are unread"
+    );
+    assert_eq!(
+        unread.first().and_then(|m| m.delivered_at),
+        Some(T0 + 3),
+        "with their receipts"
+    );
+    assert_eq!(
+        ids(&store.unread(bob.id, 2).await.expect("unread")),
+        [m1.id, m2.id],
+        "limit keeps the oldest"
+    );
+    store
+        .mark_read(bob.id, &[m2.id], T0 + 4)
+        .await
+        .expect("mark_read");
+    assert_eq!(
+        ids(&store.unread(bob.id, 10).await.expect("unread")),
+        [m1.id, m3.id]
+    );
+}
+
+/// `history` returns both directions of one conversation: the newest `limit` below `before`,
+/// oldest first.
+pub async fn history_both_directions_with_paging(store: &dyn Store) {
+    let a = account(store, "alice", "Alice").await.id;
+    let b = account(store, "bob", "Bob").await.id;
+    let c = account(store, "carol", "Carol").await.id;
+    let m1 = send(store, a, b, "1", T0).await;
+    let m2 = send(store, b, a, "2", T0 + 1).await;
+    let m3 = send(store, a, c, "noise", T0 + 2).await;
+    let m4 = send(store, a, b, "4", T0 + 3).await;
+    let m5 = send(store, b, a, "5", T0 + 4).await;
+    let _m6 = send(store, c, b, "noise", T0 + 5).await;
+    let history = |x, y, limit, before| async move {
+        ids(&store.history(x, y, limit, before).await.expect("history"))
+    };
+    assert_eq!(
+        store.history(a, b, 10, None).await.expect("history"),
+        [m1.clone(), m2.clone(), m4.clone(), m5.clone()],
+        "both directions, oldest first, nothing from other conversations"
+    );
+    assert_eq!(
+        history(b, a, 10, None).await,
+        [m1.id, m2.id, m4.id, m5.id],
+        "same from b's side"
+    );
+    assert_eq!(
+        history(a, b, 2, None).await,
+        [m4.id, m5.id],
+        "the newest `limit`, oldest first"
+    );
+    assert_eq!(
+        history(a, b, 2, Some(m4.id)).await,
+        [m1.id, m2.id],
+        "`before` pages back"
+    );
+    assert_eq!(
+        history(a, b, 10, Some(m5.id)).await,
+        [m1.id, m2.id, m4.id],
+        "`before` excludes itself"
+    );
+    assert_eq!(
+        history(a, b, 1, Some(m2.id)).await,
+        [m1.id],
+        "the last page"
+    );
+    assert!(
+        history(a, b, 10, Some(m1.id)).await.is_empty(),
+        "nothing before the first"
+    );
+    assert_eq!(
+        history(c, a, 10, None).await,
+        [m3.id],
+        "another conversation"
+    );
+}
+
+/// `purge_messages_before` deletes messages stored strictly before the cutoff and counts them.
+pub async fn purge_messages_before_cutoff(store: &dyn Store) {
+    let a = account(store, "alice", "Alice").await.id;
+    let b = account(store, "bob", "Bob").await.id;
+    let _m1 = send(store, a, b, "old", T0).await;
+    let m2 = send(store, b, a, "at cutoff", T0 + 10).await;
+    let m3 = send(store, a, b, "new", T0 + 20).await;
+
+    assert_eq!(
+        store.purge_messages_before(T0).await.expect("purge"),
+        0,
+        "nothing before T0"
+    );
+    assert_eq!(
+        store.purge_messages_before(T0 + 10).await.expect("purge"),
+        1,
+        "one strictly before"
+    );
+    assert_eq!(
+        ids(&store.history(a, b, 10, None).await.expect("history")),
+        [m2.id, m3.id],
+        "a message stored at the cutoff is kept"
+    );
+    assert_eq!(
+        ids(&store.undelivered(b, 10).await.expect("undelivered")),
+        [m3.id],
+        "purged from the queue too"
+    );
+    assert_eq!(
+        store.purge_messages_before(T0 + 10).await.expect("purge"),
+        0,
+        "idempotent"
+    );
+    assert_eq!(
+        store.purge_messages_before(T0 + 1000).await.expect("purge"),
+        2,
+        "the rest"
+    );
+    assert!(
+        store
+            .history(a, b, 10, None)
+            .await
+            .expect("history")
+            .is_empty(),
+        "all gone"
+    );
+}

@@ -117,7 +117,11 @@ struct OnlineUser {
 
 impl OnlineUser {
     fn presence(&self) -> Presence {
-        if self.conns.is_empty() { Presence::Offline } else { self.status.into() }
+        if self.conns.is_empty() {
+            Presence::Offline
+        } else {
+            self.status.into()
+        }
     }
 
     fn conn_ids(&self) -> Vec<ConnId> {
@@ -149,8 +153,10 @@ fn retry_error(code: ErrorCode, wait: Duration) -> ErrorBody {
 impl Hub {
     /// An empty hub.
     pub fn new(config: HubConfig, now: Instant) -> Self {
-        let throttle =
-            LoginThrottle::new(config.login_per_account.clone(), config.login_per_address.clone());
+        let throttle = LoginThrottle::new(
+            config.login_per_account.clone(),
+            config.login_per_address.clone(),
+        );
         Self {
             config,
             conns: HashMap::new(),
@@ -202,7 +208,10 @@ impl Hub {
                 c.violations += 1;
                 if c.violations > max_violations && !c.closing {
                     c.closing = true;
-                    self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
+                    self.outputs.push(Output::Close {
+                        conn,
+                        reason: EndReason::ProtocolViolation,
+                    });
                 }
                 Err(retry_error(ErrorCode::RateLimited, wait))
             }
@@ -216,15 +225,23 @@ impl Hub {
             c.violations += 1;
             if c.violations > max_violations && !c.closing {
                 c.closing = true;
-                self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
+                self.outputs.push(Output::Close {
+                    conn,
+                    reason: EndReason::ProtocolViolation,
+                });
             }
         }
     }
 
     /// Applies the per-connection search rate limit.
     pub fn admit_search(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
-        let c = self.conns.get_mut(&conn).ok_or_else(|| ErrorBody::new(ErrorCode::ShuttingDown))?;
-        c.searches.try_take(now).map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or_else(|| ErrorBody::new(ErrorCode::ShuttingDown))?;
+        c.searches
+            .try_take(now)
+            .map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
     }
 
     /// Applies the per-account contact request quota.
@@ -252,17 +269,22 @@ impl Hub {
     /// Binds a connection to a user and device. If the user was offline (or had no visible
     /// presence), their contacts are told. Returns `false` if the connection is gone.
     pub fn login(&mut self, conn: ConnId, login: OnlineLogin, now: Instant) -> bool {
-        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
         c.login = Some((login.user_id, login.device_id));
         c.last_activity = now;
         self.throttle.succeeded(&login.username);
-        let user = self.users.entry(login.user_id).or_insert_with(|| OnlineUser {
-            username: login.username.clone(),
-            status: login.status,
-            conns: Vec::new(),
-            mutual: login.mutual_contacts.iter().copied().collect(),
-            announced: Presence::Offline,
-        });
+        let user = self
+            .users
+            .entry(login.user_id)
+            .or_insert_with(|| OnlineUser {
+                username: login.username.clone(),
+                status: login.status,
+                conns: Vec::new(),
+                mutual: login.mutual_contacts.iter().copied().collect(),
+                announced: Presence::Offline,
+            });
         user.conns.push((conn, login.device_id));
         self.announce(login.user_id);
         true
@@ -271,13 +293,18 @@ impl Hub {
     /// The events a freshly logged-in connection needs: the presence of each visible contact
     /// that is not offline.
     pub fn presence_snapshot(&self, user: UserId) -> Vec<Event> {
-        let Some(u) = self.users.get(&user) else { return Vec::new() };
+        let Some(u) = self.users.get(&user) else {
+            return Vec::new();
+        };
         let mut events: Vec<Event> = u
             .mutual
             .iter()
             .filter_map(|peer| self.users.get(peer).filter(|p| p.mutual.contains(&user)))
             .filter(|p| p.presence() != Presence::Offline)
-            .map(|p| Event::Presence { username: p.username.clone(), presence: p.presence() })
+            .map(|p| Event::Presence {
+                username: p.username.clone(),
+                presence: p.presence(),
+            })
             .collect();
         events.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         events
@@ -285,7 +312,9 @@ impl Hub {
 
     /// Removes a connection (closed by either side). Idempotent.
     pub fn disconnect(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         let Some((user_id, _)) = c.login else { return };
         if let Some(user) = self.users.get_mut(&user_id) {
             user.conns.retain(|(id, _)| *id != conn);
@@ -360,7 +389,9 @@ impl Hub {
 
     /// Announces a user's presence to their online mutual contacts if it changed.
     fn announce(&mut self, user: UserId) {
-        let Some(u) = self.users.get_mut(&user) else { return };
+        let Some(u) = self.users.get_mut(&user) else {
+            return;
+        };
         let presence = u.presence();
         if presence == u.announced {
             return;
@@ -376,14 +407,24 @@ impl Hub {
             .collect();
         if !conns.is_empty() {
             conns.sort();
-            self.outputs.push(Output::Send { conns, event: Event::Presence { username, presence } });
+            self.outputs.push(Output::Send {
+                conns,
+                event: Event::Presence { username, presence },
+            });
         }
     }
 
     /// Sends an event to every connection of a user, except one (the sender's own).
     pub fn send_to_user(&mut self, user: UserId, event: Event, except: Option<ConnId>) {
-        let Some(u) = self.users.get(&user) else { return };
-        let conns: Vec<ConnId> = u.conns.iter().map(|(c, _)| *c).filter(|c| Some(*c) != except).collect();
+        let Some(u) = self.users.get(&user) else {
+            return;
+        };
+        let conns: Vec<ConnId> = u
+            .conns
+            .iter()
+            .map(|(c, _)| *c)
+            .filter(|c| Some(*c) != except)
+            .collect();
         if !conns.is_empty() {
             self.outputs.push(Output::Send { conns, event });
         }
@@ -396,7 +437,9 @@ impl Hub {
 
     /// Whether a device has a logged-in connection.
     pub fn is_device_online(&self, user: UserId, device: DeviceId) -> bool {
-        self.users.get(&user).is_some_and(|u| u.conns.iter().any(|(_, d)| *d == device))
+        self.users
+            .get(&user)
+            .is_some_and(|u| u.conns.iter().any(|(_, d)| *d == device))
     }
 
     /// Closes every connection of one device (device removed).
@@ -411,19 +454,30 @@ impl Hub {
 
     /// Closes one connection with a reason (logout, shutdown, slow reader).
     pub fn close(&mut self, conn: ConnId, reason: EndReason) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if !c.closing {
-                c.closing = true;
-                self.outputs.push(Output::Close { conn, reason });
-            }
+        if let Some(c) = self.conns.get_mut(&conn)
+            && !c.closing
+        {
+            c.closing = true;
+            self.outputs.push(Output::Close { conn, reason });
         }
     }
 
-    fn close_where(&mut self, user: UserId, reason: EndReason, pick: impl Fn(ConnId, DeviceId) -> bool) {
+    fn close_where(
+        &mut self,
+        user: UserId,
+        reason: EndReason,
+        pick: impl Fn(ConnId, DeviceId) -> bool,
+    ) {
         let targets: Vec<ConnId> = self
             .users
             .get(&user)
-            .map(|u| u.conns.iter().filter(|(c, d)| pick(*c, *d)).map(|(c, _)| *c).collect())
+            .map(|u| {
+                u.conns
+                    .iter()
+                    .filter(|(c, d)| pick(*c, *d))
+                    .map(|(c, _)| *c)
+                    .collect()
+            })
             .unwrap_or_default();
         for conn in targets {
             self.close(conn, reason);
@@ -473,7 +527,11 @@ impl Hub {
 
     /// Takes the next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.outputs.is_empty() { None } else { Some(self.outputs.remove(0)) }
+        if self.outputs.is_empty() {
+            None
+        } else {
+            Some(self.outputs.remove(0))
+        }
     }
 
     /// Takes every queued output at once, in order.

@@ -36,7 +36,10 @@ impl ThrottleConfig {
 
     /// Defaults for source addresses: more generous (NATs share addresses), same shape.
     pub fn per_address() -> Self {
-        Self { free_failures: 30, ..Self::per_account() }
+        Self {
+            free_failures: 30,
+            ..Self::per_account()
+        }
     }
 }
 
@@ -65,7 +68,10 @@ fn wait_for(cfg: &ThrottleConfig, f: Option<&Failures>, now: Instant) -> Option<
         return None;
     }
     let doublings = (f.count - cfg.free_failures).min(20);
-    let delay = cfg.base_delay.saturating_mul(1u32 << doublings).min(cfg.max_delay);
+    let delay = cfg
+        .base_delay
+        .saturating_mul(1u32 << doublings)
+        .min(cfg.max_delay);
     let ready = f.last + delay;
     (ready > now).then(|| ready - now)
 }
@@ -82,7 +88,10 @@ fn record<K: std::hash::Hash + Eq>(
             map.clear();
         }
     }
-    let entry = map.entry(key).or_insert(Failures { count: 0, last: now });
+    let entry = map.entry(key).or_insert(Failures {
+        count: 0,
+        last: now,
+    });
     if now.saturating_duration_since(entry.last) >= cfg.window {
         entry.count = 0;
     }
@@ -93,7 +102,12 @@ fn record<K: std::hash::Hash + Eq>(
 impl LoginThrottle {
     /// A throttle with the given policies.
     pub fn new(account: ThrottleConfig, address: ThrottleConfig) -> Self {
-        Self { account, address, by_account: HashMap::new(), by_address: HashMap::new() }
+        Self {
+            account,
+            address,
+            by_account: HashMap::new(),
+            by_address: HashMap::new(),
+        }
     }
 
     /// `Err(wait)` if a login for this account from this address must wait first.
@@ -108,7 +122,12 @@ impl LoginThrottle {
 
     /// Records a failed attempt.
     pub fn failed(&mut self, username: &str, addr: IpAddr, now: Instant) {
-        record(&mut self.by_account, &self.account, username.to_owned(), now);
+        record(
+            &mut self.by_account,
+            &self.account,
+            username.to_owned(),
+            now,
+        );
         record(&mut self.by_address, &self.address, addr, now);
     }
 
@@ -120,8 +139,10 @@ impl LoginThrottle {
     /// Forgets entries older than their window.
     pub fn expire(&mut self, now: Instant) {
         let (wa, wb) = (self.account.window, self.address.window);
-        self.by_account.retain(|_, f| now.saturating_duration_since(f.last) < wa);
-        self.by_address.retain(|_, f| now.saturating_duration_since(f.last) < wb);
+        self.by_account
+            .retain(|_, f| now.saturating_duration_since(f.last) < wa);
+        self.by_address
+            .retain(|_, f| now.saturating_duration_since(f.last) < wb);
     }
 }
 
@@ -137,24 +158,35 @@ mod tests {
     #[test]
     fn account_delays_double_after_free_failures() {
         let t0 = Instant::now();
-        let mut t = LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
+        let mut t =
+            LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
         for _ in 0..5 {
             assert!(t.check("alice", ip("10.0.0.1"), t0).is_ok());
             t.failed("alice", ip("10.0.0.1"), t0);
         }
-        assert_eq!(t.check("alice", ip("10.0.0.2"), t0), Err(Duration::from_secs(1)));
+        assert_eq!(
+            t.check("alice", ip("10.0.0.2"), t0),
+            Err(Duration::from_secs(1))
+        );
         t.failed("alice", ip("10.0.0.2"), t0);
-        assert_eq!(t.check("alice", ip("10.0.0.3"), t0), Err(Duration::from_secs(2)));
+        assert_eq!(
+            t.check("alice", ip("10.0.0.3"), t0),
+            Err(Duration::from_secs(2))
+        );
         // Another account from the same address is unaffected.
         assert!(t.check("bob", ip("10.0.0.9"), t0).is_ok());
         // The window forgets.
-        assert!(t.check("alice", ip("10.0.0.1"), t0 + Duration::from_secs(901)).is_ok());
+        assert!(
+            t.check("alice", ip("10.0.0.1"), t0 + Duration::from_secs(901))
+                .is_ok()
+        );
     }
 
     #[test]
     fn unknown_and_known_accounts_are_throttled_alike() {
         let t0 = Instant::now();
-        let mut t = LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
+        let mut t =
+            LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
         for i in 0..6 {
             t.failed("ghost", ip(&format!("10.0.1.{i}")), t0);
         }
@@ -164,7 +196,8 @@ mod tests {
     #[test]
     fn address_throttle_catches_a_spray_of_usernames() {
         let t0 = Instant::now();
-        let mut t = LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
+        let mut t =
+            LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
         for i in 0..30 {
             t.failed(&format!("user{i}"), ip("192.0.2.7"), t0);
         }
@@ -175,7 +208,8 @@ mod tests {
     #[test]
     fn success_forgives_the_account() {
         let t0 = Instant::now();
-        let mut t = LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
+        let mut t =
+            LoginThrottle::new(ThrottleConfig::per_account(), ThrottleConfig::per_address());
         for _ in 0..6 {
             t.failed("alice", ip("10.0.0.1"), t0);
         }

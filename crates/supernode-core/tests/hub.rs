@@ -12,7 +12,15 @@ const ALICE: i64 = 1;
 const BOB: i64 = 2;
 const CAROL: i64 = 3;
 
-fn login(hub: &mut Hub, conn: u64, user: i64, name: &str, device: i64, mutual: &[i64], now: Instant) {
+fn login(
+    hub: &mut Hub,
+    conn: u64,
+    user: i64,
+    name: &str,
+    device: i64,
+    mutual: &[i64],
+    now: Instant,
+) {
     hub.connect(ConnId(conn), now);
     assert!(hub.login(
         ConnId(conn),
@@ -31,7 +39,11 @@ fn login(hub: &mut Hub, conn: u64, user: i64, name: &str, device: i64, mutual: &
 fn presence_events(hub: &mut Hub) -> Vec<(u64, String, Presence)> {
     let mut out = Vec::new();
     for o in hub.drain_outputs() {
-        if let Output::Send { conns, event: Event::Presence { username, presence } } = o {
+        if let Output::Send {
+            conns,
+            event: Event::Presence { username, presence },
+        } = o
+        {
             for c in conns {
                 out.push((c.0, username.clone(), presence));
             }
@@ -55,21 +67,36 @@ fn mutual_contacts_see_each_other_come_and_go() {
     let t0 = Instant::now();
     let mut hub = Hub::new(HubConfig::default(), t0);
     login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
-    assert!(presence_events(&mut hub).is_empty(), "nobody online to tell");
+    assert!(
+        presence_events(&mut hub).is_empty(),
+        "nobody online to tell"
+    );
     login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
-    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Online)]);
+    assert_eq!(
+        presence_events(&mut hub),
+        vec![(10, "alice".into(), Presence::Online)]
+    );
     assert_eq!(
         hub.presence_snapshot(ALICE),
-        vec![Event::Presence { username: "bob".into(), presence: Presence::Online }]
+        vec![Event::Presence {
+            username: "bob".into(),
+            presence: Presence::Online
+        }]
     );
 
     hub.set_status(ALICE, Status::Away);
-    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Away)]);
+    assert_eq!(
+        presence_events(&mut hub),
+        vec![(10, "alice".into(), Presence::Away)]
+    );
     hub.set_status(ALICE, Status::Away);
     assert!(presence_events(&mut hub).is_empty(), "no change, no event");
 
     hub.disconnect(ConnId(20));
-    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+    assert_eq!(
+        presence_events(&mut hub),
+        vec![(10, "alice".into(), Presence::Offline)]
+    );
 }
 
 #[test]
@@ -81,11 +108,17 @@ fn a_second_device_does_not_reannounce_and_the_last_one_going_offline_does() {
     login(&mut hub, 21, ALICE, "alice", 201, &[BOB], t0);
     assert_eq!(presence_events(&mut hub).len(), 1);
     hub.disconnect(ConnId(20));
-    assert!(presence_events(&mut hub).is_empty(), "alice still online on device 201");
+    assert!(
+        presence_events(&mut hub).is_empty(),
+        "alice still online on device 201"
+    );
     assert!(hub.is_device_online(ALICE, 201));
     assert!(!hub.is_device_online(ALICE, 200));
     hub.disconnect(ConnId(21));
-    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+    assert_eq!(
+        presence_events(&mut hub),
+        vec![(10, "alice".into(), Presence::Offline)]
+    );
     assert!(!hub.is_online(ALICE));
 }
 
@@ -97,9 +130,15 @@ fn invisible_looks_offline_and_non_contacts_see_nothing() {
     login(&mut hub, 30, CAROL, "carol", 300, &[], t0);
     login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
     let events = presence_events(&mut hub);
-    assert!(events.iter().all(|(c, _, _)| *c != 30), "carol is no contact: {events:?}");
+    assert!(
+        events.iter().all(|(c, _, _)| *c != 30),
+        "carol is no contact: {events:?}"
+    );
     hub.set_status(ALICE, Status::Invisible);
-    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+    assert_eq!(
+        presence_events(&mut hub),
+        vec![(10, "alice".into(), Presence::Offline)]
+    );
     assert_eq!(hub.presence_seen_by(BOB, ALICE), Presence::Offline);
     assert_eq!(hub.presence_seen_by(CAROL, ALICE), Presence::Offline);
     hub.set_status(ALICE, Status::Busy);
@@ -117,14 +156,29 @@ fn link_and_unlink_update_both_sides() {
     hub.link(ALICE, BOB);
     let mut ev = presence_events(&mut hub);
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
-    assert_eq!(ev, vec![(10, "alice".into(), Presence::Online), (20, "bob".into(), Presence::Online)]);
+    assert_eq!(
+        ev,
+        vec![
+            (10, "alice".into(), Presence::Online),
+            (20, "bob".into(), Presence::Online)
+        ]
+    );
     // A block (unlink): each now sees the other offline.
     hub.unlink(BOB, ALICE);
     let mut ev = presence_events(&mut hub);
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
-    assert_eq!(ev, vec![(10, "alice".into(), Presence::Offline), (20, "bob".into(), Presence::Offline)]);
+    assert_eq!(
+        ev,
+        vec![
+            (10, "alice".into(), Presence::Offline),
+            (20, "bob".into(), Presence::Offline)
+        ]
+    );
     hub.set_status(BOB, Status::Away);
-    assert!(presence_events(&mut hub).is_empty(), "blocked user learns nothing");
+    assert!(
+        presence_events(&mut hub).is_empty(),
+        "blocked user learns nothing"
+    );
     assert_eq!(hub.presence_seen_by(ALICE, BOB), Presence::Offline);
 }
 
@@ -156,7 +210,10 @@ fn silent_connections_expire_after_the_heartbeat_timeout() {
     }
     assert_eq!(closes(&mut hub), vec![(20, EndReason::HeartbeatTimeout)]);
     hub.disconnect(ConnId(20));
-    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
+    assert_eq!(
+        presence_events(&mut hub),
+        vec![(10, "alice".into(), Presence::Offline)]
+    );
     // Hours later, bob still pinging, nothing else happens.
     for _ in 0..1000 {
         now += Duration::from_secs(30);
@@ -209,14 +266,23 @@ fn request_floods_are_limited_then_disconnected() {
 #[test]
 fn contact_requests_are_limited_per_day() {
     let t0 = Instant::now();
-    let cfg = HubConfig { contact_requests_per_day: 3.0, ..HubConfig::default() };
+    let cfg = HubConfig {
+        contact_requests_per_day: 3.0,
+        ..HubConfig::default()
+    };
     let mut hub = Hub::new(cfg, t0);
     for _ in 0..3 {
         hub.admit_contact_request(ALICE, t0).unwrap();
     }
-    assert_eq!(hub.admit_contact_request(ALICE, t0).unwrap_err().code, ErrorCode::ContactRequestLimit);
+    assert_eq!(
+        hub.admit_contact_request(ALICE, t0).unwrap_err().code,
+        ErrorCode::ContactRequestLimit
+    );
     assert!(hub.admit_contact_request(BOB, t0).is_ok());
-    assert!(hub.admit_contact_request(ALICE, t0 + Duration::from_secs(86_400 / 3 + 1)).is_ok());
+    assert!(
+        hub.admit_contact_request(ALICE, t0 + Duration::from_secs(86_400 / 3 + 1))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -230,7 +296,10 @@ fn searches_are_limited_per_connection() {
         assert!(ok < 100);
     }
     assert_eq!(ok, 5);
-    assert!(hub.admit_search(ConnId(1), t0 + Duration::from_secs(2)).is_ok());
+    assert!(
+        hub.admit_search(ConnId(1), t0 + Duration::from_secs(2))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -242,7 +311,10 @@ fn login_throttle_applies_through_the_hub() {
         hub.check_login("alice", ip, t0).unwrap();
         hub.login_failed("alice", ip, t0);
     }
-    assert_eq!(hub.check_login("alice", ip, t0).unwrap_err().code, ErrorCode::LoginThrottled);
+    assert_eq!(
+        hub.check_login("alice", ip, t0).unwrap_err().code,
+        ErrorCode::LoginThrottled
+    );
 }
 
 #[test]
@@ -269,7 +341,10 @@ fn shutdown_closes_everyone_once() {
     hub.drain_outputs();
     hub.close_all(EndReason::Shutdown);
     hub.close_all(EndReason::Shutdown);
-    assert_eq!(closes(&mut hub), vec![(1, EndReason::Shutdown), (2, EndReason::Shutdown)]);
+    assert_eq!(
+        closes(&mut hub),
+        vec![(1, EndReason::Shutdown), (2, EndReason::Shutdown)]
+    );
 }
 
 #[test]
@@ -286,5 +361,11 @@ fn many_users_fan_out_only_to_contacts() {
     hub.set_status(500, Status::Busy);
     let mut ev = presence_events(&mut hub);
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
-    assert_eq!(ev, vec![(499, "u500".into(), Presence::Busy), (501, "u500".into(), Presence::Busy)]);
+    assert_eq!(
+        ev,
+        vec![
+            (499, "u500".into(), Presence::Busy),
+            (501, "u500".into(), Presence::Busy)
+        ]
+    );
 }

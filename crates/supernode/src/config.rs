@@ -120,7 +120,9 @@ impl Default for Limits {
 
 impl Default for Sessions {
     fn default() -> Self {
-        Self { token_lifetime_days: 30 }
+        Self {
+            token_lifetime_days: 30,
+        }
     }
 }
 
@@ -152,9 +154,13 @@ impl Config {
         }
         let l = &self.limits;
         if l.requests_per_second <= 0.0 || l.request_burst < 1.0 || l.send_queue_frames == 0 {
-            bail!("limits.requests_per_second, request_burst and send_queue_frames must be positive");
+            bail!(
+                "limits.requests_per_second, request_burst and send_queue_frames must be positive"
+            );
         }
-        if l.heartbeat_timeout_secs < 5 || l.login_timeout_secs == 0 || l.handshake_timeout_secs == 0
+        if l.heartbeat_timeout_secs < 5
+            || l.login_timeout_secs == 0
+            || l.handshake_timeout_secs == 0
         {
             bail!("limits: heartbeat_timeout_secs must be at least 5, timeouts must be positive");
         }
@@ -191,7 +197,10 @@ mod tests {
 
     #[test]
     fn plaintext_needs_loopback() {
-        let mut c = Config { insecure_plaintext: true, ..Config::default() };
+        let mut c = Config {
+            insecure_plaintext: true,
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
         c.listen = "127.0.0.1:7443".parse().unwrap();
         assert!(c.validate().is_ok());

@@ -27,8 +27,13 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
     let (tx, rx) = mpsc::channel(shared.config.limits.send_queue_frames);
     let kill = Arc::new(Notify::new());
-    let Some(conn) = shared.register(ConnHandle { tx: tx.clone(), kill: kill.clone() }, Instant::now())
-    else {
+    let Some(conn) = shared.register(
+        ConnHandle {
+            tx: tx.clone(),
+            kill: kill.clone(),
+        },
+        Instant::now(),
+    ) else {
         metrics::counter!(m::CONNECTIONS_REFUSED).increment(1);
         let mut socket = socket;
         let frame = encode(&ServerFrame::Error {
@@ -72,10 +77,13 @@ async fn read_loop(
         let bytes = match message {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
-                session.reply_error(None, ErrorBody::with_message(
-                    ErrorCode::BadRequest,
-                    "binary frames are not part of protocol version 1; send JSON text",
-                ));
+                session.reply_error(
+                    None,
+                    ErrorBody::with_message(
+                        ErrorCode::BadRequest,
+                        "binary frames are not part of protocol version 1; send JSON text",
+                    ),
+                );
                 shared.with_hub(|h| h.violation(conn));
                 continue;
             }
@@ -85,7 +93,10 @@ async fn read_loop(
                 if is_too_big(&err) {
                     metrics::counter!(m::BAD_FRAMES).increment(1);
                     let body = ErrorBody::new(ErrorCode::FrameTooLarge);
-                    let frame = encode(&ServerFrame::Error { id: None, error: body });
+                    let frame = encode(&ServerFrame::Error {
+                        id: None,
+                        error: body,
+                    });
                     let _ = tx.try_send(Outbound::Frame(frame.into()));
                     let _ = tx.try_send(Outbound::CloseTooBig);
                     // Give the writer a moment to flush the error and the 1009 close.
@@ -131,7 +142,9 @@ async fn read_loop(
 
 fn is_too_big(err: &axum::Error) -> bool {
     let text = err.to_string();
-    text.contains("Message too long") || text.contains("Frame too long") || text.contains("too long")
+    text.contains("Message too long")
+        || text.contains("Frame too long")
+        || text.contains("too long")
 }
 
 async fn write_loop(
@@ -143,14 +156,26 @@ async fn write_loop(
     while let Some(out) = rx.recv().await {
         let (message, last) = match out {
             Outbound::CloseTooBig => (
-                Message::Close(Some(CloseFrame { code: CLOSE_TOO_BIG, reason: "frame too large".into() })),
+                Message::Close(Some(CloseFrame {
+                    code: CLOSE_TOO_BIG,
+                    reason: "frame too large".into(),
+                })),
                 true,
             ),
             Outbound::Frame(text) => (Message::Text(text), false),
             Outbound::End(reason) => {
-                let frame = encode(&ServerFrame::Event { event: Event::SessionEnded { reason } });
-                let _ = tokio::time::timeout(write_timeout, sink.send(Message::Text(frame.into()))).await;
-                (Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "session ended".into() })), true)
+                let frame = encode(&ServerFrame::Event {
+                    event: Event::SessionEnded { reason },
+                });
+                let _ = tokio::time::timeout(write_timeout, sink.send(Message::Text(frame.into())))
+                    .await;
+                (
+                    Message::Close(Some(CloseFrame {
+                        code: CLOSE_GOING_AWAY,
+                        reason: "session ended".into(),
+                    })),
+                    true,
+                )
             }
         };
         match tokio::time::timeout(write_timeout, sink.send(message)).await {

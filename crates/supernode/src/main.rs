@@ -58,22 +58,43 @@ impl Args {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(v) = self.data_dir { c.data_dir = v; }
-        if let Some(v) = self.listen { c.listen = v; }
-        if let Some(v) = self.admin_listen { c.admin_listen = v; }
-        if let Some(v) = self.tls_cert { c.tls_cert = Some(v); }
-        if let Some(v) = self.tls_key { c.tls_key = Some(v); }
-        if self.insecure_plaintext { c.insecure_plaintext = true; }
-        if let Some(v) = self.heartbeat_timeout_secs { c.limits.heartbeat_timeout_secs = v; }
-        if let Some(v) = self.message_retention_days { c.messages.retention_days = v; }
-        if let Some(v) = self.log { c.log = v; }
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.admin_listen {
+            c.admin_listen = v;
+        }
+        if let Some(v) = self.tls_cert {
+            c.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            c.tls_key = Some(v);
+        }
+        if self.insecure_plaintext {
+            c.insecure_plaintext = true;
+        }
+        if let Some(v) = self.heartbeat_timeout_secs {
+            c.limits.heartbeat_timeout_secs = v;
+        }
+        if let Some(v) = self.message_retention_days {
+            c.messages.retention_days = v;
+        }
+        if let Some(v) = self.log {
+            c.log = v;
+        }
         Ok((c, self.print_config))
     }
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -90,17 +111,27 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let (config, print_config) = Args::parse().into_config()?;
     if print_config {
-        print!("{}", toml::to_string_pretty(&config).context("rendering config")?);
+        print!(
+            "{}",
+            toml::to_string_pretty(&config).context("rendering config")?
+        );
         return Ok(());
     }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .context("invalid log filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let node = Supernode::bind(config).await?;
     if let Some(tls) = node.tls() {
-        let note = if tls.created { "created self-signed certificate" } else { "certificate" };
+        let note = if tls.created {
+            "created self-signed certificate"
+        } else {
+            "certificate"
+        };
         println!("{note} {}", tls.cert_path.display());
         println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
     } else {

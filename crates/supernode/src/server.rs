@@ -62,8 +62,12 @@ fn prometheus() -> &'static PrometheusHandle {
 
 fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
     let context = || format!("binding the {what} address {addr} (in use, or needs privileges?)");
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
-        .with_context(context)?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .with_context(context)?;
     // A restarted supernode must get its port back while old connections sit in TIME_WAIT.
     socket.set_reuseaddr(true).with_context(context)?;
     socket.bind(addr).with_context(context)?;
@@ -81,26 +85,42 @@ impl Supernode {
         let store = Arc::new(
             SqliteStore::open(&config.database_path())
                 .await
-                .with_context(|| format!("opening database {}", config.database_path().display()))?,
+                .with_context(|| {
+                    format!("opening database {}", config.database_path().display())
+                })?,
         );
-        let tls = if config.insecure_plaintext { None } else { Some(load_identity(&config)?) };
+        let tls = if config.insecure_plaintext {
+            None
+        } else {
+            Some(load_identity(&config)?)
+        };
         let client = bind(config.listen, "client")?;
         let admin = bind(config.admin_listen, "admin")?;
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
         let hub = Hub::new(hub_config(&config), Instant::now());
         let _ = prometheus();
         let shared = Arc::new(Shared::new(config, store.clone(), hub, passwords));
-        Ok(Self { shared, store, client, admin, tls })
+        Ok(Self {
+            shared,
+            store,
+            client,
+            admin,
+            tls,
+        })
     }
 
     /// The bound client address.
     pub fn client_addr(&self) -> SocketAddr {
-        self.client.local_addr().unwrap_or(self.shared.config.listen)
+        self.client
+            .local_addr()
+            .unwrap_or(self.shared.config.listen)
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().unwrap_or(self.shared.config.admin_listen)
+        self.admin
+            .local_addr()
+            .unwrap_or(self.shared.config.admin_listen)
     }
 
     /// The TLS identity, unless plaintext.
@@ -116,16 +136,27 @@ impl Supernode {
 
     /// Serves until `shutdown` resolves, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { shared, store, client, admin, tls } = self;
-        let app = Router::new().route(WS_PATH, get(ws_upgrade)).with_state(shared.clone());
+        let Self {
+            shared,
+            store,
+            client,
+            admin,
+            tls,
+        } = self;
+        let app = Router::new()
+            .route(WS_PATH, get(ws_upgrade))
+            .with_state(shared.clone());
         let handle = axum_server::Handle::new();
         let make = app.into_make_service_with_connect_info::<SocketAddr>();
         let handshake = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
         let server = match tls {
             Some(identity) => {
-                let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(identity.server_config))
-                    .handshake_timeout(handshake);
-                let server = axum_server::from_tcp(client)?.acceptor(acceptor).handle(handle.clone());
+                let acceptor =
+                    RustlsAcceptor::new(RustlsConfig::from_config(identity.server_config))
+                        .handshake_timeout(handshake);
+                let server = axum_server::from_tcp(client)?
+                    .acceptor(acceptor)
+                    .handle(handle.clone());
                 tokio::spawn(async move { server.serve(make).await })
             }
             None => {

@@ -52,21 +52,21 @@ impl Core {
                 Output::Send { conns, event } => {
                     let frame = Utf8Bytes::from(encode(&ServerFrame::Event { event }));
                     for conn in conns {
-                        if let Some(h) = self.conns.get(&conn) {
-                            if h.tx.try_send(Outbound::Frame(frame.clone())).is_err() {
-                                // A full queue means the client does not read: drop it rather
-                                // than buffer without bound.
-                                metrics::counter!(m::SLOW_READER_DISCONNECTS).increment(1);
-                                h.kill.notify_one();
-                            }
+                        if let Some(h) = self.conns.get(&conn)
+                            && h.tx.try_send(Outbound::Frame(frame.clone())).is_err()
+                        {
+                            // A full queue means the client does not read: drop it rather
+                            // than buffer without bound.
+                            metrics::counter!(m::SLOW_READER_DISCONNECTS).increment(1);
+                            h.kill.notify_one();
                         }
                     }
                 }
                 Output::Close { conn, reason } => {
-                    if let Some(h) = self.conns.get(&conn) {
-                        if h.tx.try_send(Outbound::End(reason)).is_err() {
-                            h.kill.notify_one();
-                        }
+                    if let Some(h) = self.conns.get(&conn)
+                        && h.tx.try_send(Outbound::End(reason)).is_err()
+                    {
+                        h.kill.notify_one();
                     }
                 }
             }
@@ -93,14 +93,19 @@ impl Shared {
             config,
             store,
             passwords,
-            core: Mutex::new(Core { hub, conns: HashMap::new() }),
+            core: Mutex::new(Core {
+                hub,
+                conns: HashMap::new(),
+            }),
             next_conn: AtomicU64::new(1),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
         // A panic while holding the lock leaves plain data behind; keep serving.
-        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the hub, then delivers whatever it queued, all under the lock.
@@ -145,5 +150,8 @@ impl Shared {
 
 /// Wall-clock milliseconds since the Unix epoch (for stored timestamps).
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

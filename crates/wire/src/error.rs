@@ -125,12 +125,20 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// An error with the code's default message.
     pub fn new(code: ErrorCode) -> Self {
-        Self { code, message: code.default_message().to_owned(), retry_after_secs: None }
+        Self {
+            code,
+            message: code.default_message().to_owned(),
+            retry_after_secs: None,
+        }
     }
 
     /// An error with a specific message.
     pub fn with_message(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after_secs: None }
+        Self {
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
     }
 }
 
@@ -142,7 +150,14 @@ impl From<ErrorCode> for ErrorBody {
 
 impl std::fmt::Display for ErrorBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message, serde_json::to_string(&self.code).unwrap_or_default().trim_matches('"'))
+        write!(
+            f,
+            "{} ({})",
+            self.message,
+            serde_json::to_string(&self.code)
+                .unwrap_or_default()
+                .trim_matches('"')
+        )
     }
 }
 

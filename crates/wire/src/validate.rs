@@ -1,8 +1,8 @@
 //! Rules for what users type: usernames, display names, passwords, messages, search queries.
 //! The supernode enforces them; clients check them early for friendlier errors.
 
-use crate::error::ErrorCode;
 use crate::MAX_MESSAGE_BYTES;
+use crate::error::ErrorCode;
 
 /// Shortest and longest username.
 pub const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=32;
@@ -21,8 +21,9 @@ pub const QUERY_CHARS: std::ops::RangeInclusive<usize> = 2..=64;
 /// case) and checks it is 3-32 of `a-z 0-9 . _ -`.
 pub fn username(raw: &str) -> Result<String, ErrorCode> {
     let name = raw.to_ascii_lowercase();
-    let ok_chars =
-        name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if ok_chars && USERNAME_LEN.contains(&name.len()) {
         Ok(name)
     } else {
@@ -108,6 +109,9 @@ mod tests {
         assert!(password(&"x".repeat(2000)).is_err());
         assert_eq!(message_text(" "), Err(ErrorCode::EmptyMessage));
         assert!(message_text(&"x".repeat(4096)).is_ok());
-        assert_eq!(message_text(&"x".repeat(4097)), Err(ErrorCode::MessageTooLong));
+        assert_eq!(
+            message_text(&"x".repeat(4097)),
+            Err(ErrorCode::MessageTooLong)
+        );
     }
 }

@@ -1,12 +1,18 @@
 //! Property tests of the frame codec: it must never panic on anything a peer sends, must classify
 //! every failure as a typed [`DecodeError`], must refuse oversized frames before parsing, and must
 //! give back exactly what was encoded.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use peerline_wire::{
-    ChatMessage, ClientFrame, Contact, ContactState, DecodeError, DeviceProof, EndReason, ErrorBody,
-    ErrorCode, Event, Login, MAX_FRAME_BYTES, Presence, REQUEST_TYPES, ReceiptKind, Reply, Request,
-    ServerFrame, Status, UserSummary, decode_client_frame, decode_server_frame, encode,
+    ChatMessage, ClientFrame, Contact, ContactState, DecodeError, DeviceProof, EndReason,
+    ErrorBody, ErrorCode, Event, Login, MAX_FRAME_BYTES, Presence, REQUEST_TYPES, ReceiptKind,
+    Reply, Request, ServerFrame, Status, UserSummary, decode_client_frame, decode_server_frame,
+    encode,
 };
 use proptest::prelude::*;
 
@@ -20,19 +26,29 @@ fn check_client(bytes: &[u8]) {
     match decode_client_frame(bytes) {
         Ok(frame) => {
             assert!(bytes.len() <= MAX_FRAME_BYTES);
-            let again = decode_client_frame(encode(&frame).as_bytes())
-                .unwrap_or_else(|e| panic!("{frame:?} decoded once but not after re-encoding: {e}"));
+            let again = decode_client_frame(encode(&frame).as_bytes()).unwrap_or_else(|e| {
+                panic!("{frame:?} decoded once but not after re-encoding: {e}")
+            });
             assert_eq!(again, frame);
         }
         Err(err) => {
             check_error(bytes, &err);
             match &err {
                 DecodeError::UnknownType { kind, .. } => {
-                    assert!(!REQUEST_TYPES.contains(&kind.as_str()), "known type {kind:?} called unknown");
-                    assert!(kind.chars().count() <= 64, "unknown type name not truncated");
+                    assert!(
+                        !REQUEST_TYPES.contains(&kind.as_str()),
+                        "known type {kind:?} called unknown"
+                    );
+                    assert!(
+                        kind.chars().count() <= 64,
+                        "unknown type name not truncated"
+                    );
                 }
                 DecodeError::BadShape { kind, .. } => {
-                    assert!(REQUEST_TYPES.contains(&kind.as_str()), "bad shape of unknown type {kind:?}");
+                    assert!(
+                        REQUEST_TYPES.contains(&kind.as_str()),
+                        "bad shape of unknown type {kind:?}"
+                    );
                 }
                 DecodeError::TooLarge(_) | DecodeError::NotJson(_) => {}
             }
@@ -45,13 +61,18 @@ fn check_server(bytes: &[u8]) {
     match decode_server_frame(bytes) {
         Ok(frame) => {
             assert!(bytes.len() <= MAX_FRAME_BYTES);
-            let again = decode_server_frame(encode(&frame).as_bytes())
-                .unwrap_or_else(|e| panic!("{frame:?} decoded once but not after re-encoding: {e}"));
+            let again = decode_server_frame(encode(&frame).as_bytes()).unwrap_or_else(|e| {
+                panic!("{frame:?} decoded once but not after re-encoding: {e}")
+            });
             assert_eq!(again, frame);
         }
         Err(err) => {
             check_error(bytes, &err);
-            assert_eq!(err.request_id(), None, "server frames never yield a request id");
+            assert_eq!(
+                err.request_id(),
+                None,
+                "server frames never yield a request id"
+            );
         }
     }
 }
@@ -60,12 +81,23 @@ fn check_error(bytes: &[u8], err: &DecodeError) {
     if bytes.len() > MAX_FRAME_BYTES {
         assert_eq!(*err, DecodeError::TooLarge(bytes.len()));
     } else {
-        assert!(!matches!(err, DecodeError::TooLarge(_)), "{} bytes called too large", bytes.len());
+        assert!(
+            !matches!(err, DecodeError::TooLarge(_)),
+            "{} bytes called too large",
+            bytes.len()
+        );
     }
     // Turning the error into a wire answer must not panic either, and must stay a small frame.
     let body = err.to_error_body();
-    let answer = encode(&ServerFrame::Error { id: err.request_id(), error: body });
-    assert!(answer.len() < 2048, "error answer of {} bytes", answer.len());
+    let answer = encode(&ServerFrame::Error {
+        id: err.request_id(),
+        error: body,
+    });
+    assert!(
+        answer.len() < 2048,
+        "error answer of {} bytes",
+        answer.len()
+    );
 }
 
 // ---- strategies ----
@@ -76,7 +108,12 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn username() -> impl Strategy<Value = String> {
-    prop_oneof![Just("alice".to_owned()), Just("bob".to_owned()), "[a-z0-9._-]{3,32}", text()]
+    prop_oneof![
+        Just("alice".to_owned()),
+        Just("bob".to_owned()),
+        "[a-z0-9._-]{3,32}",
+        text()
+    ]
 }
 
 fn hex(len: usize) -> impl Strategy<Value = String> {
@@ -85,11 +122,21 @@ fn hex(len: usize) -> impl Strategy<Value = String> {
 }
 
 fn status() -> impl Strategy<Value = Status> {
-    proptest::sample::select(vec![Status::Online, Status::Away, Status::Busy, Status::Invisible])
+    proptest::sample::select(vec![
+        Status::Online,
+        Status::Away,
+        Status::Busy,
+        Status::Invisible,
+    ])
 }
 
 fn presence() -> impl Strategy<Value = Presence> {
-    proptest::sample::select(vec![Presence::Online, Presence::Away, Presence::Busy, Presence::Offline])
+    proptest::sample::select(vec![
+        Presence::Online,
+        Presence::Away,
+        Presence::Busy,
+        Presence::Offline,
+    ])
 }
 
 fn error_code() -> impl Strategy<Value = ErrorCode> {
@@ -107,45 +154,89 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
 }
 
 fn chat_message() -> impl Strategy<Value = ChatMessage> {
-    (any::<i64>(), username(), username(), text(), any::<i64>(), any::<Option<i64>>(), any::<Option<i64>>())
-        .prop_map(|(id, from, to, text, sent_at, delivered_at, read_at)| ChatMessage {
-            id,
-            from,
-            to,
-            text,
-            sent_at,
-            delivered_at,
-            read_at,
-        })
+    (
+        any::<i64>(),
+        username(),
+        username(),
+        text(),
+        any::<i64>(),
+        any::<Option<i64>>(),
+        any::<Option<i64>>(),
+    )
+        .prop_map(
+            |(id, from, to, text, sent_at, delivered_at, read_at)| ChatMessage {
+                id,
+                from,
+                to,
+                text,
+                sent_at,
+                delivered_at,
+                read_at,
+            },
+        )
 }
 
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u32>(), text()).prop_map(|(version, client)| Request::Hello { version, client }),
-        (username(), proptest::option::of(text()), text())
-            .prop_map(|(username, display_name, password)| Request::Register { username, display_name, password }),
-        (username(), proptest::option::of(text()), proptest::option::of(text()), hex(64), hex(128), text()).prop_map(
-            |(username, password, token, public_key, signature, name)| {
-                Request::Login(Login { username, password, token, device: DeviceProof { public_key, signature, name } })
+        (username(), proptest::option::of(text()), text()).prop_map(
+            |(username, display_name, password)| Request::Register {
+                username,
+                display_name,
+                password
             }
         ),
+        (
+            username(),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            hex(64),
+            hex(128),
+            text()
+        )
+            .prop_map(|(username, password, token, public_key, signature, name)| {
+                Request::Login(Login {
+                    username,
+                    password,
+                    token,
+                    device: DeviceProof {
+                        public_key,
+                        signature,
+                        name,
+                    },
+                })
+            }),
         Just(Request::Logout),
-        (text(), text()).prop_map(|(old_password, new_password)| Request::ChangePassword { old_password, new_password }),
+        (text(), text()).prop_map(|(old_password, new_password)| Request::ChangePassword {
+            old_password,
+            new_password
+        }),
         Just(Request::Whoami),
         any::<i64>().prop_map(|device_id| Request::RemoveDevice { device_id }),
-        (proptest::option::of(text()), any::<Option<bool>>())
-            .prop_map(|(display_name, discoverable)| Request::SetProfile { display_name, discoverable }),
+        (proptest::option::of(text()), any::<Option<bool>>()).prop_map(
+            |(display_name, discoverable)| Request::SetProfile {
+                display_name,
+                discoverable
+            }
+        ),
         text().prop_map(|query| Request::Search { query }),
-        (username(), proptest::option::of(text())).prop_map(|(username, message)| Request::ContactAdd { username, message }),
+        (username(), proptest::option::of(text()))
+            .prop_map(|(username, message)| Request::ContactAdd { username, message }),
         username().prop_map(|username| Request::ContactAccept { username }),
         username().prop_map(|username| Request::ContactBlock { username }),
         status().prop_map(|status| Request::SetStatus { status }),
         (username(), text()).prop_map(|(to, text)| Request::SendMessage { to, text }),
-        proptest::collection::vec(any::<i64>(), 0..50).prop_map(|ids| Request::AckDelivered { ids }),
+        proptest::collection::vec(any::<i64>(), 0..50)
+            .prop_map(|ids| Request::AckDelivered { ids }),
         proptest::collection::vec(any::<i64>(), 0..50).prop_map(|ids| Request::MarkRead { ids }),
         any::<Option<u32>>().prop_map(|limit| Request::Inbox { limit }),
-        (username(), any::<Option<u32>>(), any::<Option<i64>>())
-            .prop_map(|(with, limit, before)| Request::History { with, limit, before }),
+        (username(), any::<Option<u32>>(), any::<Option<i64>>()).prop_map(
+            |(with, limit, before)| Request::History {
+                with,
+                limit,
+                before
+            }
+        ),
         Just(Request::Ping),
     ]
 }
@@ -156,9 +247,16 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
 
 fn reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
-        (any::<u32>(), text(), hex(64), any::<u64>()).prop_map(|(version, server, nonce, heartbeat_timeout_secs)| {
-            Reply::Hello { version, server, nonce, heartbeat_timeout_secs }
-        }),
+        (any::<u32>(), text(), hex(64), any::<u64>()).prop_map(
+            |(version, server, nonce, heartbeat_timeout_secs)| {
+                Reply::Hello {
+                    version,
+                    server,
+                    nonce,
+                    heartbeat_timeout_secs,
+                }
+            }
+        ),
         Just(Reply::Done),
         (username(), text(), any::<i64>(), text(), status()).prop_map(
             |(username, display_name, device_id, token, status)| Reply::LoggedIn {
@@ -169,54 +267,87 @@ fn reply() -> impl Strategy<Value = Reply> {
                 status,
             }
         ),
-        proptest::collection::vec((username(), text()), 0..5).prop_map(|users| Reply::SearchResults {
-            users: users.into_iter().map(|(username, display_name)| UserSummary { username, display_name }).collect(),
-        }),
-        proptest::collection::vec((username(), text(), presence(), proptest::option::of(text())), 0..5).prop_map(
-            |contacts| Reply::Contacts {
-                contacts: contacts
+        proptest::collection::vec((username(), text()), 0..5).prop_map(|users| {
+            Reply::SearchResults {
+                users: users
                     .into_iter()
-                    .map(|(username, display_name, presence, message)| Contact {
+                    .map(|(username, display_name)| UserSummary {
                         username,
                         display_name,
-                        state: ContactState::Accepted,
-                        presence,
-                        message,
                     })
                     .collect(),
             }
-        ),
+        }),
+        proptest::collection::vec(
+            (username(), text(), presence(), proptest::option::of(text())),
+            0..5
+        )
+        .prop_map(|contacts| Reply::Contacts {
+            contacts: contacts
+                .into_iter()
+                .map(|(username, display_name, presence, message)| Contact {
+                    username,
+                    display_name,
+                    state: ContactState::Accepted,
+                    presence,
+                    message,
+                })
+                .collect(),
+        }),
         chat_message().prop_map(|message| Reply::MessageSent { message }),
-        proptest::collection::vec(chat_message(), 0..5).prop_map(|messages| Reply::Messages { messages }),
+        proptest::collection::vec(chat_message(), 0..5)
+            .prop_map(|messages| Reply::Messages { messages }),
         Just(Reply::Pong),
     ]
 }
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (username(), presence()).prop_map(|(username, presence)| Event::Presence { username, presence }),
-        (username(), text(), proptest::option::of(text()))
-            .prop_map(|(username, display_name, message)| Event::ContactRequest { username, display_name, message }),
+        (username(), presence())
+            .prop_map(|(username, presence)| Event::Presence { username, presence }),
+        (username(), text(), proptest::option::of(text())).prop_map(
+            |(username, display_name, message)| Event::ContactRequest {
+                username,
+                display_name,
+                message
+            }
+        ),
         username().prop_map(|username| Event::ContactRemoved { username }),
         chat_message().prop_map(|message| Event::Message { message }),
-        (any::<i64>(), any::<bool>(), any::<i64>()).prop_map(|(message_id, read, at)| Event::Receipt {
-            message_id,
-            kind: if read { ReceiptKind::Read } else { ReceiptKind::Delivered },
-            at,
+        (any::<i64>(), any::<bool>(), any::<i64>()).prop_map(|(message_id, read, at)| {
+            Event::Receipt {
+                message_id,
+                kind: if read {
+                    ReceiptKind::Read
+                } else {
+                    ReceiptKind::Delivered
+                },
+                at,
+            }
         }),
-        Just(Event::SessionEnded { reason: EndReason::SlowReader }),
+        Just(Event::SessionEnded {
+            reason: EndReason::SlowReader
+        }),
     ]
 }
 
 fn server_frame() -> impl Strategy<Value = ServerFrame> {
     prop_oneof![
         (any::<u64>(), reply()).prop_map(|(id, result)| ServerFrame::Ok { id, result }),
-        (any::<Option<u64>>(), error_code(), text(), any::<Option<u64>>()).prop_map(
-            |(id, code, message, retry_after_secs)| ServerFrame::Error {
+        (
+            any::<Option<u64>>(),
+            error_code(),
+            text(),
+            any::<Option<u64>>()
+        )
+            .prop_map(|(id, code, message, retry_after_secs)| ServerFrame::Error {
                 id,
-                error: ErrorBody { code, message, retry_after_secs },
-            }
-        ),
+                error: ErrorBody {
+                    code,
+                    message,
+                    retry_after_secs
+                },
+            }),
         event().prop_map(|event| ServerFrame::Event { event }),
     ]
 }
@@ -240,7 +371,10 @@ enum Mutation {
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     // Bytes that matter to JSON are likelier than others, so edits reach past the tokenizer.
-    let byte = prop_oneof![proptest::sample::select(br#"{}[]":,\ 0-9eE.tfn"#.to_vec()), any::<u8>()];
+    let byte = prop_oneof![
+        proptest::sample::select(br#"{}[]":,\ 0-9eE.tfn"#.to_vec()),
+        any::<u8>()
+    ];
     prop_oneof![
         (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
         (any::<usize>(), byte.clone()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
@@ -348,7 +482,9 @@ fn deep_nesting_is_refused_without_overflow() {
             nested.clone(),
             format!(r#"{{"id":1,"type":"ping","x":{nested}}}"#),
             format!(r#"{{"id":1,"type":"send_message","to":"bob","text":{nested}}}"#),
-            format!(r#"{{"type":"event","event":{{"type":"presence","username":"bob","presence":"online","x":{nested}}}}}"#),
+            format!(
+                r#"{{"type":"event","event":{{"type":"presence","username":"bob","presence":"online","x":{nested}}}}}"#
+            ),
             format!(r#"{{"type":"ok","id":1,"result":{{"type":"pong","x":{nested}}}}}"#),
         ] {
             let bytes = &frame.as_bytes()[..frame.len().min(MAX_FRAME_BYTES)];
@@ -362,14 +498,27 @@ fn deep_nesting_is_refused_without_overflow() {
 #[test]
 fn errors_keep_the_id_when_they_can() {
     let cases: [(&[u8], Option<u64>, ErrorCode); 5] = [
-        (br#"{"id":5,"type":"no_such_request"}"#, Some(5), ErrorCode::UnknownType),
-        (br#"{"id":6,"type":"send_message","to":"bob"}"#, Some(6), ErrorCode::BadRequest),
+        (
+            br#"{"id":5,"type":"no_such_request"}"#,
+            Some(5),
+            ErrorCode::UnknownType,
+        ),
+        (
+            br#"{"id":6,"type":"send_message","to":"bob"}"#,
+            Some(6),
+            ErrorCode::BadRequest,
+        ),
         (br#"{"id":7}"#, Some(7), ErrorCode::UnknownType),
         (br#"{"id":8,"type":"ping""#, None, ErrorCode::BadRequest),
         (b"\xff\xfe", None, ErrorCode::BadRequest),
     ];
     for (bytes, id, code) in cases {
         let err = decode_client_frame(bytes).unwrap_err();
-        assert_eq!((err.request_id(), err.to_error_body().code), (id, code), "{}", String::from_utf8_lossy(bytes));
+        assert_eq!(
+            (err.request_id(), err.to_error_body().code),
+            (id, code),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
     }
 }

@@ -6,7 +6,12 @@
 //! and error code, and each of those must have its own `###` section.
 //!
 //! Failures name the block by its line in the document and are all reported at once.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -72,7 +77,9 @@ struct Seen {
 }
 
 fn doc_text() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../").join(DOC);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../")
+        .join(DOC);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -83,7 +90,10 @@ fn json_blocks(doc: &str) -> Vec<Block> {
         let trimmed = line.trim();
         match open.as_mut() {
             None if trimmed == "```json" => {
-                open = Some(Block { line: index + 1, text: String::new() });
+                open = Some(Block {
+                    line: index + 1,
+                    text: String::new(),
+                });
             }
             Some(_) if trimmed == "```" => blocks.extend(open.take()),
             Some(block) => {
@@ -102,14 +112,20 @@ fn json_blocks(doc: &str) -> Vec<Block> {
 /// The variant names serde accepts for `T`, read from its "unknown variant" error, so that the
 /// lists below follow the code instead of being copied from it.
 fn serde_variant_names<T: DeserializeOwned + std::fmt::Debug>(probe: &str) -> Vec<String> {
-    let err = serde_json::from_str::<T>(probe).expect_err("probe must name an unknown variant").to_string();
+    let err = serde_json::from_str::<T>(probe)
+        .expect_err("probe must name an unknown variant")
+        .to_string();
     let list = err
         .split_once("expected one of ")
         .or_else(|| err.split_once("expected "))
         .map(|(_, rest)| rest)
         .unwrap_or_else(|| panic!("serde's error no longer lists the variants: {err}"));
-    let names: Vec<String> =
-        list.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    let names: Vec<String> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
     assert!(!names.is_empty(), "no variant names found in {err:?}");
     names
 }
@@ -141,7 +157,11 @@ fn doc_is_covered(doc: &Value, encoded: &Value, path: &str) -> Result<(), String
                 match e.get(key) {
                     Some(e_value) => doc_is_covered(d_value, e_value, &here)?,
                     None if d_value.is_null() => {}
-                    None => return Err(format!("field {here} is not part of the type (ignored by the decoder)")),
+                    None => {
+                        return Err(format!(
+                            "field {here} is not part of the type (ignored by the decoder)"
+                        ));
+                    }
                 }
             }
             Ok(())
@@ -152,27 +172,36 @@ fn doc_is_covered(doc: &Value, encoded: &Value, path: &str) -> Result<(), String
             .enumerate()
             .try_for_each(|(i, (d, e))| doc_is_covered(d, e, &format!("{path}[{i}]"))),
         (d, e) if d == e => Ok(()),
-        (d, e) => Err(format!("{path} is {d} in the document but {e} after a round trip")),
+        (d, e) => Err(format!(
+            "{path} is {d} in the document but {e} after a round trip"
+        )),
     }
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn check_client_block(block: &Block, value: &Value, seen: &mut Seen) -> Result<(), String> {
-    let frame: ClientFrame =
-        decode_client_frame(block.text.trim().as_bytes()).map_err(|e| format!("request does not decode: {e}"))?;
+    let frame: ClientFrame = decode_client_frame(block.text.trim().as_bytes())
+        .map_err(|e| format!("request does not decode: {e}"))?;
     let encoded = encode(&frame);
     let again = decode_client_frame(encoded.as_bytes())
         .map_err(|e| format!("re-encoded request does not decode: {e}: {encoded}"))?;
     if again != frame {
-        return Err(format!("round trip changed the request: {frame:?} became {again:?}"));
+        return Err(format!(
+            "round trip changed the request: {frame:?} became {again:?}"
+        ));
     }
     doc_is_covered(value, &serde_json::from_str(&encoded).unwrap(), "")?;
     let kind = frame.request.kind();
     if value["type"] != kind {
-        return Err(format!("Request::kind() says {kind:?} but the wire type is {}", value["type"]));
+        return Err(format!(
+            "Request::kind() says {kind:?} but the wire type is {}",
+            value["type"]
+        ));
     }
     if let Request::Login(login) = &frame.request {
         if !is_lower_hex(&login.device.public_key, 64) {
@@ -196,15 +225,17 @@ fn check_server_block(block: &Block, value: &Value, seen: &mut Seen) -> Result<(
     let again = decode_server_frame(encoded.as_bytes())
         .map_err(|e| format!("re-encoded frame does not decode: {e}: {encoded}"))?;
     if again != frame {
-        return Err(format!("round trip changed the frame: {frame:?} became {again:?}"));
+        return Err(format!(
+            "round trip changed the frame: {frame:?} became {again:?}"
+        ));
     }
     doc_is_covered(value, &serde_json::from_str(&encoded).unwrap(), "")?;
     match &frame {
         ServerFrame::Ok { result, .. } => {
-            if let Reply::Hello { nonce, .. } = result {
-                if !is_lower_hex(nonce, 64) {
-                    return Err("nonce must be 64 lowercase hex characters".into());
-                }
+            if let Reply::Hello { nonce, .. } = result
+                && !is_lower_hex(nonce, 64)
+            {
+                return Err("nonce must be 64 lowercase hex characters".into());
             }
             seen.replies.insert(wire_name(result));
         }
@@ -222,15 +253,21 @@ fn check_server_block(block: &Block, value: &Value, seen: &mut Seen) -> Result<(
 fn every_json_example_decodes_and_round_trips() {
     let doc = doc_text();
     let blocks = json_blocks(&doc);
-    assert!(blocks.len() > 50, "{DOC} has only {} ```json blocks", blocks.len());
+    assert!(
+        blocks.len() > 50,
+        "{DOC} has only {} ```json blocks",
+        blocks.len()
+    );
     let mut failures = Vec::new();
     let mut seen = Seen::default();
     for block in &blocks {
         let result = serde_json::from_str::<Value>(&block.text)
             .map_err(|e| format!("not JSON: {e}"))
             .and_then(|value| {
-                let is_request =
-                    value.get("type").and_then(Value::as_str).is_some_and(|t| REQUEST_TYPES.contains(&t));
+                let is_request = value
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| REQUEST_TYPES.contains(&t));
                 if is_request {
                     check_client_block(block, &value, &mut seen)
                 } else {
@@ -238,7 +275,11 @@ fn every_json_example_decodes_and_round_trips() {
                 }
             });
         if let Err(why) = result {
-            failures.push(format!("{DOC}:{}: {why}\n    {}", block.line, block.text.trim()));
+            failures.push(format!(
+                "{DOC}:{}: {why}\n    {}",
+                block.line,
+                block.text.trim()
+            ));
         }
     }
 
@@ -248,22 +289,48 @@ fn every_json_example_decodes_and_round_trips() {
             .map(|name| format!("{DOC}: no example shows the {what} `{name}`"))
             .collect()
     };
-    failures.extend(missing("request", REQUEST_TYPES.iter().map(|s| s.to_string()).collect(), &seen.requests));
-    failures.extend(missing("reply", serde_variant_names::<Reply>(tag_probe()), &seen.replies));
-    failures.extend(missing("event", serde_variant_names::<Event>(tag_probe()), &seen.events));
-    failures.extend(missing("error code", ALL_ERROR_CODES.iter().map(wire_name).collect(), &seen.error_codes));
+    failures.extend(missing(
+        "request",
+        REQUEST_TYPES.iter().map(|s| s.to_string()).collect(),
+        &seen.requests,
+    ));
+    failures.extend(missing(
+        "reply",
+        serde_variant_names::<Reply>(tag_probe()),
+        &seen.replies,
+    ));
+    failures.extend(missing(
+        "event",
+        serde_variant_names::<Event>(tag_probe()),
+        &seen.events,
+    ));
+    failures.extend(missing(
+        "error code",
+        ALL_ERROR_CODES.iter().map(wire_name).collect(),
+        &seen.error_codes,
+    ));
 
-    assert!(failures.is_empty(), "{} problem(s) in {DOC}:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s) in {DOC}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn every_request_reply_event_and_error_code_has_a_section() {
     let doc = doc_text();
-    let headings: BTreeSet<&str> =
-        doc.lines().filter_map(|l| l.strip_prefix("### ")).map(str::trim).collect();
+    let headings: BTreeSet<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .map(str::trim)
+        .collect();
     let mut failures = Vec::new();
     let mut need = |name: String, alternatives: &[String]| {
-        if !headings.contains(name.as_str()) && !alternatives.iter().any(|a| headings.contains(a.as_str())) {
+        if !headings.contains(name.as_str())
+            && !alternatives.iter().any(|a| headings.contains(a.as_str()))
+        {
             failures.push(format!("{DOC}: no `### {name}` section"));
         }
     };
@@ -293,9 +360,16 @@ fn every_enumeration_value_is_documented() {
         serde_variant_names::<ReceiptKind>(string_probe()),
         serde_variant_names::<EndReason>(string_probe()),
     ];
-    let undocumented: Vec<String> =
-        values.iter().flatten().filter(|v| !doc.contains(&format!("`{v}`"))).cloned().collect();
-    assert!(undocumented.is_empty(), "{DOC} never mentions these values: {undocumented:?}");
+    let undocumented: Vec<String> = values
+        .iter()
+        .flatten()
+        .filter(|v| !doc.contains(&format!("`{v}`")))
+        .cloned()
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "{DOC} never mentions these values: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -313,7 +387,10 @@ fn request_types_match_the_request_enum() {
     // The codec uses REQUEST_TYPES to tell `unknown_type` from `bad_request`; a request missing
     // from it would be answered `unknown_type` whenever one of its fields is malformed.
     assert_eq!(
-        REQUEST_TYPES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        REQUEST_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
         serde_variant_names::<Request>(tag_probe()),
         "REQUEST_TYPES is out of date with the Request enum"
     );

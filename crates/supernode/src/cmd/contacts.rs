@@ -26,7 +26,8 @@ impl Session {
     async fn other_user(&self, username: &str) -> Result<Account, ErrorBody> {
         let me = self.me()?;
         let name = validate::username(username).map_err(|_| ErrorCode::NoSuchUser)?;
-        let account = db(self.shared.store.account_by_username(&name).await)?.ok_or(ErrorCode::NoSuchUser)?;
+        let account =
+            db(self.shared.store.account_by_username(&name).await)?.ok_or(ErrorCode::NoSuchUser)?;
         if account.id == me.user_id {
             return Err(ErrorCode::SelfContact.into());
         }
@@ -36,12 +37,20 @@ impl Session {
     pub(crate) async fn search(&mut self, query: String) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
         let conn = self.conn;
-        self.shared.with_hub(|h| h.admit_search(conn, Instant::now()))?;
+        self.shared
+            .with_hub(|h| h.admit_search(conn, Instant::now()))?;
         let query = validate::search_query(&query)?;
-        let hits = db(self.shared.store.search(&query, me.user_id, MAX_SEARCH_RESULTS as u32).await)?;
+        let hits = db(self
+            .shared
+            .store
+            .search(&query, me.user_id, MAX_SEARCH_RESULTS as u32)
+            .await)?;
         let users = hits
             .into_iter()
-            .map(|h| UserSummary { username: h.username, display_name: h.display_name })
+            .map(|h| UserSummary {
+                username: h.username,
+                display_name: h.display_name,
+            })
             .collect();
         Ok(Reply::SearchResults { users })
     }
@@ -85,18 +94,36 @@ impl Session {
             }
             // They asked first, or still list us: adding them completes the pair.
             (_, Some(Outgoing | Accepted)) => {
-                db(store.write_contact_pair(me.user_id, other.id, Some((Accepted, None)), Some((Accepted, None)), now).await)?;
+                db(store
+                    .write_contact_pair(
+                        me.user_id,
+                        other.id,
+                        Some((Accepted, None)),
+                        Some((Accepted, None)),
+                        now,
+                    )
+                    .await)?;
                 self.linked(&me.username, me.user_id, &other.username, other.id);
                 Ok(Reply::Done)
             }
             // Blocked by them: look as if the request went out, deliver nothing.
             (_, Some(Blocked)) => {
-                self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
-                db(store.write_contact_pair(me.user_id, other.id, Some((Outgoing, greeting)), Some((Blocked, None)), now).await)?;
+                self.shared
+                    .with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
+                db(store
+                    .write_contact_pair(
+                        me.user_id,
+                        other.id,
+                        Some((Outgoing, greeting)),
+                        Some((Blocked, None)),
+                        now,
+                    )
+                    .await)?;
                 Ok(Reply::Done)
             }
             _ => {
-                self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
+                self.shared
+                    .with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
                 db(store
                     .write_contact_pair(
                         me.user_id,
@@ -106,13 +133,15 @@ impl Session {
                         now,
                     )
                     .await)?;
-                let me_account = db(store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
+                let me_account =
+                    db(store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
                 let event = Event::ContactRequest {
                     username: me.username.clone(),
                     display_name: me_account.display_name,
                     message: greeting,
                 };
-                self.shared.with_hub(|h| h.send_to_user(other.id, event, None));
+                self.shared
+                    .with_hub(|h| h.send_to_user(other.id, event, None));
                 Ok(Reply::Done)
             }
         }
@@ -123,8 +152,20 @@ impl Session {
         let conn = self.conn;
         self.shared.with_hub(|h| {
             h.link(me, them);
-            h.send_to_user(them, Event::ContactAccepted { username: my_name.to_owned() }, None);
-            h.send_to_user(me, Event::ContactAccepted { username: their_name.to_owned() }, Some(conn));
+            h.send_to_user(
+                them,
+                Event::ContactAccepted {
+                    username: my_name.to_owned(),
+                },
+                None,
+            );
+            h.send_to_user(
+                me,
+                Event::ContactAccepted {
+                    username: their_name.to_owned(),
+                },
+                Some(conn),
+            );
         });
     }
 
@@ -136,7 +177,15 @@ impl Session {
         if state(&mine) != Some(Incoming) || state(&theirs) != Some(Outgoing) {
             return Err(ErrorCode::NoPendingRequest.into());
         }
-        db(store.write_contact_pair(me.user_id, other.id, Some((Accepted, None)), Some((Accepted, None)), now_ms()).await)?;
+        db(store
+            .write_contact_pair(
+                me.user_id,
+                other.id,
+                Some((Accepted, None)),
+                Some((Accepted, None)),
+                now_ms(),
+            )
+            .await)?;
         self.linked(&me.username, me.user_id, &other.username, other.id);
         Ok(Reply::Done)
     }
@@ -150,10 +199,15 @@ impl Session {
             return Err(ErrorCode::NoPendingRequest.into());
         }
         // The requester is not told; their request simply disappears.
-        db(store.write_contact_pair(me.user_id, other.id, None, None, now_ms()).await)?;
+        db(store
+            .write_contact_pair(me.user_id, other.id, None, None, now_ms())
+            .await)?;
         let conn = self.conn;
-        let event = Event::ContactRemoved { username: other.username.clone() };
-        self.shared.with_hub(|h| h.send_to_user(me.user_id, event, Some(conn)));
+        let event = Event::ContactRemoved {
+            username: other.username.clone(),
+        };
+        self.shared
+            .with_hub(|h| h.send_to_user(me.user_id, event, Some(conn)));
         Ok(Reply::Done)
     }
 
@@ -171,14 +225,28 @@ impl Session {
             _ => None,
         };
         let they_blocked = their_side.is_some();
-        db(store.write_contact_pair(me.user_id, other.id, None, their_side, now_ms()).await)?;
+        db(store
+            .write_contact_pair(me.user_id, other.id, None, their_side, now_ms())
+            .await)?;
         let conn = self.conn;
         self.shared.with_hub(|h| {
             h.unlink(me.user_id, other.id);
             if !they_blocked {
-                h.send_to_user(other.id, Event::ContactRemoved { username: me.username.clone() }, None);
+                h.send_to_user(
+                    other.id,
+                    Event::ContactRemoved {
+                        username: me.username.clone(),
+                    },
+                    None,
+                );
             }
-            h.send_to_user(me.user_id, Event::ContactRemoved { username: other.username.clone() }, Some(conn));
+            h.send_to_user(
+                me.user_id,
+                Event::ContactRemoved {
+                    username: other.username.clone(),
+                },
+                Some(conn),
+            );
         });
         Ok(Reply::Done)
     }
@@ -194,7 +262,15 @@ impl Session {
             Some(row) if matches!(row.state, Accepted | Blocked) => Some((row.state, None)),
             _ => None,
         };
-        db(store.write_contact_pair(me.user_id, other.id, Some((Blocked, None)), their_side, now_ms()).await)?;
+        db(store
+            .write_contact_pair(
+                me.user_id,
+                other.id,
+                Some((Blocked, None)),
+                their_side,
+                now_ms(),
+            )
+            .await)?;
         self.shared.with_hub(|h| h.unlink(me.user_id, other.id));
         Ok(Reply::Done)
     }
