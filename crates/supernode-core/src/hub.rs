@@ -36,6 +36,8 @@ pub struct HubConfig {
     pub searches_per_minute: f64,
     /// Contact requests per account per 24 hours.
     pub contact_requests_per_day: f64,
+    /// Account registrations per source address per hour (each costs an Argon2 hash).
+    pub registrations_per_hour: f64,
     /// Rate-limit violations tolerated per connection before it is closed.
     pub max_violations: u32,
     /// Failed-login policy per account.
@@ -53,6 +55,7 @@ impl Default for HubConfig {
             request_burst: 50.0,
             searches_per_minute: 30.0,
             contact_requests_per_day: 100.0,
+            registrations_per_hour: 30.0,
             max_violations: 100,
             login_per_account: ThrottleConfig::per_account(),
             login_per_address: ThrottleConfig::per_address(),
@@ -136,6 +139,7 @@ pub struct Hub {
     conns: HashMap<ConnId, Conn>,
     users: HashMap<UserId, OnlineUser>,
     contact_quota: HashMap<UserId, TokenBucket>,
+    registrations: HashMap<IpAddr, TokenBucket>,
     throttle: LoginThrottle,
     outputs: Vec<Output>,
     next_sweep: Instant,
@@ -162,6 +166,7 @@ impl Hub {
             conns: HashMap::new(),
             users: HashMap::new(),
             contact_quota: HashMap::new(),
+            registrations: HashMap::new(),
             throttle,
             outputs: Vec::new(),
             next_sweep: now + SWEEP_INTERVAL,
@@ -252,6 +257,16 @@ impl Hub {
             .or_insert_with(|| TokenBucket::new(per_day, per_day / 86_400.0, now))
             .try_take(now)
             .map_err(|wait| retry_error(ErrorCode::ContactRequestLimit, wait))
+    }
+
+    /// Applies the per-address registration quota.
+    pub fn admit_registration(&mut self, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
+        let per_hour = self.config.registrations_per_hour;
+        self.registrations
+            .entry(addr)
+            .or_insert_with(|| TokenBucket::new(per_hour, per_hour / 3600.0, now))
+            .try_take(now)
+            .map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
     }
 
     /// Whether a login for this account from this address may proceed now.
@@ -517,6 +532,7 @@ impl Hub {
         }
         // A full bucket carries no information; dropping it bounds the map by active senders.
         self.contact_quota.retain(|_, b| !b.is_full(now));
+        self.registrations.retain(|_, b| !b.is_full(now));
         self.throttle.expire(now);
     }
 

@@ -58,6 +58,8 @@ pub struct Limits {
     pub searches_per_minute: f64,
     /// Contact requests one account may send per 24 hours.
     pub contact_requests_per_day: f64,
+    /// Accounts one source address may register per hour (each costs an Argon2 hash).
+    pub registrations_per_address_per_hour: f64,
     /// Frames queued to one connection before it counts as a slow reader and is dropped.
     pub send_queue_frames: usize,
     /// Seconds one frame may take to write before the connection is dropped.
@@ -111,6 +113,7 @@ impl Default for Limits {
             request_burst: 50.0,
             searches_per_minute: 30.0,
             contact_requests_per_day: 100.0,
+            registrations_per_address_per_hour: 30.0,
             send_queue_frames: 256,
             write_timeout_secs: 10,
             password_hash_concurrency: 2,

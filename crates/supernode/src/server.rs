@@ -43,6 +43,7 @@ fn hub_config(config: &Config) -> HubConfig {
         request_burst: l.request_burst,
         searches_per_minute: l.searches_per_minute,
         contact_requests_per_day: l.contact_requests_per_day,
+        registrations_per_hour: l.registrations_per_address_per_hour,
         max_violations: 100,
         login_per_account: ThrottleConfig::per_account(),
         login_per_address: ThrottleConfig::per_address(),

@@ -68,10 +68,9 @@ impl Session {
             None => username.clone(),
         };
         validate::password(&password)?;
-        // Registration costs a hash: the same per-address throttle as logins keeps it bounded.
-        let now = Instant::now();
-        self.shared
-            .with_hub(|h| h.check_login("\u{0}register", self.peer.ip(), now))?;
+        // Registration costs a hash: a per-address quota keeps it bounded.
+        let ip = self.peer.ip();
+        self.shared.with_hub(|h| h.admit_registration(ip, Instant::now()))?;
         if db(self.shared.store.account_by_username(&username).await)?.is_some() {
             return Err(ErrorCode::UsernameTaken.into());
         }

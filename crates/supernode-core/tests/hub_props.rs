@@ -1,0 +1,193 @@
+//! Property test: random sequences of connects, logins, disconnects, status changes, contact
+//! links and unlinks, requests and clock jumps, checked against an independent model.
+//!
+//! Invariants after every step:
+//! - a non-offline presence event about S only ever reaches connections of users who are mutual
+//!   contacts of S (privacy);
+//! - what each logged-in connection last heard about each user equals what the model says it may
+//!   see: S's status if mutual and S online, otherwise offline (convergence: every change arrives);
+//! - the hub never panics and its counts match the model.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use peerline_supernode_core::{ConnId, Hub, HubConfig, OnlineLogin, Output};
+use peerline_wire::{Event, Presence, Status};
+use proptest::prelude::*;
+
+const USERS: i64 = 5;
+const CONNS: u64 = 8;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Connect(u64),
+    Login(u64, i64),
+    Disconnect(u64),
+    SetStatus(i64, Status),
+    Link(i64, i64),
+    Unlink(i64, i64),
+    Request(u64),
+    Advance(u64),
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    prop_oneof![Just(Status::Online), Just(Status::Away), Just(Status::Busy), Just(Status::Invisible)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..CONNS).prop_map(Op::Connect),
+        (0..CONNS, 0..USERS).prop_map(|(c, u)| Op::Login(c, u)),
+        (0..CONNS).prop_map(Op::Disconnect),
+        (0..USERS, status()).prop_map(|(u, s)| Op::SetStatus(u, s)),
+        (0..USERS, 0..USERS).prop_map(|(a, b)| Op::Link(a, b)),
+        (0..USERS, 0..USERS).prop_map(|(a, b)| Op::Unlink(a, b)),
+        (0..CONNS).prop_map(Op::Request),
+        (0..40_000u64).prop_map(Op::Advance),
+    ]
+}
+
+#[derive(Default)]
+struct Model {
+    mutual: BTreeSet<(i64, i64)>,
+    status: HashMap<i64, Status>,
+    connected: BTreeSet<u64>,
+    logged_in: HashMap<u64, i64>,
+    /// What each logged-in connection last heard about each user.
+    heard: HashMap<u64, HashMap<String, Presence>>,
+}
+
+impl Model {
+    fn is_mutual(&self, a: i64, b: i64) -> bool {
+        self.mutual.contains(&(a.min(b), a.max(b)))
+    }
+    fn online(&self, u: i64) -> bool {
+        self.logged_in.values().any(|v| *v == u)
+    }
+    fn expected(&self, viewer: i64, subject: i64) -> Presence {
+        if viewer != subject && self.is_mutual(viewer, subject) && self.online(subject) {
+            self.status.get(&subject).copied().unwrap_or(Status::Online).into()
+        } else {
+            Presence::Offline
+        }
+    }
+}
+
+fn name(u: i64) -> String {
+    format!("u{u}")
+}
+
+/// Applies the hub's outputs the way the driver would: deliver events, and for a close, drop the
+/// connection and tell the hub.
+fn pump(hub: &mut Hub, model: &mut Model) {
+    loop {
+        let outputs = hub.drain_outputs();
+        if outputs.is_empty() {
+            return;
+        }
+        for o in outputs {
+            match o {
+                Output::Send { conns, event: Event::Presence { username, presence } } => {
+                    let subject: i64 = username[1..].parse().unwrap();
+                    for c in conns {
+                        let viewer = *model.logged_in.get(&c.0).expect("presence to a logged-in conn");
+                        if presence != Presence::Offline {
+                            assert!(model.is_mutual(viewer, subject), "u{subject}'s presence leaked to u{viewer}");
+                        }
+                        model.heard.entry(c.0).or_default().insert(username.clone(), presence);
+                    }
+                }
+                Output::Send { .. } => {}
+                Output::Close { conn, .. } => {
+                    hub.disconnect(conn);
+                    model.connected.remove(&conn.0);
+                    model.logged_in.remove(&conn.0);
+                    model.heard.remove(&conn.0);
+                }
+            }
+        }
+    }
+}
+
+fn check(hub: &Hub, model: &Model) {
+    for (conn, viewer) in &model.logged_in {
+        for subject in 0..USERS {
+            if subject == *viewer {
+                continue;
+            }
+            let want = model.expected(*viewer, subject);
+            assert_eq!(hub.presence_seen_by(*viewer, subject), want, "hub view u{viewer}→u{subject}");
+            let heard = model.heard.get(conn).and_then(|h| h.get(&name(subject))).copied().unwrap_or(Presence::Offline);
+            assert_eq!(heard, want, "conn {conn} (u{viewer}) heard wrong presence of u{subject}");
+        }
+    }
+    assert_eq!(hub.connection_count(), model.connected.len());
+    let online: BTreeSet<i64> = model.logged_in.values().copied().collect();
+    assert_eq!(hub.online_user_count(), online.len());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn presence_is_private_and_converges(ops in proptest::collection::vec(op(), 1..120)) {
+        let mut now = Instant::now();
+        let mut hub = Hub::new(HubConfig::default(), now);
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::Connect(c) if !model.connected.contains(&c) => {
+                    hub.connect(ConnId(c), now);
+                    model.connected.insert(c);
+                }
+                Op::Login(c, u) if model.connected.contains(&c) && !model.logged_in.contains_key(&c) => {
+                    let mutual = (0..USERS).filter(|o| *o != u && model.is_mutual(u, *o)).collect();
+                    let login = OnlineLogin {
+                        user_id: u,
+                        username: name(u),
+                        device_id: c as i64,
+                        status: model.status.get(&u).copied().unwrap_or(Status::Online),
+                        mutual_contacts: mutual,
+                    };
+                    assert!(hub.login(ConnId(c), login, now));
+                    model.logged_in.insert(c, u);
+                    let heard = model.heard.entry(c).or_default();
+                    for e in hub.presence_snapshot(u) {
+                        if let Event::Presence { username, presence } = e {
+                            heard.insert(username, presence);
+                        }
+                    }
+                }
+                Op::Disconnect(c) if model.connected.contains(&c) => {
+                    hub.disconnect(ConnId(c));
+                    model.connected.remove(&c);
+                    model.logged_in.remove(&c);
+                    model.heard.remove(&c);
+                }
+                Op::SetStatus(u, s) => {
+                    model.status.insert(u, s);
+                    hub.set_status(u, s);
+                }
+                Op::Link(a, b) if a != b => {
+                    model.mutual.insert((a.min(b), a.max(b)));
+                    hub.link(a, b);
+                }
+                Op::Unlink(a, b) if a != b => {
+                    model.mutual.remove(&(a.min(b), a.max(b)));
+                    hub.unlink(a, b);
+                }
+                Op::Request(c) if model.connected.contains(&c) => {
+                    let _ = hub.admit(ConnId(c), now);
+                }
+                Op::Advance(ms) => {
+                    now += Duration::from_millis(ms);
+                    hub.handle_timeout(now);
+                }
+                _ => {}
+            }
+            pump(&mut hub, &mut model);
+            check(&hub, &model);
+        }
+    }
+}
