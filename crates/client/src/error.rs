@@ -92,6 +92,7 @@ fn describe_end(reason: EndReason) -> &'static str {
         EndReason::SlowReader => "this client read too slowly",
         EndReason::ProtocolViolation => "protocol violation",
         EndReason::PasswordChanged => "the password was changed on another device",
+        EndReason::LoginTimeout => "did not log in in time",
     }
 }
 

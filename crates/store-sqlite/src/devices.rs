@@ -121,7 +121,7 @@ pub(crate) async fn delete_sessions_except(
     user: UserId,
     keep: Option<&[u8; 32]>,
 ) -> StoreResult<()> {
-    sqlx::query("DELETE FROM sessions WHERE user_id = ?1 AND (?2 IS NULL OR 1)")
+    sqlx::query("DELETE FROM sessions WHERE user_id = ?1 AND (?2 IS NULL OR token_hash <> ?2)")
         .bind(user)
         .bind(keep.map(<[u8; 32]>::as_slice))
         .execute(pool)

@@ -155,6 +155,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
+
     async fn create_account(&self, account: NewAccount, now: TimestampMs) -> StoreResult<Account> {
         accounts::create(&self.writer, account, now).await
     }

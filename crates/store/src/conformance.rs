@@ -16,8 +16,8 @@
 use std::future::Future;
 
 use crate::{
-    Account, ContactEntry, ContactRow, ContactState, MessageId, NewAccount, Status, Store,
-    StoreError, StoredMessage, TimestampMs, UserHit, UserId,
+    Account, ContactEntry, ContactRow, ContactSide, ContactState, MessageId, NewAccount, Status,
+    Store, StoreError, StoreResult, StoredMessage, TimestampMs, UserHit, UserId,
 };
 
 /// Calls `$callback!` (a macro of this crate) with `$args` followed by `;` and the name of every
@@ -181,6 +181,87 @@ fn sorted(mut ids: Vec<MessageId>) -> Vec<MessageId> {
 /// An id no account has: larger than every id handed out.
 fn unknown_user(accounts: &[&Account]) -> UserId {
     accounts.iter().map(|a| a.id).max().unwrap_or(0) + 1000
+}
+
+/// An empty list of ids, typed (a bare `[]` is ambiguous next to serde_json's `PartialEq` impls).
+const NO_IDS: [i64; 0] = [];
+
+/// Unwraps a store call's result, naming the call in the panic.
+fn ok<T>(call: &str, result: StoreResult<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{call} failed: {e}"))
+}
+
+/// Writes both rows of a pair at `T0`.
+async fn link(store: &dyn Store, a: UserId, b: UserId, a_side: ContactSide, b_side: ContactSide) {
+    ok(
+        "write_contact_pair",
+        store.write_contact_pair(a, b, a_side, b_side, T0).await,
+    );
+}
+
+/// One side of a contact pair.
+fn side(state: ContactState, greeting: Option<&str>) -> ContactSide {
+    Some((state, greeting.map(str::to_owned)))
+}
+
+/// `mutual_contacts`, sorted (the trait promises no order).
+async fn mutual(store: &dyn Store, owner: UserId) -> Vec<UserId> {
+    let mut ids = ok("mutual_contacts", store.mutual_contacts(owner).await);
+    ids.sort_unstable();
+    ids
+}
+
+/// Ids of `undelivered(user, limit)`.
+async fn undelivered_ids(store: &dyn Store, user: UserId, limit: u32) -> Vec<MessageId> {
+    ids(&ok("undelivered", store.undelivered(user, limit).await))
+}
+
+/// Ids of `unread(user, limit)`.
+async fn unread_ids(store: &dyn Store, user: UserId, limit: u32) -> Vec<MessageId> {
+    ids(&ok("unread", store.unread(user, limit).await))
+}
+
+/// `history(a, b, limit, before)`.
+async fn history(
+    store: &dyn Store,
+    a: UserId,
+    b: UserId,
+    limit: u32,
+    before: Option<MessageId>,
+) -> Vec<StoredMessage> {
+    ok("history", store.history(a, b, limit, before).await)
+}
+
+/// `mark_delivered`, sorted by id (the trait promises no order).
+async fn delivered(
+    store: &dyn Store,
+    to: UserId,
+    ids: &[MessageId],
+    now: TimestampMs,
+) -> Vec<StoredMessage> {
+    let mut marked = ok("mark_delivered", store.mark_delivered(to, ids, now).await);
+    marked.sort_by_key(|m| m.id);
+    marked
+}
+
+/// `mark_read`, sorted by id (the trait promises no order).
+async fn read(
+    store: &dyn Store,
+    to: UserId,
+    ids: &[MessageId],
+    now: TimestampMs,
+) -> Vec<StoredMessage> {
+    let mut marked = ok("mark_read", store.mark_read(to, ids, now).await);
+    marked.sort_by_key(|m| m.id);
+    marked
+}
+
+/// The message with this id in `messages`.
+fn find(messages: &[StoredMessage], id: MessageId) -> &StoredMessage {
+    messages
+        .iter()
+        .find(|m| m.id == id)
+        .unwrap_or_else(|| panic!("message {id} missing"))
 }
 
 // ---- accounts ----
@@ -757,140 +838,104 @@ pub async fn delete_sessions_except_keeps_one(store: &dyn Store) {
 
 /// Both rows of a pair are written, read and deleted together.
 pub async fn contact_pair_write_read_delete(store: &dyn Store) {
-    let alice = account(store, "alice", "Alice").await;
-    let bob = account(store, "bob", "Bob").await;
-    let carol = account(store, "carol", "Carol").await;
-    let (a, b) = (alice.id, bob.id);
-    assert_eq!(
-        store.contact_pair(a, b).await.expect("contact_pair"),
-        (None, None),
-        "empty"
+    use ContactState::*;
+    let (a, b) = (
+        account(store, "alice", "A").await.id,
+        account(store, "bob", "B").await.id,
     );
-
-    let hi = Some("hi, it's alice".to_owned());
-    store
-        .write_contact_pair(
-            a,
-            b,
-            Some((ContactState::Outgoing, hi.clone())),
-            Some((ContactState::Incoming, hi.clone())),
-            T0 + 1,
-        )
-        .await
-        .expect("write_contact_pair");
-    let row = |owner, peer, state, message: &Option<String>, updated_at| ContactRow {
+    let carol = account(store, "carol", "C").await.id;
+    let pair = |x, y| async move { ok("contact_pair", store.contact_pair(x, y).await) };
+    let row = |owner, peer, state, message: Option<&str>, updated_at| ContactRow {
         owner,
         peer,
         state,
-        message: message.clone(),
+        message: message.map(str::to_owned),
         updated_at,
     };
-    let a_row = row(a, b, ContactState::Outgoing, &hi, T0 + 1);
-    let b_row = row(b, a, ContactState::Incoming, &hi, T0 + 1);
+    assert_eq!(pair(a, b).await, (None, None), "no rows yet");
+
+    let hi = Some("hi, it's alice");
+    let written = store.write_contact_pair(a, b, side(Outgoing, hi), side(Incoming, hi), T0 + 1);
+    ok("write_contact_pair", written.await);
+    let a_row = row(a, b, Outgoing, hi, T0 + 1);
+    let b_row = row(b, a, Incoming, hi, T0 + 1);
     assert_eq!(
-        store.contact_pair(a, b).await.expect("contact_pair"),
+        pair(a, b).await,
         (Some(a_row.clone()), Some(b_row.clone())),
-        "contact_pair(a, b) is (a's row about b, b's row about a)"
+        "contact_pair(a, b) is (a's row about b, b's row about a), updated_at = now"
     );
     assert_eq!(
-        store.contact_pair(b, a).await.expect("contact_pair"),
+        pair(b, a).await,
         (Some(b_row), Some(a_row)),
-        "contact_pair(b, a) swaps the rows"
+        "contact_pair(b, a) swaps them"
     );
-    assert_eq!(
-        store.contact_pair(a, carol.id).await.expect("contact_pair"),
-        (None, None)
-    );
+    assert_eq!(pair(a, carol).await, (None, None), "another pair is empty");
 
-    // Overwrite both sides.
-    let accepted = Some((ContactState::Accepted, None));
-    store
-        .write_contact_pair(b, a, accepted.clone(), accepted, T0 + 2)
-        .await
-        .expect("write");
+    let written =
+        store.write_contact_pair(b, a, side(Accepted, None), side(Accepted, None), T0 + 2);
+    ok("write_contact_pair", written.await);
     assert_eq!(
-        store.contact_pair(a, b).await.expect("contact_pair"),
+        pair(a, b).await,
         (
-            Some(row(a, b, ContactState::Accepted, &None, T0 + 2)),
-            Some(row(b, a, ContactState::Accepted, &None, T0 + 2))
+            Some(row(a, b, Accepted, None, T0 + 2)),
+            Some(row(b, a, Accepted, None, T0 + 2))
         ),
-        "rewriting a pair replaces state, message and updated_at"
+        "rewriting a pair replaces state, greeting and updated_at"
     );
 
-    // Delete one side only, writing the other.
-    store
-        .write_contact_pair(a, b, None, Some((ContactState::Blocked, None)), T0 + 3)
-        .await
-        .expect("write");
+    let written = store.write_contact_pair(a, b, None, side(Blocked, None), T0 + 3);
+    ok("write_contact_pair", written.await);
     assert_eq!(
-        store.contact_pair(a, b).await.expect("contact_pair"),
-        (None, Some(row(b, a, ContactState::Blocked, &None, T0 + 3))),
+        pair(a, b).await,
+        (None, Some(row(b, a, Blocked, None, T0 + 3))),
         "None deletes that side only"
     );
 
-    store
-        .write_contact_pair(a, b, None, None, T0 + 4)
-        .await
-        .expect("write");
-    assert_eq!(
-        store.contact_pair(a, b).await.expect("contact_pair"),
-        (None, None),
-        "deleted"
+    ok(
+        "write_contact_pair",
+        store.write_contact_pair(a, b, None, None, T0 + 4).await,
     );
-    store
-        .write_contact_pair(a, b, None, None, T0 + 5)
-        .await
-        .expect("deleting nothing is fine");
+    assert_eq!(pair(a, b).await, (None, None), "both sides deleted");
+    let again = store.write_contact_pair(a, b, None, None, T0 + 5).await;
+    ok("deleting rows that do not exist", again);
 }
 
 /// `contacts` lists the owner's rows only, joined with the peers' names, ordered by username.
 pub async fn contacts_ordered_by_username_with_names(store: &dyn Store) {
+    use ContactState::*;
     let owner = account(store, "owner", "The Owner").await;
     let zed = account(store, "zed", "Zed Zebra").await;
     let amy = account(store, "amy", "Amy Ant").await;
     let mike = account(store, "mike", "Mike Moose").await;
     let other = account(store, "other", "Someone Else").await;
-    assert!(
-        store.contacts(owner.id).await.expect("contacts").is_empty(),
-        "empty list"
-    );
+    let contacts = |owner| async move { ok("contacts", store.contacts(owner).await) };
+    assert_eq!(contacts(owner.id).await, [], "empty list");
 
-    let side = |state, msg: Option<&str>| Some((state, msg.map(str::to_owned)));
-    use ContactState::*;
-    store
-        .write_contact_pair(
-            owner.id,
-            zed.id,
-            side(Accepted, None),
-            side(Accepted, None),
-            T0,
-        )
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(
-            owner.id,
-            amy.id,
-            side(Incoming, Some("hello")),
-            side(Outgoing, Some("hello")),
-            T0,
-        )
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(owner.id, mike.id, side(Blocked, None), None, T0)
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(
-            other.id,
-            zed.id,
-            side(Accepted, None),
-            side(Accepted, None),
-            T0,
-        )
-        .await
-        .unwrap();
+    link(
+        store,
+        owner.id,
+        zed.id,
+        side(Accepted, None),
+        side(Accepted, None),
+    )
+    .await;
+    link(
+        store,
+        owner.id,
+        amy.id,
+        side(Incoming, Some("hello")),
+        side(Outgoing, Some("hello")),
+    )
+    .await;
+    link(store, owner.id, mike.id, side(Blocked, None), None).await;
+    link(
+        store,
+        other.id,
+        zed.id,
+        side(Accepted, None),
+        side(Accepted, None),
+    )
+    .await;
 
     let entry = |who: &Account, state, message: Option<&str>| ContactEntry {
         peer: who.id,
@@ -900,117 +945,79 @@ pub async fn contacts_ordered_by_username_with_names(store: &dyn Store) {
         message: message.map(str::to_owned),
     };
     assert_eq!(
-        store.contacts(owner.id).await.expect("contacts"),
+        contacts(owner.id).await,
         [
             entry(&amy, Incoming, Some("hello")),
             entry(&mike, Blocked, None),
             entry(&zed, Accepted, None)
         ],
-        "contacts ordered by username, with names, state and greeting"
+        "contacts ordered by username, with names, state and greeting; no other owner's rows"
+    );
+    assert_eq!(
+        contacts(mike.id).await,
+        [],
+        "the owner's row about mike is not mike's row"
     );
 
-    store
-        .set_profile(zed.id, Some("Zed Renamed"), None)
-        .await
-        .expect("set_profile");
-    let list = store.contacts(owner.id).await.expect("contacts");
+    ok(
+        "set_profile",
+        store.set_profile(zed.id, Some("Zed Renamed"), None).await,
+    );
+    let list = contacts(owner.id).await;
     assert_eq!(
         list.last().map(|e| e.display_name.as_str()),
         Some("Zed Renamed"),
         "contacts joins the peer's current display name"
     );
-    assert_eq!(
-        store.contacts(mike.id).await.expect("contacts"),
-        [],
-        "mike has no row of his own (only the owner's row about him)"
-    );
 }
 
 /// `mutual_contacts` returns only peers with an accepted row on both sides.
 pub async fn mutual_contacts_only_both_accepted(store: &dyn Store) {
-    let me = account(store, "me", "Me").await;
-    let mut peers = Vec::new();
-    for name in [
-        "both",
-        "mineonly",
-        "theirsonly",
-        "pending",
-        "blocked",
-        "both2",
-        "norow",
-    ] {
-        peers.push(account(store, name, name).await);
-    }
-    let [
-        both,
-        mine_only,
-        theirs_only,
-        pending,
-        blocked,
-        both2,
-        _no_row,
-    ] = &peers[..]
-    else {
-        unreachable!()
-    };
-    let acc = || Some((ContactState::Accepted, None));
     use ContactState::*;
-    store
-        .write_contact_pair(me.id, both.id, acc(), acc(), T0)
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(me.id, mine_only.id, acc(), None, T0)
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(me.id, theirs_only.id, None, acc(), T0)
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(
-            me.id,
-            pending.id,
-            Some((Outgoing, None)),
-            Some((Incoming, None)),
-            T0,
-        )
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(me.id, blocked.id, acc(), Some((Blocked, None)), T0)
-        .await
-        .unwrap();
-    store
-        .write_contact_pair(both2.id, me.id, acc(), acc(), T0)
-        .await
-        .unwrap();
-    // A mutual pair not involving `me`.
-    store
-        .write_contact_pair(both.id, both2.id, acc(), acc(), T0)
-        .await
-        .unwrap();
+    let me = account(store, "me", "Me").await.id;
+    let both = account(store, "both", "Both").await.id;
+    let both2 = account(store, "both2", "Both Two").await.id;
+    let mine_only = account(store, "mineonly", "Mine Only").await.id;
+    let theirs_only = account(store, "theirsonly", "Theirs Only").await.id;
+    let pending = account(store, "pending", "Pending").await.id;
+    let blocked = account(store, "blocked", "Blocked").await.id;
+    let _no_rows = account(store, "norows", "No Rows").await.id;
+    let accepted = || side(Accepted, None);
 
-    let mut mutual = store.mutual_contacts(me.id).await.expect("mutual_contacts");
-    mutual.sort_unstable();
-    let mut expected = vec![both.id, both2.id];
-    expected.sort_unstable();
+    link(store, me, both, accepted(), accepted()).await;
+    link(store, both2, me, accepted(), accepted()).await;
+    link(store, me, mine_only, accepted(), None).await;
+    link(store, me, theirs_only, None, accepted()).await;
+    link(
+        store,
+        me,
+        pending,
+        side(Outgoing, None),
+        side(Incoming, None),
+    )
+    .await;
+    link(store, me, blocked, accepted(), side(Blocked, None)).await;
+    link(store, both, both2, accepted(), accepted()).await; // not involving `me`
+
     assert_eq!(
-        mutual, expected,
-        "only peers accepted on both sides are mutual"
+        mutual(store, me).await,
+        sorted(vec![both, both2]),
+        "accepted on both sides only"
     );
-
-    let mut of_both = store
-        .mutual_contacts(both.id)
-        .await
-        .expect("mutual_contacts");
-    of_both.sort_unstable();
-    let mut expected = vec![me.id, both2.id];
-    expected.sort_unstable();
-    assert_eq!(of_both, expected, "mutual from the other side too");
-    assert!(
-        store.mutual_contacts(pending.id).await.unwrap().is_empty(),
-        "pending is not mutual"
+    assert_eq!(
+        mutual(store, both).await,
+        sorted(vec![me, both2]),
+        "seen from the other side"
+    );
+    assert_eq!(
+        mutual(store, pending).await,
+        NO_IDS,
+        "a pending request is not mutual"
+    );
+    assert_eq!(
+        mutual(store, mine_only).await,
+        NO_IDS,
+        "a one-sided row is not mutual"
     );
 }
 
@@ -1212,54 +1219,52 @@ pub async fn search_treats_wildcards_literally(store: &dyn Store) {
 /// Stored messages carry both parties' ids and names, the store time and no receipts; ids grow
 /// in storage order.
 pub async fn store_message_ids_increase(store: &dyn Store) {
-    let alice = account(store, "alice", "Alice").await;
-    let bob = account(store, "bob", "Bob").await;
-    let first = send(store, alice.id, bob.id, "hello bob", T0 + 1).await;
-    assert_eq!(
-        first,
-        StoredMessage {
-            id: first.id,
-            from_id: alice.id,
-            from: "alice".into(),
-            to_id: bob.id,
-            to: "bob".into(),
-            text: "hello bob".into(),
-            sent_at: T0 + 1,
-            delivered_at: None,
-            read_at: None,
-        },
-        "stored message"
-    );
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let first = send(store, alice, bob, "hello bob", T0 + 1).await;
+    let expected = StoredMessage {
+        id: first.id,
+        from_id: alice,
+        from: "alice".into(),
+        to_id: bob,
+        to: "bob".into(),
+        text: "hello bob".into(),
+        sent_at: T0 + 1,
+        delivered_at: None,
+        read_at: None,
+    };
+    assert_eq!(first, expected, "stored message");
     let mut last = first.id;
-    for (i, (from, to)) in [(bob.id, alice.id), (alice.id, bob.id), (alice.id, alice.id)]
+    for (i, (from, to)) in [(bob, alice), (alice, bob), (alice, alice)]
         .into_iter()
         .enumerate()
     {
-        let m = send(store, from, to, &format!("message {i} ✓ ünïcödé"), T0 + 2).await;
+        let text = format!("message {i} ✓ ünïcödé");
+        let m = send(store, from, to, &text, T0 + 2).await;
         assert!(
             m.id > last,
             "message ids increase in storage order ({} after {last})",
             m.id
         );
-        assert_eq!(m.text, format!("message {i} ✓ ünïcödé"), "text round-trips");
+        assert_eq!(m.text, text, "text round-trips");
         last = m.id;
     }
 }
 
 /// Purging the newest messages does not let their ids be handed out again.
 pub async fn message_ids_not_reused_after_purge(store: &dyn Store) {
-    let alice = account(store, "alice", "Alice").await;
-    let bob = account(store, "bob", "Bob").await;
-    let old = send(store, alice.id, bob.id, "one", T0).await;
-    let newest = send(store, alice.id, bob.id, "two", T0).await;
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    send(store, alice, bob, "one", T0).await;
+    let newest = send(store, alice, bob, "two", T0).await;
     assert_eq!(
-        store.purge_messages_before(T0 + 1).await.expect("purge"),
+        ok("purge", store.purge_messages_before(T0 + 1).await),
         2,
         "both purged"
     );
-    let next = send(store, alice.id, bob.id, "three", T0 + 2).await;
+    let next = send(store, alice, bob, "three", T0 + 2).await;
     assert!(
-        next.id > newest.id && next.id > old.id,
+        next.id > newest.id,
         "a message stored after a purge gets a new, larger id ({} after {})",
         next.id,
         newest.id
@@ -1268,74 +1273,62 @@ pub async fn message_ids_not_reused_after_purge(store: &dyn Store) {
 
 /// `undelivered` returns the user's undelivered messages, oldest first, at most `limit`.
 pub async fn undelivered_oldest_first_with_limit(store: &dyn Store) {
-    let alice = account(store, "alice", "Alice").await;
-    let bob = account(store, "bob", "Bob").await;
-    let carol = account(store, "carol", "Carol").await;
-    let m1 = send(store, alice.id, bob.id, "1", T0).await;
-    let _to_carol = send(store, alice.id, carol.id, "c", T0).await;
-    let m2 = send(store, carol.id, bob.id, "2", T0 + 1).await;
-    let _from_bob = send(store, bob.id, alice.id, "b", T0 + 1).await;
-    let m3 = send(store, alice.id, bob.id, "3", T0 + 2).await;
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let carol = account(store, "carol", "Carol").await.id;
+    let m1 = send(store, alice, bob, "1", T0).await;
+    send(store, alice, carol, "to carol", T0).await;
+    let m2 = send(store, carol, bob, "2", T0 + 1).await;
+    send(store, bob, alice, "from bob", T0 + 1).await;
+    let m3 = send(store, alice, bob, "3", T0 + 2).await;
 
+    let all = ok("undelivered", store.undelivered(bob, 10).await);
     assert_eq!(
-        store.undelivered(bob.id, 10).await.expect("undelivered"),
-        [m1.clone(), m2.clone(), m3.clone()]
+        all,
+        [m1.clone(), m2.clone(), m3.clone()],
+        "bob's messages only, oldest first"
     );
     assert_eq!(
-        ids(&store.undelivered(bob.id, 2).await.expect("undelivered")),
+        undelivered_ids(store, bob, 2).await,
         [m1.id, m2.id],
         "limit keeps the oldest"
     );
-    store
-        .mark_delivered(bob.id, &[m1.id], T0 + 5)
-        .await
-        .expect("mark_delivered");
+    delivered(store, bob, &[m1.id], T0 + 5).await;
     assert_eq!(
-        ids(&store.undelivered(bob.id, 10).await.expect("undelivered")),
+        undelivered_ids(store, bob, 10).await,
         [m2.id, m3.id],
         "delivered ones drop out"
     );
-    store
-        .mark_read(bob.id, &[m3.id], T0 + 6)
-        .await
-        .expect("mark_read");
+    read(store, bob, &[m3.id], T0 + 6).await;
     assert_eq!(
-        ids(&store.undelivered(bob.id, 10).await.expect("undelivered")),
+        undelivered_ids(store, bob, 10).await,
         [m2.id],
         "read implies delivered"
     );
-    assert!(
-        store
-            .undelivered(unknown_user(&[&alice, &bob, &carol]), 10)
-            .await
-            .expect("undelivered")
-            .is_empty()
+    assert_eq!(
+        undelivered_ids(store, carol + 1000, 10).await,
+        NO_IDS,
+        "unknown user"
     );
 }
 
 /// `mark_delivered` stamps the recipient's messages once and returns only those it changed;
 /// other users' messages are ignored.
 pub async fn mark_delivered_returns_only_newly_delivered(store: &dyn Store) {
-    let alice = account(store, "alice", "Alice").await;
-    let bob = account(store, "bob", "Bob").await;
-    let m1 = send(store, alice.id, bob.id, "1", T0).await;
-    let m2 = send(store, alice.id, bob.id, "2", T0).await;
-    let m3 = send(store, alice.id, bob.id, "3", T0).await;
-    let to_alice = send(store, bob.id, alice.id, "to alice", T0).await;
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let m1 = send(store, alice, bob, "1", T0).await.id;
+    let m2 = send(store, alice, bob, "2", T0).await.id;
+    let m3 = send(store, alice, bob, "3", T0).await.id;
+    let to_alice = send(store, bob, alice, "to alice", T0).await.id;
 
-    assert!(
-        store
-            .mark_delivered(bob.id, &[], T0 + 1)
-            .await
-            .expect("mark_delivered")
-            .is_empty(),
-        "no ids"
+    assert_eq!(
+        delivered(store, bob, &[], T0 + 1).await,
+        [],
+        "no ids, nothing marked"
     );
-    let first = store
-        .mark_delivered(bob.id, &[m2.id, m1.id], T0 + 10)
-        .await
-        .expect("mark_delivered");
-    assert_eq!(sorted(ids(&first)), [m1.id, m2.id], "both newly delivered");
+    let first = delivered(store, bob, &[m2, m1], T0 + 10).await;
+    assert_eq!(ids(&first), [m1, m2], "both newly delivered");
     for m in &first {
         assert_eq!(
             m.delivered_at,
@@ -1350,174 +1343,128 @@ pub async fn mark_delivered_returns_only_newly_delivered(store: &dyn Store) {
         );
     }
 
-    let unknown = to_alice.id.max(m3.id) + 1000;
-    let second = store
-        .mark_delivered(
-            bob.id,
-            &[m1.id, m3.id, to_alice.id, unknown, m3.id],
-            T0 + 20,
-        )
-        .await
-        .expect("mark_delivered");
+    let unknown = to_alice + 1000;
+    let second = delivered(store, bob, &[m1, m3, to_alice, unknown, m3], T0 + 20).await;
     assert_eq!(
         ids(&second),
-        [m3.id],
-        "only the newly delivered one, once, ignoring others' ids"
+        [m3],
+        "only the newly delivered one, once; others' ids ignored"
     );
     assert_eq!(second.first().and_then(|m| m.delivered_at), Some(T0 + 20));
 
-    let history = store
-        .history(alice.id, bob.id, 10, None)
-        .await
-        .expect("history");
-    let at = |id| {
-        history
-            .iter()
-            .find(|m| m.id == id)
-            .and_then(|m| m.delivered_at)
-    };
+    let now = history(store, alice, bob, 10, None).await;
     assert_eq!(
-        at(m1.id),
+        find(&now, m1).delivered_at,
         Some(T0 + 10),
-        "a second mark keeps the first delivery time"
+        "a second mark keeps the first time"
     );
     assert_eq!(
-        at(to_alice.id),
+        find(&now, to_alice).delivered_at,
         None,
-        "bob cannot mark alice's message delivered"
+        "bob cannot mark alice's message"
     );
     assert_eq!(
-        ids(&store.undelivered(alice.id, 10).await.expect("undelivered")),
-        [to_alice.id]
+        undelivered_ids(store, alice, 10).await,
+        [to_alice],
+        "alice's queue untouched"
     );
 }
 
 /// `mark_read` stamps read (and delivered, where missing) once and returns only the messages
 /// newly read; other users' messages are ignored.
 pub async fn mark_read_returns_only_newly_read(store: &dyn Store) {
-    let alice = account(store, "alice", "Alice").await;
-    let bob = account(store, "bob", "Bob").await;
-    let delivered = send(store, alice.id, bob.id, "delivered earlier", T0).await;
-    let fresh = send(store, alice.id, bob.id, "never delivered", T0).await;
-    let later = send(store, alice.id, bob.id, "later", T0).await;
-    let to_alice = send(store, bob.id, alice.id, "to alice", T0).await;
-    store
-        .mark_delivered(bob.id, &[delivered.id], T0 + 5)
-        .await
-        .expect("mark_delivered");
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let early = send(store, alice, bob, "delivered earlier", T0).await.id;
+    let fresh = send(store, alice, bob, "never delivered", T0).await.id;
+    let later = send(store, alice, bob, "later", T0).await.id;
+    let to_alice = send(store, bob, alice, "to alice", T0).await.id;
+    delivered(store, bob, &[early], T0 + 5).await;
 
-    assert!(
-        store
-            .mark_read(bob.id, &[], T0 + 1)
-            .await
-            .expect("mark_read")
-            .is_empty(),
-        "no ids"
-    );
-    let read = store
-        .mark_read(bob.id, &[fresh.id, delivered.id], T0 + 10)
-        .await
-        .expect("mark_read");
     assert_eq!(
-        sorted(ids(&read)),
-        sorted(vec![delivered.id, fresh.id]),
-        "both newly read"
+        read(store, bob, &[], T0 + 1).await,
+        [],
+        "no ids, nothing marked"
     );
-    let by_id = |id| read.iter().find(|m| m.id == id).expect("returned");
-    assert_eq!(by_id(fresh.id).read_at, Some(T0 + 10), "read_at is `now`");
+    let first = read(store, bob, &[fresh, early], T0 + 10).await;
+    assert_eq!(ids(&first), sorted(vec![early, fresh]), "both newly read");
     assert_eq!(
-        by_id(fresh.id).delivered_at,
+        find(&first, fresh).read_at,
         Some(T0 + 10),
-        "read implies delivered: set when missing"
+        "read_at is the `now` passed in"
     );
     assert_eq!(
-        by_id(delivered.id).delivered_at,
+        find(&first, fresh).delivered_at,
+        Some(T0 + 10),
+        "read sets a missing delivery"
+    );
+    assert_eq!(
+        find(&first, early).delivered_at,
         Some(T0 + 5),
-        "an earlier delivery time is kept"
+        "an earlier delivery is kept"
     );
-    assert_eq!(by_id(delivered.id).read_at, Some(T0 + 10));
+    assert_eq!(find(&first, early).read_at, Some(T0 + 10));
 
-    let again = store
-        .mark_read(
-            bob.id,
-            &[fresh.id, later.id, to_alice.id, later.id],
-            T0 + 20,
-        )
-        .await
-        .expect("mark_read");
+    let second = read(store, bob, &[fresh, later, to_alice, later], T0 + 20).await;
     assert_eq!(
-        ids(&again),
-        [later.id],
-        "only the newly read one, once, ignoring others' ids"
+        ids(&second),
+        [later],
+        "only the newly read one, once; others' ids ignored"
     );
     assert_eq!(
-        ids(&store.unread(alice.id, 10).await.expect("unread")),
-        [to_alice.id],
+        unread_ids(store, alice, 10).await,
+        [to_alice],
         "alice's message untouched"
     );
-    assert!(
-        store.unread(bob.id, 10).await.expect("unread").is_empty(),
+    assert_eq!(
+        unread_ids(store, bob, 10).await,
+        NO_IDS,
         "all of bob's read"
     );
-    let history = store
-        .history(alice.id, bob.id, 10, None)
-        .await
-        .expect("history");
-    let fresh_now = history
-        .iter()
-        .find(|m| m.id == fresh.id)
-        .expect("in history");
+    let now = history(store, alice, bob, 10, None).await;
     assert_eq!(
-        fresh_now.read_at,
+        find(&now, fresh).read_at,
         Some(T0 + 10),
-        "a second mark keeps the first read time"
+        "a second mark keeps the first time"
     );
-    assert!(
-        store
-            .mark_delivered(bob.id, &[fresh.id], T0 + 30)
-            .await
-            .expect("mark_delivered")
-            .is_empty(),
-        "a read message is already delivered"
+    assert_eq!(
+        delivered(store, bob, &[fresh], T0 + 30).await,
+        [],
+        "read is already delivered"
     );
 }
 
 /// `unread` returns the user's unread messages, oldest first, at most `limit`, delivered or not.
 pub async fn unread_oldest_first_with_limit(store: &dyn Store) {
-    let alice = account(store, "alice", "Alice").await;
-    let bob = account(store, "bob", "Bob").await;
-    let m1 = send(store, alice.id, bob.id, "1", T0).await;
-    let m2 = send(store, alice.id, bob.id, "2", T0 + 1).await;
-    let _from_bob = send(store, bob.id, alice.id, "b", T0 + 1).await;
-    let m3 = send(store, alice.id, bob.id, "3", T0 + 2).await;
-    store
-        .mark_delivered(bob.id, &[m1.id, m2.id], T0 + 3)
-        .await
-        .expect("mark_delivered");
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let m1 = send(store, alice, bob, "1", T0).await.id;
+    let m2 = send(store, alice, bob, "2", T0 + 1).await.id;
+    send(store, bob, alice, "from bob", T0 + 1).await;
+    let m3 = send(store, alice, bob, "3", T0 + 2).await.id;
+    delivered(store, bob, &[m1, m2], T0 + 3).await;
 
-    let unread = store.unread(bob.id, 10).await.expect("unread");
+    let unread = ok("unread", store.unread(bob, 10).await);
     assert_eq!(
         ids(&unread),
-        [m1.id, m2.id, m3.id],
-        "delivered but unread messages are unread"
+        [m1, m2, m3],
+        "delivered-but-unread messages are unread"
     );
     assert_eq!(
-        unread.first().and_then(|m| m.delivered_at),
+        find(&unread, m1).delivered_at,
         Some(T0 + 3),
         "with their receipts"
     );
     assert_eq!(
-        ids(&store.unread(bob.id, 2).await.expect("unread")),
-        [m1.id, m2.id],
+        unread_ids(store, bob, 2).await,
+        [m1, m2],
         "limit keeps the oldest"
     );
-    store
-        .mark_read(bob.id, &[m2.id], T0 + 4)
-        .await
-        .expect("mark_read");
+    read(store, bob, &[m2], T0 + 4).await;
     assert_eq!(
-        ids(&store.unread(bob.id, 10).await.expect("unread")),
-        [m1.id, m3.id]
+        unread_ids(store, bob, 10).await,
+        [m1, m3],
+        "read ones drop out"
     );
 }
 
@@ -1529,51 +1476,49 @@ pub async fn history_both_directions_with_paging(store: &dyn Store) {
     let c = account(store, "carol", "Carol").await.id;
     let m1 = send(store, a, b, "1", T0).await;
     let m2 = send(store, b, a, "2", T0 + 1).await;
-    let m3 = send(store, a, c, "noise", T0 + 2).await;
+    let m3 = send(store, a, c, "other conversation", T0 + 2).await;
     let m4 = send(store, a, b, "4", T0 + 3).await;
     let m5 = send(store, b, a, "5", T0 + 4).await;
-    let _m6 = send(store, c, b, "noise", T0 + 5).await;
-    let history = |x, y, limit, before| async move {
-        ids(&store.history(x, y, limit, before).await.expect("history"))
-    };
+    send(store, c, b, "other conversation", T0 + 5).await;
+    let page = |x, y, limit, before| async move { ids(&history(store, x, y, limit, before).await) };
+    let (m1, m2, m3, m4, m5) = (m1.id, m2.id, m3.id, m4.id, m5.id);
+
     assert_eq!(
-        store.history(a, b, 10, None).await.expect("history"),
-        [m1.clone(), m2.clone(), m4.clone(), m5.clone()],
-        "both directions, oldest first, nothing from other conversations"
+        page(a, b, 10, None).await,
+        [m1, m2, m4, m5],
+        "both directions, oldest first"
     );
     assert_eq!(
-        history(b, a, 10, None).await,
-        [m1.id, m2.id, m4.id, m5.id],
-        "same from b's side"
+        page(b, a, 10, None).await,
+        [m1, m2, m4, m5],
+        "the same from b's side"
     );
     assert_eq!(
-        history(a, b, 2, None).await,
-        [m4.id, m5.id],
+        page(a, b, 2, None).await,
+        [m4, m5],
         "the newest `limit`, oldest first"
     );
     assert_eq!(
-        history(a, b, 2, Some(m4.id)).await,
-        [m1.id, m2.id],
+        page(a, b, 2, Some(m4)).await,
+        [m1, m2],
         "`before` pages back"
     );
     assert_eq!(
-        history(a, b, 10, Some(m5.id)).await,
-        [m1.id, m2.id, m4.id],
-        "`before` excludes itself"
+        page(a, b, 10, Some(m5)).await,
+        [m1, m2, m4],
+        "`before` itself is excluded"
     );
+    assert_eq!(page(a, b, 1, Some(m2)).await, [m1], "the last page");
     assert_eq!(
-        history(a, b, 1, Some(m2.id)).await,
-        [m1.id],
-        "the last page"
-    );
-    assert!(
-        history(a, b, 10, Some(m1.id)).await.is_empty(),
+        page(a, b, 10, Some(m1)).await,
+        NO_IDS,
         "nothing before the first"
     );
+    assert_eq!(page(c, a, 10, None).await, [m3], "another conversation");
+    let full = history(store, a, b, 1, None).await;
     assert_eq!(
-        history(c, a, 10, None).await,
-        [m3.id],
-        "another conversation"
+        full.first().map(|m| (m.from.as_str(), m.to.as_str())),
+        Some(("bob", "alice"))
     );
 }
 
@@ -1581,46 +1526,25 @@ pub async fn history_both_directions_with_paging(store: &dyn Store) {
 pub async fn purge_messages_before_cutoff(store: &dyn Store) {
     let a = account(store, "alice", "Alice").await.id;
     let b = account(store, "bob", "Bob").await.id;
-    let _m1 = send(store, a, b, "old", T0).await;
-    let m2 = send(store, b, a, "at cutoff", T0 + 10).await;
-    let m3 = send(store, a, b, "new", T0 + 20).await;
+    send(store, a, b, "old", T0).await;
+    let m2 = send(store, b, a, "at cutoff", T0 + 10).await.id;
+    let m3 = send(store, a, b, "new", T0 + 20).await.id;
+    let purge = |cutoff| async move { ok("purge", store.purge_messages_before(cutoff).await) };
 
+    assert_eq!(purge(T0).await, 0, "nothing stored before T0");
     assert_eq!(
-        store.purge_messages_before(T0).await.expect("purge"),
-        0,
-        "nothing before T0"
-    );
-    assert_eq!(
-        store.purge_messages_before(T0 + 10).await.expect("purge"),
+        purge(T0 + 10).await,
         1,
-        "one strictly before"
+        "one message stored strictly before the cutoff"
     );
+    let left = ids(&history(store, a, b, 10, None).await);
+    assert_eq!(left, [m2, m3], "a message stored at the cutoff is kept");
     assert_eq!(
-        ids(&store.history(a, b, 10, None).await.expect("history")),
-        [m2.id, m3.id],
-        "a message stored at the cutoff is kept"
+        undelivered_ids(store, b, 10).await,
+        [m3],
+        "purged from the offline queue too"
     );
-    assert_eq!(
-        ids(&store.undelivered(b, 10).await.expect("undelivered")),
-        [m3.id],
-        "purged from the queue too"
-    );
-    assert_eq!(
-        store.purge_messages_before(T0 + 10).await.expect("purge"),
-        0,
-        "idempotent"
-    );
-    assert_eq!(
-        store.purge_messages_before(T0 + 1000).await.expect("purge"),
-        2,
-        "the rest"
-    );
-    assert!(
-        store
-            .history(a, b, 10, None)
-            .await
-            .expect("history")
-            .is_empty(),
-        "all gone"
-    );
+    assert_eq!(purge(T0 + 10).await, 0, "purging again finds nothing");
+    assert_eq!(purge(T0 + 1000).await, 2, "the rest");
+    assert_eq!(history(store, a, b, 10, None).await, [], "all gone");
 }

@@ -42,9 +42,9 @@ pub struct Account {
     pub display_name: String,
     /// PHC string of the Argon2id hash.
     pub password_hash: String,
-    /// The status the user chose (kept across logins).
+    /// The status the user chose (kept across logins); `online` for a new account.
     pub status: Status,
-    /// Whether directory search may return this account.
+    /// Whether directory search may return this account; `true` for a new account.
     pub discoverable: bool,
     /// Creation time.
     pub created_at: TimestampMs,
@@ -281,6 +281,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         before: Option<MessageId>,
     ) -> StoreResult<Vec<StoredMessage>>;
-    /// Deletes messages stored before `cutoff`; returns how many.
+    /// Deletes messages stored before `cutoff` (delivered or not: this is retention); returns
+    /// how many.
     async fn purge_messages_before(&self, cutoff: TimestampMs) -> StoreResult<u64>;
+
+    /// Flushes and releases the backend at shutdown. Calls after it fail with `Backend`.
+    async fn close(&self) {}
 }

@@ -126,10 +126,6 @@ impl OnlineUser {
             self.status.into()
         }
     }
-
-    fn conn_ids(&self) -> Vec<ConnId> {
-        self.conns.iter().map(|(c, _)| *c).collect()
-    }
 }
 
 /// The supernode's live state. One per supernode process.
@@ -171,6 +167,15 @@ impl Hub {
             outputs: Vec::new(),
             next_sweep: now + SWEEP_INTERVAL,
         }
+    }
+
+    /// Connections that are logged in and not being closed: the only ones events go to.
+    fn live_conns(&self, user: &OnlineUser) -> Vec<ConnId> {
+        user.conns
+            .iter()
+            .map(|(c, _)| *c)
+            .filter(|c| self.conns.get(c).is_some_and(|conn| !conn.closing))
+            .collect()
     }
 
     /// The configuration in force.
@@ -387,10 +392,13 @@ impl Hub {
         ) else {
             return;
         };
-        self.outputs.push(Output::Send {
-            conns: v.conn_ids(),
-            event: Event::Presence { username, presence },
-        });
+        let conns = self.live_conns(v);
+        if !conns.is_empty() {
+            self.outputs.push(Output::Send {
+                conns,
+                event: Event::Presence { username, presence },
+            });
+        }
     }
 
     /// What `viewer` may see of `subject`: their presence if they are mutual contacts and the
@@ -418,7 +426,7 @@ impl Hub {
             .iter()
             .filter_map(|peer| self.users.get(peer))
             .filter(|p| p.mutual.contains(&user))
-            .flat_map(|p| p.conns.iter().map(|(c, _)| *c))
+            .flat_map(|p| self.live_conns(p))
             .collect();
         if !conns.is_empty() {
             conns.sort();
@@ -434,10 +442,9 @@ impl Hub {
         let Some(u) = self.users.get(&user) else {
             return;
         };
-        let conns: Vec<ConnId> = u
-            .conns
-            .iter()
-            .map(|(c, _)| *c)
+        let conns: Vec<ConnId> = self
+            .live_conns(u)
+            .into_iter()
             .filter(|c| Some(*c) != except)
             .collect();
         if !conns.is_empty() {
@@ -516,19 +523,23 @@ impl Hub {
         }
         self.next_sweep = now + SWEEP_INTERVAL;
         let (hb, lt) = (self.config.heartbeat_timeout, self.config.login_timeout);
-        let mut expired: Vec<ConnId> = self
+        let mut expired: Vec<(ConnId, EndReason)> = self
             .conns
             .iter()
             .filter(|(_, c)| !c.closing)
-            .filter(|(_, c)| {
-                now.saturating_duration_since(c.last_activity) >= hb
-                    || (c.login.is_none() && now.saturating_duration_since(c.connected_at) >= lt)
+            .filter_map(|(id, c)| {
+                if c.login.is_none() && now.saturating_duration_since(c.connected_at) >= lt {
+                    Some((*id, EndReason::LoginTimeout))
+                } else if now.saturating_duration_since(c.last_activity) >= hb {
+                    Some((*id, EndReason::HeartbeatTimeout))
+                } else {
+                    None
+                }
             })
-            .map(|(id, _)| *id)
             .collect();
-        expired.sort();
-        for conn in expired {
-            self.close(conn, EndReason::HeartbeatTimeout);
+        expired.sort_by_key(|(id, _)| *id);
+        for (conn, reason) in expired {
+            self.close(conn, reason);
         }
         // A full bucket carries no information; dropping it bounds the map by active senders.
         self.contact_quota.retain(|_, b| !b.is_full(now));

@@ -235,7 +235,7 @@ fn unauthenticated_connections_get_a_login_deadline() {
     }
     assert!(closes(&mut hub).is_empty());
     hub.handle_timeout(t0 + Duration::from_secs(11));
-    assert_eq!(closes(&mut hub), vec![(1, EndReason::HeartbeatTimeout)]);
+    assert_eq!(closes(&mut hub), vec![(1, EndReason::LoginTimeout)]);
 }
 
 #[test]
@@ -373,13 +373,22 @@ fn many_users_fan_out_only_to_contacts() {
 #[test]
 fn registrations_are_limited_per_address() {
     let t0 = Instant::now();
-    let cfg = HubConfig { registrations_per_hour: 2.0, ..HubConfig::default() };
+    let cfg = HubConfig {
+        registrations_per_hour: 2.0,
+        ..HubConfig::default()
+    };
     let mut hub = Hub::new(cfg, t0);
     let a: IpAddr = "203.0.113.5".parse().unwrap();
     let b: IpAddr = "203.0.113.6".parse().unwrap();
     hub.admit_registration(a, t0).unwrap();
     hub.admit_registration(a, t0).unwrap();
-    assert_eq!(hub.admit_registration(a, t0).unwrap_err().code, ErrorCode::RateLimited);
+    assert_eq!(
+        hub.admit_registration(a, t0).unwrap_err().code,
+        ErrorCode::RateLimited
+    );
     hub.admit_registration(b, t0).unwrap();
-    assert!(hub.admit_registration(a, t0 + Duration::from_secs(1801)).is_ok());
+    assert!(
+        hub.admit_registration(a, t0 + Duration::from_secs(1801))
+            .is_ok()
+    );
 }

@@ -28,7 +28,6 @@ use crate::tls::{TlsIdentity, load_identity};
 /// A supernode with its sockets bound, ready to [`Supernode::run`].
 pub struct Supernode {
     shared: Arc<Shared>,
-    store: Arc<SqliteStore>,
     client: std::net::TcpListener,
     admin: std::net::TcpListener,
     tls: Option<TlsIdentity>,
@@ -100,10 +99,9 @@ impl Supernode {
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
         let hub = Hub::new(hub_config(&config), Instant::now());
         let _ = prometheus();
-        let shared = Arc::new(Shared::new(config, store.clone(), hub, passwords));
+        let shared = Arc::new(Shared::new(config, store, hub, passwords));
         Ok(Self {
             shared,
-            store,
             client,
             admin,
             tls,
@@ -139,7 +137,6 @@ impl Supernode {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             shared,
-            store,
             client,
             admin,
             tls,
@@ -193,7 +190,7 @@ impl Supernode {
         timers.abort();
         retention.abort();
         admin_task.abort();
-        store.close().await;
+        shared.store.close().await;
         info!("shutdown complete");
         Ok(())
     }

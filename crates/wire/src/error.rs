@@ -68,6 +68,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The supernode failed; the request may be retried.
     Internal,
+    /// A code this build does not know (from a newer supernode); treat as a generic failure.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -106,6 +109,7 @@ impl ErrorCode {
             Self::InvalidArgument => "argument out of range",
             Self::ShuttingDown => "supernode is shutting down",
             Self::Internal => "internal error, try again",
+            Self::Unknown => "request failed",
         }
     }
 }

@@ -562,6 +562,8 @@ pub enum EndReason {
     ProtocolViolation,
     /// The password changed on another device.
     PasswordChanged,
+    /// The connection did not log in within the login deadline.
+    LoginTimeout,
 }
 
 /// Something the supernode tells a client without being asked.

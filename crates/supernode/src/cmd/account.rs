@@ -70,7 +70,8 @@ impl Session {
         validate::password(&password)?;
         // Registration costs a hash: a per-address quota keeps it bounded.
         let ip = self.peer.ip();
-        self.shared.with_hub(|h| h.admit_registration(ip, Instant::now()))?;
+        self.shared
+            .with_hub(|h| h.admit_registration(ip, Instant::now()))?;
         if db(self.shared.store.account_by_username(&username).await)?.is_some() {
             return Err(ErrorCode::UsernameTaken.into());
         }

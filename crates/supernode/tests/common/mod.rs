@@ -4,17 +4,26 @@
 //!
 //! Every wait has a deadline ([`WAIT`]) and fails the test with what was seen instead of hanging;
 //! nothing sleeps "a bit" to let things settle.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 use ed25519_dalek::{Signer, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use peerline_client::connection::{Connection, Endpoint};
 use peerline_client::tls::{Trust, client_config};
 use peerline_client::{Client, ClientError, ConnectOptions, Home};
+use peerline_store::{NewAccount, Store};
+use peerline_store_sqlite::SqliteStore;
 use peerline_supernode::{Config, Supernode};
 use peerline_wire::{
     ClientFrame, DeviceProof, ErrorBody, Event, Login, PROTOCOL_VERSION, Presence, Reply, Request,
@@ -62,14 +71,29 @@ pub struct TestNode {
     pub dir: TempDir,
 }
 
+/// A cheap Argon2id hash of [`PASSWORD`] (8 KiB, one pass) for accounts seeded into the store.
+///
+/// The supernode verifies a hash with the parameters stored in it, so seeded users log in
+/// without the full-cost hash (19 MiB, about 3 s in an unoptimized test build). Registration
+/// itself, with the real cost, is covered where it is the subject of a test.
+fn cheap_hash() -> String {
+    let params = Params::new(8, 1, 1, None).unwrap();
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
 impl TestNode {
-    /// A supernode with default limits.
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
+    /// A supernode with default limits and these accounts (password [`PASSWORD`]).
+    pub async fn start(users: &[&str]) -> Self {
+        Self::start_with(users, |_| {}).await
     }
 
-    /// A supernode whose config `tune` adjusts (limits, timeouts) before it binds.
-    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+    /// A supernode with these accounts, whose config `tune` adjusts (limits, timeouts) before it
+    /// binds.
+    pub async fn start_with(users: &[&str], tune: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             data_dir: dir.path().join("node"),
@@ -78,21 +102,52 @@ impl TestNode {
             ..Config::default()
         };
         tune(&mut config);
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        let store = SqliteStore::open(&config.database_path())
+            .await
+            .expect("store opens");
+        for name in users {
+            let account = NewAccount {
+                username: (*name).to_owned(),
+                display_name: (*name).to_owned(),
+                password_hash: cheap_hash(),
+            };
+            store
+                .create_account(account, 1)
+                .await
+                .expect("seed account");
+        }
+        store.close().await;
         let node = Supernode::bind(config).await.expect("supernode binds");
         let client_addr = node.client_addr();
         let admin_addr = node.admin_addr();
         let url = node.client_url();
-        let fingerprint = node.tls().expect("TLS is on by default").fingerprint.clone();
+        let fingerprint = node
+            .tls()
+            .expect("TLS is on by default")
+            .fingerprint
+            .clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(node.run(async {
             let _ = rx.await;
         }));
-        Self { client_addr, admin_addr, url, fingerprint, shutdown: Some(tx), task, dir }
+        Self {
+            client_addr,
+            admin_addr,
+            url,
+            fingerprint,
+            shutdown: Some(tx),
+            task,
+            dir,
+        }
     }
 
     /// Fails the test if the server task has ended (crashed or returned an error).
     pub fn assert_serving(&self) {
-        assert!(!self.task.is_finished(), "the supernode task ended while it should be serving");
+        assert!(
+            !self.task.is_finished(),
+            "the supernode task ended while it should be serving"
+        );
     }
 
     /// Shuts down gracefully and checks that `run` returned `Ok`.
@@ -101,12 +156,16 @@ impl TestNode {
             let _ = tx.send(());
         }
         let result = within("graceful shutdown", &mut self.task).await;
-        result.expect("supernode task panicked").expect("supernode run returned an error");
+        result
+            .expect("supernode task panicked")
+            .expect("supernode run returned an error");
     }
 
     /// `(connections, online_users)` from `GET /healthz` on the admin listener.
     pub async fn health(&self) -> (u64, u64) {
-        let mut tcp = TcpStream::connect(self.admin_addr).await.expect("admin listener accepts");
+        let mut tcp = TcpStream::connect(self.admin_addr)
+            .await
+            .expect("admin listener accepts");
         tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
@@ -115,8 +174,12 @@ impl TestNode {
         let text = String::from_utf8(raw).expect("healthz answers UTF-8");
         let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
         assert!(head.starts_with("HTTP/1.1 200"), "healthz: {head}");
-        let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz body {body:?}: {e}"));
-        (json["connections"].as_u64().unwrap(), json["online_users"].as_u64().unwrap())
+        let json: Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz body {body:?}: {e}"));
+        (
+            json["connections"].as_u64().unwrap(),
+            json["online_users"].as_u64().unwrap(),
+        )
     }
 
     /// Polls `/healthz` until `pred(connections, online_users)` holds.
@@ -135,7 +198,11 @@ impl TestNode {
 
     /// Options for the client library.
     pub fn options(&self, device_name: &str) -> ConnectOptions {
-        ConnectOptions { url: self.url.clone(), ca_file: None, device_name: device_name.into() }
+        ConnectOptions {
+            url: self.url.clone(),
+            ca_file: None,
+            device_name: device_name.into(),
+        }
     }
 
     /// A new, empty home directory for one user's device.
@@ -150,39 +217,82 @@ pub struct User {
     pub client: Client,
     /// The username.
     pub name: String,
+    /// Events received but not yet matched by [`User::expect`], oldest first.
+    backlog: Vec<Event>,
 }
 
 impl User {
     /// Connects a device whose home is `home` (created if new).
     pub async fn connect(node: &TestNode, name: &str, home: &std::path::Path) -> Client {
         let home = Home::open(home).expect("home opens");
-        let client = within("connect", Client::connect(&node.options(name), home)).await.expect("connects");
+        let client = within("connect", Client::connect(&node.options(name), home))
+            .await
+            .expect("connects");
         client
     }
 
-    /// Registers `name` and logs in on the same connection, with a fresh home.
+    /// Registers `name` through the protocol and logs in on the same connection, with a fresh
+    /// home. Costs two full-strength password hashes.
     pub async fn register(node: &TestNode, name: &str) -> Self {
-        let mut client = Self::connect(node, name, &node.home_dir(name)).await;
-        assert_eq!(client.newly_pinned.as_deref(), Some(node.fingerprint.as_str()), "pinned the node's cert");
-        let registered = within("register", client.register(name, None, PASSWORD)).await.expect("registers");
+        let client = Self::connect(node, name, &node.home_dir(name)).await;
+        let registered = within("register", client.register(name, None, PASSWORD))
+            .await
+            .expect("registers");
         assert_eq!(registered, name);
-        let reply = within("login", client.login_with_password(name, PASSWORD)).await.expect("logs in");
-        assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
-        Self { client, name: name.into() }
+        Self::password_login(node, name, client).await
+    }
+
+    /// Logs in an existing (seeded) account with its password, from a fresh home.
+    pub async fn login(node: &TestNode, name: &str) -> Self {
+        let client = Self::connect(node, name, &node.home_dir(name)).await;
+        Self::password_login(node, name, client).await
+    }
+
+    async fn password_login(node: &TestNode, name: &str, mut client: Client) -> Self {
+        if let Some(pinned) = &client.newly_pinned {
+            assert_eq!(
+                *pinned, node.fingerprint,
+                "pinned the node's certificate on first use"
+            );
+        }
+        let reply = within("login", client.login_with_password(name, PASSWORD))
+            .await
+            .expect("logs in");
+        assert!(
+            matches!(reply, Reply::LoggedIn { ref username, .. } if username == name),
+            "{reply:?}"
+        );
+        Self {
+            client,
+            name: name.into(),
+            backlog: Vec::new(),
+        }
     }
 
     /// Reconnects `name`'s existing home and logs in with the saved token.
     pub async fn reconnect(node: &TestNode, name: &str) -> Self {
         let mut client = Self::connect(node, name, &node.home_dir(name)).await;
-        let reply = within("token login", client.login_saved()).await.expect("token login");
+        assert_eq!(
+            client.newly_pinned, None,
+            "the pin from the first connection is reused"
+        );
+        let reply = within("token login", client.login_saved())
+            .await
+            .expect("token login");
         assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
-        Self { client, name: name.into() }
+        Self {
+            client,
+            name: name.into(),
+            backlog: Vec::new(),
+        }
     }
 
     /// Sends a request that must succeed.
     pub async fn ok(&self, request: Request) -> Reply {
         let what = request.kind();
-        within(what, self.client.request(request)).await.unwrap_or_else(|e| panic!("{what}: {e}"))
+        within(what, self.client.request(request))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// Sends a request that must fail with a server error.
@@ -194,23 +304,35 @@ impl User {
         }
     }
 
-    /// Waits for the first event matching `pred`, skipping others.
+    /// Takes the oldest event matching `pred`, waiting for it if it has not come yet. Events
+    /// that do not match stay queued for later calls, so the order in which a test expects
+    /// events need not be the order the supernode sent them.
     pub async fn expect(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        let mut seen = Vec::new();
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        let backlog = &mut self.backlog;
+        let client = &mut self.client;
         let found = tokio::time::timeout(WAIT, async {
-            while let Some(event) = self.client.next_event().await {
+            while let Some(event) = client.next_event().await {
                 if pred(&event) {
                     return Some(event);
                 }
-                seen.push(event);
+                backlog.push(event);
             }
             None
         })
         .await;
         match found {
             Ok(Some(event)) => event,
-            Ok(None) => panic!("{}: connection closed waiting for {what}; saw {seen:?}", self.name),
-            Err(_) => panic!("{}: timed out waiting for {what}; saw {seen:?}", self.name),
+            Ok(None) => panic!(
+                "{}: connection closed waiting for {what}; saw {:?}",
+                self.name, self.backlog
+            ),
+            Err(_) => panic!(
+                "{}: timed out waiting for {what}; saw {:?}",
+                self.name, self.backlog
+            ),
         }
     }
 
@@ -226,7 +348,7 @@ impl User {
     /// event caused earlier has arrived.
     pub async fn drain_events(&mut self) -> Vec<Event> {
         assert_eq!(self.ok(Request::Ping).await, Reply::Pong);
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.backlog);
         while let Some(e) = self.client.try_event() {
             events.push(e);
         }
@@ -237,14 +359,30 @@ impl User {
 /// Makes `a` and `b` mutual contacts through the protocol and waits until each sees the other
 /// online.
 pub async fn befriend(a: &mut User, b: &mut User) {
-    let add = Request::ContactAdd { username: b.name.clone(), message: Some(format!("hi, {} here", a.name)) };
+    let add = Request::ContactAdd {
+        username: b.name.clone(),
+        message: Some(format!("hi, {} here", a.name)),
+    };
     assert_eq!(a.ok(add).await, Reply::Done);
     let from = a.name.clone();
-    b.expect("contact request", |e| matches!(e, Event::ContactRequest { username, .. } if *username == from))
-        .await;
-    assert_eq!(b.ok(Request::ContactAccept { username: a.name.clone() }).await, Reply::Done);
+    b.expect(
+        "contact request",
+        |e| matches!(e, Event::ContactRequest { username, .. } if *username == from),
+    )
+    .await;
+    assert_eq!(
+        b.ok(Request::ContactAccept {
+            username: a.name.clone()
+        })
+        .await,
+        Reply::Done
+    );
     let by = b.name.clone();
-    a.expect("contact accepted", |e| matches!(e, Event::ContactAccepted { username } if *username == by)).await;
+    a.expect(
+        "contact accepted",
+        |e| matches!(e, Event::ContactAccepted { username } if *username == by),
+    )
+    .await;
     a.expect_presence(&b.name, Presence::Online).await;
     b.expect_presence(&a.name, Presence::Online).await;
 }
@@ -267,9 +405,12 @@ pub fn proof(key: &SigningKey, nonce: &str) -> DeviceProof {
 pub async fn connection(node: &TestNode) -> Connection {
     let endpoint = Endpoint::parse(&node.url).unwrap();
     let known = node.dir.path().join("known_supernodes");
-    let (conn, presented) = within("connect", Connection::connect(&endpoint, &Trust::Pin { expected: None }, &known))
-        .await
-        .expect("connects");
+    let (conn, presented) = within(
+        "connect",
+        Connection::connect(&endpoint, &Trust::Pin { expected: None }, &known),
+    )
+    .await
+    .expect("connects");
     assert!(presented.fingerprint.is_some());
     conn
 }
@@ -299,11 +440,11 @@ pub fn server_error(result: Result<Reply, ClientError>) -> ErrorBody {
     }
 }
 
-/// Checks that the node still serves a well-behaved client: a new user registers, logs in and
-/// gets answers.
+/// Checks that the node still serves a well-behaved client: a fresh client logs in as `name`
+/// (a seeded account) and gets answers.
 pub async fn assert_still_serves(node: &TestNode, name: &str) {
     node.assert_serving();
-    let user = User::register(node, name).await;
+    let user = User::login(node, name).await;
     match user.ok(Request::Whoami).await {
         Reply::Me(profile) => assert_eq!(profile.username, name),
         other => panic!("whoami: {other:?}"),
@@ -340,13 +481,17 @@ pub async fn tls(tcp: TcpStream) -> TlsStream<TcpStream> {
     let (config, _) = client_config(&Trust::Pin { expected: None }).unwrap();
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    within("TLS handshake", connector.connect(name, tcp)).await.expect("TLS handshake")
+    within("TLS handshake", connector.connect(name, tcp))
+        .await
+        .expect("TLS handshake")
 }
 
 impl Raw {
     /// Connects TCP, TLS and WebSocket.
     pub async fn connect(node: &TestNode) -> Self {
-        let tcp = TcpStream::connect(node.client_addr).await.expect("TCP connect");
+        let tcp = TcpStream::connect(node.client_addr)
+            .await
+            .expect("TCP connect");
         Self::over(node, tcp).await
     }
 
@@ -354,15 +499,24 @@ impl Raw {
     pub async fn over(node: &TestNode, tcp: TcpStream) -> Self {
         let stream = tls(tcp).await;
         let url = format!("wss://{}{WS_PATH}", node.client_addr);
-        let (ws, _) = within("WebSocket upgrade", tokio_tungstenite::client_async_with_config(url, stream, None))
-            .await
-            .expect("WebSocket upgrade");
-        Self { ws, next_id: 1, nonce: String::new() }
+        let (ws, _) = within(
+            "WebSocket upgrade",
+            tokio_tungstenite::client_async_with_config(url, stream, None),
+        )
+        .await
+        .expect("WebSocket upgrade");
+        Self {
+            ws,
+            next_id: 1,
+            nonce: String::new(),
+        }
     }
 
     /// Sends a text frame as is.
     pub async fn send_text(&mut self, text: impl Into<String>) {
-        within("send", self.ws.send(Message::text(text.into()))).await.expect("send");
+        within("send", self.ws.send(Message::text(text.into())))
+            .await
+            .expect("send");
     }
 
     /// Sends a request; returns its id.
@@ -377,7 +531,8 @@ impl Raw {
     pub async fn recv(&mut self) -> Incoming {
         match within("a frame from the supernode", self.ws.next()).await {
             Some(Ok(Message::Text(text))) => Incoming::Frame(
-                decode_server_frame(text.as_bytes()).unwrap_or_else(|e| panic!("server sent {text:?}: {e}")),
+                decode_server_frame(text.as_bytes())
+                    .unwrap_or_else(|e| panic!("server sent {text:?}: {e}")),
             ),
             Some(Ok(Message::Close(frame))) => Incoming::Close(frame.map(|f| u16::from(f.code))),
             Some(Ok(other)) => Incoming::Other(format!("{other:?}")),
@@ -422,7 +577,10 @@ impl Raw {
 
     /// Says hello; keeps the nonce.
     pub async fn hello(&mut self) {
-        let hello = Request::Hello { version: PROTOCOL_VERSION, client: "raw-test".into() };
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: "raw-test".into(),
+        };
         match self.request(hello).await {
             Ok(Reply::Hello { nonce, .. }) => self.nonce = nonce,
             other => panic!("hello: {other:?}"),

@@ -1,0 +1,241 @@
+//! `peerline-loadgen`: puts a local Peerline supernode under load and says how it coped —
+//! registrations per second, logins per second with latencies, and memory per idle logged-in
+//! user. Every run is bounded in count and time and only ever targets a loopback supernode.
+//!
+//! The subcommands live in `register`, `login` and `hold`; `dial` is the small protocol client
+//! they share. This file parses flags and prints reports.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod dial;
+mod hold;
+mod latency;
+mod login;
+mod procfs;
+mod register;
+mod source_addrs;
+mod state_file;
+mod workers;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::dial::Dialer;
+use crate::source_addrs::SourceAddrs;
+use crate::state_file::StateFile;
+
+/// The password `register` gives every load-test user.
+const DEFAULT_PASSWORD: &str = "loadtest-password";
+/// File descriptors the load generator keeps for itself besides one per connection.
+const SPARE_FDS: u64 = 100;
+
+/// Load generator for a Peerline supernode on this machine.
+///
+/// Typical sequence: `register` once (slow: two Argon2id hashes per user), then `login` and
+/// `hold` as often as needed with the saved tokens.
+#[derive(Debug, Parser)]
+#[command(name = "peerline-loadgen", version)]
+struct Cli {
+    /// Print one JSON object with the results on stdout (the human summary goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register users PREFIX0..PREFIX{N-1}, then log each in once with the password and save its
+    /// session token and device key in the state file. Reports registrations per second.
+    Register(RegisterArgs),
+    /// Log saved users in (token by default, or password), each on a new connection, then
+    /// disconnect. Reports logins per second and latency percentiles.
+    Login(LoginArgs),
+    /// Log saved users in by token at a fixed rate and keep them connected and pinging for a
+    /// while. Reports how many stayed connected and, with --supernode-pid, the supernode's memory
+    /// per connected user.
+    Hold(HoldArgs),
+}
+
+/// Where to connect and from where.
+#[derive(Debug, Args)]
+struct Target {
+    /// The supernode, `wss://127.0.0.1:PORT` (loopback only).
+    #[arg(long)]
+    supernode: String,
+    /// Source addresses, FIRST-LAST in 127.0.0.0/8, used round robin: avoids running out of
+    /// ephemeral ports and spreads per-address quotas (registrations per address per hour).
+    #[arg(long, default_value = "127.0.1.1-127.0.4.254")]
+    source_ips: SourceAddrs,
+}
+
+#[derive(Debug, Args)]
+struct RegisterArgs {
+    #[command(flatten)]
+    target: Target,
+    /// How many users.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    users: u32,
+    /// Username prefix.
+    #[arg(long, default_value = "load")]
+    prefix: String,
+    /// Number of the first user (to add users to an existing set).
+    #[arg(long, default_value_t = 0)]
+    first: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    concurrency: u32,
+    /// The password every user gets.
+    #[arg(long, default_value = DEFAULT_PASSWORD)]
+    user_password: String,
+    /// State file to add tokens and device keys to.
+    #[arg(long)]
+    state: PathBuf,
+    /// Start no new work after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    time_limit_secs: u64,
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    #[command(flatten)]
+    target: Target,
+    /// State file written by `register`.
+    #[arg(long)]
+    state: PathBuf,
+    /// How many logins (the first N saved users after --skip).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    users: u32,
+    /// Skip this many saved users.
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    concurrency: u32,
+    /// Log in with the password (Argon2id on the supernode) instead of the saved token.
+    #[arg(long)]
+    password: bool,
+    /// The password, with --password.
+    #[arg(long, default_value = DEFAULT_PASSWORD)]
+    user_password: String,
+    /// Start no new login after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    time_limit_secs: u64,
+}
+
+#[derive(Debug, Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    target: Target,
+    /// State file written by `register`.
+    #[arg(long)]
+    state: PathBuf,
+    /// How many users to keep connected (one connection, one file descriptor each).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    users: u32,
+    /// Skip this many saved users (to split users over several load generator processes).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// New connections per second.
+    #[arg(long, default_value_t = 500.0)]
+    ramp: f64,
+    /// Seconds to keep them connected after the ramp (at most a day).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    hold: u64,
+    /// The supernode's process id: its VmRSS is read before and after.
+    #[arg(long)]
+    supernode_pid: Option<u32>,
+}
+
+fn emit<R: Serialize + std::fmt::Display>(report: &R, json: bool) -> anyhow::Result<()> {
+    if json {
+        eprintln!("{report}");
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+fn check_fd_budget(connections: u64) -> anyhow::Result<()> {
+    if let Some(limit) = procfs::open_file_limit()
+        && connections + SPARE_FDS > limit
+    {
+        bail!(
+            "{connections} connections need about {} open files but this process may open {limit}; \
+             run several load generator processes with --skip (e.g. 2 × --users {} --skip 0/{})",
+            connections + SPARE_FDS,
+            connections / 2,
+            connections / 2
+        );
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Register(a) => {
+            let dialer =
+                Arc::new(Dialer::new(&a.target.supernode, Some(a.target.source_ips)).await?);
+            let plan = register::RegisterPlan {
+                users: a.users as usize,
+                prefix: a.prefix,
+                first: a.first,
+                concurrency: a.concurrency as usize,
+                password: a.user_password,
+                state: a.state,
+                time_limit: Duration::from_secs(a.time_limit_secs),
+            };
+            emit(&register::run(dialer, plan).await?, cli.json)
+        }
+        Command::Login(a) => {
+            check_fd_budget(u64::from(a.concurrency))?;
+            let users = StateFile::load(&a.state)?.take(a.skip, a.users as usize)?;
+            let dialer =
+                Arc::new(Dialer::new(&a.target.supernode, Some(a.target.source_ips)).await?);
+            let plan = login::LoginPlan {
+                users,
+                concurrency: a.concurrency as usize,
+                password: a.password.then_some(a.user_password),
+                time_limit: Duration::from_secs(a.time_limit_secs),
+            };
+            emit(&login::run(dialer, plan).await, cli.json)
+        }
+        Command::Hold(a) => {
+            if !(a.ramp.is_finite() && a.ramp > 0.0 && a.ramp <= 100_000.0) {
+                bail!("--ramp must be between 0 and 100000 connections per second");
+            }
+            check_fd_budget(u64::from(a.users))?;
+            let users = StateFile::load(&a.state)?.take(a.skip, a.users as usize)?;
+            let dialer =
+                Arc::new(Dialer::new(&a.target.supernode, Some(a.target.source_ips)).await?);
+            let plan = hold::HoldPlan {
+                users,
+                ramp_per_second: a.ramp,
+                hold: Duration::from_secs(a.hold),
+                supernode_pid: a.supernode_pid,
+            };
+            emit(&hold::run(dialer, plan).await?, cli.json)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    run(Cli::parse()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

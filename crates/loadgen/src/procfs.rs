@@ -1,0 +1,59 @@
+//! What the load generator reads from `/proc`: a process's resident memory (`VmRSS`, to measure
+//! the supernode's memory per connection) and this process's open-file limit (each connection is
+//! one file descriptor; the machines here cap a process at 20,000).
+
+use anyhow::Context;
+
+/// Resident set size of process `pid` in bytes, from `/proc/PID/status`.
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {path} (is process {pid} running?)"))?;
+    parse_vm_rss(&text).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+/// The `VmRSS:   12345 kB` line of a status file, in bytes.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let kib: u64 = words.next()?.parse().ok()?;
+    (words.next()? == "kB").then_some(kib * 1024)
+}
+
+/// This process's soft limit on open files, from `/proc/self/limits`; `None` if unreadable or
+/// unlimited.
+pub fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files(&text)
+}
+
+fn parse_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss() {
+        let status = "Name:\tpeerline\nVmPeak:\t  99 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(12345 * 1024));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn reads_the_open_file_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            20000                20000                files\n";
+        assert_eq!(parse_open_files(limits), Some(20000));
+        assert!(open_file_limit().is_some());
+        assert!(rss_bytes(std::process::id()).unwrap() > 0);
+    }
+}
