@@ -12,12 +12,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "peerline", version)]
 pub struct Args {
     /// Supernode URL.
-    #[arg(
-        long,
-        global = true,
-        env = "PEERLINE_SUPERNODE",
-        default_value = "wss://127.0.0.1:7443"
-    )]
+    #[arg(long, global = true, env = "PEERLINE_SUPERNODE", default_value = "wss://127.0.0.1:7443")]
     pub supernode: String,
     /// Directory for this client's device key, pinned certificates and session
     /// [default: the user's data dir, e.g. ~/.local/share/peerline].

@@ -27,11 +27,7 @@ async fn main() {
 fn device_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim();
-    if host.is_empty() {
-        "peerline-cli".into()
-    } else {
-        format!("peerline-cli@{host}")
-    }
+    if host.is_empty() { "peerline-cli".into() } else { format!("peerline-cli@{host}") }
 }
 
 async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
@@ -67,23 +63,14 @@ async fn logged_in(args: &Args, out: &Out) -> anyhow::Result<Client> {
 
 async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     match &args.command {
-        Command::Register {
-            username,
-            display_name,
-            password_stdin,
-        } => {
+        Command::Register { username, display_name, password_stdin } => {
             let password = password::new_password(*password_stdin, "Choose a password")?;
             let mut client = connect(&args, out).await?;
-            let name = client
-                .register(username, display_name.as_deref(), &password)
-                .await?;
+            let name = client.register(username, display_name.as_deref(), &password).await?;
             let reply = client.login_with_password(&name, &password).await?;
             out.logged_in(&reply, "Registered and logged in");
         }
-        Command::Login {
-            username,
-            password_stdin,
-        } => {
+        Command::Login { username, password_stdin } => {
             let password = password::existing_password(*password_stdin, "Password")?;
             let mut client = connect(&args, out).await?;
             let reply = client.login_with_password(username, &password).await?;
@@ -101,12 +88,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         Command::Passwd { password_stdin } => {
             let (old, new) = password::change(*password_stdin)?;
             let client = logged_in(&args, out).await?;
-            client
-                .done(Request::ChangePassword {
-                    old_password: old,
-                    new_password: new,
-                })
-                .await?;
+            client.done(Request::ChangePassword { old_password: old, new_password: new }).await?;
             out.done("Password changed; other devices must log in again.");
         }
         Command::Devices { command } => {
@@ -114,22 +96,14 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             match command {
                 None => out.reply(&client.request(Request::Devices).await?),
                 Some(DevicesCommand::Remove { id }) => {
-                    client
-                        .done(Request::RemoveDevice { device_id: *id })
-                        .await?;
+                    client.done(Request::RemoveDevice { device_id: *id }).await?;
                     out.done(&format!("Device {id} removed."));
                 }
             }
         }
         Command::Search { query } => {
             let client = logged_in(&args, out).await?;
-            out.reply(
-                &client
-                    .request(Request::Search {
-                        query: query.clone(),
-                    })
-                    .await?,
-            );
+            out.reply(&client.request(Request::Search { query: query.clone() }).await?);
         }
         Command::Contacts { command } => {
             let client = logged_in(&args, out).await?;
@@ -139,34 +113,23 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                     return Ok(());
                 }
                 Some(ContactsCommand::Add { username, message }) => (
-                    Request::ContactAdd {
-                        username: username.clone(),
-                        message: message.clone(),
-                    },
+                    Request::ContactAdd { username: username.clone(), message: message.clone() },
                     format!("Contact request sent to {username}."),
                 ),
                 Some(ContactsCommand::Accept { username }) => (
-                    Request::ContactAccept {
-                        username: username.clone(),
-                    },
+                    Request::ContactAccept { username: username.clone() },
                     format!("{username} is now a contact."),
                 ),
                 Some(ContactsCommand::Decline { username }) => (
-                    Request::ContactDecline {
-                        username: username.clone(),
-                    },
+                    Request::ContactDecline { username: username.clone() },
                     format!("Declined {username}'s request."),
                 ),
                 Some(ContactsCommand::Remove { username }) => (
-                    Request::ContactRemove {
-                        username: username.clone(),
-                    },
+                    Request::ContactRemove { username: username.clone() },
                     format!("Removed {username}."),
                 ),
                 Some(ContactsCommand::Block { username }) => (
-                    Request::ContactBlock {
-                        username: username.clone(),
-                    },
+                    Request::ContactBlock { username: username.clone() },
                     format!("Blocked {username}."),
                 ),
             };
@@ -188,10 +151,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                 },
             }
         }
-        Command::Profile {
-            display_name,
-            discoverable,
-        } => {
+        Command::Profile { display_name, discoverable } => {
             let client = logged_in(&args, out).await?;
             client
                 .done(Request::SetProfile {
@@ -208,11 +168,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         }
         Command::Inbox { limit, peek } => {
             let client = logged_in(&args, out).await?;
-            let messages = client
-                .messages(Request::Inbox {
-                    limit: Some(*limit),
-                })
-                .await?;
+            let messages = client.messages(Request::Inbox { limit: Some(*limit) }).await?;
             out.messages(&messages);
             if !peek && !messages.is_empty() {
                 let ids = messages.iter().map(|m| m.id).collect();
@@ -240,10 +196,8 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             online(&mut client, out, *exit_after).await?;
         }
         Command::Trust { forget } => {
-            let home_dir = args
-                .home
-                .clone()
-                .or_else(|| dirs::data_dir().map(|d| d.join("peerline")));
+            let home_dir =
+                args.home.clone().or_else(|| dirs::data_dir().map(|d| d.join("peerline")));
             let home = Home::open(&home_dir.context("set PEERLINE_HOME or --home")?)?;
             let endpoint = peerline_client::connection::Endpoint::parse(&args.supernode)?;
             if *forget {
@@ -263,10 +217,8 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                         endpoint.host_port(),
                         peerline_client::tls::format_fingerprint(&fp)
                     )),
-                    None => out.done(&format!(
-                        "No certificate pinned for {} yet.",
-                        endpoint.host_port()
-                    )),
+                    None => out
+                        .done(&format!("No certificate pinned for {} yet.", endpoint.host_port())),
                 }
             }
         }

@@ -14,12 +14,7 @@ fn when(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm), to print UTC times without a
@@ -52,20 +47,16 @@ impl Out {
     }
 
     fn print_json(&self, value: &impl serde::Serialize) {
-        println!(
-            "{}",
-            serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-        );
+        println!("{}", serde_json::to_string(value).unwrap_or_else(|_| "null".into()));
     }
 
     /// An error: to stderr as text, or to stdout as `{"error":{...}}` with `--json`.
     pub fn error(&self, err: &anyhow::Error) {
         if self.json {
             let (code, message) = match err.downcast_ref::<ClientError>() {
-                Some(ClientError::Server(body)) => (
-                    serde_json::to_value(body.code).unwrap_or(Value::Null),
-                    body.message.clone(),
-                ),
+                Some(ClientError::Server(body)) => {
+                    (serde_json::to_value(body.code).unwrap_or(Value::Null), body.message.clone())
+                }
                 Some(e @ ClientError::CertificateChanged { .. }) => {
                     (json!("certificate_changed"), e.to_string())
                 }
@@ -97,14 +88,7 @@ impl Out {
 
     /// After register/login (the token is never printed).
     pub fn logged_in(&self, reply: &Reply, verb: &str) {
-        if let Reply::LoggedIn {
-            username,
-            display_name,
-            device_id,
-            status,
-            ..
-        } = reply
-        {
+        if let Reply::LoggedIn { username, display_name, device_id, status, .. } = reply {
             if self.json {
                 self.print_json(&json!({
                     "username": username, "display_name": display_name,
@@ -143,11 +127,7 @@ impl Out {
                 peerline_client::wire::ContactState::Accepted => c.presence.as_str().to_owned(),
                 s => s.as_str().to_owned(),
             };
-            let greeting = c
-                .message
-                .as_deref()
-                .map(|m| format!("  \"{m}\""))
-                .unwrap_or_default();
+            let greeting = c.message.as_deref().map(|m| format!("  \"{m}\"")).unwrap_or_default();
             println!(
                 "{} {:<20} {:<24} {detail}{greeting}",
                 presence_mark(c.presence),
@@ -162,12 +142,7 @@ impl Out {
         if self.json {
             self.print_json(m);
         } else {
-            println!(
-                "Sent to {} (message {}, {} UTC).",
-                m.to,
-                m.id,
-                when(m.sent_at)
-            );
+            println!("Sent to {} (message {}, {} UTC).", m.to, m.id, when(m.sent_at));
         }
     }
 
@@ -187,13 +162,7 @@ impl Out {
             } else {
                 ""
             };
-            println!(
-                "[{}] {} → {}: {}{receipt}",
-                when(m.sent_at),
-                m.from,
-                m.to,
-                m.text
-            );
+            println!("[{}] {} → {}: {}{receipt}", when(m.sent_at), m.from, m.to, m.text);
         }
     }
 
@@ -206,11 +175,7 @@ impl Out {
                 p.display_name,
                 p.device_id,
                 p.status.as_str(),
-                if p.discoverable {
-                    "discoverable"
-                } else {
-                    "hidden from search"
-                }
+                if p.discoverable { "discoverable" } else { "hidden from search" }
             ),
             Reply::Me(p) => self.print_json(p),
             Reply::Devices { devices } if self.json => self.print_json(devices),
@@ -256,32 +221,28 @@ impl Out {
         }
         match event {
             Event::Presence { username, presence } => {
-                println!(
-                    "{} {username} is {}",
-                    presence_mark(*presence),
-                    presence.as_str()
-                );
+                println!("{} {username} is {}", presence_mark(*presence), presence.as_str());
             }
-            Event::ContactRequest {
-                username,
-                display_name,
-                message,
-            } => println!(
+            Event::ContactRequest { username, display_name, message } => println!(
                 "Contact request from {username} ({display_name}){} — `peerline contacts accept {username}`",
-                message
-                    .as_deref()
-                    .map(|m| format!(": \"{m}\""))
-                    .unwrap_or_default()
+                message.as_deref().map(|m| format!(": \"{m}\"")).unwrap_or_default()
             ),
             Event::ContactAccepted { username } => println!("{username} is now a contact."),
             Event::ContactRemoved { username } => println!("{username} is no longer a contact."),
             Event::Message { message: m } => {
                 println!("[{}] {} → {}: {}", when(m.sent_at), m.from, m.to, m.text)
             }
-            Event::Receipt {
-                message_id, kind, ..
-            } => println!("message {message_id} {kind:?}"),
-            Event::SessionEnded { reason } => println!("Session ended: {reason:?}"),
+            Event::Receipt { message_id, kind, .. } => {
+                let what = match kind {
+                    peerline_client::wire::ReceiptKind::Delivered => "✓ delivered",
+                    peerline_client::wire::ReceiptKind::Read => "✓✓ read",
+                };
+                println!("message {message_id} {what}");
+            }
+            Event::SessionEnded { reason } => {
+                let reason = serde_json::to_value(reason).unwrap_or(Value::Null);
+                println!("Session ended: {}", reason.as_str().unwrap_or("unknown"));
+            }
         }
     }
 }

@@ -27,10 +27,7 @@ fn prompt(label: &str) -> anyhow::Result<String> {
 /// An existing password (login).
 pub fn existing_password(from_stdin: bool, label: &str) -> anyhow::Result<String> {
     if from_stdin {
-        return stdin_lines(1)?
-            .into_iter()
-            .next()
-            .context("no password on standard input");
+        return stdin_lines(1)?.into_iter().next().context("no password on standard input");
     }
     if let Ok(p) = std::env::var("PEERLINE_PASSWORD") {
         return Ok(p);

@@ -41,18 +41,12 @@ fn two_users_become_contacts_see_presence_and_exchange_messages() {
 
     // bob is online and sees alice's acceptance, presence and message as they happen.
     let mut bob_online = bob.online();
-    bob_online.expect(
-        |v| v["type"] == "contact_request" && v["username"] == "alice",
-        "pending request",
-    );
+    bob_online
+        .expect(|v| v["type"] == "contact_request" && v["username"] == "alice", "pending request");
     bob.ok(&["contacts", "accept", "alice"]);
     let a = alice.ok(&["contacts"]);
     assert_eq!(contact(&a, "bob")["state"], "accepted");
-    assert_eq!(
-        contact(&a, "bob")["presence"],
-        "online",
-        "bob is online via `online`"
-    );
+    assert_eq!(contact(&a, "bob")["presence"], "online", "bob is online via `online`");
     assert_eq!(contact(&a, "bob")["display_name"], "Bob Builder");
 
     let mut alice_online = alice.online();
@@ -70,10 +64,7 @@ fn two_users_become_contacts_see_presence_and_exchange_messages() {
         |v| v["type"] == "presence" && v["username"] == "alice" && v["presence"] == "offline",
         "invisible looks offline",
     );
-    assert_eq!(
-        contact(&bob.ok(&["contacts"]), "alice")["presence"],
-        "offline"
-    );
+    assert_eq!(contact(&bob.ok(&["contacts"]), "alice")["presence"], "offline");
     alice.ok(&["status", "online"]);
 
     let sent = alice.ok(&["send", "bob", "hello", "bob"]);
@@ -82,23 +73,14 @@ fn two_users_become_contacts_see_presence_and_exchange_messages() {
     assert_eq!(got["message"]["from"], "alice");
     assert_eq!(got["message"]["text"], "hello bob");
     // bob's `online` acknowledged it: alice gets a delivery receipt.
-    alice_online.expect(
-        |v| v["type"] == "receipt" && v["kind"] == "delivered",
-        "delivery receipt",
-    );
+    alice_online.expect(|v| v["type"] == "receipt" && v["kind"] == "delivered", "delivery receipt");
     bob.ok(&["send", "alice", "hi alice"]);
-    alice_online.expect(
-        |v| v["type"] == "message" && v["message"]["text"] == "hi alice",
-        "bob's reply",
-    );
+    alice_online
+        .expect(|v| v["type"] == "message" && v["message"]["text"] == "hi alice", "bob's reply");
 
     let history = alice.ok(&["history", "bob"]);
-    let texts: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let texts: Vec<&str> =
+        history.as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["hello bob", "hi alice"]);
 
     // alice goes offline: bob sees it.
@@ -134,21 +116,13 @@ fn a_message_to_an_offline_user_survives_kill_9_and_arrives_exactly_once() {
     assert_eq!(got["message"]["id"], id);
     assert_eq!(got["message"]["text"], "are you there?");
     let seen = bob_online.drain_for(Duration::from_millis(500));
-    assert_eq!(
-        seen.iter().filter(|v| v["type"] == "message").count(),
-        1,
-        "{seen:#?}"
-    );
+    assert_eq!(seen.iter().filter(|v| v["type"] == "message").count(), 1, "{seen:#?}");
     bob_online.stop();
 
     // Delivered (acknowledged by bob's device): not pushed again at the next login.
     let mut again = bob.online();
     let seen = again.drain_for(Duration::from_millis(700));
-    assert_eq!(
-        seen.iter().filter(|v| v["type"] == "message").count(),
-        0,
-        "{seen:#?}"
-    );
+    assert_eq!(seen.iter().filter(|v| v["type"] == "message").count(), 0, "{seen:#?}");
     again.stop();
 
     // Still unread in the inbox until read, then gone from it; history keeps it with receipts.
@@ -156,10 +130,7 @@ fn a_message_to_an_offline_user_survives_kill_9_and_arrives_exactly_once() {
     assert_eq!(inbox.as_array().unwrap().len(), 1);
     assert_eq!(bob.ok(&["inbox"]).as_array().unwrap().len(), 0);
     let history = alice.ok(&["history", "bob"]);
-    assert!(
-        history[0]["delivered_at"].is_i64() && history[0]["read_at"].is_i64(),
-        "{history:#}"
-    );
+    assert!(history[0]["delivered_at"].is_i64() && history[0]["read_at"].is_i64(), "{history:#}");
 }
 
 #[test]
@@ -174,20 +145,15 @@ fn offline_messages_arrive_in_order() {
         alice.ok(&["send", "bob", &format!("message {i}")]);
     }
     let mut bob_online = bob.online();
-    bob_online.expect(
-        |v| v["type"] == "message" && v["message"]["text"] == "message 4",
-        "last message",
-    );
+    bob_online
+        .expect(|v| v["type"] == "message" && v["message"]["text"] == "message 4", "last message");
     let texts: Vec<String> = bob_online
         .seen
         .iter()
         .filter(|v| v["type"] == "message")
         .map(|v| v["message"]["text"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(
-        texts,
-        (0..5).map(|i| format!("message {i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(texts, (0..5).map(|i| format!("message {i}")).collect::<Vec<_>>());
 }
 
 #[test]
@@ -198,26 +164,13 @@ fn a_non_contact_cannot_message_or_see_presence() {
     alice.register();
     mallory.register();
     let _alice_online = alice.online();
-    assert_eq!(
-        mallory.run(&["send", "alice", "buy my stuff"]).error_code(),
-        "not_contact"
-    );
-    assert_eq!(
-        mallory.run(&["send", "nobody-here", "hello"]).error_code(),
-        "not_contact"
-    );
+    assert_eq!(mallory.run(&["send", "alice", "buy my stuff"]).error_code(), "not_contact");
+    assert_eq!(mallory.run(&["send", "nobody-here", "hello"]).error_code(), "not_contact");
     // A pending request is not enough either.
     mallory.ok(&["contacts", "add", "alice"]);
-    assert_eq!(
-        mallory.run(&["send", "alice", "now?"]).error_code(),
-        "not_contact"
-    );
+    assert_eq!(mallory.run(&["send", "alice", "now?"]).error_code(), "not_contact");
     let list = mallory.ok(&["contacts"]);
-    assert_eq!(
-        contact(&list, "alice")["presence"],
-        "offline",
-        "alice is online but not visible"
-    );
+    assert_eq!(contact(&list, "alice")["presence"], "offline", "alice is online but not visible");
     // Search finds alice but never says whether she is online.
     let hits = mallory.ok(&["search", "ali"]);
     assert_eq!(hits[0]["username"], "alice");
@@ -246,24 +199,16 @@ fn a_blocked_user_gets_nothing() {
         |v| v["type"] == "presence" && v["username"] == "alice" && v["presence"] == "offline",
         "alice hidden",
     );
-    assert_eq!(
-        contact(&bob.ok(&["contacts"]), "alice")["presence"],
-        "offline"
-    );
+    assert_eq!(contact(&bob.ok(&["contacts"]), "alice")["presence"], "offline");
     // bob's messages are refused and nothing reaches alice.
-    assert_eq!(
-        bob.run(&["send", "alice", "please"]).error_code(),
-        "not_contact"
-    );
+    assert_eq!(bob.run(&["send", "alice", "please"]).error_code(), "not_contact");
     // A new request from bob looks sent to him but never reaches alice.
     bob.ok(&["contacts", "remove", "alice"]);
     bob.ok(&["contacts", "add", "alice", "--message", "let me back"]);
     alice.ok(&["status", "busy"]);
     let seen = alice_online.drain_for(Duration::from_millis(700));
     assert!(
-        !seen
-            .iter()
-            .any(|v| v["type"] == "contact_request" || v["type"] == "message"),
+        !seen.iter().any(|v| v["type"] == "contact_request" || v["type"] == "message"),
         "alice got something from bob: {seen:#?}"
     );
     let list = alice.ok(&["contacts"]);
@@ -288,17 +233,11 @@ fn a_changed_certificate_is_refused_until_re_trusted() {
     let run = alice.run(&["whoami"]);
     assert_eq!(run.error_code(), "certificate_changed", "{run:?}");
     let message = run.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(
-        message.contains("trust --forget"),
-        "says how to re-trust: {message}"
-    );
+    assert!(message.contains("trust --forget"), "says how to re-trust: {message}");
     // Nothing was sent to the impostor: alice's account does not exist there, and after
     // re-trusting she must register again (no password went to the wrong server before).
     alice.ok(&["trust", "--forget"]);
-    assert_eq!(
-        alice.run(&["login", "alice"]).error_code(),
-        "invalid_credentials"
-    );
+    assert_eq!(alice.run(&["login", "alice"]).error_code(), "invalid_credentials");
 }
 
 #[test]
@@ -326,12 +265,8 @@ fn search_respects_opt_out_and_limits() {
     let dave = User::new("dave", &node);
     dave.ok(&["register", "dave", "--display-name", "Dave in Wonderland"]);
     let hits = alice.ok(&["search", "wonder"]);
-    let names: Vec<&str> = hits
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["username"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        hits.as_array().unwrap().iter().map(|h| h["username"].as_str().unwrap()).collect();
     assert_eq!(names, ["carol", "dave"]);
     dave.ok(&["profile", "--discoverable", "false"]);
     let hits = alice.ok(&["search", "wonder"]);
@@ -351,15 +286,11 @@ fn devices_are_listed_and_a_removed_device_is_logged_out() {
     let devices = laptop.ok(&["devices"]);
     let devices = devices.as_array().unwrap();
     assert_eq!(devices.len(), 2);
-    let phone_id = devices.iter().find(|d| d["current"] == false).unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let phone_id = devices.iter().find(|d| d["current"] == false).unwrap()["id"].as_i64().unwrap();
     let mut phone_online = phone.online();
     laptop.ok(&["devices", "remove", &phone_id.to_string()]);
-    phone_online.expect(
-        |v| v["type"] == "session_ended" && v["reason"] == "device_removed",
-        "session end",
-    );
+    phone_online
+        .expect(|v| v["type"] == "session_ended" && v["reason"] == "device_removed", "session end");
     assert_eq!(phone.run(&["whoami"]).error_code(), "not_logged_in");
     assert_eq!(laptop.ok(&["devices"]).as_array().unwrap().len(), 1);
 }
@@ -400,18 +331,8 @@ fn wrong_password_and_unknown_user_look_the_same() {
     assert_eq!(a.error_code(), "invalid_credentials");
     assert_eq!(b.error_code(), "invalid_credentials");
     assert_eq!(a.json()["error"]["message"], b.json()["error"]["message"]);
-    assert_eq!(
-        User::new("x", &node)
-            .run(&["register", "alice"])
-            .error_code(),
-        "username_taken"
-    );
-    assert_eq!(
-        User::new("x", &node)
-            .run(&["register", "ALICE"])
-            .error_code(),
-        "username_taken"
-    );
+    assert_eq!(User::new("x", &node).run(&["register", "alice"]).error_code(), "username_taken");
+    assert_eq!(User::new("x", &node).run(&["register", "ALICE"]).error_code(), "username_taken");
 }
 
 #[test]
@@ -431,17 +352,10 @@ fn password_change_revokes_other_devices() {
         .args(["--json", "passwd"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(phone.run(&["whoami"]).error_code(), "not_logged_in");
     assert_eq!(laptop.ok(&["whoami"])["username"], "alice");
-    assert_eq!(
-        phone.run(&["login", "alice"]).error_code(),
-        "invalid_credentials"
-    );
+    assert_eq!(phone.run(&["login", "alice"]).error_code(), "invalid_credentials");
 }
 
 #[test]
@@ -450,16 +364,8 @@ fn sigterm_shuts_down_gracefully_and_tells_clients() {
     let alice = User::new("alice", &node);
     alice.register();
     let mut online = alice.online();
-    assert_eq!(
-        node.terminate().unwrap(),
-        Some(0),
-        "exit code 0; log:\n{}",
-        node.log()
-    );
-    online.expect(
-        |v| v["type"] == "session_ended" && v["reason"] == "shutdown",
-        "shutdown notice",
-    );
+    assert_eq!(node.terminate().unwrap(), Some(0), "exit code 0; log:\n{}", node.log());
+    online.expect(|v| v["type"] == "session_ended" && v["reason"] == "shutdown", "shutdown notice");
 }
 
 #[test]

@@ -144,21 +144,18 @@ impl ClientSession {
                     .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(|t| t == "event"))
                     .unwrap_or(false);
                 if !is_event {
-                    self.events
-                        .push_back(ClientEvent::ProtocolError(err.to_string()));
+                    self.events.push_back(ClientEvent::ProtocolError(err.to_string()));
                 }
                 return;
             }
         };
         match frame {
             ServerFrame::Ok { id, result } => self.answer(id, Ok(result)),
-            ServerFrame::Error {
-                id: Some(id),
-                error,
-            } => self.answer(id, Err(Failure::Server(error))),
+            ServerFrame::Error { id: Some(id), error } => {
+                self.answer(id, Err(Failure::Server(error)))
+            }
             ServerFrame::Error { id: None, error } => {
-                self.events
-                    .push_back(ClientEvent::ProtocolError(error.to_string()));
+                self.events.push_back(ClientEvent::ProtocolError(error.to_string()));
             }
             ServerFrame::Event { event } => {
                 if let Event::Message { message } = &event
@@ -186,9 +183,8 @@ impl ClientSession {
 
     fn answer(&mut self, id: u64, result: Result<Reply, Failure>) {
         if self.pending.remove(&id).is_none() {
-            self.events.push_back(ClientEvent::ProtocolError(format!(
-                "answer to unknown request {id}"
-            )));
+            self.events
+                .push_back(ClientEvent::ProtocolError(format!("answer to unknown request {id}")));
             return;
         }
         if self.internal.remove(&id) {
@@ -219,11 +215,7 @@ impl ClientSession {
     /// When [`ClientSession::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> Instant {
         let heartbeat = self.last_sent + self.config.heartbeat_interval;
-        let oldest = self
-            .pending
-            .values()
-            .min()
-            .map(|sent| *sent + self.config.request_timeout);
+        let oldest = self.pending.values().min().map(|sent| *sent + self.config.request_timeout);
         oldest.map_or(heartbeat, |t| t.min(heartbeat))
     }
 
@@ -256,32 +248,14 @@ mod tests {
         let b = s.request(Request::Contacts, t0).unwrap();
         let sent: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
         assert_eq!(decode_client_frame(sent[1].as_bytes()).unwrap().id, b);
+        s.handle_frame(&server(&ServerFrame::Ok { id: b, result: Reply::Done }), t0);
         s.handle_frame(
-            &server(&ServerFrame::Ok {
-                id: b,
-                result: Reply::Done,
-            }),
+            &server(&ServerFrame::Error { id: Some(a), error: ErrorCode::NotAuthenticated.into() }),
             t0,
         );
-        s.handle_frame(
-            &server(&ServerFrame::Error {
-                id: Some(a),
-                error: ErrorCode::NotAuthenticated.into(),
-            }),
-            t0,
-        );
-        assert_eq!(
-            s.poll_event(),
-            Some(ClientEvent::Answer {
-                id: b,
-                result: Ok(Reply::Done)
-            })
-        );
+        assert_eq!(s.poll_event(), Some(ClientEvent::Answer { id: b, result: Ok(Reply::Done) }));
         match s.poll_event() {
-            Some(ClientEvent::Answer {
-                id,
-                result: Err(Failure::Server(e)),
-            }) => {
+            Some(ClientEvent::Answer { id, result: Err(Failure::Server(e)) }) => {
                 assert_eq!(id, a);
                 assert_eq!(e.code, ErrorCode::NotAuthenticated);
             }
@@ -293,19 +267,10 @@ mod tests {
     #[test]
     fn pending_requests_are_bounded() {
         let t0 = Instant::now();
-        let mut s = ClientSession::new(
-            SessionConfig {
-                max_pending: 2,
-                ..Default::default()
-            },
-            t0,
-        );
+        let mut s = ClientSession::new(SessionConfig { max_pending: 2, ..Default::default() }, t0);
         s.request(Request::Ping, t0).unwrap();
         s.request(Request::Ping, t0).unwrap();
-        assert_eq!(
-            s.request(Request::Ping, t0),
-            Err(RequestError::TooManyPending(2))
-        );
+        assert_eq!(s.request(Request::Ping, t0), Err(RequestError::TooManyPending(2)));
     }
 
     #[test]
@@ -317,10 +282,7 @@ mod tests {
         assert!(!matches!(s.poll_event(), Some(ClientEvent::Answer { .. })));
         s.handle_timeout(t0 + Duration::from_secs(30));
         let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
-        assert!(events.contains(&ClientEvent::Answer {
-            id,
-            result: Err(Failure::TimedOut)
-        }));
+        assert!(events.contains(&ClientEvent::Answer { id, result: Err(Failure::TimedOut) }));
     }
 
     #[test]
@@ -332,13 +294,7 @@ mod tests {
         s.handle_timeout(t0 + Duration::from_secs(20));
         let ping = decode_client_frame(s.poll_transmit().unwrap().as_bytes()).unwrap();
         assert_eq!(ping.request, Request::Ping);
-        s.handle_frame(
-            &server(&ServerFrame::Ok {
-                id: ping.id,
-                result: Reply::Pong,
-            }),
-            t0,
-        );
+        s.handle_frame(&server(&ServerFrame::Ok { id: ping.id, result: Reply::Pong }), t0);
         assert_eq!(s.poll_event(), None, "heartbeat answers are internal");
     }
 
@@ -355,15 +311,10 @@ mod tests {
             delivered_at: None,
             read_at: None,
         };
-        let frame = server(&ServerFrame::Event {
-            event: Event::Message { message: msg },
-        });
+        let frame = server(&ServerFrame::Event { event: Event::Message { message: msg } });
         s.handle_frame(&frame, t0);
         s.handle_frame(&frame, t0);
-        assert!(matches!(
-            s.poll_event(),
-            Some(ClientEvent::Event(Event::Message { .. }))
-        ));
+        assert!(matches!(s.poll_event(), Some(ClientEvent::Event(Event::Message { .. }))));
         assert_eq!(s.poll_event(), None);
     }
 
@@ -371,26 +322,11 @@ mod tests {
     fn unknown_event_types_are_ignored_but_garbage_is_reported() {
         let t0 = Instant::now();
         let mut s = ClientSession::new(SessionConfig::default(), t0);
-        s.handle_frame(
-            br#"{"type":"event","event":{"type":"video_call_from_the_future"}}"#,
-            t0,
-        );
+        s.handle_frame(br#"{"type":"event","event":{"type":"video_call_from_the_future"}}"#, t0);
         assert_eq!(s.poll_event(), None);
         s.handle_frame(b"\x00garbage", t0);
-        assert!(matches!(
-            s.poll_event(),
-            Some(ClientEvent::ProtocolError(_))
-        ));
-        s.handle_frame(
-            &server(&ServerFrame::Ok {
-                id: 99,
-                result: Reply::Done,
-            }),
-            t0,
-        );
-        assert!(matches!(
-            s.poll_event(),
-            Some(ClientEvent::ProtocolError(_))
-        ));
+        assert!(matches!(s.poll_event(), Some(ClientEvent::ProtocolError(_))));
+        s.handle_frame(&server(&ServerFrame::Ok { id: 99, result: Reply::Done }), t0);
+        assert!(matches!(s.poll_event(), Some(ClientEvent::ProtocolError(_))));
     }
 }

@@ -42,12 +42,8 @@ impl Client {
         let endpoint = Endpoint::parse(&options.url)?;
         let host_port = endpoint.host_port();
         let trust = match &options.ca_file {
-            Some(ca_file) => Trust::Ca {
-                ca_file: ca_file.clone(),
-            },
-            None => Trust::Pin {
-                expected: home.pinned_fingerprint(&host_port)?,
-            },
+            Some(ca_file) => Trust::Ca { ca_file: ca_file.clone() },
+            None => Trust::Pin { expected: home.pinned_fingerprint(&host_port)? },
         };
         let (conn, presented) =
             Connection::connect(&endpoint, &trust, &home.known_supernodes_path()).await?;
@@ -150,9 +146,7 @@ impl Client {
         let saved = self
             .home
             .session(&self.url)?
-            .ok_or_else(|| ClientError::NotLoggedIn {
-                url: self.url.clone(),
-            })?;
+            .ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone() })?;
         let login = Login {
             username: saved.username.clone(),
             password: None,
@@ -166,22 +160,14 @@ impl Client {
             }
             Err(err) if err.code() == Some(ErrorCode::InvalidToken) => {
                 self.home.clear_session(&self.url)?;
-                Err(ClientError::NotLoggedIn {
-                    url: self.url.clone(),
-                })
+                Err(ClientError::NotLoggedIn { url: self.url.clone() })
             }
             Err(err) => Err(err),
         }
     }
 
     fn remember(&mut self, reply: &Reply) -> Result<(), ClientError> {
-        if let Reply::LoggedIn {
-            username,
-            token,
-            device_id,
-            ..
-        } = reply
-        {
+        if let Reply::LoggedIn { username, token, device_id, .. } = reply {
             self.home.save_session(
                 &self.url,
                 &SavedSession {
@@ -213,10 +199,7 @@ impl Client {
     /// Sends an instant message; returns it as stored.
     pub async fn send_message(&self, to: &str, text: &str) -> Result<ChatMessage, ClientError> {
         match self
-            .request(Request::SendMessage {
-                to: to.to_owned(),
-                text: text.to_owned(),
-            })
+            .request(Request::SendMessage { to: to.to_owned(), text: text.to_owned() })
             .await?
         {
             Reply::MessageSent { message } => Ok(message),

@@ -38,10 +38,8 @@ impl Endpoint {
     /// Parses `wss://host[:port][/path]` (`ws://` only for loopback hosts). The default port is
     /// 7443 and the default path `/v1/ws`.
     pub fn parse(raw: &str) -> Result<Self, ClientError> {
-        let bad = |reason: &str| ClientError::BadUrl {
-            url: raw.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let bad =
+            |reason: &str| ClientError::BadUrl { url: raw.to_owned(), reason: reason.to_owned() };
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
         let tls = match url.scheme() {
             "wss" => true,
@@ -60,25 +58,16 @@ impl Endpoint {
         };
         if !tls {
             let loopback = host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if !loopback {
-                return Err(bad(
-                    "plain ws:// is only allowed to a loopback address; use wss://",
-                ));
+                return Err(bad("plain ws:// is only allowed to a loopback address; use wss://"));
             }
         }
         let path = match url.path() {
             "" | "/" => WS_PATH.to_owned(),
             p => p.to_owned(),
         };
-        Ok(Self {
-            tls,
-            host,
-            port: url.port().unwrap_or(7443),
-            path,
-        })
+        Ok(Self { tls, host, port: url.port().unwrap_or(7443), path })
     }
 
     /// `host:port`, the key certificates are pinned under.
@@ -128,12 +117,9 @@ impl Connection {
         trust: &Trust,
         known_file: &std::path::Path,
     ) -> Result<(Self, Presented), ClientError> {
-        tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Self::connect_inner(endpoint, trust, known_file),
-        )
-        .await
-        .map_err(|_| ClientError::TimedOut)?
+        tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(endpoint, trust, known_file))
+            .await
+            .map_err(|_| ClientError::TimedOut)?
     }
 
     async fn connect_inner(
@@ -144,18 +130,13 @@ impl Connection {
         let addr = endpoint.host_port();
         let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
             .await
-            .map_err(|source| ClientError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::Connect { addr: addr.clone(), source })?;
         let _ = tcp.set_nodelay(true);
         let (stream, fingerprint): (Box<dyn Io>, Option<[u8; 32]>) = if endpoint.tls {
             let (config, observation) = client_config(trust)?;
-            let name =
-                ServerName::try_from(endpoint.host.clone()).map_err(|e| ClientError::BadUrl {
-                    url: endpoint.ws_url(),
-                    reason: e.to_string(),
-                })?;
+            let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+                ClientError::BadUrl { url: endpoint.ws_url(), reason: e.to_string() }
+            })?;
             let connector = tokio_rustls::TlsConnector::from(config);
             match connector.connect(name, tcp).await {
                 Ok(tls) => (Box::new(tls), observation.observed()),
@@ -175,23 +156,14 @@ impl Connection {
         let (commands, command_rx) = mpsc::channel(64);
         let (event_tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(drive(ws, command_rx, event_tx));
-        let mut conn = Self {
-            commands,
-            events,
-            nonce: String::new(),
-            heartbeat_timeout_secs: 60,
-            task,
-        };
+        let mut conn =
+            Self { commands, events, nonce: String::new(), heartbeat_timeout_secs: 60, task };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             client: concat!("peerline/", env!("CARGO_PKG_VERSION")).into(),
         };
         match conn.request(hello).await? {
-            Reply::Hello {
-                nonce,
-                heartbeat_timeout_secs,
-                ..
-            } => {
+            Reply::Hello { nonce, heartbeat_timeout_secs, .. } => {
                 conn.nonce = nonce;
                 conn.heartbeat_timeout_secs = heartbeat_timeout_secs;
             }
@@ -247,10 +219,7 @@ fn tls_error(
         };
     }
     let _ = observation;
-    ClientError::Tls {
-        addr: addr.to_owned(),
-        reason: err.to_string(),
-    }
+    ClientError::Tls { addr: addr.to_owned(), reason: err.to_string() }
 }
 
 async fn drive(
@@ -273,11 +242,7 @@ async fn drive(
             match ev {
                 ClientEvent::Answer { id, result } => {
                     if let Some(tx) = waiting.remove(&id) {
-                        if let Ok(Reply::Hello {
-                            heartbeat_timeout_secs,
-                            ..
-                        }) = &result
-                        {
+                        if let Ok(Reply::Hello { heartbeat_timeout_secs, .. }) = &result {
                             session.set_server_heartbeat_timeout(*heartbeat_timeout_secs);
                         }
                         let _ = tx.send(result.map_err(|f| match f {
@@ -336,10 +301,7 @@ mod tests {
             (true, "127.0.0.1", 7443, "/v1/ws")
         );
         assert_eq!(Endpoint::parse("wss://example.org").unwrap().port, 7443);
-        assert_eq!(
-            Endpoint::parse("wss://[::1]:9/x").unwrap().host_port(),
-            "[::1]:9"
-        );
+        assert_eq!(Endpoint::parse("wss://[::1]:9/x").unwrap().host_port(), "[::1]:9");
         assert!(Endpoint::parse("ws://example.org:1").is_err());
         assert!(Endpoint::parse("ws://127.0.0.1:1").is_ok());
         assert!(Endpoint::parse("http://127.0.0.1:1").is_err());

@@ -157,30 +157,22 @@ impl Home {
         match fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
-                return Err(HomeError::NotADirectory {
-                    path: dir.to_path_buf(),
-                });
+                return Err(HomeError::NotADirectory { path: dir.to_path_buf() });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut builder = fs::DirBuilder::new();
                 builder.recursive(true);
                 #[cfg(unix)]
                 std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-                builder.create(dir).map_err(|source| HomeError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
+                builder
+                    .create(dir)
+                    .map_err(|source| HomeError::CreateDir { path: dir.to_path_buf(), source })?;
             }
             Err(source) => {
-                return Err(HomeError::Read {
-                    path: dir.to_path_buf(),
-                    source,
-                });
+                return Err(HomeError::Read { path: dir.to_path_buf(), source });
             }
         }
-        Ok(Home {
-            dir: dir.to_path_buf(),
-        })
+        Ok(Home { dir: dir.to_path_buf() })
     }
 
     /// The home directory.
@@ -213,17 +205,11 @@ impl Home {
         secret.fill(0);
         hex_key.fill(0);
         drop(lock);
-        stored.map_err(|source| HomeError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        stored.map_err(|source| HomeError::Write { path: path.clone(), source })?;
         // Read back what is on disk: it is ours, or another process's that won the race.
         read_device_key(&path)?.ok_or_else(|| HomeError::Read {
             path,
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                "device key vanished after creation",
-            ),
+            source: io::Error::new(io::ErrorKind::NotFound, "device key vanished after creation"),
         })
     }
 
@@ -263,13 +249,11 @@ impl Home {
         for (index, line) in text.lines().enumerate() {
             match PinLine::parse(line) {
                 PinLine::Entry { host, fingerprint } if same_host(host, host_port) => {
-                    return fingerprint
-                        .map(Some)
-                        .map_err(|reason| HomeError::BadPinLine {
-                            path: path.clone(),
-                            line: index + 1,
-                            reason,
-                        });
+                    return fingerprint.map(Some).map_err(|reason| HomeError::BadPinLine {
+                        path: path.clone(),
+                        line: index + 1,
+                        reason,
+                    });
                 }
                 _ => {}
             }
@@ -319,10 +303,7 @@ impl Home {
         let Some(text) = read_optional(&path)? else {
             return Ok(false);
         };
-        let kept: Vec<&str> = text
-            .lines()
-            .filter(|line| !line_is_for(line, host_port))
-            .collect();
+        let kept: Vec<&str> = text.lines().filter(|line| !line_is_for(line, host_port)).collect();
         if kept.len() == text.lines().count() {
             return Ok(false);
         }
@@ -351,10 +332,8 @@ impl Home {
 
     fn write_sessions(&self, sessions: &BTreeMap<String, SavedSession>) -> Result<(), HomeError> {
         let path = self.sessions_path();
-        let mut json = serde_json::to_string_pretty(sessions).map_err(|e| HomeError::Write {
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
+        let mut json = serde_json::to_string_pretty(sessions)
+            .map_err(|e| HomeError::Write { path: path.clone(), source: io::Error::other(e) })?;
         json.push('\n');
         write_atomic(&path, json.as_bytes()).map_err(|source| HomeError::Write { path, source })
     }
@@ -364,14 +343,8 @@ impl Home {
     /// atomic, only concurrent updates of the same file may lose one of them.
     fn lock(&self) -> Result<HomeLock, HomeError> {
         let path = self.dir.join(LOCK_FILE);
-        let file = open_private(
-            &path,
-            OpenOptions::new().read(true).write(true).create(true),
-        )
-        .map_err(|source| HomeError::Lock {
-            path: path.clone(),
-            source,
-        })?;
+        let file = open_private(&path, OpenOptions::new().read(true).write(true).create(true))
+            .map_err(|source| HomeError::Lock { path: path.clone(), source })?;
         match file.lock() {
             Ok(()) => Ok(HomeLock { file: Some(file) }),
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -403,16 +376,10 @@ fn read_device_key(path: &Path) -> Result<Option<SigningKey>, HomeError> {
         return Ok(None);
     };
     warn_if_readable_by_others(path);
-    let corrupt = |reason: String| HomeError::CorruptDeviceKey {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let corrupt = |reason: String| HomeError::CorruptDeviceKey { path: path.to_path_buf(), reason };
     let trimmed = text.trim();
     if trimmed.len() != 64 {
-        return Err(corrupt(format!(
-            "expected 64 hex digits, found {} characters",
-            trimmed.len()
-        )));
+        return Err(corrupt(format!("expected 64 hex digits, found {} characters", trimmed.len())));
     }
     let mut secret = [0u8; 32];
     hex::decode_to_slice(trimmed, &mut secret)
@@ -443,10 +410,7 @@ enum PinLine<'a> {
     /// Blank or a `#` comment.
     Ignored,
     /// A line for `host`, with its fingerprint or what is wrong with it.
-    Entry {
-        host: &'a str,
-        fingerprint: Result<[u8; 32], String>,
-    },
+    Entry { host: &'a str, fingerprint: Result<[u8; 32], String> },
 }
 
 impl<'a> PinLine<'a> {
@@ -490,9 +454,7 @@ fn same_host(a: &str, b: &str) -> bool {
 fn check_host_port(host_port: &str) -> Result<(), HomeError> {
     if host_port.is_empty()
         || host_port.starts_with('#')
-        || host_port
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
+        || host_port.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(HomeError::InvalidHostPort(host_port.to_owned()));
     }
@@ -512,10 +474,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, HomeError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(HomeError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(HomeError::Read { path: path.to_path_buf(), source }),
     }
 }
 
@@ -530,15 +489,8 @@ fn open_private(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
 /// temporary file is removed again on error.
 fn write_temp(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let temp = dir.join(format!(
-        ".{name}.{}.{:016x}.tmp",
-        std::process::id(),
-        OsRng.next_u64()
-    ));
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), OsRng.next_u64()));
     let result = open_private(&temp, OpenOptions::new().write(true).create_new(true)).and_then(
         |mut file| {
             file.write_all(contents)?;
@@ -593,11 +545,7 @@ mod tests {
     }
 
     fn session(name: &str, device_id: i64) -> SavedSession {
-        SavedSession {
-            username: name.into(),
-            token: format!("tok-{name}"),
-            device_id,
-        }
+        SavedSession { username: name.into(), token: format!("tok-{name}"), device_id }
     }
 
     #[test]
@@ -658,19 +606,15 @@ mod tests {
     fn two_homes_get_different_keys() {
         let (_a, a) = home();
         let (_b, b) = home();
-        assert_ne!(
-            a.device_key().unwrap().to_bytes(),
-            b.device_key().unwrap().to_bytes()
-        );
+        assert_ne!(a.device_key().unwrap().to_bytes(), b.device_key().unwrap().to_bytes());
     }
 
     #[test]
     fn concurrent_first_use_agrees_on_one_key() {
         let (_tmp, home) = home();
         let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| home.device_key().unwrap().to_bytes()))
-                .collect();
+            let handles: Vec<_> =
+                (0..8).map(|_| s.spawn(|| home.device_key().unwrap().to_bytes())).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(keys.iter().all(|k| *k == keys[0]));
@@ -685,10 +629,7 @@ mod tests {
             fs::write(&path, corrupt).unwrap();
             let err = home.device_key().unwrap_err();
             assert!(matches!(err, HomeError::CorruptDeviceKey { .. }), "{err}");
-            assert!(
-                err.to_string().contains(&path.display().to_string()),
-                "{err}"
-            );
+            assert!(err.to_string().contains(&path.display().to_string()), "{err}");
             assert_eq!(fs::read_to_string(&path).unwrap(), corrupt);
         }
     }
@@ -724,10 +665,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(home.dir().join(SESSIONS_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = fs::metadata(home.dir().join(SESSIONS_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -752,16 +690,12 @@ mod tests {
             for i in 0..8 {
                 let home = home.clone();
                 s.spawn(move || {
-                    home.save_session(&format!("wss://n{i}"), &session("u", i))
-                        .unwrap();
+                    home.save_session(&format!("wss://n{i}"), &session("u", i)).unwrap();
                 });
             }
         });
         for i in 0..8 {
-            assert_eq!(
-                home.session(&format!("wss://n{i}")).unwrap(),
-                Some(session("u", i))
-            );
+            assert_eq!(home.session(&format!("wss://n{i}")).unwrap(), Some(session("u", i)));
         }
     }
 
@@ -780,13 +714,9 @@ mod tests {
         assert!(!home.forget_fingerprint(host).unwrap());
 
         home.pin_fingerprint(host, &[1; 32]).unwrap();
-        home.pin_fingerprint("other.example:7443", &[2; 32])
-            .unwrap();
+        home.pin_fingerprint("other.example:7443", &[2; 32]).unwrap();
         assert_eq!(home.pinned_fingerprint(host).unwrap(), Some([1; 32]));
-        assert_eq!(
-            home.pinned_fingerprint("SN.Example:7443").unwrap(),
-            Some([1; 32])
-        );
+        assert_eq!(home.pinned_fingerprint("SN.Example:7443").unwrap(), Some([1; 32]));
         assert_eq!(home.pinned_fingerprint("sn.example:443").unwrap(), None);
 
         home.pin_fingerprint(host, &[3; 32]).unwrap();
@@ -798,10 +728,7 @@ mod tests {
         assert!(home.forget_fingerprint(host).unwrap());
         assert_eq!(home.pinned_fingerprint(host).unwrap(), None);
         assert!(!home.forget_fingerprint(host).unwrap());
-        assert_eq!(
-            home.pinned_fingerprint("other.example:7443").unwrap(),
-            Some([2; 32])
-        );
+        assert_eq!(home.pinned_fingerprint("other.example:7443").unwrap(), Some([2; 32]));
     }
 
     #[test]
@@ -814,14 +741,8 @@ mod tests {
             "# my supernodes\n\n  a.example:1 {fp1}   # office\nb.example:2\t{fp2}\n# trailing\n"
         );
         fs::write(&path, &original).unwrap();
-        assert_eq!(
-            home.pinned_fingerprint("a.example:1").unwrap(),
-            Some([0xAA; 32])
-        );
-        assert_eq!(
-            home.pinned_fingerprint("b.example:2").unwrap(),
-            Some([0xBB; 32])
-        );
+        assert_eq!(home.pinned_fingerprint("a.example:1").unwrap(), Some([0xAA; 32]));
+        assert_eq!(home.pinned_fingerprint("b.example:2").unwrap(), Some([0xBB; 32]));
 
         home.pin_fingerprint("b.example:2", &[0xCC; 32]).unwrap();
         home.pin_fingerprint("c.example:3", &[0xDD; 32]).unwrap();
@@ -836,10 +757,7 @@ mod tests {
 
         assert!(home.forget_fingerprint("a.example:1").unwrap());
         let text = fs::read_to_string(&path).unwrap();
-        assert!(
-            text.starts_with("# my supernodes\n\nb.example:2 "),
-            "{text}"
-        );
+        assert!(text.starts_with("# my supernodes\n\nb.example:2 "), "{text}");
         assert!(text.contains("# trailing\n"));
     }
 
@@ -857,33 +775,18 @@ mod tests {
         let (_tmp, home) = home();
         let path = home.known_supernodes_path();
         let good = format_fingerprint(&[7; 32]);
-        fs::write(
-            &path,
-            format!("bad.example:1 ZZ:ZZ\nshort.example:1\ngood.example:1 {good}\n"),
-        )
-        .unwrap();
+        fs::write(&path, format!("bad.example:1 ZZ:ZZ\nshort.example:1\ngood.example:1 {good}\n"))
+            .unwrap();
         let err = home.pinned_fingerprint("bad.example:1").unwrap_err();
-        assert!(
-            matches!(err, HomeError::BadPinLine { line: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, HomeError::BadPinLine { line: 1, .. }), "{err}");
         assert!(err.to_string().contains(&path.display().to_string()));
         let err = home.pinned_fingerprint("short.example:1").unwrap_err();
-        assert!(
-            matches!(err, HomeError::BadPinLine { line: 2, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, HomeError::BadPinLine { line: 2, .. }), "{err}");
         // Other hosts are unaffected.
-        assert_eq!(
-            home.pinned_fingerprint("good.example:1").unwrap(),
-            Some([7; 32])
-        );
+        assert_eq!(home.pinned_fingerprint("good.example:1").unwrap(), Some([7; 32]));
         // Re-pinning or forgetting repairs the line.
         home.pin_fingerprint("bad.example:1", &[8; 32]).unwrap();
-        assert_eq!(
-            home.pinned_fingerprint("bad.example:1").unwrap(),
-            Some([8; 32])
-        );
+        assert_eq!(home.pinned_fingerprint("bad.example:1").unwrap(), Some([8; 32]));
         assert!(home.forget_fingerprint("short.example:1").unwrap());
         assert_eq!(home.pinned_fingerprint("short.example:1").unwrap(), None);
     }
@@ -893,10 +796,7 @@ mod tests {
         let (_tmp, home) = home();
         for bad in ["", "a b:1", "#x:1", "a:1\nb:2"] {
             let err = home.pin_fingerprint(bad, &[0; 32]).unwrap_err();
-            assert!(
-                matches!(err, HomeError::InvalidHostPort(_)),
-                "{bad:?}: {err}"
-            );
+            assert!(matches!(err, HomeError::InvalidHostPort(_)), "{bad:?}: {err}");
         }
         assert!(!home.known_supernodes_path().exists());
     }

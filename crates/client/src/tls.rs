@@ -170,9 +170,7 @@ pub fn client_config(
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let observation = Arc::new(PinObservation::default());
     let check = match trust {
-        Trust::Pin { expected } => Check::Pin {
-            expected: *expected,
-        },
+        Trust::Pin { expected } => Check::Pin { expected: *expected },
         Trust::Ca { ca_file } => {
             let roots = load_ca_file(ca_file)?;
             let verifier =
@@ -228,28 +226,22 @@ pub fn is_pin_mismatch(err: &io::Error) -> bool {
 
 /// Reads the CA certificates from a PEM file into a root store.
 fn load_ca_file(path: &Path) -> Result<RootCertStore, TlsSetupError> {
-    let pem = std::fs::read(path).map_err(|source| TlsSetupError::ReadCaFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let pem = std::fs::read(path)
+        .map_err(|source| TlsSetupError::ReadCaFile { path: path.to_path_buf(), source })?;
     let mut roots = RootCertStore::empty();
     for (i, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
         let cert = cert.map_err(|e| TlsSetupError::BadPem {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        roots
-            .add(cert)
-            .map_err(|e| TlsSetupError::BadCaCertificate {
-                path: path.to_path_buf(),
-                index: i + 1,
-                reason: e.to_string(),
-            })?;
+        roots.add(cert).map_err(|e| TlsSetupError::BadCaCertificate {
+            path: path.to_path_buf(),
+            index: i + 1,
+            reason: e.to_string(),
+        })?;
     }
     if roots.is_empty() {
-        return Err(TlsSetupError::NoCertificates {
-            path: path.to_path_buf(),
-        });
+        return Err(TlsSetupError::NoCertificates { path: path.to_path_buf() });
     }
     Ok(roots)
 }
@@ -285,19 +277,14 @@ impl ServerCertVerifier for SupernodeVerifier {
         self.observation.record(presented);
         match &self.check {
             Check::Pin { expected: None } => Ok(ServerCertVerified::assertion()),
-            Check::Pin {
-                expected: Some(expected),
-            } if *expected == presented => Ok(ServerCertVerified::assertion()),
-            Check::Pin {
-                expected: Some(expected),
-            } => {
-                let mismatch = PinMismatch {
-                    expected: *expected,
-                    presented,
-                };
-                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                    OtherError(Arc::new(mismatch)),
-                )))
+            Check::Pin { expected: Some(expected) } if *expected == presented => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Check::Pin { expected: Some(expected) } => {
+                let mismatch = PinMismatch { expected: *expected, presented };
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(
+                    Arc::new(mismatch),
+                ))))
             }
             Check::Ca { webpki } => webpki.verify_server_cert(
                 end_entity,
@@ -464,10 +451,7 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
         assert_eq!(parse_fingerprint(&text), Some(fp));
         assert_eq!(parse_fingerprint(&text.to_lowercase()), Some(fp));
         assert_eq!(parse_fingerprint(&hex::encode(fp)), Some(fp));
-        assert_eq!(
-            parse_fingerprint(&format!("  {}\n", hex::encode_upper(fp))),
-            Some(fp)
-        );
+        assert_eq!(parse_fingerprint(&format!("  {}\n", hex::encode_upper(fp))), Some(fp));
         assert_eq!(format_fingerprint(&[0; 32]), ["00"; 32].join(":"));
     }
 
@@ -503,9 +487,7 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
         let (client, observation) = client_config(&Trust::Pin { expected: None }).unwrap();
         assert_eq!(client.alpn_protocols, vec![b"http/1.1".to_vec()]);
         assert_eq!(observation.observed(), None);
-        handshake(server_config(KEY_PEM), client, "localhost")
-            .await
-            .unwrap();
+        handshake(server_config(KEY_PEM), client, "localhost").await.unwrap();
         assert_eq!(observation.observed(), Some(fingerprint_of(&cert())));
     }
 
@@ -513,13 +495,8 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
     async fn pinned_certificate_connects_whatever_the_name() {
         let pin = fingerprint_of(&cert());
         for name in ["localhost", "127.0.0.1", "supernode.invalid"] {
-            let (client, observation) = client_config(&Trust::Pin {
-                expected: Some(pin),
-            })
-            .unwrap();
-            handshake(server_config(KEY_PEM), client, name)
-                .await
-                .unwrap();
+            let (client, observation) = client_config(&Trust::Pin { expected: Some(pin) }).unwrap();
+            handshake(server_config(KEY_PEM), client, name).await.unwrap();
             assert_eq!(observation.observed(), Some(pin));
         }
     }
@@ -527,29 +504,15 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
     #[tokio::test]
     async fn other_certificate_is_a_recognizable_pin_mismatch() {
         let pinned = [0x42; 32];
-        let (client, observation) = client_config(&Trust::Pin {
-            expected: Some(pinned),
-        })
-        .unwrap();
-        let err = handshake(server_config(KEY_PEM), client, "localhost")
-            .await
-            .unwrap_err();
+        let (client, observation) = client_config(&Trust::Pin { expected: Some(pinned) }).unwrap();
+        let err = handshake(server_config(KEY_PEM), client, "localhost").await.unwrap_err();
         assert!(is_pin_mismatch(&err), "{err:?}");
         let mismatch = pin_mismatch(&err).unwrap();
-        assert_eq!(
-            mismatch,
-            PinMismatch {
-                expected: pinned,
-                presented: fingerprint_of(&cert())
-            }
-        );
+        assert_eq!(mismatch, PinMismatch { expected: pinned, presented: fingerprint_of(&cert()) });
         assert_eq!(observation.observed(), Some(fingerprint_of(&cert())));
         let text = mismatch.to_string();
         assert!(text.contains(&format_fingerprint(&pinned)), "{text}");
-        assert!(
-            text.contains(&format_fingerprint(&fingerprint_of(&cert()))),
-            "{text}"
-        );
+        assert!(text.contains(&format_fingerprint(&fingerprint_of(&cert()))), "{text}");
 
         // Found through a wrapper's source chain too, as a WebSocket library would report it.
         #[derive(Debug, thiserror::Error)]
@@ -563,30 +526,18 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
         let pin = fingerprint_of(&cert());
         // TLS 1.3 and TLS 1.2 verify the handshake signature in different callbacks.
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-            let (client, _) = client_config(&Trust::Pin {
-                expected: Some(pin),
-            })
-            .unwrap();
-            handshake(server_config_with(KEY_PEM, &[version]), client, "localhost")
-                .await
-                .unwrap();
+            let (client, _) = client_config(&Trust::Pin { expected: Some(pin) }).unwrap();
+            handshake(server_config_with(KEY_PEM, &[version]), client, "localhost").await.unwrap();
 
-            let (client, _) = client_config(&Trust::Pin {
-                expected: Some(pin),
-            })
-            .unwrap();
+            let (client, _) = client_config(&Trust::Pin { expected: Some(pin) }).unwrap();
             let server = server_config_with(OTHER_KEY_PEM, &[version]);
             let err = handshake(server, client, "localhost").await.unwrap_err();
             assert!(!is_pin_mismatch(&err), "{err:?}");
-            let rustls_err = err
-                .get_ref()
-                .and_then(|e| e.downcast_ref::<rustls::Error>());
+            let rustls_err = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
             assert!(
                 matches!(
                     rustls_err,
-                    Some(rustls::Error::InvalidCertificate(
-                        CertificateError::BadSignature
-                    ))
+                    Some(rustls::Error::InvalidCertificate(CertificateError::BadSignature))
                 ),
                 "{version:?}: {err:?}"
             );
@@ -602,9 +553,7 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
         let tcp = TcpStream::connect(addr).await.unwrap();
         closer.await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(client);
-        let err = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await;
+        let err = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await;
         assert!(!is_pin_mismatch(&err.unwrap_err()));
         assert!(!is_pin_mismatch(&io::Error::other("x")));
     }
@@ -617,19 +566,13 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
         let trust = Trust::Ca { ca_file };
 
         let (client, observation) = client_config(&trust).unwrap();
-        handshake(server_config(KEY_PEM), client, "localhost")
-            .await
-            .unwrap();
+        handshake(server_config(KEY_PEM), client, "localhost").await.unwrap();
         assert_eq!(observation.observed(), Some(fingerprint_of(&cert())));
 
         let (client, _) = client_config(&trust).unwrap();
-        let err = handshake(server_config(KEY_PEM), client, "wrong.example")
-            .await
-            .unwrap_err();
+        let err = handshake(server_config(KEY_PEM), client, "wrong.example").await.unwrap_err();
         assert!(!is_pin_mismatch(&err), "{err:?}");
-        let rustls_err = err
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        let rustls_err = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
         assert!(
             matches!(
                 rustls_err,
@@ -648,18 +591,12 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, OTHER_CA_PEM).unwrap();
         let (client, _) = client_config(&Trust::Ca { ca_file }).unwrap();
-        let err = handshake(server_config(KEY_PEM), client, "localhost")
-            .await
-            .unwrap_err();
-        let rustls_err = err
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        let err = handshake(server_config(KEY_PEM), client, "localhost").await.unwrap_err();
+        let rustls_err = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
         assert!(
             matches!(
                 rustls_err,
-                Some(rustls::Error::InvalidCertificate(
-                    CertificateError::UnknownIssuer
-                ))
+                Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
             ),
             "{err:?}"
         );
@@ -674,39 +611,21 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
         for path in [only_key, empty] {
-            let err = client_config(&Trust::Ca {
-                ca_file: path.clone(),
-            })
-            .unwrap_err();
+            let err = client_config(&Trust::Ca { ca_file: path.clone() }).unwrap_err();
             assert!(matches!(err, TlsSetupError::NoCertificates { .. }), "{err}");
-            assert!(
-                err.to_string().contains(&path.display().to_string()),
-                "{err}"
-            );
+            assert!(err.to_string().contains(&path.display().to_string()), "{err}");
         }
 
         let missing = dir.path().join("missing.pem");
-        let err = client_config(&Trust::Ca {
-            ca_file: missing.clone(),
-        })
-        .unwrap_err();
+        let err = client_config(&Trust::Ca { ca_file: missing.clone() }).unwrap_err();
         assert!(matches!(err, TlsSetupError::ReadCaFile { .. }), "{err}");
-        assert!(
-            err.to_string().contains(&missing.display().to_string()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
 
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
-        let err = client_config(&Trust::Ca {
-            ca_file: garbage.clone(),
-        })
-        .unwrap_err();
+        let err = client_config(&Trust::Ca { ca_file: garbage.clone() }).unwrap_err();
         assert!(matches!(err, TlsSetupError::BadPem { .. }), "{err}");
-        assert!(
-            err.to_string().contains(&garbage.display().to_string()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&garbage.display().to_string()), "{err}");
 
         let not_a_cert = dir.path().join("not-a-cert.pem");
         std::fs::write(
@@ -714,14 +633,8 @@ xZeHig2Vwtilvr6URH5WKOCLwyLe4FcMkNxXqtxf90poU/AsCLCdsz5W
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let err = client_config(&Trust::Ca {
-            ca_file: not_a_cert.clone(),
-        })
-        .unwrap_err();
-        assert!(
-            matches!(err, TlsSetupError::BadCaCertificate { index: 1, .. }),
-            "{err}"
-        );
+        let err = client_config(&Trust::Ca { ca_file: not_a_cert.clone() }).unwrap_err();
+        assert!(matches!(err, TlsSetupError::BadCaCertificate { index: 1, .. }), "{err}");
     }
 
     /// An unrelated self-signed CA certificate (CN=other, key [`OTHER_KEY_PEM`]), for the

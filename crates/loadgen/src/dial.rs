@@ -56,10 +56,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(kind: &str, detail: impl ToString) -> Self {
-        Self {
-            kind: kind.to_owned(),
-            detail: detail.to_string(),
-        }
+        Self { kind: kind.to_owned(), detail: detail.to_string() }
     }
 
     fn timed_out(what: &str) -> Self {
@@ -202,18 +199,13 @@ impl Dialer {
         let connect = |e: std::io::Error| Failure::new("connect", e);
         let socket = TcpSocket::new_v4().map_err(connect)?;
         if let Some(sources) = &self.sources {
-            socket
-                .bind(SocketAddr::new(sources.nth(n), 0))
-                .map_err(connect)?;
+            socket.bind(SocketAddr::new(sources.nth(n), 0)).map_err(connect)?;
         }
         let tcp = socket.connect(self.server).await.map_err(connect)?;
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Io> = match &self.tls {
             Some((connector, name)) => Box::new(
-                connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| Failure::new("tls", e))?,
+                connector.connect(name.clone(), tcp).await.map_err(|e| Failure::new("tls", e))?,
             ),
             None => Box::new(tcp),
         };
@@ -224,30 +216,19 @@ impl Dialer {
         )
         .await
         .map_err(|e| Failure::new("websocket", e))?;
-        let mut session = Session {
-            ws,
-            nonce: String::new(),
-            heartbeat_timeout_secs: 60,
-            next_id: 1,
-        };
+        let mut session =
+            Session { ws, nonce: String::new(), heartbeat_timeout_secs: 60, next_id: 1 };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             client: concat!("peerline-loadgen/", env!("CARGO_PKG_VERSION")).into(),
         };
         match session.call(hello).await? {
-            Reply::Hello {
-                nonce,
-                heartbeat_timeout_secs,
-                ..
-            } => {
+            Reply::Hello { nonce, heartbeat_timeout_secs, .. } => {
                 session.nonce = nonce;
                 session.heartbeat_timeout_secs = heartbeat_timeout_secs;
                 Ok(session)
             }
-            other => Err(Failure::new(
-                "protocol",
-                format!("hello answered {other:?}"),
-            )),
+            other => Err(Failure::new("protocol", format!("hello answered {other:?}"))),
         }
     }
 }
@@ -302,10 +283,7 @@ impl Session {
     /// Sends a request without waiting for the answer (`ping` from an idle connection).
     pub async fn send(&mut self, id: u64, request: Request) -> Result<(), Failure> {
         let text = encode(&ClientFrame { id, request });
-        self.ws
-            .send(Message::text(text))
-            .await
-            .map_err(|e| Failure::new("websocket", e))
+        self.ws.send(Message::text(text)).await.map_err(|e| Failure::new("websocket", e))
     }
 
     /// A fresh request id for [`Session::send`].
@@ -333,10 +311,7 @@ impl Session {
         };
         match self.call(request).await? {
             Reply::Registered { .. } => Ok(()),
-            other => Err(Failure::new(
-                "protocol",
-                format!("register answered {other:?}"),
-            )),
+            other => Err(Failure::new("protocol", format!("register answered {other:?}"))),
         }
     }
 
@@ -351,18 +326,11 @@ impl Session {
             LoginSecret::Password(p) => (Some(p.to_owned()), None),
             LoginSecret::Token(t) => (None, Some(t.to_owned())),
         };
-        let login = Login {
-            username: username.to_owned(),
-            password,
-            token,
-            device: self.proof(key),
-        };
+        let login =
+            Login { username: username.to_owned(), password, token, device: self.proof(key) };
         match self.call(Request::Login(login)).await? {
             Reply::LoggedIn { token, .. } => Ok(token),
-            other => Err(Failure::new(
-                "protocol",
-                format!("login answered {other:?}"),
-            )),
+            other => Err(Failure::new("protocol", format!("login answered {other:?}"))),
         }
     }
 
@@ -395,10 +363,7 @@ mod tests {
         other.add(&Failure::new("timeout", "slow"));
         t.merge(other);
         assert_eq!(t.total(), 3);
-        assert_eq!(
-            t.to_string(),
-            "2 × connect (e.g. refused); 1 × timeout (e.g. slow)"
-        );
+        assert_eq!(t.to_string(), "2 × connect (e.g. refused); 1 × timeout (e.g. slow)");
     }
 
     #[test]

@@ -98,10 +98,7 @@ struct Shared {
 }
 
 fn add(tally: &Mutex<Tally>, failure: &Failure) {
-    tally
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .add(failure);
+    tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(failure);
 }
 
 /// Pings and reads until told to stop or the connection ends. `phase` in `[0, 1)` spreads the
@@ -166,14 +163,11 @@ async fn connection(
 ) {
     let started = Instant::now();
     let login = async {
-        let key = user.signing_key().map_err(|e| Failure {
-            kind: "state".into(),
-            detail: e.to_string(),
-        })?;
+        let key = user
+            .signing_key()
+            .map_err(|e| Failure { kind: "state".into(), detail: e.to_string() })?;
         let mut session = dialer.connect(n).await?;
-        session
-            .login(&username, &key, LoginSecret::Token(&user.token))
-            .await?;
+        session.login(&username, &key, LoginSecret::Token(&user.token)).await?;
         Ok::<_, Failure>(session)
     };
     let session = login.await;
@@ -225,23 +219,13 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
     let mut tasks = JoinSet::new();
 
     // Ramp: connection n starts at n / rate seconds.
-    eprintln!(
-        "connecting {count} users at {} per second…",
-        plan.ramp_per_second
-    );
+    eprintln!("connecting {count} users at {} per second…", plan.ramp_per_second);
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / plan.ramp_per_second);
     let mut last_report = Instant::now();
     for (n, (username, user)) in plan.users.into_iter().enumerate() {
         tokio::time::sleep_until(started + interval.mul_f64(n as f64)).await;
-        tasks.spawn(connection(
-            dialer.clone(),
-            n,
-            username,
-            user,
-            shared.clone(),
-            stop_rx.clone(),
-        ));
+        tasks.spawn(connection(dialer.clone(), n, username, user, shared.clone(), stop_rx.clone()));
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             eprintln!(
@@ -249,11 +233,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
                 started.elapsed().as_secs_f64(),
                 n + 1,
                 shared.connected.load(Ordering::Relaxed),
-                shared
-                    .failures
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .total()
+                shared.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total()
             );
         }
     }
@@ -265,23 +245,14 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
     }
     let ramp_seconds = started.elapsed().as_secs_f64();
     let connected = shared.connected.load(Ordering::Relaxed);
-    let failures = shared
-        .failures
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    eprintln!(
-        "logged in {connected} of {count} in {ramp_seconds:.1} s; failed: {}",
-        failures
-    );
+    let failures =
+        shared.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    eprintln!("logged in {connected} of {count} in {ramp_seconds:.1} s; failed: {}", failures);
 
     tokio::time::sleep(SETTLE).await;
     let rss_connected = read_rss(plan.supernode_pid)?;
     if let Some(b) = rss_connected {
-        eprintln!(
-            "supernode RSS with {connected} connected: {:.1} MiB",
-            mib(b)
-        );
+        eprintln!("supernode RSS with {connected} connected: {:.1} MiB", mib(b));
     }
 
     // Hold.
@@ -326,16 +297,9 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
         }),
         _ => None,
     };
-    let dropped = shared
-        .dropped
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let login_latency = shared
-        .latency
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .summary();
+    let dropped = shared.dropped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let login_latency =
+        shared.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner).summary();
     Ok(HoldReport {
         command: "hold",
         users: count,

@@ -67,10 +67,8 @@ async fn one(
     user: &SavedUser,
     password: Option<&str>,
 ) -> Result<Timing, Failure> {
-    let key = user.signing_key().map_err(|e| Failure {
-        kind: "state".into(),
-        detail: e.to_string(),
-    })?;
+    let key =
+        user.signing_key().map_err(|e| Failure { kind: "state".into(), detail: e.to_string() })?;
     let started = Instant::now();
     let mut session = dialer.connect(n).await?;
     let connected = Instant::now();
@@ -79,10 +77,7 @@ async fn one(
         None => LoginSecret::Token(&user.token),
     };
     let result = session.login(username, &key, secret).await;
-    let timing = Timing {
-        connect: connected - started,
-        login: connected.elapsed(),
-    };
+    let timing = Timing { connect: connected - started, login: connected.elapsed() };
     session.close().await;
     result.map(|_token| timing)
 }
@@ -90,11 +85,7 @@ async fn one(
 /// Runs `login`.
 pub async fn run(dialer: Arc<Dialer>, plan: LoginPlan) -> LoginReport {
     let count = plan.users.len();
-    let method = if plan.password.is_some() {
-        "password"
-    } else {
-        "token"
-    };
+    let method = if plan.password.is_some() { "password" } else { "token" };
     eprintln!("{count} {method} logins, concurrency {}…", plan.concurrency);
     let deadline = Instant::now() + plan.time_limit;
     let started = Instant::now();
@@ -166,10 +157,6 @@ impl std::fmt::Display for LoginReport {
                 writeln!(f, "  {what}: {s}")?;
             }
         }
-        write!(
-            f,
-            "  failed: {}, not started: {}",
-            self.failures, self.skipped
-        )
+        write!(f, "  failed: {}, not started: {}", self.failures, self.skipped)
     }
 }

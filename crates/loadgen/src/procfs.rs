@@ -29,11 +29,7 @@ pub fn open_file_limit() -> Option<u64> {
 
 fn parse_open_files(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.trim_start_matches("Max open files")
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -75,11 +75,7 @@ fn phase(
     skipped: usize,
     seconds: f64,
 ) -> PhaseReport {
-    let mut report = PhaseReport {
-        skipped,
-        seconds,
-        ..PhaseReport::default()
-    };
+    let mut report = PhaseReport { skipped, seconds, ..PhaseReport::default() };
     let mut latencies = Latencies::default();
     for (_, result) in results {
         match result {
@@ -126,12 +122,8 @@ pub async fn run(dialer: Arc<Dialer>, plan: RegisterPlan) -> anyhow::Result<Regi
     let taken =
         |r: &Result<Duration, Failure>| matches!(r, Err(f) if f.is_server("username_taken"));
     let already_registered = outcome.results.iter().filter(|(_, r)| taken(r)).count();
-    let counted: Vec<_> = outcome
-        .results
-        .iter()
-        .filter(|(_, r)| !taken(r))
-        .map(|(i, r)| (*i, r.clone()))
-        .collect();
+    let counted: Vec<_> =
+        outcome.results.iter().filter(|(_, r)| !taken(r)).map(|(i, r)| (*i, r.clone())).collect();
     let register = phase(&counted, outcome.skipped, seconds);
     if register.failures.counts.contains_key("server:rate_limited") {
         eprintln!(
@@ -161,9 +153,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: RegisterPlan) -> anyhow::Result<Regi
                 let key = SigningKey::generate(&mut rand::rngs::OsRng);
                 let mut session = dialer.connect(i).await?;
                 let t = Instant::now();
-                let result = session
-                    .login(&username, &key, LoginSecret::Password(&password))
-                    .await;
+                let result = session.login(&username, &key, LoginSecret::Password(&password)).await;
                 let took = t.elapsed();
                 session.close().await;
                 result.map(|token| (username, key, token, took))
@@ -176,13 +166,8 @@ pub async fn run(dialer: Arc<Dialer>, plan: RegisterPlan) -> anyhow::Result<Regi
     for (k, result) in logins.results {
         match result {
             Ok((username, key, token, took)) => {
-                state.insert(
-                    username,
-                    SavedUser {
-                        token,
-                        device_key: hex::encode(key.to_bytes()),
-                    },
-                );
+                state
+                    .insert(username, SavedUser { token, device_key: hex::encode(key.to_bytes()) });
                 timed.push((k, Ok(took)));
             }
             Err(f) => timed.push((k, Err(f))),

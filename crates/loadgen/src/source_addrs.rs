@@ -50,9 +50,7 @@ impl FromStr for SourceAddrs {
         }
         let (first, last) = (u32::from(a), u32::from(b));
         if last < first {
-            return Err(BadRange(format!(
-                "{s}: the last address is below the first"
-            )));
+            return Err(BadRange(format!("{s}: the last address is below the first")));
         }
         let count = last - first + 1;
         if count > MAX_ADDRESSES {
@@ -95,16 +93,7 @@ mod tests {
         let r: SourceAddrs = "127.0.0.254-127.0.1.1".parse().unwrap();
         assert_eq!(r.len(), 4);
         let seen: Vec<String> = (0..5).map(|n| r.nth(n).to_string()).collect();
-        assert_eq!(
-            seen,
-            [
-                "127.0.0.254",
-                "127.0.0.255",
-                "127.0.1.0",
-                "127.0.1.1",
-                "127.0.0.254"
-            ]
-        );
+        assert_eq!(seen, ["127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1", "127.0.0.254"]);
         assert_eq!(r.to_string(), "127.0.0.254-127.0.1.1");
     }
 
@@ -116,13 +105,9 @@ mod tests {
 
     #[test]
     fn bad_ranges_are_refused_with_a_reason() {
-        for bad in [
-            "10.0.0.1-10.0.0.9",
-            "127.0.0.9-127.0.0.2",
-            "127.0.0.1-127.2.0.0",
-            "x-127.0.0.2",
-            "",
-        ] {
+        for bad in
+            ["10.0.0.1-10.0.0.9", "127.0.0.9-127.0.0.2", "127.0.0.1-127.2.0.0", "x-127.0.0.2", ""]
+        {
             assert!(bad.parse::<SourceAddrs>().is_err(), "{bad}");
         }
     }

@@ -109,10 +109,7 @@ mod tests {
     use super::*;
 
     fn user(t: &str) -> SavedUser {
-        SavedUser {
-            token: t.into(),
-            device_key: "11".repeat(32),
-        }
+        SavedUser { token: t.into(), device_key: "11".repeat(32) }
     }
 
     #[test]

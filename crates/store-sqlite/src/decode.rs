@@ -24,17 +24,14 @@ pub(crate) fn column<'r, T>(row: &'r SqliteRow, table: &str, name: &str) -> Resu
 where
     T: Decode<'r, Sqlite> + Type<Sqlite>,
 {
-    row.try_get(name)
-        .map_err(|e| corrupt(format!("{table}.{name}: {e}")))
+    row.try_get(name).map_err(|e| corrupt(format!("{table}.{name}: {e}")))
 }
 
 /// A 32-byte key or hash stored as a BLOB.
 fn key32(row: &SqliteRow, table: &str, name: &str) -> Result<[u8; 32], StoreError> {
     let bytes: Vec<u8> = column(row, table, name)?;
     let len = bytes.len();
-    bytes
-        .try_into()
-        .map_err(|_| corrupt(format!("{table}.{name}: {len} bytes, expected 32")))
+    bytes.try_into().map_err(|_| corrupt(format!("{table}.{name}: {len} bytes, expected 32")))
 }
 
 /// A row of `accounts` (all columns of [`Account`]).

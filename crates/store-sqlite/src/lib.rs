@@ -77,9 +77,7 @@ impl SqliteStore {
                 }
             }
             Err(e) => {
-                return Err(StoreError::Backend(format!(
-                    "opening database {shown}: {e}"
-                )));
+                return Err(StoreError::Backend(format!("opening database {shown}: {e}")));
             }
         }
 
@@ -100,9 +98,7 @@ impl SqliteStore {
 
         if let Err(e) = schema::migrate(&writer).await {
             writer.close().await;
-            return Err(StoreError::Backend(format!(
-                "migrating database {shown}: {e}"
-            )));
+            return Err(StoreError::Backend(format!("migrating database {shown}: {e}")));
         }
 
         let reader = match SqlitePoolOptions::new()
@@ -120,11 +116,7 @@ impl SqliteStore {
         };
 
         tracing::debug!(path = %shown, "opened SQLite store");
-        Ok(SqliteStore {
-            writer,
-            reader,
-            path: path.to_owned(),
-        })
+        Ok(SqliteStore { writer, reader, path: path.to_owned() })
     }
 
     /// Closes every connection, after checkpointing the write-ahead log into the database file
@@ -135,10 +127,7 @@ impl SqliteStore {
         if self.writer.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await
-        {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await {
             // Not fatal: SQLite checkpoints again when the last connection closes, and replays
             // the log on the next open otherwise.
             tracing::warn!(path = %self.path.display(), error = %e, "WAL checkpoint at close failed");
@@ -324,29 +313,17 @@ mod tests {
     #[tokio::test]
     async fn connections_use_full_sync_foreign_keys_and_busy_timeout() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).await.unwrap();
         for (name, pool) in [("writer", &store.writer), ("reader", &store.reader)] {
-            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(pool)
-                .await
-                .unwrap();
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
             assert_eq!(sync, 2, "{name}: synchronous must be FULL (2)");
-            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-                .fetch_one(pool)
-                .await
-                .unwrap();
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.unwrap();
             assert_eq!(fk, 1, "{name}: foreign keys must be on");
-            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-                .fetch_one(pool)
-                .await
-                .unwrap();
+            let busy: i64 =
+                sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(pool).await.unwrap();
             assert_eq!(busy, 5000, "{name}: busy timeout");
-            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(pool)
-                .await
-                .unwrap();
+            let mode: String =
+                sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
             assert_eq!(mode, "wal", "{name}: journal mode");
         }
         store.close().await;

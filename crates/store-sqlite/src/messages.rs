@@ -127,10 +127,7 @@ pub(crate) async fn mark_delivered(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = pool
-        .begin()
-        .await
-        .map_err(failed("marking messages delivered"))?;
+    let mut tx = pool.begin().await.map_err(failed("marking messages delivered"))?;
     let newly: Vec<MessageId> = sqlx::query_scalar(
         "UPDATE messages SET delivered_at = ?1
          WHERE recipient = ?2 AND delivered_at IS NULL
@@ -144,9 +141,7 @@ pub(crate) async fn mark_delivered(
     .await
     .map_err(failed("marking messages delivered"))?;
     let changed = changed(&mut tx, &newly, "reading messages marked delivered").await?;
-    tx.commit()
-        .await
-        .map_err(failed("marking messages delivered"))?;
+    tx.commit().await.map_err(failed("marking messages delivered"))?;
     Ok(changed)
 }
 
@@ -161,10 +156,7 @@ pub(crate) async fn mark_read(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = pool
-        .begin()
-        .await
-        .map_err(failed("marking messages read"))?;
+    let mut tx = pool.begin().await.map_err(failed("marking messages read"))?;
     let newly: Vec<MessageId> = sqlx::query_scalar(
         "UPDATE messages SET read_at = ?1, delivered_at = coalesce(delivered_at, ?1)
          WHERE recipient = ?2 AND read_at IS NULL

@@ -13,9 +13,7 @@ use tempfile::TempDir;
 /// A fresh store in its own temp dir; the dir lives as long as the guard.
 async fn fresh() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("peerline.db"))
-        .await
-        .expect("open store");
+    let store = SqliteStore::open(&dir.path().join("peerline.db")).await.expect("open store");
     (store, dir)
 }
 
@@ -50,59 +48,24 @@ async fn data_survives_close_and_reopen() {
     let alice = store.create_account(new_account("alice"), 1).await.unwrap();
     let bob = store.create_account(new_account("bob"), 2).await.unwrap();
     store.set_status(alice.id, Status::Busy).await.unwrap();
-    let device = store
-        .upsert_device(alice.id, &[3; 32], "laptop", 3)
-        .await
-        .unwrap();
-    store
-        .create_session(&[4; 32], alice.id, device.id, 99)
-        .await
-        .unwrap();
-    let message = store
-        .store_message(alice.id, bob.id, "persisted", 5)
-        .await
-        .unwrap();
+    let device = store.upsert_device(alice.id, &[3; 32], "laptop", 3).await.unwrap();
+    store.create_session(&[4; 32], alice.id, device.id, 99).await.unwrap();
+    let message = store.store_message(alice.id, bob.id, "persisted", 5).await.unwrap();
     store.close().await;
     store.close().await; // harmless twice
     assert!(
-        matches!(
-            store.account_by_id(alice.id).await,
-            Err(StoreError::Backend(_))
-        ),
+        matches!(store.account_by_id(alice.id).await, Err(StoreError::Backend(_))),
         "a closed store refuses calls"
     );
 
     let reopened = SqliteStore::open(&path).await.unwrap();
-    let again = reopened
-        .account_by_id(alice.id)
-        .await
-        .unwrap()
-        .expect("alice after reopen");
-    assert_eq!(
-        again,
-        Account {
-            status: Status::Busy,
-            ..alice
-        }
-    );
-    assert_eq!(
-        reopened.devices(alice.id).await.unwrap(),
-        std::slice::from_ref(&device)
-    );
-    let session = reopened
-        .session(&[4; 32])
-        .await
-        .unwrap()
-        .expect("session after reopen");
+    let again = reopened.account_by_id(alice.id).await.unwrap().expect("alice after reopen");
+    assert_eq!(again, Account { status: Status::Busy, ..alice });
+    assert_eq!(reopened.devices(alice.id).await.unwrap(), std::slice::from_ref(&device));
+    let session = reopened.session(&[4; 32]).await.unwrap().expect("session after reopen");
     assert_eq!((session.user_id, session.device_id), (again.id, device.id));
-    assert_eq!(
-        reopened.undelivered(bob.id, 10).await.unwrap(),
-        std::slice::from_ref(&message)
-    );
-    let next = reopened
-        .store_message(bob.id, alice.id, "after", 6)
-        .await
-        .unwrap();
+    assert_eq!(reopened.undelivered(bob.id, 10).await.unwrap(), std::slice::from_ref(&message));
+    let next = reopened.store_message(bob.id, alice.id, "after", 6).await.unwrap();
     assert!(next.id > message.id, "ids keep growing after a reopen");
     assert!(
         matches!(
@@ -122,10 +85,8 @@ async fn database_file_is_in_wal_mode() {
     store.create_account(new_account("alice"), 1).await.unwrap();
     // While open, a second connection sees WAL mode (it is stored in the file).
     let mut conn = raw(&path).await;
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let mode: String =
+        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
     assert_eq!(mode, "wal");
     conn.close().await.unwrap();
     store.close().await;
@@ -140,9 +101,7 @@ async fn database_file_is_in_wal_mode() {
 async fn open_creates_missing_nested_directories() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("does/not/exist/yet/peerline.db");
-    let store = SqliteStore::open(&path)
-        .await
-        .expect("open in a missing nested dir");
+    let store = SqliteStore::open(&path).await.expect("open in a missing nested dir");
     store.create_account(new_account("alice"), 1).await.unwrap();
     assert_eq!(store.path(), path);
     store.close().await;
@@ -154,14 +113,8 @@ async fn open_on_a_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     match SqliteStore::open(dir.path()).await {
         Err(StoreError::Backend(msg)) => {
-            assert!(
-                msg.contains("directory"),
-                "error should say the path is a directory: {msg}"
-            );
-            assert!(
-                msg.contains(&dir.path().display().to_string()),
-                "error names the path: {msg}"
-            );
+            assert!(msg.contains("directory"), "error should say the path is a directory: {msg}");
+            assert!(msg.contains(&dir.path().display().to_string()), "error names the path: {msg}");
         }
         Err(other) => panic!("expected a Backend error, got {other:?}"),
         Ok(_) => panic!("opening a directory as a database must fail"),
@@ -188,18 +141,12 @@ async fn corrupt_rows_are_errors_not_panics() {
     let path = dir.path().join("peerline.db");
     let store = SqliteStore::open(&path).await.unwrap();
     let alice = store.create_account(new_account("alice"), 1).await.unwrap();
-    let device = store
-        .upsert_device(alice.id, &[1; 32], "laptop", 1)
-        .await
-        .unwrap();
+    let device = store.upsert_device(alice.id, &[1; 32], "laptop", 1).await.unwrap();
     store.close().await;
 
     // Write values the schema's CHECK constraints would refuse, as a damaged file could hold.
     let mut conn = raw(&path).await;
-    sqlx::query("PRAGMA ignore_check_constraints = ON")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query("PRAGMA ignore_check_constraints = ON").execute(&mut conn).await.unwrap();
     sqlx::query("UPDATE accounts SET status = 'dancing' WHERE id = ?")
         .bind(alice.id)
         .execute(&mut conn)
@@ -215,19 +162,13 @@ async fn corrupt_rows_are_errors_not_panics() {
     let store = SqliteStore::open(&path).await.unwrap();
     match store.account_by_id(alice.id).await {
         Err(StoreError::Backend(msg)) => {
-            assert!(
-                msg.contains("corrupt") && msg.contains("dancing"),
-                "unknown status: {msg}"
-            )
+            assert!(msg.contains("corrupt") && msg.contains("dancing"), "unknown status: {msg}")
         }
         other => panic!("an unknown stored status must be a Backend error, got {other:?}"),
     }
     match store.devices(alice.id).await {
         Err(StoreError::Backend(msg)) => {
-            assert!(
-                msg.contains("corrupt") && msg.contains("2 bytes"),
-                "short key: {msg}"
-            )
+            assert!(msg.contains("corrupt") && msg.contains("2 bytes"), "short key: {msg}")
         }
         other => panic!("a 2-byte stored key must be a Backend error, got {other:?}"),
     }
@@ -278,10 +219,8 @@ async fn concurrent_writers_and_readers_all_succeed() {
         tasks.spawn(async move {
             let mut ids = Vec::new();
             for j in 0..10 {
-                let m = store
-                    .store_message(alice.id, bob.id, &format!("{i}/{j}"), i)
-                    .await
-                    .unwrap();
+                let m =
+                    store.store_message(alice.id, bob.id, &format!("{i}/{j}"), i).await.unwrap();
                 ids.push(m.id);
                 store.undelivered(bob.id, 1000).await.unwrap();
                 store.history(alice.id, bob.id, 5, None).await.unwrap();
@@ -293,10 +232,7 @@ async fn concurrent_writers_and_readers_all_succeed() {
     while let Some(done) = tasks.join_next().await {
         delivered += done.unwrap();
     }
-    assert_eq!(
-        delivered, 320,
-        "every message stored once and delivered once"
-    );
+    assert_eq!(delivered, 320, "every message stored once and delivered once");
     assert!(store.undelivered(bob.id, 1000).await.unwrap().is_empty());
     store.close().await;
 }

@@ -120,11 +120,7 @@ struct OnlineUser {
 
 impl OnlineUser {
     fn presence(&self) -> Presence {
-        if self.conns.is_empty() {
-            Presence::Offline
-        } else {
-            self.status.into()
-        }
+        if self.conns.is_empty() { Presence::Offline } else { self.status.into() }
     }
 }
 
@@ -153,10 +149,8 @@ fn retry_error(code: ErrorCode, wait: Duration) -> ErrorBody {
 impl Hub {
     /// An empty hub.
     pub fn new(config: HubConfig, now: Instant) -> Self {
-        let throttle = LoginThrottle::new(
-            config.login_per_account.clone(),
-            config.login_per_address.clone(),
-        );
+        let throttle =
+            LoginThrottle::new(config.login_per_account.clone(), config.login_per_address.clone());
         Self {
             config,
             conns: HashMap::new(),
@@ -218,10 +212,7 @@ impl Hub {
                 c.violations += 1;
                 if c.violations > max_violations && !c.closing {
                     c.closing = true;
-                    self.outputs.push(Output::Close {
-                        conn,
-                        reason: EndReason::ProtocolViolation,
-                    });
+                    self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
                 }
                 Err(retry_error(ErrorCode::RateLimited, wait))
             }
@@ -235,23 +226,15 @@ impl Hub {
             c.violations += 1;
             if c.violations > max_violations && !c.closing {
                 c.closing = true;
-                self.outputs.push(Output::Close {
-                    conn,
-                    reason: EndReason::ProtocolViolation,
-                });
+                self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
             }
         }
     }
 
     /// Applies the per-connection search rate limit.
     pub fn admit_search(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
-        let c = self
-            .conns
-            .get_mut(&conn)
-            .ok_or_else(|| ErrorBody::new(ErrorCode::ShuttingDown))?;
-        c.searches
-            .try_take(now)
-            .map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
+        let c = self.conns.get_mut(&conn).ok_or_else(|| ErrorBody::new(ErrorCode::ShuttingDown))?;
+        c.searches.try_take(now).map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
     }
 
     /// Applies the per-account contact request quota.
@@ -295,16 +278,13 @@ impl Hub {
         c.login = Some((login.user_id, login.device_id));
         c.last_activity = now;
         self.throttle.succeeded(&login.username);
-        let user = self
-            .users
-            .entry(login.user_id)
-            .or_insert_with(|| OnlineUser {
-                username: login.username.clone(),
-                status: login.status,
-                conns: Vec::new(),
-                mutual: login.mutual_contacts.iter().copied().collect(),
-                announced: Presence::Offline,
-            });
+        let user = self.users.entry(login.user_id).or_insert_with(|| OnlineUser {
+            username: login.username.clone(),
+            status: login.status,
+            conns: Vec::new(),
+            mutual: login.mutual_contacts.iter().copied().collect(),
+            announced: Presence::Offline,
+        });
         user.conns.push((conn, login.device_id));
         self.announce(login.user_id);
         true
@@ -321,10 +301,7 @@ impl Hub {
             .iter()
             .filter_map(|peer| self.users.get(peer).filter(|p| p.mutual.contains(&user)))
             .filter(|p| p.presence() != Presence::Offline)
-            .map(|p| Event::Presence {
-                username: p.username.clone(),
-                presence: p.presence(),
-            })
+            .map(|p| Event::Presence { username: p.username.clone(), presence: p.presence() })
             .collect();
         events.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         events
@@ -386,18 +363,15 @@ impl Hub {
     }
 
     fn send_to_subject_viewer(&mut self, viewer: UserId, subject: UserId, presence: Presence) {
-        let (Some(v), Some(username)) = (
-            self.users.get(&viewer),
-            self.users.get(&subject).map(|s| s.username.clone()),
-        ) else {
+        let (Some(v), Some(username)) =
+            (self.users.get(&viewer), self.users.get(&subject).map(|s| s.username.clone()))
+        else {
             return;
         };
         let conns = self.live_conns(v);
         if !conns.is_empty() {
-            self.outputs.push(Output::Send {
-                conns,
-                event: Event::Presence { username, presence },
-            });
+            self.outputs
+                .push(Output::Send { conns, event: Event::Presence { username, presence } });
         }
     }
 
@@ -430,10 +404,8 @@ impl Hub {
             .collect();
         if !conns.is_empty() {
             conns.sort();
-            self.outputs.push(Output::Send {
-                conns,
-                event: Event::Presence { username, presence },
-            });
+            self.outputs
+                .push(Output::Send { conns, event: Event::Presence { username, presence } });
         }
     }
 
@@ -442,11 +414,8 @@ impl Hub {
         let Some(u) = self.users.get(&user) else {
             return;
         };
-        let conns: Vec<ConnId> = self
-            .live_conns(u)
-            .into_iter()
-            .filter(|c| Some(*c) != except)
-            .collect();
+        let conns: Vec<ConnId> =
+            self.live_conns(u).into_iter().filter(|c| Some(*c) != except).collect();
         if !conns.is_empty() {
             self.outputs.push(Output::Send { conns, event });
         }
@@ -459,9 +428,7 @@ impl Hub {
 
     /// Whether a device has a logged-in connection.
     pub fn is_device_online(&self, user: UserId, device: DeviceId) -> bool {
-        self.users
-            .get(&user)
-            .is_some_and(|u| u.conns.iter().any(|(_, d)| *d == device))
+        self.users.get(&user).is_some_and(|u| u.conns.iter().any(|(_, d)| *d == device))
     }
 
     /// Closes every connection of one device (device removed).
@@ -493,13 +460,7 @@ impl Hub {
         let targets: Vec<ConnId> = self
             .users
             .get(&user)
-            .map(|u| {
-                u.conns
-                    .iter()
-                    .filter(|(c, d)| pick(*c, *d))
-                    .map(|(c, _)| *c)
-                    .collect()
-            })
+            .map(|u| u.conns.iter().filter(|(c, d)| pick(*c, *d)).map(|(c, _)| *c).collect())
             .unwrap_or_default();
         for conn in targets {
             self.close(conn, reason);
@@ -554,11 +515,7 @@ impl Hub {
 
     /// Takes the next output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.outputs.is_empty() {
-            None
-        } else {
-            Some(self.outputs.remove(0))
-        }
+        if self.outputs.is_empty() { None } else { Some(self.outputs.remove(0)) }
     }
 
     /// Takes every queued output at once, in order.

@@ -15,12 +15,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(capacity: f64, refill_per_sec: f64, now: Instant) -> Self {
-        Self {
-            capacity,
-            refill_per_sec,
-            tokens: capacity,
-            last: now,
-        }
+        Self { capacity, refill_per_sec, tokens: capacity, last: now }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -38,9 +33,7 @@ impl TokenBucket {
         } else if self.refill_per_sec <= 0.0 {
             Err(Duration::MAX)
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.refill_per_sec,
-            ))
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.refill_per_sec))
         }
     }
 

@@ -36,10 +36,7 @@ impl ThrottleConfig {
 
     /// Defaults for source addresses: more generous (NATs share addresses), same shape.
     pub fn per_address() -> Self {
-        Self {
-            free_failures: 30,
-            ..Self::per_account()
-        }
+        Self { free_failures: 30, ..Self::per_account() }
     }
 }
 
@@ -68,10 +65,7 @@ fn wait_for(cfg: &ThrottleConfig, f: Option<&Failures>, now: Instant) -> Option<
         return None;
     }
     let doublings = (f.count - cfg.free_failures).min(20);
-    let delay = cfg
-        .base_delay
-        .saturating_mul(1u32 << doublings)
-        .min(cfg.max_delay);
+    let delay = cfg.base_delay.saturating_mul(1u32 << doublings).min(cfg.max_delay);
     let ready = f.last + delay;
     (ready > now).then(|| ready - now)
 }
@@ -88,10 +82,7 @@ fn record<K: std::hash::Hash + Eq>(
             map.clear();
         }
     }
-    let entry = map.entry(key).or_insert(Failures {
-        count: 0,
-        last: now,
-    });
+    let entry = map.entry(key).or_insert(Failures { count: 0, last: now });
     if now.saturating_duration_since(entry.last) >= cfg.window {
         entry.count = 0;
     }
@@ -102,12 +93,7 @@ fn record<K: std::hash::Hash + Eq>(
 impl LoginThrottle {
     /// A throttle with the given policies.
     pub fn new(account: ThrottleConfig, address: ThrottleConfig) -> Self {
-        Self {
-            account,
-            address,
-            by_account: HashMap::new(),
-            by_address: HashMap::new(),
-        }
+        Self { account, address, by_account: HashMap::new(), by_address: HashMap::new() }
     }
 
     /// `Err(wait)` if a login for this account from this address must wait first.
@@ -122,12 +108,7 @@ impl LoginThrottle {
 
     /// Records a failed attempt.
     pub fn failed(&mut self, username: &str, addr: IpAddr, now: Instant) {
-        record(
-            &mut self.by_account,
-            &self.account,
-            username.to_owned(),
-            now,
-        );
+        record(&mut self.by_account, &self.account, username.to_owned(), now);
         record(&mut self.by_address, &self.address, addr, now);
     }
 
@@ -139,10 +120,8 @@ impl LoginThrottle {
     /// Forgets entries older than their window.
     pub fn expire(&mut self, now: Instant) {
         let (wa, wb) = (self.account.window, self.address.window);
-        self.by_account
-            .retain(|_, f| now.saturating_duration_since(f.last) < wa);
-        self.by_address
-            .retain(|_, f| now.saturating_duration_since(f.last) < wb);
+        self.by_account.retain(|_, f| now.saturating_duration_since(f.last) < wa);
+        self.by_address.retain(|_, f| now.saturating_duration_since(f.last) < wb);
     }
 }
 
@@ -164,22 +143,13 @@ mod tests {
             assert!(t.check("alice", ip("10.0.0.1"), t0).is_ok());
             t.failed("alice", ip("10.0.0.1"), t0);
         }
-        assert_eq!(
-            t.check("alice", ip("10.0.0.2"), t0),
-            Err(Duration::from_secs(1))
-        );
+        assert_eq!(t.check("alice", ip("10.0.0.2"), t0), Err(Duration::from_secs(1)));
         t.failed("alice", ip("10.0.0.2"), t0);
-        assert_eq!(
-            t.check("alice", ip("10.0.0.3"), t0),
-            Err(Duration::from_secs(2))
-        );
+        assert_eq!(t.check("alice", ip("10.0.0.3"), t0), Err(Duration::from_secs(2)));
         // Another account from the same address is unaffected.
         assert!(t.check("bob", ip("10.0.0.9"), t0).is_ok());
         // The window forgets.
-        assert!(
-            t.check("alice", ip("10.0.0.1"), t0 + Duration::from_secs(901))
-                .is_ok()
-        );
+        assert!(t.check("alice", ip("10.0.0.1"), t0 + Duration::from_secs(901)).is_ok());
     }
 
     #[test]

@@ -39,11 +39,7 @@ fn login(
 fn presence_events(hub: &mut Hub) -> Vec<(u64, String, Presence)> {
     let mut out = Vec::new();
     for o in hub.drain_outputs() {
-        if let Output::Send {
-            conns,
-            event: Event::Presence { username, presence },
-        } = o
-        {
+        if let Output::Send { conns, event: Event::Presence { username, presence } } = o {
             for c in conns {
                 out.push((c.0, username.clone(), presence));
             }
@@ -67,36 +63,21 @@ fn mutual_contacts_see_each_other_come_and_go() {
     let t0 = Instant::now();
     let mut hub = Hub::new(HubConfig::default(), t0);
     login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
-    assert!(
-        presence_events(&mut hub).is_empty(),
-        "nobody online to tell"
-    );
+    assert!(presence_events(&mut hub).is_empty(), "nobody online to tell");
     login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
-    assert_eq!(
-        presence_events(&mut hub),
-        vec![(10, "alice".into(), Presence::Online)]
-    );
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Online)]);
     assert_eq!(
         hub.presence_snapshot(ALICE),
-        vec![Event::Presence {
-            username: "bob".into(),
-            presence: Presence::Online
-        }]
+        vec![Event::Presence { username: "bob".into(), presence: Presence::Online }]
     );
 
     hub.set_status(ALICE, Status::Away);
-    assert_eq!(
-        presence_events(&mut hub),
-        vec![(10, "alice".into(), Presence::Away)]
-    );
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Away)]);
     hub.set_status(ALICE, Status::Away);
     assert!(presence_events(&mut hub).is_empty(), "no change, no event");
 
     hub.disconnect(ConnId(20));
-    assert_eq!(
-        presence_events(&mut hub),
-        vec![(10, "alice".into(), Presence::Offline)]
-    );
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
 }
 
 #[test]
@@ -108,17 +89,11 @@ fn a_second_device_does_not_reannounce_and_the_last_one_going_offline_does() {
     login(&mut hub, 21, ALICE, "alice", 201, &[BOB], t0);
     assert_eq!(presence_events(&mut hub).len(), 1);
     hub.disconnect(ConnId(20));
-    assert!(
-        presence_events(&mut hub).is_empty(),
-        "alice still online on device 201"
-    );
+    assert!(presence_events(&mut hub).is_empty(), "alice still online on device 201");
     assert!(hub.is_device_online(ALICE, 201));
     assert!(!hub.is_device_online(ALICE, 200));
     hub.disconnect(ConnId(21));
-    assert_eq!(
-        presence_events(&mut hub),
-        vec![(10, "alice".into(), Presence::Offline)]
-    );
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
     assert!(!hub.is_online(ALICE));
 }
 
@@ -130,15 +105,9 @@ fn invisible_looks_offline_and_non_contacts_see_nothing() {
     login(&mut hub, 30, CAROL, "carol", 300, &[], t0);
     login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
     let events = presence_events(&mut hub);
-    assert!(
-        events.iter().all(|(c, _, _)| *c != 30),
-        "carol is no contact: {events:?}"
-    );
+    assert!(events.iter().all(|(c, _, _)| *c != 30), "carol is no contact: {events:?}");
     hub.set_status(ALICE, Status::Invisible);
-    assert_eq!(
-        presence_events(&mut hub),
-        vec![(10, "alice".into(), Presence::Offline)]
-    );
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
     assert_eq!(hub.presence_seen_by(BOB, ALICE), Presence::Offline);
     assert_eq!(hub.presence_seen_by(CAROL, ALICE), Presence::Offline);
     hub.set_status(ALICE, Status::Busy);
@@ -158,10 +127,7 @@ fn link_and_unlink_update_both_sides() {
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
     assert_eq!(
         ev,
-        vec![
-            (10, "alice".into(), Presence::Online),
-            (20, "bob".into(), Presence::Online)
-        ]
+        vec![(10, "alice".into(), Presence::Online), (20, "bob".into(), Presence::Online)]
     );
     // A block (unlink): each now sees the other offline.
     hub.unlink(BOB, ALICE);
@@ -169,16 +135,10 @@ fn link_and_unlink_update_both_sides() {
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
     assert_eq!(
         ev,
-        vec![
-            (10, "alice".into(), Presence::Offline),
-            (20, "bob".into(), Presence::Offline)
-        ]
+        vec![(10, "alice".into(), Presence::Offline), (20, "bob".into(), Presence::Offline)]
     );
     hub.set_status(BOB, Status::Away);
-    assert!(
-        presence_events(&mut hub).is_empty(),
-        "blocked user learns nothing"
-    );
+    assert!(presence_events(&mut hub).is_empty(), "blocked user learns nothing");
     assert_eq!(hub.presence_seen_by(ALICE, BOB), Presence::Offline);
 }
 
@@ -210,10 +170,7 @@ fn silent_connections_expire_after_the_heartbeat_timeout() {
     }
     assert_eq!(closes(&mut hub), vec![(20, EndReason::HeartbeatTimeout)]);
     hub.disconnect(ConnId(20));
-    assert_eq!(
-        presence_events(&mut hub),
-        vec![(10, "alice".into(), Presence::Offline)]
-    );
+    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Offline)]);
     // Hours later, bob still pinging, nothing else happens.
     for _ in 0..1000 {
         now += Duration::from_secs(30);
@@ -266,10 +223,7 @@ fn request_floods_are_limited_then_disconnected() {
 #[test]
 fn contact_requests_are_limited_per_day() {
     let t0 = Instant::now();
-    let cfg = HubConfig {
-        contact_requests_per_day: 3.0,
-        ..HubConfig::default()
-    };
+    let cfg = HubConfig { contact_requests_per_day: 3.0, ..HubConfig::default() };
     let mut hub = Hub::new(cfg, t0);
     for _ in 0..3 {
         hub.admit_contact_request(ALICE, t0).unwrap();
@@ -279,10 +233,7 @@ fn contact_requests_are_limited_per_day() {
         ErrorCode::ContactRequestLimit
     );
     assert!(hub.admit_contact_request(BOB, t0).is_ok());
-    assert!(
-        hub.admit_contact_request(ALICE, t0 + Duration::from_secs(86_400 / 3 + 1))
-            .is_ok()
-    );
+    assert!(hub.admit_contact_request(ALICE, t0 + Duration::from_secs(86_400 / 3 + 1)).is_ok());
 }
 
 #[test]
@@ -296,10 +247,7 @@ fn searches_are_limited_per_connection() {
         assert!(ok < 100);
     }
     assert_eq!(ok, 5);
-    assert!(
-        hub.admit_search(ConnId(1), t0 + Duration::from_secs(2))
-            .is_ok()
-    );
+    assert!(hub.admit_search(ConnId(1), t0 + Duration::from_secs(2)).is_ok());
 }
 
 #[test]
@@ -311,10 +259,7 @@ fn login_throttle_applies_through_the_hub() {
         hub.check_login("alice", ip, t0).unwrap();
         hub.login_failed("alice", ip, t0);
     }
-    assert_eq!(
-        hub.check_login("alice", ip, t0).unwrap_err().code,
-        ErrorCode::LoginThrottled
-    );
+    assert_eq!(hub.check_login("alice", ip, t0).unwrap_err().code, ErrorCode::LoginThrottled);
 }
 
 #[test]
@@ -341,10 +286,7 @@ fn shutdown_closes_everyone_once() {
     hub.drain_outputs();
     hub.close_all(EndReason::Shutdown);
     hub.close_all(EndReason::Shutdown);
-    assert_eq!(
-        closes(&mut hub),
-        vec![(1, EndReason::Shutdown), (2, EndReason::Shutdown)]
-    );
+    assert_eq!(closes(&mut hub), vec![(1, EndReason::Shutdown), (2, EndReason::Shutdown)]);
 }
 
 #[test]
@@ -363,32 +305,20 @@ fn many_users_fan_out_only_to_contacts() {
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
     assert_eq!(
         ev,
-        vec![
-            (499, "u500".into(), Presence::Busy),
-            (501, "u500".into(), Presence::Busy)
-        ]
+        vec![(499, "u500".into(), Presence::Busy), (501, "u500".into(), Presence::Busy)]
     );
 }
 
 #[test]
 fn registrations_are_limited_per_address() {
     let t0 = Instant::now();
-    let cfg = HubConfig {
-        registrations_per_hour: 2.0,
-        ..HubConfig::default()
-    };
+    let cfg = HubConfig { registrations_per_hour: 2.0, ..HubConfig::default() };
     let mut hub = Hub::new(cfg, t0);
     let a: IpAddr = "203.0.113.5".parse().unwrap();
     let b: IpAddr = "203.0.113.6".parse().unwrap();
     hub.admit_registration(a, t0).unwrap();
     hub.admit_registration(a, t0).unwrap();
-    assert_eq!(
-        hub.admit_registration(a, t0).unwrap_err().code,
-        ErrorCode::RateLimited
-    );
+    assert_eq!(hub.admit_registration(a, t0).unwrap_err().code, ErrorCode::RateLimited);
     hub.admit_registration(b, t0).unwrap();
-    assert!(
-        hub.admit_registration(a, t0 + Duration::from_secs(1801))
-            .is_ok()
-    );
+    assert!(hub.admit_registration(a, t0 + Duration::from_secs(1801)).is_ok());
 }

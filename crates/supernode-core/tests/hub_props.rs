@@ -72,11 +72,7 @@ impl Model {
     }
     fn expected(&self, viewer: i64, subject: i64) -> Presence {
         if viewer != subject && self.is_mutual(viewer, subject) && self.online(subject) {
-            self.status
-                .get(&subject)
-                .copied()
-                .unwrap_or(Status::Online)
-                .into()
+            self.status.get(&subject).copied().unwrap_or(Status::Online).into()
         } else {
             Presence::Offline
         }
@@ -97,27 +93,18 @@ fn pump(hub: &mut Hub, model: &mut Model) {
         }
         for o in outputs {
             match o {
-                Output::Send {
-                    conns,
-                    event: Event::Presence { username, presence },
-                } => {
+                Output::Send { conns, event: Event::Presence { username, presence } } => {
                     let subject: i64 = username[1..].parse().unwrap();
                     for c in conns {
-                        let viewer = *model
-                            .logged_in
-                            .get(&c.0)
-                            .expect("presence to a logged-in conn");
+                        let viewer =
+                            *model.logged_in.get(&c.0).expect("presence to a logged-in conn");
                         if presence != Presence::Offline {
                             assert!(
                                 model.is_mutual(viewer, subject),
                                 "u{subject}'s presence leaked to u{viewer}"
                             );
                         }
-                        model
-                            .heard
-                            .entry(c.0)
-                            .or_default()
-                            .insert(username.clone(), presence);
+                        model.heard.entry(c.0).or_default().insert(username.clone(), presence);
                     }
                 }
                 Output::Send { .. } => {}
@@ -150,10 +137,7 @@ fn check(hub: &Hub, model: &Model) {
                 .and_then(|h| h.get(&name(subject)))
                 .copied()
                 .unwrap_or(Presence::Offline);
-            assert_eq!(
-                heard, want,
-                "conn {conn} (u{viewer}) heard wrong presence of u{subject}"
-            );
+            assert_eq!(heard, want, "conn {conn} (u{viewer}) heard wrong presence of u{subject}");
         }
     }
     assert_eq!(hub.connection_count(), model.connected.len());

@@ -123,9 +123,7 @@ impl Default for Limits {
 
 impl Default for Sessions {
     fn default() -> Self {
-        Self {
-            token_lifetime_days: 30,
-        }
+        Self { token_lifetime_days: 30 }
     }
 }
 
@@ -200,10 +198,7 @@ mod tests {
 
     #[test]
     fn plaintext_needs_loopback() {
-        let mut c = Config {
-            insecure_plaintext: true,
-            ..Config::default()
-        };
+        let mut c = Config { insecure_plaintext: true, ..Config::default() };
         assert!(c.validate().is_err());
         c.listen = "127.0.0.1:7443".parse().unwrap();
         assert!(c.validate().is_ok());

@@ -27,13 +27,9 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
     let (tx, rx) = mpsc::channel(shared.config.limits.send_queue_frames);
     let kill = Arc::new(Notify::new());
-    let Some(conn) = shared.register(
-        ConnHandle {
-            tx: tx.clone(),
-            kill: kill.clone(),
-        },
-        Instant::now(),
-    ) else {
+    let Some(conn) =
+        shared.register(ConnHandle { tx: tx.clone(), kill: kill.clone() }, Instant::now())
+    else {
         metrics::counter!(m::CONNECTIONS_REFUSED).increment(1);
         let mut socket = socket;
         let frame = encode(&ServerFrame::Error {
@@ -93,10 +89,7 @@ async fn read_loop(
                 if is_too_big(&err) {
                     metrics::counter!(m::BAD_FRAMES).increment(1);
                     let body = ErrorBody::new(ErrorCode::FrameTooLarge);
-                    let frame = encode(&ServerFrame::Error {
-                        id: None,
-                        error: body,
-                    });
+                    let frame = encode(&ServerFrame::Error { id: None, error: body });
                     let _ = tx.try_send(Outbound::Frame(frame.into()));
                     let _ = tx.try_send(Outbound::CloseTooBig);
                     // Give the writer a moment to flush the error and the 1009 close.
@@ -164,9 +157,7 @@ async fn write_loop(
             ),
             Outbound::Frame(text) => (Message::Text(text), false),
             Outbound::End(reason) => {
-                let frame = encode(&ServerFrame::Event {
-                    event: Event::SessionEnded { reason },
-                });
+                let frame = encode(&ServerFrame::Event { event: Event::SessionEnded { reason } });
                 let _ = tokio::time::timeout(write_timeout, sink.send(Message::Text(frame.into())))
                     .await;
                 (

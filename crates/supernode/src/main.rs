@@ -91,10 +91,7 @@ impl Args {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -111,27 +108,17 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let (config, print_config) = Args::parse().into_config()?;
     if print_config {
-        print!(
-            "{}",
-            toml::to_string_pretty(&config).context("rendering config")?
-        );
+        print!("{}", toml::to_string_pretty(&config).context("rendering config")?);
         return Ok(());
     }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .context("invalid log filter")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let node = Supernode::bind(config).await?;
     if let Some(tls) = node.tls() {
-        let note = if tls.created {
-            "created self-signed certificate"
-        } else {
-            "certificate"
-        };
+        let note = if tls.created { "created self-signed certificate" } else { "certificate" };
         println!("{note} {}", tls.cert_path.display());
         println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
     } else {

@@ -24,19 +24,12 @@ impl Passwords {
             .hash_password(b"peerline-dummy-password-for-unknown-users", &salt)
             .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?
             .to_string();
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency)),
-            dummy_hash: dummy.into(),
-        })
+        Ok(Self { permits: Arc::new(Semaphore::new(concurrency)), dummy_hash: dummy.into() })
     }
 
     /// Hashes a new password (PHC string).
     pub async fn hash(&self, password: String) -> Result<String, ErrorBody> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ErrorCode::ShuttingDown)?;
+        let _permit = self.permits.acquire().await.map_err(|_| ErrorCode::ShuttingDown)?;
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
             Argon2::default()
@@ -55,19 +48,13 @@ impl Passwords {
         password: String,
         stored: Option<String>,
     ) -> Result<bool, ErrorBody> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ErrorCode::ShuttingDown)?;
+        let _permit = self.permits.acquire().await.map_err(|_| ErrorCode::ShuttingDown)?;
         let real = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
         tokio::task::spawn_blocking(move || {
             let ok = PasswordHash::new(&hash)
                 .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
+                    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
                 })
                 .unwrap_or(false);
             ok && real

@@ -82,44 +82,28 @@ impl Supernode {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let store = Arc::new(
-            SqliteStore::open(&config.database_path())
-                .await
-                .with_context(|| {
-                    format!("opening database {}", config.database_path().display())
-                })?,
-        );
-        let tls = if config.insecure_plaintext {
-            None
-        } else {
-            Some(load_identity(&config)?)
-        };
+        let store =
+            Arc::new(SqliteStore::open(&config.database_path()).await.with_context(|| {
+                format!("opening database {}", config.database_path().display())
+            })?);
+        let tls = if config.insecure_plaintext { None } else { Some(load_identity(&config)?) };
         let client = bind(config.listen, "client")?;
         let admin = bind(config.admin_listen, "admin")?;
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
         let hub = Hub::new(hub_config(&config), Instant::now());
         let _ = prometheus();
         let shared = Arc::new(Shared::new(config, store, hub, passwords));
-        Ok(Self {
-            shared,
-            client,
-            admin,
-            tls,
-        })
+        Ok(Self { shared, client, admin, tls })
     }
 
     /// The bound client address.
     pub fn client_addr(&self) -> SocketAddr {
-        self.client
-            .local_addr()
-            .unwrap_or(self.shared.config.listen)
+        self.client.local_addr().unwrap_or(self.shared.config.listen)
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .unwrap_or(self.shared.config.admin_listen)
+        self.admin.local_addr().unwrap_or(self.shared.config.admin_listen)
     }
 
     /// The TLS identity, unless plaintext.
@@ -135,15 +119,8 @@ impl Supernode {
 
     /// Serves until `shutdown` resolves, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self {
-            shared,
-            client,
-            admin,
-            tls,
-        } = self;
-        let app = Router::new()
-            .route(WS_PATH, get(ws_upgrade))
-            .with_state(shared.clone());
+        let Self { shared, client, admin, tls } = self;
+        let app = Router::new().route(WS_PATH, get(ws_upgrade)).with_state(shared.clone());
         let handle = axum_server::Handle::new();
         let make = app.into_make_service_with_connect_info::<SocketAddr>();
         let handshake = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
@@ -154,11 +131,14 @@ impl Supernode {
                         .handshake_timeout(handshake);
                 let server = axum_server::from_tcp(client)?
                     .acceptor(acceptor)
+                    .first_request_timeout(handshake)
                     .handle(handle.clone());
                 tokio::spawn(async move { server.serve(make).await })
             }
             None => {
-                let server = axum_server::from_tcp(client)?.handle(handle.clone());
+                let server = axum_server::from_tcp(client)?
+                    .first_request_timeout(handshake)
+                    .handle(handle.clone());
                 tokio::spawn(async move { server.serve(make).await })
             }
         };

@@ -65,47 +65,28 @@ impl Session {
         peer: SocketAddr,
         tx: mpsc::Sender<Outbound>,
     ) -> Self {
-        Self {
-            shared,
-            conn,
-            peer,
-            tx,
-            nonce: None,
-            identity: None,
-            after: AfterReply::default(),
-        }
+        Self { shared, conn, peer, tx, nonce: None, identity: None, after: AfterReply::default() }
     }
 
     /// Queues a frame to this connection; a full queue drops the connection (slow reader).
     pub fn send(&self, frame: ServerFrame) {
-        if self
-            .tx
-            .try_send(Outbound::Frame(encode(&frame).into()))
-            .is_err()
-        {
+        if self.tx.try_send(Outbound::Frame(encode(&frame).into())).is_err() {
             metrics::counter!(m::SLOW_READER_DISCONNECTS).increment(1);
-            self.shared
-                .with_hub(|h| h.close(self.conn, peerline_wire::EndReason::SlowReader));
+            self.shared.with_hub(|h| h.close(self.conn, peerline_wire::EndReason::SlowReader));
         }
     }
 
     /// Queues an error answer.
     pub fn reply_error(&self, id: Option<u64>, error: ErrorBody) {
         let code = serde_json::to_value(error.code).ok();
-        let code = code
-            .as_ref()
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown")
-            .to_owned();
+        let code = code.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown").to_owned();
         metrics::counter!(m::REQUEST_ERRORS, "code" => code).increment(1);
         self.send(ServerFrame::Error { id, error });
     }
 
     /// The logged-in identity, or `not_authenticated`.
     pub(crate) fn me(&self) -> Result<&Identity, ErrorBody> {
-        self.identity
-            .as_ref()
-            .ok_or_else(|| ErrorBody::new(ErrorCode::NotAuthenticated))
+        self.identity.as_ref().ok_or_else(|| ErrorBody::new(ErrorCode::NotAuthenticated))
     }
 
     /// Runs one request.
@@ -120,24 +101,20 @@ impl Session {
         match request {
             Request::Hello { version, .. } => self.hello(version),
             Request::Ping => Ok(Reply::Pong),
-            Request::Register {
-                username,
-                display_name,
-                password,
-            } => self.register(username, display_name, password).await,
+            Request::Register { username, display_name, password } => {
+                self.register(username, display_name, password).await
+            }
             Request::Login(login) => self.login(login).await,
             Request::Logout => self.logout().await,
-            Request::ChangePassword {
-                old_password,
-                new_password,
-            } => self.change_password(old_password, new_password).await,
+            Request::ChangePassword { old_password, new_password } => {
+                self.change_password(old_password, new_password).await
+            }
             Request::Whoami => self.whoami().await,
             Request::Devices => self.devices().await,
             Request::RemoveDevice { device_id } => self.remove_device(device_id).await,
-            Request::SetProfile {
-                display_name,
-                discoverable,
-            } => self.set_profile(display_name, discoverable).await,
+            Request::SetProfile { display_name, discoverable } => {
+                self.set_profile(display_name, discoverable).await
+            }
             Request::Search { query } => self.search(query).await,
             Request::Contacts => self.contacts().await,
             Request::ContactAdd { username, message } => self.contact_add(username, message).await,
@@ -150,11 +127,7 @@ impl Session {
             Request::AckDelivered { ids } => self.ack_delivered(ids).await,
             Request::MarkRead { ids } => self.mark_read(ids).await,
             Request::Inbox { limit } => self.inbox(limit).await,
-            Request::History {
-                with,
-                limit,
-                before,
-            } => self.history(with, limit, before).await,
+            Request::History { with, limit, before } => self.history(with, limit, before).await,
         }
     }
 

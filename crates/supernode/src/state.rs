@@ -93,19 +93,14 @@ impl Shared {
             config,
             store,
             passwords,
-            core: Mutex::new(Core {
-                hub,
-                conns: HashMap::new(),
-            }),
+            core: Mutex::new(Core { hub, conns: HashMap::new() }),
             next_conn: AtomicU64::new(1),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
         // A panic while holding the lock leaves plain data behind; keep serving.
-        self.core
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the hub, then delivers whatever it queued, all under the lock.
@@ -150,8 +145,5 @@ impl Shared {
 
 /// Wall-clock milliseconds since the Unix epoch (for stored timestamps).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

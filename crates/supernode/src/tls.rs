@@ -25,11 +25,7 @@ pub struct TlsIdentity {
 
 /// Formats a SHA-256 digest as upper-case hex pairs joined by colons (what clients show and pin).
 pub fn format_fingerprint(digest: &[u8]) -> String {
-    digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 /// Loads the configured certificate or the generated one, creating it if needed.
@@ -50,9 +46,7 @@ pub fn load_identity(config: &Config) -> anyhow::Result<TlsIdentity> {
     };
     let certs = read_certs(&cert_path)?;
     let key = read_key(&key_path)?;
-    let leaf = certs
-        .first()
-        .context("certificate file holds no certificate")?;
+    let leaf = certs.first().context("certificate file holds no certificate")?;
     let fingerprint = format_fingerprint(&Sha256::digest(leaf.as_ref()));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
@@ -62,33 +56,20 @@ pub fn load_identity(config: &Config) -> anyhow::Result<TlsIdentity> {
         .with_single_cert(certs, key)
         .with_context(|| format!("certificate {} does not match its key", cert_path.display()))?;
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsIdentity {
-        server_config: Arc::new(server_config),
-        fingerprint,
-        cert_path,
-        created,
-    })
+    Ok(TlsIdentity { server_config: Arc::new(server_config), fingerprint, cert_path, created })
 }
 
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path, extra: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(extra.iter().cloned());
     let key = rcgen::KeyPair::generate().context("generating TLS key")?;
     let mut params =
         rcgen::CertificateParams::new(names).context("building the certificate's names")?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Peerline supernode");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "Peerline supernode");
     params.not_before = rcgen::date_time_ymd(2025, 1, 1);
     params.not_after = rcgen::date_time_ymd(2045, 1, 1);
-    let cert = params
-        .self_signed(&key)
-        .context("signing the self-signed certificate")?;
+    let cert = params.self_signed(&key).context("signing the self-signed certificate")?;
     write_private(key_path, key.serialize_pem().as_bytes())?;
     write_private(cert_path, cert.pem().as_bytes())?;
     Ok(())
@@ -99,13 +80,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all().with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
 

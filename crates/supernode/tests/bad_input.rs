@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{CLOSE_TOO_BIG, Incoming, Raw, TestNode, User, assert_still_serves, until_eof, within};
+use common::{
+    CLOSE_TOO_BIG, Incoming, Raw, TestNode, User, assert_still_serves, until_eof, within,
+};
 use futures_util::{SinkExt, StreamExt};
 use peerline_client::tls::{Trust, client_config};
 use peerline_wire::{
@@ -45,7 +45,10 @@ async fn oversized_frame_is_refused_with_frame_too_large_and_close_1009() {
         |f| matches!(f, ServerFrame::Error { error, .. } if error.code == ErrorCode::FrameTooLarge),
     );
     assert!(told, "expected a frame_too_large error; got {frames:?} then {end:?}");
-    assert!(matches!(end, Incoming::Close(Some(CLOSE_TOO_BIG))), "expected close 1009, got {end:?}");
+    assert!(
+        matches!(end, Incoming::Close(Some(CLOSE_TOO_BIG))),
+        "expected close 1009, got {end:?}"
+    );
 
     // A frame just under the limit is no problem: it is read and answered.
     let mut raw = Raw::connect(&node).await;
@@ -101,7 +104,8 @@ async fn garbage_frames_get_typed_errors_with_the_request_id_and_the_session_goe
     assert_eq!(raw.answer(41).await.unwrap_err().code, ErrorCode::BadRequest);
     let id = raw.send(Request::Inbox { limit: Some(5000) }).await;
     assert_eq!(raw.answer(id).await.unwrap_err().code, ErrorCode::InvalidArgument);
-    let id = raw.send(Request::SendMessage { to: "../../etc/passwd".into(), text: "hi".into() }).await;
+    let id =
+        raw.send(Request::SendMessage { to: "../../etc/passwd".into(), text: "hi".into() }).await;
     assert_eq!(raw.answer(id).await.unwrap_err().code, ErrorCode::NotContact);
     let id = raw.send(Request::Whoami).await;
     assert!(matches!(raw.answer(id).await, Ok(Reply::Me(ref me)) if me.username == "mallory"));
@@ -164,16 +168,23 @@ async fn a_ping_flood_is_rate_limited_then_cut_off_while_others_are_served() {
     let end = within("the supernode to cut the flood off", async {
         loop {
             match stream.next().await {
-                Some(Ok(Message::Text(text))) => match decode_server_frame(text.as_bytes()).unwrap() {
-                    ServerFrame::Ok { result: Reply::Pong, .. } => pongs += 1,
-                    ServerFrame::Error { id: Some(_), error } if error.code == ErrorCode::RateLimited => {
-                        let retry = error.retry_after_secs.expect("rate_limited says when to retry");
-                        assert!(retry >= 1, "retry_after_secs {retry}");
-                        limited += 1;
+                Some(Ok(Message::Text(text))) => {
+                    match decode_server_frame(text.as_bytes()).unwrap() {
+                        ServerFrame::Ok { result: Reply::Pong, .. } => pongs += 1,
+                        ServerFrame::Error { id: Some(_), error }
+                            if error.code == ErrorCode::RateLimited =>
+                        {
+                            let retry =
+                                error.retry_after_secs.expect("rate_limited says when to retry");
+                            assert!(retry >= 1, "retry_after_secs {retry}");
+                            limited += 1;
+                        }
+                        ServerFrame::Event { event: Event::SessionEnded { reason } } => {
+                            ended = Some(reason)
+                        }
+                        other => panic!("unexpected answer to a ping: {other:?}"),
                     }
-                    ServerFrame::Event { event: Event::SessionEnded { reason } } => ended = Some(reason),
-                    other => panic!("unexpected answer to a ping: {other:?}"),
-                },
+                }
                 Some(Ok(Message::Close(frame))) => return format!("close {frame:?}"),
                 Some(Ok(_)) => {}
                 Some(Err(err)) => return format!("error {err}"),
@@ -183,9 +194,14 @@ async fn a_ping_flood_is_rate_limited_then_cut_off_while_others_are_served() {
     })
     .await;
     let sent = within("the flooding task", flood).await.unwrap();
+    eprintln!("DIAG flood sent {sent} pongs {pongs} limited {limited} end {end}");
     assert!(pongs >= 1, "the burst allowance is answered");
     assert!(limited >= 1, "sent {sent}, got {pongs} pongs and no rate_limited");
-    assert_eq!(ended, Some(EndReason::ProtocolViolation), "sent {sent}, {pongs} pongs, {limited} limited, {end}");
+    assert_eq!(
+        ended,
+        Some(EndReason::ProtocolViolation),
+        "sent {sent}, {pongs} pongs, {limited} limited, {end}"
+    );
     assert!(sent > pongs + limited, "the flooder was cut off before it finished ({end})");
 
     // The bystander never noticed; the flooder's connection is gone.
@@ -233,7 +249,8 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered_forever() {
     })
     .await;
     sender.expect_presence("victim", Presence::Offline).await;
-    node.wait_health("one connection left", |connections, users| (connections, users) == (1, 1)).await;
+    node.wait_health("one connection left", |connections, users| (connections, users) == (1, 1))
+        .await;
 
     // The victim finds its socket closed by the server once it reads what was already in flight.
     let mut received = 0usize;
@@ -264,7 +281,9 @@ async fn stalled_handshakes_and_clients_that_never_log_in_are_dropped() {
     };
     let half_hello = async {
         let (config, _) = client_config(&Trust::Pin { expected: None }).unwrap();
-        let mut tls = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut tls =
+            rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap())
+                .unwrap();
         let mut hello = Vec::new();
         tls.write_tls(&mut hello).unwrap();
         assert!(hello.len() > 100, "a ClientHello is a few hundred bytes");
@@ -275,13 +294,13 @@ async fn stalled_handshakes_and_clients_that_never_log_in_are_dropped() {
     let no_hello = async {
         let mut raw = Raw::connect(&node).await;
         let (frames, end) = raw.until_closed().await;
-        assert!(ended_with(&frames, EndReason::HeartbeatTimeout), "{frames:?} then {end:?}");
+        assert!(ended_with(&frames, EndReason::LoginTimeout), "{frames:?} then {end:?}");
     };
     let no_login = async {
         let mut raw = Raw::connect(&node).await;
         raw.hello().await;
         let (frames, end) = raw.until_closed().await;
-        assert!(ended_with(&frames, EndReason::HeartbeatTimeout), "{frames:?} then {end:?}");
+        assert!(ended_with(&frames, EndReason::LoginTimeout), "{frames:?} then {end:?}");
     };
     tokio::join!(silent_tcp, half_hello, no_hello, no_login);
 
@@ -324,5 +343,4 @@ async fn two_hundred_idle_half_open_connections_do_not_keep_a_user_out() {
     assert_eq!(node.health().await, (1, 1));
     drop(idle);
     node.assert_serving();
-    let _ = Duration::ZERO;
 }

@@ -18,16 +18,8 @@ async fn password_and_token_logins_with_identical_credential_errors_and_logout_r
 {
     let node = TestNode::start(&[]).await;
     let alice = User::register(&node, "alice").await;
-    assert_eq!(
-        alice.client.newly_pinned.as_deref(),
-        Some(node.fingerprint.as_str())
-    );
-    let saved = alice
-        .client
-        .home()
-        .session(&node.url)
-        .unwrap()
-        .expect("the token was saved");
+    assert_eq!(alice.client.newly_pinned.as_deref(), Some(node.fingerprint.as_str()));
+    let saved = alice.client.home().session(&node.url).unwrap().expect("the token was saved");
 
     // A second connection of the same device logs in with the token alone.
     let mut again = User::reconnect(&node, "alice").await;
@@ -40,30 +32,13 @@ async fn password_and_token_logins_with_identical_credential_errors_and_logout_r
     // full-strength hash is slow in a debug build, and the login deadline runs per connection.)
     let key = device_key();
     let wrong = server_error(
-        login(
-            &connection(&node).await,
-            &key,
-            "alice",
-            Some("not the password"),
-            None,
-        )
-        .await,
+        login(&connection(&node).await, &key, "alice", Some("not the password"), None).await,
     );
     let unknown = server_error(
-        login(
-            &connection(&node).await,
-            &key,
-            "nobody-here",
-            Some(PASSWORD),
-            None,
-        )
-        .await,
+        login(&connection(&node).await, &key, "nobody-here", Some(PASSWORD), None).await,
     );
     assert_eq!(wrong.code, ErrorCode::InvalidCredentials);
-    assert_eq!(
-        wrong, unknown,
-        "wrong password and unknown user must give the same answer"
-    );
+    assert_eq!(wrong, unknown, "wrong password and unknown user must give the same answer");
 
     // The token only works with the device key it was issued to.
     let conn = connection(&node).await;
@@ -71,17 +46,10 @@ async fn password_and_token_logins_with_identical_credential_errors_and_logout_r
     assert_eq!(stolen.code, ErrorCode::InvalidToken);
 
     // Logout ends the session and revokes the token for good.
-    within("logout", again.client.logout())
-        .await
-        .expect("logout");
+    within("logout", again.client.logout()).await.expect("logout");
     again
         .expect("session ended", |e| {
-            matches!(
-                e,
-                Event::SessionEnded {
-                    reason: EndReason::LoggedOut
-                }
-            )
+            matches!(e, Event::SessionEnded { reason: EndReason::LoggedOut })
         })
         .await;
     let conn = connection(&node).await;
@@ -103,22 +71,17 @@ async fn five_wrong_passwords_throttle_the_account_even_for_the_right_one() {
     }
     let throttled = server_error(login(&conn, &key, "alice", Some(PASSWORD), None).await);
     assert_eq!(throttled.code, ErrorCode::LoginThrottled);
-    let wait = throttled
-        .retry_after_secs
-        .expect("a throttled login says when to retry");
+    let wait = throttled.retry_after_secs.expect("a throttled login says when to retry");
     assert!(wait >= 1, "retry_after_secs {wait}");
 
     // Only that account is throttled: another one logs in from the same address.
     let other = connection(&node).await;
-    login(&other, &device_key(), "bob", Some(PASSWORD), None)
-        .await
-        .expect("bob is not throttled");
+    login(&other, &device_key(), "bob", Some(PASSWORD), None).await.expect("bob is not throttled");
 
     // After the wait the supernode asked for, the right password works again.
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    let reply = login(&conn, &key, "alice", Some(PASSWORD), None)
-        .await
-        .expect("login after the wait");
+    let reply =
+        login(&conn, &key, "alice", Some(PASSWORD), None).await.expect("login after the wait");
     assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
 
     node.stop().await;
@@ -131,59 +94,21 @@ async fn presence_reaches_contacts_and_invisible_looks_offline() {
     let mut bob = User::login(&node, "bob").await;
     befriend(&mut alice, &mut bob).await;
 
-    assert_eq!(
-        alice
-            .ok(Request::SetStatus {
-                status: Status::Away
-            })
-            .await,
-        Reply::Done
-    );
+    assert_eq!(alice.ok(Request::SetStatus { status: Status::Away }).await, Reply::Done);
     bob.expect_presence("alice", Presence::Away).await;
-    assert_eq!(
-        alice
-            .ok(Request::SetStatus {
-                status: Status::Busy
-            })
-            .await,
-        Reply::Done
-    );
+    assert_eq!(alice.ok(Request::SetStatus { status: Status::Busy }).await, Reply::Done);
     bob.expect_presence("alice", Presence::Busy).await;
 
-    assert_eq!(
-        alice
-            .ok(Request::SetStatus {
-                status: Status::Invisible
-            })
-            .await,
-        Reply::Done
-    );
+    assert_eq!(alice.ok(Request::SetStatus { status: Status::Invisible }).await, Reply::Done);
     bob.expect_presence("alice", Presence::Offline).await;
     let contacts = within("contacts", bob.client.contacts()).await.unwrap();
-    let entry = contacts
-        .iter()
-        .find(|c| c.username == "alice")
-        .expect("alice in bob's list");
+    let entry = contacts.iter().find(|c| c.username == "alice").expect("alice in bob's list");
     assert_eq!(entry.presence, Presence::Offline);
     // alice still sees bob: invisibility hides her, not them.
     let contacts = within("contacts", alice.client.contacts()).await.unwrap();
-    assert_eq!(
-        contacts
-            .iter()
-            .find(|c| c.username == "bob")
-            .unwrap()
-            .presence,
-        Presence::Online
-    );
+    assert_eq!(contacts.iter().find(|c| c.username == "bob").unwrap().presence, Presence::Online);
 
-    assert_eq!(
-        alice
-            .ok(Request::SetStatus {
-                status: Status::Online
-            })
-            .await,
-        Reply::Done
-    );
+    assert_eq!(alice.ok(Request::SetStatus { status: Status::Online }).await, Reply::Done);
     bob.expect_presence("alice", Presence::Online).await;
 
     // Going away for real is seen too.
@@ -202,34 +127,20 @@ async fn message_to_an_offline_user_waits_is_receipted_and_is_not_pushed_again()
     drop(bob);
     alice.expect_presence("bob", Presence::Offline).await;
 
-    let sent = within("send", alice.client.send_message("bob", "see you tomorrow"))
-        .await
-        .unwrap();
+    let sent = within("send", alice.client.send_message("bob", "see you tomorrow")).await.unwrap();
     assert_eq!((sent.from.as_str(), sent.to.as_str()), ("alice", "bob"));
     assert_eq!(sent.delivered_at, None);
 
     // bob comes back: the stored message is pushed right after login.
     let mut bob = User::reconnect(&node, "bob").await;
-    let pushed = bob
-        .expect("the stored message", |e| matches!(e, Event::Message { .. }))
-        .await;
-    let Event::Message { message } = pushed else {
-        unreachable!()
-    };
+    let pushed = bob.expect("the stored message", |e| matches!(e, Event::Message { .. })).await;
+    let Event::Message { message } = pushed else { unreachable!() };
     assert_eq!(message.id, sent.id);
     assert_eq!(message.text, "see you tomorrow");
     assert_eq!(message.from, "alice");
 
-    assert_eq!(
-        bob.ok(Request::AckDelivered {
-            ids: vec![message.id]
-        })
-        .await,
-        Reply::Done
-    );
-    let receipt = alice
-        .expect("delivery receipt", |e| matches!(e, Event::Receipt { .. }))
-        .await;
+    assert_eq!(bob.ok(Request::AckDelivered { ids: vec![message.id] }).await, Reply::Done);
+    let receipt = alice.expect("delivery receipt", |e| matches!(e, Event::Receipt { .. })).await;
     assert!(
         matches!(receipt, Event::Receipt { message_id, kind: ReceiptKind::Delivered, .. } if message_id == sent.id),
         "{receipt:?}"
@@ -240,19 +151,9 @@ async fn message_to_an_offline_user_waits_is_receipted_and_is_not_pushed_again()
     alice.expect_presence("bob", Presence::Offline).await;
     let mut bob = User::reconnect(&node, "bob").await;
     let events = bob.drain_events().await;
-    assert!(
-        !events.iter().any(|e| matches!(e, Event::Message { .. })),
-        "pushed again: {events:?}"
-    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Message { .. })), "pushed again: {events:?}");
     // It is still there to read, marked delivered.
-    match bob
-        .ok(Request::History {
-            with: "alice".into(),
-            limit: None,
-            before: None,
-        })
-        .await
-    {
+    match bob.ok(Request::History { with: "alice".into(), limit: None, before: None }).await {
         Reply::Messages { messages } => {
             assert_eq!(messages.len(), 1);
             assert_eq!(messages[0].id, sent.id);
@@ -284,9 +185,7 @@ async fn silent_client_is_closed_after_the_heartbeat_timeout_and_contacts_see_it
         frames.iter().any(|f| matches!(
             f,
             ServerFrame::Event {
-                event: Event::SessionEnded {
-                    reason: EndReason::HeartbeatTimeout
-                }
+                event: Event::SessionEnded { reason: EndReason::HeartbeatTimeout }
             }
         )),
         "expected session_ended heartbeat_timeout before the close; got {frames:?} then {end:?}"

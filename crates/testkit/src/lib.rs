@@ -23,10 +23,7 @@ pub fn bin_dir() -> PathBuf {
     }
     // target/<profile>/deps/<test-binary>
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Path of one binary, with a message saying how to build it when it is missing.
@@ -86,10 +83,7 @@ impl Supernode {
     fn spawn(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let stderr_path = data_dir.join("supernode.stderr.log");
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr_path)?;
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path)?;
         let mut child = Command::new(bin("peerline-supernode"))
             .arg("--data-dir")
             .arg(data_dir)
@@ -153,9 +147,7 @@ impl Supernode {
 
     /// Sends SIGTERM and waits; returns the exit code.
     pub fn terminate(&mut self) -> anyhow::Result<Option<i32>> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         if !status.success() {
             bail!("kill -TERM failed");
         }
@@ -192,16 +184,10 @@ impl Supernode {
         let addr = self.admin_url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
         let mut response = String::new();
         std::io::Read::read_to_string(&mut stream, &mut response)?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         Ok(body)
     }
 }
@@ -238,10 +224,7 @@ impl Run {
     /// Stdout parsed as one JSON document.
     pub fn json(&self) -> Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
+            panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
         })
     }
 
@@ -259,16 +242,8 @@ impl Run {
 
     /// Asserts failure and returns the JSON error code.
     pub fn error_code(&self) -> String {
-        assert_ne!(
-            self.code,
-            Some(0),
-            "command should have failed:\n{}",
-            self.stdout
-        );
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        assert_ne!(self.code, Some(0), "command should have failed:\n{}", self.stdout);
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
     }
 }
 
@@ -321,13 +296,8 @@ impl User {
             std::thread::sleep(Duration::from_millis(5));
         }
         let _ = child.kill();
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("waiting for peerline: {e}"));
+        let Output { status, stdout, stderr } =
+            child.wait_with_output().unwrap_or_else(|e| panic!("waiting for peerline: {e}"));
         Run {
             code: status.code(),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -363,11 +333,7 @@ impl User {
                 }
             }
         });
-        let mut online = Online {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        };
+        let mut online = Online { child, lines: rx, seen: Vec::new() };
         online.expect(|v| v["type"] == "connected", "the connected line");
         online
     }
@@ -411,10 +377,7 @@ impl Online {
                 }
                 Err(_) => {
                     let stderr = self.stop();
-                    panic!(
-                        "timed out waiting for {what}; saw {:#?}\nstderr: {stderr}",
-                        self.seen
-                    );
+                    panic!("timed out waiting for {what}; saw {:#?}\nstderr: {stderr}", self.seen);
                 }
             }
         }
@@ -423,9 +386,8 @@ impl Online {
     /// Collects lines for `window` and returns everything seen so far.
     pub fn drain_for(&mut self, window: Duration) -> Vec<Value> {
         let deadline = Instant::now() + window;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        while let Ok(line) =
+            self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
             if let Ok(v) = serde_json::from_str(&line) {
                 self.seen.push(v);

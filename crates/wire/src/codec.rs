@@ -87,10 +87,7 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
                     detail: truncate(&err.to_string(), 200),
                 })
             } else {
-                Err(DecodeError::UnknownType {
-                    id: envelope.id,
-                    kind: truncate(&kind, 64),
-                })
+                Err(DecodeError::UnknownType { id: envelope.id, kind: truncate(&kind, 64) })
             }
         }
     }
@@ -120,16 +117,10 @@ mod tests {
     fn round_trips_a_request() {
         let frame = ClientFrame {
             id: 7,
-            request: Request::SendMessage {
-                to: "bob".into(),
-                text: "hi".into(),
-            },
+            request: Request::SendMessage { to: "bob".into(), text: "hi".into() },
         };
         let text = encode(&frame);
-        assert_eq!(
-            text,
-            r#"{"id":7,"type":"send_message","to":"bob","text":"hi"}"#
-        );
+        assert_eq!(text, r#"{"id":7,"type":"send_message","to":"bob","text":"hi"}"#);
         assert_eq!(decode_client_frame(text.as_bytes()).unwrap(), frame);
     }
 
@@ -172,19 +163,10 @@ mod tests {
     #[test]
     fn server_frames_round_trip() {
         let frames = [
-            ServerFrame::Ok {
-                id: 1,
-                result: Reply::Pong,
-            },
-            ServerFrame::Error {
-                id: None,
-                error: ErrorBody::new(ErrorCode::RateLimited),
-            },
+            ServerFrame::Ok { id: 1, result: Reply::Pong },
+            ServerFrame::Error { id: None, error: ErrorBody::new(ErrorCode::RateLimited) },
             ServerFrame::Event {
-                event: Event::Presence {
-                    username: "bob".into(),
-                    presence: Presence::Away,
-                },
+                event: Event::Presence { username: "bob".into(), presence: Presence::Away },
             },
         ];
         for f in frames {

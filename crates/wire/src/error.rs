@@ -129,20 +129,12 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// An error with the code's default message.
     pub fn new(code: ErrorCode) -> Self {
-        Self {
-            code,
-            message: code.default_message().to_owned(),
-            retry_after_secs: None,
-        }
+        Self { code, message: code.default_message().to_owned(), retry_after_secs: None }
     }
 
     /// An error with a specific message.
     pub fn with_message(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
+        Self { code, message: message.into(), retry_after_secs: None }
     }
 }
 
@@ -158,9 +150,7 @@ impl std::fmt::Display for ErrorBody {
             f,
             "{} ({})",
             self.message,
-            serde_json::to_string(&self.code)
-                .unwrap_or_default()
-                .trim_matches('"')
+            serde_json::to_string(&self.code).unwrap_or_default().trim_matches('"')
         )
     }
 }

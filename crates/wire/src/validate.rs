@@ -21,9 +21,8 @@ pub const QUERY_CHARS: std::ops::RangeInclusive<usize> = 2..=64;
 /// case) and checks it is 3-32 of `a-z 0-9 . _ -`.
 pub fn username(raw: &str) -> Result<String, ErrorCode> {
     let name = raw.to_ascii_lowercase();
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let ok_chars =
+        name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if ok_chars && USERNAME_LEN.contains(&name.len()) {
         Ok(name)
     } else {
@@ -109,9 +108,6 @@ mod tests {
         assert!(password(&"x".repeat(2000)).is_err());
         assert_eq!(message_text(" "), Err(ErrorCode::EmptyMessage));
         assert!(message_text(&"x".repeat(4096)).is_ok());
-        assert_eq!(
-            message_text(&"x".repeat(4097)),
-            Err(ErrorCode::MessageTooLong)
-        );
+        assert_eq!(message_text(&"x".repeat(4097)), Err(ErrorCode::MessageTooLong));
     }
 }

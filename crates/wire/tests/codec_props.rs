@@ -1,12 +1,7 @@
 //! Property tests of the frame codec: it must never panic on anything a peer sends, must classify
 //! every failure as a typed [`DecodeError`], must refuse oversized frames before parsing, and must
 //! give back exactly what was encoded.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use peerline_wire::{
     ChatMessage, ClientFrame, Contact, ContactState, DecodeError, DeviceProof, EndReason,
@@ -39,10 +34,7 @@ fn check_client(bytes: &[u8]) {
                         !REQUEST_TYPES.contains(&kind.as_str()),
                         "known type {kind:?} called unknown"
                     );
-                    assert!(
-                        kind.chars().count() <= 64,
-                        "unknown type name not truncated"
-                    );
+                    assert!(kind.chars().count() <= 64, "unknown type name not truncated");
                 }
                 DecodeError::BadShape { kind, .. } => {
                     assert!(
@@ -68,11 +60,7 @@ fn check_server(bytes: &[u8]) {
         }
         Err(err) => {
             check_error(bytes, &err);
-            assert_eq!(
-                err.request_id(),
-                None,
-                "server frames never yield a request id"
-            );
+            assert_eq!(err.request_id(), None, "server frames never yield a request id");
         }
     }
 }
@@ -81,23 +69,12 @@ fn check_error(bytes: &[u8], err: &DecodeError) {
     if bytes.len() > MAX_FRAME_BYTES {
         assert_eq!(*err, DecodeError::TooLarge(bytes.len()));
     } else {
-        assert!(
-            !matches!(err, DecodeError::TooLarge(_)),
-            "{} bytes called too large",
-            bytes.len()
-        );
+        assert!(!matches!(err, DecodeError::TooLarge(_)), "{} bytes called too large", bytes.len());
     }
     // Turning the error into a wire answer must not panic either, and must stay a small frame.
     let body = err.to_error_body();
-    let answer = encode(&ServerFrame::Error {
-        id: err.request_id(),
-        error: body,
-    });
-    assert!(
-        answer.len() < 2048,
-        "error answer of {} bytes",
-        answer.len()
-    );
+    let answer = encode(&ServerFrame::Error { id: err.request_id(), error: body });
+    assert!(answer.len() < 2048, "error answer of {} bytes", answer.len());
 }
 
 // ---- strategies ----
@@ -108,12 +85,7 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn username() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("alice".to_owned()),
-        Just("bob".to_owned()),
-        "[a-z0-9._-]{3,32}",
-        text()
-    ]
+    prop_oneof![Just("alice".to_owned()), Just("bob".to_owned()), "[a-z0-9._-]{3,32}", text()]
 }
 
 fn hex(len: usize) -> impl Strategy<Value = String> {
@@ -122,12 +94,7 @@ fn hex(len: usize) -> impl Strategy<Value = String> {
 }
 
 fn status() -> impl Strategy<Value = Status> {
-    proptest::sample::select(vec![
-        Status::Online,
-        Status::Away,
-        Status::Busy,
-        Status::Invisible,
-    ])
+    proptest::sample::select(vec![Status::Online, Status::Away, Status::Busy, Status::Invisible])
 }
 
 fn presence() -> impl Strategy<Value = Presence> {
@@ -163,17 +130,15 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
         any::<Option<i64>>(),
         any::<Option<i64>>(),
     )
-        .prop_map(
-            |(id, from, to, text, sent_at, delivered_at, read_at)| ChatMessage {
-                id,
-                from,
-                to,
-                text,
-                sent_at,
-                delivered_at,
-                read_at,
-            },
-        )
+        .prop_map(|(id, from, to, text, sent_at, delivered_at, read_at)| ChatMessage {
+            id,
+            from,
+            to,
+            text,
+            sent_at,
+            delivered_at,
+            read_at,
+        })
 }
 
 fn request() -> impl Strategy<Value = Request> {
@@ -199,11 +164,7 @@ fn request() -> impl Strategy<Value = Request> {
                     username,
                     password,
                     token,
-                    device: DeviceProof {
-                        public_key,
-                        signature,
-                        name,
-                    },
+                    device: DeviceProof { public_key, signature, name },
                 })
             }),
         Just(Request::Logout),
@@ -214,10 +175,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Whoami),
         any::<i64>().prop_map(|device_id| Request::RemoveDevice { device_id }),
         (proptest::option::of(text()), any::<Option<bool>>()).prop_map(
-            |(display_name, discoverable)| Request::SetProfile {
-                display_name,
-                discoverable
-            }
+            |(display_name, discoverable)| Request::SetProfile { display_name, discoverable }
         ),
         text().prop_map(|query| Request::Search { query }),
         (username(), proptest::option::of(text()))
@@ -230,13 +188,8 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|ids| Request::AckDelivered { ids }),
         proptest::collection::vec(any::<i64>(), 0..50).prop_map(|ids| Request::MarkRead { ids }),
         any::<Option<u32>>().prop_map(|limit| Request::Inbox { limit }),
-        (username(), any::<Option<u32>>(), any::<Option<i64>>()).prop_map(
-            |(with, limit, before)| Request::History {
-                with,
-                limit,
-                before
-            }
-        ),
+        (username(), any::<Option<u32>>(), any::<Option<i64>>())
+            .prop_map(|(with, limit, before)| Request::History { with, limit, before }),
         Just(Request::Ping),
     ]
 }
@@ -249,12 +202,7 @@ fn reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
         (any::<u32>(), text(), hex(64), any::<u64>()).prop_map(
             |(version, server, nonce, heartbeat_timeout_secs)| {
-                Reply::Hello {
-                    version,
-                    server,
-                    nonce,
-                    heartbeat_timeout_secs,
-                }
+                Reply::Hello { version, server, nonce, heartbeat_timeout_secs }
             }
         ),
         Just(Reply::Done),
@@ -271,10 +219,7 @@ fn reply() -> impl Strategy<Value = Reply> {
             Reply::SearchResults {
                 users: users
                     .into_iter()
-                    .map(|(username, display_name)| UserSummary {
-                        username,
-                        display_name,
-                    })
+                    .map(|(username, display_name)| UserSummary { username, display_name })
                     .collect(),
             }
         }),
@@ -317,37 +262,23 @@ fn event() -> impl Strategy<Value = Event> {
         (any::<i64>(), any::<bool>(), any::<i64>()).prop_map(|(message_id, read, at)| {
             Event::Receipt {
                 message_id,
-                kind: if read {
-                    ReceiptKind::Read
-                } else {
-                    ReceiptKind::Delivered
-                },
+                kind: if read { ReceiptKind::Read } else { ReceiptKind::Delivered },
                 at,
             }
         }),
-        Just(Event::SessionEnded {
-            reason: EndReason::SlowReader
-        }),
+        Just(Event::SessionEnded { reason: EndReason::SlowReader }),
     ]
 }
 
 fn server_frame() -> impl Strategy<Value = ServerFrame> {
     prop_oneof![
         (any::<u64>(), reply()).prop_map(|(id, result)| ServerFrame::Ok { id, result }),
-        (
-            any::<Option<u64>>(),
-            error_code(),
-            text(),
-            any::<Option<u64>>()
-        )
-            .prop_map(|(id, code, message, retry_after_secs)| ServerFrame::Error {
+        (any::<Option<u64>>(), error_code(), text(), any::<Option<u64>>()).prop_map(
+            |(id, code, message, retry_after_secs)| ServerFrame::Error {
                 id,
-                error: ErrorBody {
-                    code,
-                    message,
-                    retry_after_secs
-                },
-            }),
+                error: ErrorBody { code, message, retry_after_secs },
+            }
+        ),
         event().prop_map(|event| ServerFrame::Event { event }),
     ]
 }
@@ -371,10 +302,8 @@ enum Mutation {
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     // Bytes that matter to JSON are likelier than others, so edits reach past the tokenizer.
-    let byte = prop_oneof![
-        proptest::sample::select(br#"{}[]":,\ 0-9eE.tfn"#.to_vec()),
-        any::<u8>()
-    ];
+    let byte =
+        prop_oneof![proptest::sample::select(br#"{}[]":,\ 0-9eE.tfn"#.to_vec()), any::<u8>()];
     prop_oneof![
         (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
         (any::<usize>(), byte.clone()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
@@ -498,16 +427,8 @@ fn deep_nesting_is_refused_without_overflow() {
 #[test]
 fn errors_keep_the_id_when_they_can() {
     let cases: [(&[u8], Option<u64>, ErrorCode); 5] = [
-        (
-            br#"{"id":5,"type":"no_such_request"}"#,
-            Some(5),
-            ErrorCode::UnknownType,
-        ),
-        (
-            br#"{"id":6,"type":"send_message","to":"bob"}"#,
-            Some(6),
-            ErrorCode::BadRequest,
-        ),
+        (br#"{"id":5,"type":"no_such_request"}"#, Some(5), ErrorCode::UnknownType),
+        (br#"{"id":6,"type":"send_message","to":"bob"}"#, Some(6), ErrorCode::BadRequest),
         (br#"{"id":7}"#, Some(7), ErrorCode::UnknownType),
         (br#"{"id":8,"type":"ping""#, None, ErrorCode::BadRequest),
         (b"\xff\xfe", None, ErrorCode::BadRequest),

@@ -6,12 +6,7 @@
 //! and error code, and each of those must have its own `###` section.
 //!
 //! Failures name the block by its line in the document and are all reported at once.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -77,9 +72,7 @@ struct Seen {
 }
 
 fn doc_text() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../")
-        .join(DOC);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../").join(DOC);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -90,10 +83,7 @@ fn json_blocks(doc: &str) -> Vec<Block> {
         let trimmed = line.trim();
         match open.as_mut() {
             None if trimmed == "```json" => {
-                open = Some(Block {
-                    line: index + 1,
-                    text: String::new(),
-                });
+                open = Some(Block { line: index + 1, text: String::new() });
             }
             Some(_) if trimmed == "```" => blocks.extend(open.take()),
             Some(block) => {
@@ -120,12 +110,7 @@ fn serde_variant_names<T: DeserializeOwned + std::fmt::Debug>(probe: &str) -> Ve
         .or_else(|| err.split_once("expected "))
         .map(|(_, rest)| rest)
         .unwrap_or_else(|| panic!("serde's error no longer lists the variants: {err}"));
-    let names: Vec<String> = list
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect();
+    let names: Vec<String> = list.split('`').skip(1).step_by(2).map(str::to_owned).collect();
     assert!(!names.is_empty(), "no variant names found in {err:?}");
     names
 }
@@ -172,16 +157,12 @@ fn doc_is_covered(doc: &Value, encoded: &Value, path: &str) -> Result<(), String
             .enumerate()
             .try_for_each(|(i, (d, e))| doc_is_covered(d, e, &format!("{path}[{i}]"))),
         (d, e) if d == e => Ok(()),
-        (d, e) => Err(format!(
-            "{path} is {d} in the document but {e} after a round trip"
-        )),
+        (d, e) => Err(format!("{path} is {d} in the document but {e} after a round trip")),
     }
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn check_client_block(block: &Block, value: &Value, seen: &mut Seen) -> Result<(), String> {
@@ -191,9 +172,7 @@ fn check_client_block(block: &Block, value: &Value, seen: &mut Seen) -> Result<(
     let again = decode_client_frame(encoded.as_bytes())
         .map_err(|e| format!("re-encoded request does not decode: {e}: {encoded}"))?;
     if again != frame {
-        return Err(format!(
-            "round trip changed the request: {frame:?} became {again:?}"
-        ));
+        return Err(format!("round trip changed the request: {frame:?} became {again:?}"));
     }
     doc_is_covered(value, &serde_json::from_str(&encoded).unwrap(), "")?;
     let kind = frame.request.kind();
@@ -225,9 +204,7 @@ fn check_server_block(block: &Block, value: &Value, seen: &mut Seen) -> Result<(
     let again = decode_server_frame(encoded.as_bytes())
         .map_err(|e| format!("re-encoded frame does not decode: {e}: {encoded}"))?;
     if again != frame {
-        return Err(format!(
-            "round trip changed the frame: {frame:?} became {again:?}"
-        ));
+        return Err(format!("round trip changed the frame: {frame:?} became {again:?}"));
     }
     doc_is_covered(value, &serde_json::from_str(&encoded).unwrap(), "")?;
     match &frame {
@@ -253,11 +230,7 @@ fn check_server_block(block: &Block, value: &Value, seen: &mut Seen) -> Result<(
 fn every_json_example_decodes_and_round_trips() {
     let doc = doc_text();
     let blocks = json_blocks(&doc);
-    assert!(
-        blocks.len() > 50,
-        "{DOC} has only {} ```json blocks",
-        blocks.len()
-    );
+    assert!(blocks.len() > 50, "{DOC} has only {} ```json blocks", blocks.len());
     let mut failures = Vec::new();
     let mut seen = Seen::default();
     for block in &blocks {
@@ -275,11 +248,7 @@ fn every_json_example_decodes_and_round_trips() {
                 }
             });
         if let Err(why) = result {
-            failures.push(format!(
-                "{DOC}:{}: {why}\n    {}",
-                block.line,
-                block.text.trim()
-            ));
+            failures.push(format!("{DOC}:{}: {why}\n    {}", block.line, block.text.trim()));
         }
     }
 
@@ -294,16 +263,8 @@ fn every_json_example_decodes_and_round_trips() {
         REQUEST_TYPES.iter().map(|s| s.to_string()).collect(),
         &seen.requests,
     ));
-    failures.extend(missing(
-        "reply",
-        serde_variant_names::<Reply>(tag_probe()),
-        &seen.replies,
-    ));
-    failures.extend(missing(
-        "event",
-        serde_variant_names::<Event>(tag_probe()),
-        &seen.events,
-    ));
+    failures.extend(missing("reply", serde_variant_names::<Reply>(tag_probe()), &seen.replies));
+    failures.extend(missing("event", serde_variant_names::<Event>(tag_probe()), &seen.events));
     failures.extend(missing(
         "error code",
         ALL_ERROR_CODES.iter().map(wire_name).collect(),
@@ -321,11 +282,8 @@ fn every_json_example_decodes_and_round_trips() {
 #[test]
 fn every_request_reply_event_and_error_code_has_a_section() {
     let doc = doc_text();
-    let headings: BTreeSet<&str> = doc
-        .lines()
-        .filter_map(|l| l.strip_prefix("### "))
-        .map(str::trim)
-        .collect();
+    let headings: BTreeSet<&str> =
+        doc.lines().filter_map(|l| l.strip_prefix("### ")).map(str::trim).collect();
     let mut failures = Vec::new();
     let mut need = |name: String, alternatives: &[String]| {
         if !headings.contains(name.as_str())
@@ -360,16 +318,9 @@ fn every_enumeration_value_is_documented() {
         serde_variant_names::<ReceiptKind>(string_probe()),
         serde_variant_names::<EndReason>(string_probe()),
     ];
-    let undocumented: Vec<String> = values
-        .iter()
-        .flatten()
-        .filter(|v| !doc.contains(&format!("`{v}`")))
-        .cloned()
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "{DOC} never mentions these values: {undocumented:?}"
-    );
+    let undocumented: Vec<String> =
+        values.iter().flatten().filter(|v| !doc.contains(&format!("`{v}`"))).cloned().collect();
+    assert!(undocumented.is_empty(), "{DOC} never mentions these values: {undocumented:?}");
 }
 
 #[test]
@@ -414,11 +365,7 @@ fn error_code_list_is_complete() {
     }
     assert!(ALL_ERROR_CODES.iter().all(|c| listed(*c)));
     let unknown: ErrorCode = serde_json::from_str(r#""code_from_the_future""#).unwrap();
-    assert_eq!(
-        unknown,
-        ErrorCode::Unknown,
-        "unknown codes must decode to the catch-all"
-    );
+    assert_eq!(unknown, ErrorCode::Unknown, "unknown codes must decode to the catch-all");
 }
 
 #[test]
@@ -426,10 +373,7 @@ fn request_types_match_the_request_enum() {
     // The codec uses REQUEST_TYPES to tell `unknown_type` from `bad_request`; a request missing
     // from it would be answered `unknown_type` whenever one of its fields is malformed.
     assert_eq!(
-        REQUEST_TYPES
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
+        REQUEST_TYPES.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         serde_variant_names::<Request>(tag_probe()),
         "REQUEST_TYPES is out of date with the Request enum"
     );

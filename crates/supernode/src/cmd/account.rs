@@ -70,33 +70,22 @@ impl Session {
         validate::password(&password)?;
         // Registration costs a hash: a per-address quota keeps it bounded.
         let ip = self.peer.ip();
-        self.shared
-            .with_hub(|h| h.admit_registration(ip, Instant::now()))?;
+        self.shared.with_hub(|h| h.admit_registration(ip, Instant::now()))?;
         if db(self.shared.store.account_by_username(&username).await)?.is_some() {
             return Err(ErrorCode::UsernameTaken.into());
         }
         let password_hash = self.shared.passwords.hash(password).await?;
-        let account = NewAccount {
-            username,
-            display_name,
-            password_hash,
-        };
+        let account = NewAccount { username, display_name, password_hash };
         let created = db(self.shared.store.create_account(account, now_ms()).await)?;
         metrics::counter!(m::REGISTRATIONS).increment(1);
-        Ok(Reply::Registered {
-            username: created.username,
-        })
+        Ok(Reply::Registered { username: created.username })
     }
 
     pub(crate) async fn login(&mut self, login: Login) -> Result<Reply, ErrorBody> {
         if self.identity.is_some() {
             return Err(ErrorCode::AlreadyAuthenticated.into());
         }
-        let method = if login.token.is_some() {
-            "token"
-        } else {
-            "password"
-        };
+        let method = if login.token.is_some() { "token" } else { "password" };
         let result = self.login_inner(login).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -113,8 +102,7 @@ impl Session {
         // An impossible username cannot exist; saying so reveals nothing.
         let username =
             validate::username(&login.username).map_err(|_| ErrorCode::InvalidCredentials)?;
-        self.shared
-            .with_hub(|h| h.check_login(&username, ip, Instant::now()))?;
+        self.shared.with_hub(|h| h.check_login(&username, ip, Instant::now()))?;
 
         // The device proves it holds its key by signing this connection's nonce.
         let nonce = self.nonce.clone().unwrap_or_default();
@@ -149,8 +137,7 @@ impl Session {
                 let stored = account.as_ref().map(|a| a.password_hash.clone());
                 // Unknown users are checked against a dummy hash: same answer, same time.
                 if !self.shared.passwords.verify(password, stored).await? {
-                    self.shared
-                        .with_hub(|h| h.login_failed(&username, ip, Instant::now()));
+                    self.shared.with_hub(|h| h.login_failed(&username, ip, Instant::now()));
                     return Err(ErrorCode::InvalidCredentials.into());
                 }
                 let account = account.ok_or(ErrorCode::InvalidCredentials)?;
@@ -162,8 +149,7 @@ impl Session {
                 let hash = token_hash(&token);
                 let session = db(store.session(&hash).await)?;
                 let Some(session) = session.filter(|s| s.expires_at > now) else {
-                    self.shared
-                        .with_hub(|h| h.login_failed(&username, ip, Instant::now()));
+                    self.shared.with_hub(|h| h.login_failed(&username, ip, Instant::now()));
                     return Err(ErrorCode::InvalidToken.into());
                 };
                 let account = db(store.account_by_id(session.user_id).await)?
@@ -171,10 +157,7 @@ impl Session {
                     .ok_or(ErrorCode::InvalidToken)?;
                 // A token only works with the device key it was issued to.
                 let devices = db(store.devices(account.id).await)?;
-                if !devices
-                    .iter()
-                    .any(|d| d.id == session.device_id && d.public_key == key_bytes)
-                {
+                if !devices.iter().any(|d| d.id == session.device_id && d.public_key == key_bytes) {
                     return Err(ErrorCode::InvalidToken.into());
                 }
                 (account, token, hash, false)
@@ -186,14 +169,10 @@ impl Session {
                 ));
             }
         };
-        let device = db(store
-            .upsert_device(account.id, &key_bytes, &device_name, now)
-            .await)?;
+        let device = db(store.upsert_device(account.id, &key_bytes, &device_name, now).await)?;
         if fresh_token {
             let lifetime = i64::from(self.shared.config.sessions.token_lifetime_days) * 86_400_000;
-            db(store
-                .create_session(&hash, account.id, device.id, now + lifetime)
-                .await)?;
+            db(store.create_session(&hash, account.id, device.id, now + lifetime).await)?;
         }
         let mutual_contacts = db(store.mutual_contacts(account.id).await)?;
         let online = OnlineLogin {
@@ -205,8 +184,7 @@ impl Session {
         };
         let conn = self.conn;
         let snapshot = self.shared.with_hub(|h| {
-            h.login(conn, online, Instant::now())
-                .then(|| h.presence_snapshot(account.id))
+            h.login(conn, online, Instant::now()).then(|| h.presence_snapshot(account.id))
         });
         let snapshot = snapshot.ok_or(ErrorCode::ShuttingDown)?;
         self.identity = Some(Identity {
@@ -241,27 +219,17 @@ impl Session {
         validate::password(&new_password)?;
         let store = self.shared.store.clone();
         let ip = self.peer.ip();
-        self.shared
-            .with_hub(|h| h.check_login(&me.username, ip, Instant::now()))?;
+        self.shared.with_hub(|h| h.check_login(&me.username, ip, Instant::now()))?;
         let account = db(store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
-        if !self
-            .shared
-            .passwords
-            .verify(old_password, Some(account.password_hash))
-            .await?
-        {
-            self.shared
-                .with_hub(|h| h.login_failed(&me.username, ip, Instant::now()));
+        if !self.shared.passwords.verify(old_password, Some(account.password_hash)).await? {
+            self.shared.with_hub(|h| h.login_failed(&me.username, ip, Instant::now()));
             return Err(ErrorCode::InvalidCredentials.into());
         }
         let hash = self.shared.passwords.hash(new_password).await?;
         db(store.set_password_hash(me.user_id, &hash).await)?;
-        db(store
-            .delete_sessions_except(me.user_id, Some(&me.token_hash))
-            .await)?;
+        db(store.delete_sessions_except(me.user_id, Some(&me.token_hash)).await)?;
         let conn = self.conn;
-        self.shared
-            .with_hub(|h| h.close_user_except(me.user_id, conn, EndReason::PasswordChanged));
+        self.shared.with_hub(|h| h.close_user_except(me.user_id, conn, EndReason::PasswordChanged));
         Ok(Reply::Done)
     }
 
@@ -303,8 +271,7 @@ impl Session {
         if !db(self.shared.store.remove_device(me.user_id, device_id).await)? {
             return Err(ErrorCode::NoSuchDevice.into());
         }
-        self.shared
-            .with_hub(|h| h.close_device(me.user_id, device_id, EndReason::DeviceRemoved));
+        self.shared.with_hub(|h| h.close_device(me.user_id, device_id, EndReason::DeviceRemoved));
         Ok(Reply::Done)
     }
 
@@ -314,15 +281,8 @@ impl Session {
         discoverable: Option<bool>,
     ) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
-        let display_name = display_name
-            .as_deref()
-            .map(validate::display_name)
-            .transpose()?;
-        db(self
-            .shared
-            .store
-            .set_profile(me.user_id, display_name.as_deref(), discoverable)
-            .await)?;
+        let display_name = display_name.as_deref().map(validate::display_name).transpose()?;
+        db(self.shared.store.set_profile(me.user_id, display_name.as_deref(), discoverable).await)?;
         Ok(Reply::Done)
     }
 }

@@ -37,20 +37,13 @@ impl Session {
     pub(crate) async fn search(&mut self, query: String) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
         let conn = self.conn;
-        self.shared
-            .with_hub(|h| h.admit_search(conn, Instant::now()))?;
+        self.shared.with_hub(|h| h.admit_search(conn, Instant::now()))?;
         let query = validate::search_query(&query)?;
-        let hits = db(self
-            .shared
-            .store
-            .search(&query, me.user_id, MAX_SEARCH_RESULTS as u32)
-            .await)?;
+        let hits =
+            db(self.shared.store.search(&query, me.user_id, MAX_SEARCH_RESULTS as u32).await)?;
         let users = hits
             .into_iter()
-            .map(|h| UserSummary {
-                username: h.username,
-                display_name: h.display_name,
-            })
+            .map(|h| UserSummary { username: h.username, display_name: h.display_name })
             .collect();
         Ok(Reply::SearchResults { users })
     }
@@ -108,8 +101,7 @@ impl Session {
             }
             // Blocked by them: look as if the request went out, deliver nothing.
             (_, Some(Blocked)) => {
-                self.shared
-                    .with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
+                self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
                 db(store
                     .write_contact_pair(
                         me.user_id,
@@ -122,8 +114,7 @@ impl Session {
                 Ok(Reply::Done)
             }
             _ => {
-                self.shared
-                    .with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
+                self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
                 db(store
                     .write_contact_pair(
                         me.user_id,
@@ -140,8 +131,7 @@ impl Session {
                     display_name: me_account.display_name,
                     message: greeting,
                 };
-                self.shared
-                    .with_hub(|h| h.send_to_user(other.id, event, None));
+                self.shared.with_hub(|h| h.send_to_user(other.id, event, None));
                 Ok(Reply::Done)
             }
         }
@@ -152,18 +142,10 @@ impl Session {
         let conn = self.conn;
         self.shared.with_hub(|h| {
             h.link(me, them);
-            h.send_to_user(
-                them,
-                Event::ContactAccepted {
-                    username: my_name.to_owned(),
-                },
-                None,
-            );
+            h.send_to_user(them, Event::ContactAccepted { username: my_name.to_owned() }, None);
             h.send_to_user(
                 me,
-                Event::ContactAccepted {
-                    username: their_name.to_owned(),
-                },
+                Event::ContactAccepted { username: their_name.to_owned() },
                 Some(conn),
             );
         });
@@ -199,15 +181,10 @@ impl Session {
             return Err(ErrorCode::NoPendingRequest.into());
         }
         // The requester is not told; their request simply disappears.
-        db(store
-            .write_contact_pair(me.user_id, other.id, None, None, now_ms())
-            .await)?;
+        db(store.write_contact_pair(me.user_id, other.id, None, None, now_ms()).await)?;
         let conn = self.conn;
-        let event = Event::ContactRemoved {
-            username: other.username.clone(),
-        };
-        self.shared
-            .with_hub(|h| h.send_to_user(me.user_id, event, Some(conn)));
+        let event = Event::ContactRemoved { username: other.username.clone() };
+        self.shared.with_hub(|h| h.send_to_user(me.user_id, event, Some(conn)));
         Ok(Reply::Done)
     }
 
@@ -225,26 +202,20 @@ impl Session {
             _ => None,
         };
         let they_blocked = their_side.is_some();
-        db(store
-            .write_contact_pair(me.user_id, other.id, None, their_side, now_ms())
-            .await)?;
+        db(store.write_contact_pair(me.user_id, other.id, None, their_side, now_ms()).await)?;
         let conn = self.conn;
         self.shared.with_hub(|h| {
             h.unlink(me.user_id, other.id);
             if !they_blocked {
                 h.send_to_user(
                     other.id,
-                    Event::ContactRemoved {
-                        username: me.username.clone(),
-                    },
+                    Event::ContactRemoved { username: me.username.clone() },
                     None,
                 );
             }
             h.send_to_user(
                 me.user_id,
-                Event::ContactRemoved {
-                    username: other.username.clone(),
-                },
+                Event::ContactRemoved { username: other.username.clone() },
                 Some(conn),
             );
         });
@@ -263,13 +234,7 @@ impl Session {
             _ => None,
         };
         db(store
-            .write_contact_pair(
-                me.user_id,
-                other.id,
-                Some((Blocked, None)),
-                their_side,
-                now_ms(),
-            )
+            .write_contact_pair(me.user_id, other.id, Some((Blocked, None)), their_side, now_ms())
             .await)?;
         self.shared.with_hub(|h| h.unlink(me.user_id, other.id));
         Ok(Reply::Done)

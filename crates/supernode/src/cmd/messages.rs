@@ -35,10 +35,7 @@ fn to_wire(m: StoredMessage) -> ChatMessage {
 fn limit(raw: Option<u32>, default: u32) -> Result<u32, ErrorBody> {
     match raw.unwrap_or(default) {
         n @ 1..=1000 => Ok(n),
-        _ => Err(ErrorBody::with_message(
-            ErrorCode::InvalidArgument,
-            "limit must be 1-1000",
-        )),
+        _ => Err(ErrorBody::with_message(ErrorCode::InvalidArgument, "limit must be 1-1000")),
     }
 }
 
@@ -56,21 +53,16 @@ impl Session {
         let other = db(store.account_by_username(&name).await)?.ok_or(ErrorCode::NotContact)?;
         let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
         let accepted = |r: &Option<peerline_store::ContactRow>| {
-            r.as_ref()
-                .is_some_and(|r| r.state == ContactState::Accepted)
+            r.as_ref().is_some_and(|r| r.state == ContactState::Accepted)
         };
         if !accepted(&mine) || !accepted(&theirs) {
             return Err(ErrorCode::NotContact.into());
         }
-        let stored = db(store
-            .store_message(me.user_id, other.id, &text, now_ms())
-            .await)?;
+        let stored = db(store.store_message(me.user_id, other.id, &text, now_ms()).await)?;
         metrics::counter!(m::MESSAGES).increment(1);
         let message = to_wire(stored);
         let conn = self.conn;
-        let event = Event::Message {
-            message: message.clone(),
-        };
+        let event = Event::Message { message: message.clone() };
         self.shared.with_hub(|h| {
             h.send_to_user(other.id, event.clone(), None);
             h.send_to_user(me.user_id, event, Some(conn));
@@ -80,10 +72,7 @@ impl Session {
 
     fn check_ids(ids: &[MessageId]) -> Result<(), ErrorBody> {
         if ids.len() > MAX_IDS {
-            return Err(ErrorBody::with_message(
-                ErrorCode::InvalidArgument,
-                "at most 1000 ids",
-            ));
+            return Err(ErrorBody::with_message(ErrorCode::InvalidArgument, "at most 1000 ids"));
         }
         Ok(())
     }
@@ -95,11 +84,8 @@ impl Session {
                     ReceiptKind::Delivered => msg.delivered_at,
                     ReceiptKind::Read => msg.read_at,
                 };
-                let event = Event::Receipt {
-                    message_id: msg.id,
-                    kind,
-                    at: at.unwrap_or(msg.sent_at),
-                };
+                let event =
+                    Event::Receipt { message_id: msg.id, kind, at: at.unwrap_or(msg.sent_at) };
                 h.send_to_user(msg.from_id, event, None);
             }
         });
@@ -108,11 +94,7 @@ impl Session {
     pub(crate) async fn ack_delivered(&mut self, ids: Vec<MessageId>) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
         Self::check_ids(&ids)?;
-        let newly = db(self
-            .shared
-            .store
-            .mark_delivered(me.user_id, &ids, now_ms())
-            .await)?;
+        let newly = db(self.shared.store.mark_delivered(me.user_id, &ids, now_ms()).await)?;
         self.send_receipts(&newly, ReceiptKind::Delivered);
         Ok(Reply::Done)
     }
@@ -120,11 +102,7 @@ impl Session {
     pub(crate) async fn mark_read(&mut self, ids: Vec<MessageId>) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
         Self::check_ids(&ids)?;
-        let newly = db(self
-            .shared
-            .store
-            .mark_read(me.user_id, &ids, now_ms())
-            .await)?;
+        let newly = db(self.shared.store.mark_read(me.user_id, &ids, now_ms()).await)?;
         self.send_receipts(&newly, ReceiptKind::Read);
         Ok(Reply::Done)
     }
@@ -133,9 +111,7 @@ impl Session {
         let me = self.me()?.clone();
         let n = limit(raw_limit, 100)?;
         let messages = db(self.shared.store.unread(me.user_id, n).await)?;
-        Ok(Reply::Messages {
-            messages: messages.into_iter().map(to_wire).collect(),
-        })
+        Ok(Reply::Messages { messages: messages.into_iter().map(to_wire).collect() })
     }
 
     pub(crate) async fn history(
@@ -148,18 +124,10 @@ impl Session {
         let n = limit(raw_limit, 50)?;
         let name = validate::username(&with).map_err(|_| ErrorCode::NoSuchUser)?;
         let Some(other) = db(self.shared.store.account_by_username(&name).await)? else {
-            return Ok(Reply::Messages {
-                messages: Vec::new(),
-            });
+            return Ok(Reply::Messages { messages: Vec::new() });
         };
-        let messages = db(self
-            .shared
-            .store
-            .history(me.user_id, other.id, n, before)
-            .await)?;
-        Ok(Reply::Messages {
-            messages: messages.into_iter().map(to_wire).collect(),
-        })
+        let messages = db(self.shared.store.history(me.user_id, other.id, n, before).await)?;
+        Ok(Reply::Messages { messages: messages.into_iter().map(to_wire).collect() })
     }
 
     /// Pushes every message no device has acknowledged yet, oldest first.
@@ -169,16 +137,11 @@ impl Session {
             Ok(messages) => {
                 for msg in messages {
                     self.send(ServerFrame::Event {
-                        event: Event::Message {
-                            message: to_wire(msg),
-                        },
+                        event: Event::Message { message: to_wire(msg) },
                     });
                 }
             }
-            Err(_) => self.send(ServerFrame::Error {
-                id: None,
-                error: ErrorCode::Internal.into(),
-            }),
+            Err(_) => self.send(ServerFrame::Error { id: None, error: ErrorCode::Internal.into() }),
         }
     }
 }

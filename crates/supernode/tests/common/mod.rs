@@ -4,12 +4,7 @@
 //!
 //! Every wait has a deadline ([`WAIT`]) and fails the test with what was seen instead of hanging;
 //! nothing sleeps "a bit" to let things settle.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -103,51 +98,31 @@ impl TestNode {
         };
         tune(&mut config);
         std::fs::create_dir_all(&config.data_dir).unwrap();
-        let store = SqliteStore::open(&config.database_path())
-            .await
-            .expect("store opens");
+        let store = SqliteStore::open(&config.database_path()).await.expect("store opens");
         for name in users {
             let account = NewAccount {
                 username: (*name).to_owned(),
                 display_name: (*name).to_owned(),
                 password_hash: cheap_hash(),
             };
-            store
-                .create_account(account, 1)
-                .await
-                .expect("seed account");
+            store.create_account(account, 1).await.expect("seed account");
         }
         store.close().await;
         let node = Supernode::bind(config).await.expect("supernode binds");
         let client_addr = node.client_addr();
         let admin_addr = node.admin_addr();
         let url = node.client_url();
-        let fingerprint = node
-            .tls()
-            .expect("TLS is on by default")
-            .fingerprint
-            .clone();
+        let fingerprint = node.tls().expect("TLS is on by default").fingerprint.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(node.run(async {
             let _ = rx.await;
         }));
-        Self {
-            client_addr,
-            admin_addr,
-            url,
-            fingerprint,
-            shutdown: Some(tx),
-            task,
-            dir,
-        }
+        Self { client_addr, admin_addr, url, fingerprint, shutdown: Some(tx), task, dir }
     }
 
     /// Fails the test if the server task has ended (crashed or returned an error).
     pub fn assert_serving(&self) {
-        assert!(
-            !self.task.is_finished(),
-            "the supernode task ended while it should be serving"
-        );
+        assert!(!self.task.is_finished(), "the supernode task ended while it should be serving");
     }
 
     /// Shuts down gracefully and checks that `run` returned `Ok`.
@@ -156,16 +131,12 @@ impl TestNode {
             let _ = tx.send(());
         }
         let result = within("graceful shutdown", &mut self.task).await;
-        result
-            .expect("supernode task panicked")
-            .expect("supernode run returned an error");
+        result.expect("supernode task panicked").expect("supernode run returned an error");
     }
 
     /// `(connections, online_users)` from `GET /healthz` on the admin listener.
     pub async fn health(&self) -> (u64, u64) {
-        let mut tcp = TcpStream::connect(self.admin_addr)
-            .await
-            .expect("admin listener accepts");
+        let mut tcp = TcpStream::connect(self.admin_addr).await.expect("admin listener accepts");
         tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
@@ -176,10 +147,7 @@ impl TestNode {
         assert!(head.starts_with("HTTP/1.1 200"), "healthz: {head}");
         let json: Value =
             serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz body {body:?}: {e}"));
-        (
-            json["connections"].as_u64().unwrap(),
-            json["online_users"].as_u64().unwrap(),
-        )
+        (json["connections"].as_u64().unwrap(), json["online_users"].as_u64().unwrap())
     }
 
     /// Polls `/healthz` until `pred(connections, online_users)` holds.
@@ -198,11 +166,7 @@ impl TestNode {
 
     /// Options for the client library.
     pub fn options(&self, device_name: &str) -> ConnectOptions {
-        ConnectOptions {
-            url: self.url.clone(),
-            ca_file: None,
-            device_name: device_name.into(),
-        }
+        ConnectOptions { url: self.url.clone(), ca_file: None, device_name: device_name.into() }
     }
 
     /// A new, empty home directory for one user's device.
@@ -225,9 +189,8 @@ impl User {
     /// Connects a device whose home is `home` (created if new).
     pub async fn connect(node: &TestNode, name: &str, home: &std::path::Path) -> Client {
         let home = Home::open(home).expect("home opens");
-        let client = within("connect", Client::connect(&node.options(name), home))
-            .await
-            .expect("connects");
+        let client =
+            within("connect", Client::connect(&node.options(name), home)).await.expect("connects");
         client
     }
 
@@ -235,9 +198,8 @@ impl User {
     /// home. Costs two full-strength password hashes.
     pub async fn register(node: &TestNode, name: &str) -> Self {
         let client = Self::connect(node, name, &node.home_dir(name)).await;
-        let registered = within("register", client.register(name, None, PASSWORD))
-            .await
-            .expect("registers");
+        let registered =
+            within("register", client.register(name, None, PASSWORD)).await.expect("registers");
         assert_eq!(registered, name);
         Self::password_login(node, name, client).await
     }
@@ -250,49 +212,30 @@ impl User {
 
     async fn password_login(node: &TestNode, name: &str, mut client: Client) -> Self {
         if let Some(pinned) = &client.newly_pinned {
-            assert_eq!(
-                *pinned, node.fingerprint,
-                "pinned the node's certificate on first use"
-            );
+            assert_eq!(*pinned, node.fingerprint, "pinned the node's certificate on first use");
         }
-        let reply = within("login", client.login_with_password(name, PASSWORD))
-            .await
-            .expect("logs in");
+        let reply =
+            within("login", client.login_with_password(name, PASSWORD)).await.expect("logs in");
         assert!(
             matches!(reply, Reply::LoggedIn { ref username, .. } if username == name),
             "{reply:?}"
         );
-        Self {
-            client,
-            name: name.into(),
-            backlog: Vec::new(),
-        }
+        Self { client, name: name.into(), backlog: Vec::new() }
     }
 
     /// Reconnects `name`'s existing home and logs in with the saved token.
     pub async fn reconnect(node: &TestNode, name: &str) -> Self {
         let mut client = Self::connect(node, name, &node.home_dir(name)).await;
-        assert_eq!(
-            client.newly_pinned, None,
-            "the pin from the first connection is reused"
-        );
-        let reply = within("token login", client.login_saved())
-            .await
-            .expect("token login");
+        assert_eq!(client.newly_pinned, None, "the pin from the first connection is reused");
+        let reply = within("token login", client.login_saved()).await.expect("token login");
         assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
-        Self {
-            client,
-            name: name.into(),
-            backlog: Vec::new(),
-        }
+        Self { client, name: name.into(), backlog: Vec::new() }
     }
 
     /// Sends a request that must succeed.
     pub async fn ok(&self, request: Request) -> Reply {
         let what = request.kind();
-        within(what, self.client.request(request))
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"))
+        within(what, self.client.request(request)).await.unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// Sends a request that must fail with a server error.
@@ -329,10 +272,7 @@ impl User {
                 "{}: connection closed waiting for {what}; saw {:?}",
                 self.name, self.backlog
             ),
-            Err(_) => panic!(
-                "{}: timed out waiting for {what}; saw {:?}",
-                self.name, self.backlog
-            ),
+            Err(_) => panic!("{}: timed out waiting for {what}; saw {:?}", self.name, self.backlog),
         }
     }
 
@@ -370,13 +310,7 @@ pub async fn befriend(a: &mut User, b: &mut User) {
         |e| matches!(e, Event::ContactRequest { username, .. } if *username == from),
     )
     .await;
-    assert_eq!(
-        b.ok(Request::ContactAccept {
-            username: a.name.clone()
-        })
-        .await,
-        Reply::Done
-    );
+    assert_eq!(b.ok(Request::ContactAccept { username: a.name.clone() }).await, Reply::Done);
     let by = b.name.clone();
     a.expect(
         "contact accepted",
@@ -405,12 +339,10 @@ pub fn proof(key: &SigningKey, nonce: &str) -> DeviceProof {
 pub async fn connection(node: &TestNode) -> Connection {
     let endpoint = Endpoint::parse(&node.url).unwrap();
     let known = node.dir.path().join("known_supernodes");
-    let (conn, presented) = within(
-        "connect",
-        Connection::connect(&endpoint, &Trust::Pin { expected: None }, &known),
-    )
-    .await
-    .expect("connects");
+    let (conn, presented) =
+        within("connect", Connection::connect(&endpoint, &Trust::Pin { expected: None }, &known))
+            .await
+            .expect("connects");
     assert!(presented.fingerprint.is_some());
     conn
 }
@@ -481,17 +413,13 @@ pub async fn tls(tcp: TcpStream) -> TlsStream<TcpStream> {
     let (config, _) = client_config(&Trust::Pin { expected: None }).unwrap();
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    within("TLS handshake", connector.connect(name, tcp))
-        .await
-        .expect("TLS handshake")
+    within("TLS handshake", connector.connect(name, tcp)).await.expect("TLS handshake")
 }
 
 impl Raw {
     /// Connects TCP, TLS and WebSocket.
     pub async fn connect(node: &TestNode) -> Self {
-        let tcp = TcpStream::connect(node.client_addr)
-            .await
-            .expect("TCP connect");
+        let tcp = TcpStream::connect(node.client_addr).await.expect("TCP connect");
         Self::over(node, tcp).await
     }
 
@@ -505,18 +433,12 @@ impl Raw {
         )
         .await
         .expect("WebSocket upgrade");
-        Self {
-            ws,
-            next_id: 1,
-            nonce: String::new(),
-        }
+        Self { ws, next_id: 1, nonce: String::new() }
     }
 
     /// Sends a text frame as is.
     pub async fn send_text(&mut self, text: impl Into<String>) {
-        within("send", self.ws.send(Message::text(text.into())))
-            .await
-            .expect("send");
+        within("send", self.ws.send(Message::text(text.into()))).await.expect("send");
     }
 
     /// Sends a request; returns its id.
@@ -577,10 +499,7 @@ impl Raw {
 
     /// Says hello; keeps the nonce.
     pub async fn hello(&mut self) {
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: "raw-test".into(),
-        };
+        let hello = Request::Hello { version: PROTOCOL_VERSION, client: "raw-test".into() };
         match self.request(hello).await {
             Ok(Reply::Hello { nonce, .. }) => self.nonce = nonce,
             other => panic!("hello: {other:?}"),
@@ -590,6 +509,11 @@ impl Raw {
     /// Hello, then a password login with a fresh device key.
     pub async fn login(&mut self, username: &str) {
         self.hello().await;
+        self.login_after_hello(username).await;
+    }
+
+    /// A password login with a fresh device key, `hello` already said.
+    pub async fn login_after_hello(&mut self, username: &str) {
         let login = Login {
             username: username.into(),
             password: Some(PASSWORD.into()),
