@@ -280,9 +280,7 @@ fn devices_are_listed_and_a_removed_device_is_logged_out() {
     let laptop = User::new("alice", &node);
     laptop.register();
     // A second install (another home, another device key) of the same account.
-    let mut phone = User::new("alice", &node);
-    phone.password.clone_from(&laptop.password);
-    phone.ok(&["login", "alice"]);
+    let phone = laptop.another_device();
     let devices = laptop.ok(&["devices"]);
     let devices = devices.as_array().unwrap();
     assert_eq!(devices.len(), 2);
@@ -303,12 +301,8 @@ fn messages_reach_every_device_of_both_users() {
     alice.register();
     bob.register();
     befriend(&alice, &bob);
-    let mut bob2 = User::new("bob", &node);
-    bob2.password.clone_from(&bob.password);
-    bob2.ok(&["login", "bob"]);
-    let mut alice2 = User::new("alice", &node);
-    alice2.password.clone_from(&alice.password);
-    alice2.ok(&["login", "alice"]);
+    let bob2 = bob.another_device();
+    let alice2 = alice.another_device();
     let mut on = [bob.online(), bob2.online(), alice2.online()];
     alice.ok(&["send", "bob", "to all your devices"]);
     for o in &mut on {
@@ -340,9 +334,7 @@ fn password_change_revokes_other_devices() {
     let node = Supernode::start().unwrap();
     let laptop = User::new("alice", &node);
     laptop.register();
-    let mut phone = User::new("alice", &node);
-    phone.password.clone_from(&laptop.password);
-    phone.ok(&["login", "alice"]);
+    let phone = laptop.another_device();
     let mut run_env = std::process::Command::new(peerline_testkit::bin("peerline"));
     let out = run_env
         .env("PEERLINE_HOME", laptop.home())

@@ -310,6 +310,18 @@ impl User {
         self.run(args).ok_json()
     }
 
+    /// Another install (own home, own device key) of the same account, logged in.
+    pub fn another_device(&self) -> Self {
+        let device = Self {
+            name: self.name.clone(),
+            password: self.password.clone(),
+            home: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
+            url: self.url.clone(),
+        };
+        device.ok(&["login", &device.name]);
+        device
+    }
+
     /// Registers and logs in.
     pub fn register(&self) -> Value {
         self.ok(&["register", &self.name])

@@ -6,13 +6,13 @@
 
 use std::time::Instant;
 
-use peerline_store::{Account, ContactRow, UserId};
+use peerline_store::{Account, ContactRow, ContactSide, UserId};
 use peerline_wire::{
     Contact, ContactState, ErrorBody, ErrorCode, Event, MAX_SEARCH_RESULTS, Presence, Reply,
     Status, UserSummary, validate,
 };
 
-use crate::session::{Session, db};
+use crate::session::{Identity, Session, db};
 use crate::state::now_ms;
 
 use ContactState::{Accepted, Blocked, Incoming, Outgoing};
@@ -80,50 +80,36 @@ impl Session {
         let other = self.other_user(&username).await?;
         let store = self.shared.store.clone();
         let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
-        let now = now_ms();
         match (state(&mine), state(&theirs)) {
             (Some(Accepted), Some(Accepted)) | (Some(Outgoing), _) => {
                 Err(ErrorCode::AlreadyContacts.into())
             }
             // They asked first, or still list us: adding them completes the pair.
             (_, Some(Outgoing | Accepted)) => {
-                db(store
-                    .write_contact_pair(
-                        me.user_id,
-                        other.id,
-                        Some((Accepted, None)),
-                        Some((Accepted, None)),
-                        now,
-                    )
-                    .await)?;
-                self.linked(&me.username, me.user_id, &other.username, other.id);
+                self.make_mutual(&me, &other).await?;
                 Ok(Reply::Done)
             }
             // Blocked by them: look as if the request went out, deliver nothing.
             (_, Some(Blocked)) => {
                 self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
-                db(store
-                    .write_contact_pair(
-                        me.user_id,
-                        other.id,
-                        Some((Outgoing, greeting)),
-                        Some((Blocked, None)),
-                        now,
-                    )
-                    .await)?;
+                self.write_pair(
+                    me.user_id,
+                    other.id,
+                    Some((Outgoing, greeting)),
+                    Some((Blocked, None)),
+                )
+                .await?;
                 Ok(Reply::Done)
             }
             _ => {
                 self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
-                db(store
-                    .write_contact_pair(
-                        me.user_id,
-                        other.id,
-                        Some((Outgoing, greeting.clone())),
-                        Some((Incoming, greeting.clone())),
-                        now,
-                    )
-                    .await)?;
+                self.write_pair(
+                    me.user_id,
+                    other.id,
+                    Some((Outgoing, greeting.clone())),
+                    Some((Incoming, greeting.clone())),
+                )
+                .await?;
                 let me_account =
                     db(store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
                 let event = Event::ContactRequest {
@@ -137,18 +123,30 @@ impl Session {
         }
     }
 
-    /// Tells both users (all their devices) and the hub that a pair is now mutual.
-    fn linked(&self, my_name: &str, me: UserId, their_name: &str, them: UserId) {
+    /// Writes both rows of a pair, durably.
+    async fn write_pair(
+        &self,
+        a: UserId,
+        b: UserId,
+        a_side: ContactSide,
+        b_side: ContactSide,
+    ) -> Result<(), ErrorBody> {
+        db(self.shared.store.write_contact_pair(a, b, a_side, b_side, now_ms()).await)
+    }
+
+    /// Makes a pair mutual, then tells the hub (presence starts flowing) and both users (all
+    /// their devices but this one).
+    async fn make_mutual(&self, me: &Identity, other: &Account) -> Result<(), ErrorBody> {
+        self.write_pair(me.user_id, other.id, Some((Accepted, None)), Some((Accepted, None)))
+            .await?;
         let conn = self.conn;
+        let (mine, theirs) = (me.username.clone(), other.username.clone());
         self.shared.with_hub(|h| {
-            h.link(me, them);
-            h.send_to_user(them, Event::ContactAccepted { username: my_name.to_owned() }, None);
-            h.send_to_user(
-                me,
-                Event::ContactAccepted { username: their_name.to_owned() },
-                Some(conn),
-            );
+            h.link(me.user_id, other.id);
+            h.send_to_user(other.id, Event::ContactAccepted { username: mine }, None);
+            h.send_to_user(me.user_id, Event::ContactAccepted { username: theirs }, Some(conn));
         });
+        Ok(())
     }
 
     pub(crate) async fn contact_accept(&mut self, username: String) -> Result<Reply, ErrorBody> {
@@ -159,16 +157,7 @@ impl Session {
         if state(&mine) != Some(Incoming) || state(&theirs) != Some(Outgoing) {
             return Err(ErrorCode::NoPendingRequest.into());
         }
-        db(store
-            .write_contact_pair(
-                me.user_id,
-                other.id,
-                Some((Accepted, None)),
-                Some((Accepted, None)),
-                now_ms(),
-            )
-            .await)?;
-        self.linked(&me.username, me.user_id, &other.username, other.id);
+        self.make_mutual(&me, &other).await?;
         Ok(Reply::Done)
     }
 
@@ -181,7 +170,7 @@ impl Session {
             return Err(ErrorCode::NoPendingRequest.into());
         }
         // The requester is not told; their request simply disappears.
-        db(store.write_contact_pair(me.user_id, other.id, None, None, now_ms()).await)?;
+        self.write_pair(me.user_id, other.id, None, None).await?;
         let conn = self.conn;
         let event = Event::ContactRemoved { username: other.username.clone() };
         self.shared.with_hub(|h| h.send_to_user(me.user_id, event, Some(conn)));
@@ -202,7 +191,7 @@ impl Session {
             _ => None,
         };
         let they_blocked = their_side.is_some();
-        db(store.write_contact_pair(me.user_id, other.id, None, their_side, now_ms()).await)?;
+        self.write_pair(me.user_id, other.id, None, their_side).await?;
         let conn = self.conn;
         self.shared.with_hub(|h| {
             h.unlink(me.user_id, other.id);
@@ -233,9 +222,7 @@ impl Session {
             Some(row) if matches!(row.state, Accepted | Blocked) => Some((row.state, None)),
             _ => None,
         };
-        db(store
-            .write_contact_pair(me.user_id, other.id, Some((Blocked, None)), their_side, now_ms())
-            .await)?;
+        self.write_pair(me.user_id, other.id, Some((Blocked, None)), their_side).await?;
         self.shared.with_hub(|h| h.unlink(me.user_id, other.id));
         Ok(Reply::Done)
     }
