@@ -441,6 +441,23 @@ impl Hub {
         self.close_where(user, reason, |c, _| c != keep);
     }
 
+    /// Whether the hub has decided to close this connection (further requests are ignored).
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| c.closing)
+    }
+
+    /// Marks a connection as closing without a goodbye (it cannot be sent: a slow reader).
+    /// Returns `true` the first time.
+    pub fn mark_closing(&mut self, conn: ConnId) -> bool {
+        match self.conns.get_mut(&conn) {
+            Some(c) if !c.closing => {
+                c.closing = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Closes one connection with a reason (logout, shutdown, slow reader).
     pub fn close(&mut self, conn: ConnId, reason: EndReason) {
         if let Some(c) = self.conns.get_mut(&conn)

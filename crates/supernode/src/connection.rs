@@ -9,7 +9,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use peerline_supernode_core::ConnId;
 use peerline_wire::{
-    ErrorBody, ErrorCode, Event, Request, ServerFrame, decode_client_frame, encode,
+    EndReason, ErrorBody, ErrorCode, Event, Request, ServerFrame, decode_client_frame, encode,
 };
 use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info_span};
@@ -47,8 +47,13 @@ pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
         let (sink, stream) = socket.split();
         let write_timeout = Duration::from_secs(shared.config.limits.write_timeout_secs);
         let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), write_timeout));
-        read_loop(&shared, conn, peer, stream, tx, &kill).await;
+        let mut stream = stream;
+        let we_closed = read_loop(&shared, conn, peer, &mut stream, tx, &kill).await;
+        // Presence and counts change now, not after the drain below.
         shared.unregister(conn);
+        if we_closed {
+            drain(&mut stream).await;
+        }
         writer.abort();
         debug!("disconnected");
     }
@@ -56,35 +61,44 @@ pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
     .await;
 }
 
+/// How long a closing connection is read (and discarded) while waiting for the client's Close,
+/// so that the goodbye frames reach it instead of being cut off by a reset.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs requests until the connection ends. Returns `true` if this side decided to close (the
+/// client's Close has not been seen yet), `false` if the client closed or the socket failed.
 async fn read_loop(
     shared: &Arc<Shared>,
     conn: ConnId,
     peer: SocketAddr,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
     tx: mpsc::Sender<Outbound>,
     kill: &Notify,
-) {
+) -> bool {
     let mut session = Session::new(shared.clone(), conn, peer, tx.clone());
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
-            () = kill.notified() => return,
+            () = kill.notified() => break,
         };
         let bytes = match message {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
-                session.reply_error(
-                    None,
-                    ErrorBody::with_message(
-                        ErrorCode::BadRequest,
-                        "binary frames are not part of protocol version 1; send JSON text",
-                    ),
-                );
+                if shared.with_hub(|h| h.is_closing(conn)) {
+                    continue;
+                }
                 shared.with_hub(|h| h.violation(conn));
+                let body = ErrorBody::with_message(
+                    ErrorCode::BadRequest,
+                    "binary frames are not part of protocol version 1; send JSON text",
+                );
+                if !session.reply_error(None, body).await {
+                    break;
+                }
                 continue;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | None => return,
+            Some(Ok(Message::Close(_))) | None => return false,
             Some(Err(err)) => {
                 if is_too_big(&err) {
                     metrics::counter!(m::BAD_FRAMES).increment(1);
@@ -92,45 +106,75 @@ async fn read_loop(
                     let frame = encode(&ServerFrame::Error { id: None, error: body });
                     let _ = tx.try_send(Outbound::Frame(frame.into()));
                     let _ = tx.try_send(Outbound::CloseTooBig);
-                    // Give the writer a moment to flush the error and the 1009 close.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    shared.with_hub(|h| h.mark_closing(conn));
+                    // The writer sends the error and a 1009 close, then wakes us.
+                    let write_timeout =
+                        Duration::from_secs(shared.config.limits.write_timeout_secs);
+                    let _ = tokio::time::timeout(write_timeout, kill.notified()).await;
+                    return true;
                 }
                 debug!(error = %err, "read failed");
-                return;
+                return false;
             }
         };
-        let admitted = shared.with_hub(|h| h.admit(conn, Instant::now()));
+        let (admitted, closing) =
+            shared.with_hub(|h| (h.admit(conn, Instant::now()), h.is_closing(conn)));
+        if closing {
+            // The goodbye is queued; answering more would only delay it.
+            continue;
+        }
         let frame = match decode_client_frame(bytes.as_bytes()) {
             Ok(frame) => frame,
             Err(err) => {
                 metrics::counter!(m::BAD_FRAMES).increment(1);
                 shared.with_hub(|h| h.violation(conn));
-                session.reply_error(err.request_id(), err.to_error_body());
+                if !session.reply_error(err.request_id(), err.to_error_body()).await {
+                    break;
+                }
                 continue;
             }
         };
         if let Err(body) = admitted {
-            session.reply_error(Some(frame.id), body);
+            if !session.reply_error(Some(frame.id), body).await {
+                break;
+            }
             continue;
         }
         metrics::counter!(m::REQUESTS).increment(1);
         let id = frame.id;
-        let close_after = matches!(frame.request, Request::Logout);
-        match session.handle(frame.request).await {
-            Ok(reply) => session.send(ServerFrame::Ok { id, result: reply }),
-            Err(body) => {
-                let fatal = body.code == ErrorCode::HelloRequired;
-                session.reply_error(Some(id), body);
-                if fatal {
-                    let _ = tx.try_send(Outbound::End(peerline_wire::EndReason::ProtocolViolation));
-                }
+        let logout = matches!(frame.request, Request::Logout);
+        let (sent, end) = match session.handle(frame.request).await {
+            Ok(reply) => {
+                let end = logout.then_some(EndReason::LoggedOut);
+                (session.send(ServerFrame::Ok { id, result: reply }).await, end)
             }
+            Err(body) => {
+                let end =
+                    (body.code == ErrorCode::HelloRequired).then_some(EndReason::ProtocolViolation);
+                (session.reply_error(Some(id), body).await, end)
+            }
+        };
+        if !sent || !session.after_reply().await {
+            break;
         }
-        session.after_reply().await;
-        if close_after {
-            let _ = tx.try_send(Outbound::End(peerline_wire::EndReason::LoggedOut));
+        if let Some(reason) = end {
+            shared.with_hub(|h| h.close(conn, reason));
         }
     }
+    true
+}
+
+/// Reads and discards until the client answers our Close (or a short deadline), so that the
+/// frames already sent are not destroyed by a TCP reset.
+async fn drain(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn is_too_big(err: &axum::Error) -> bool {
@@ -148,25 +192,13 @@ async fn write_loop(
 ) {
     while let Some(out) = rx.recv().await {
         let (message, last) = match out {
-            Outbound::CloseTooBig => (
-                Message::Close(Some(CloseFrame {
-                    code: CLOSE_TOO_BIG,
-                    reason: "frame too large".into(),
-                })),
-                true,
-            ),
+            Outbound::CloseTooBig => (close_frame(CLOSE_TOO_BIG, "frame too large"), true),
             Outbound::Frame(text) => (Message::Text(text), false),
             Outbound::End(reason) => {
                 let frame = encode(&ServerFrame::Event { event: Event::SessionEnded { reason } });
                 let _ = tokio::time::timeout(write_timeout, sink.send(Message::Text(frame.into())))
                     .await;
-                (
-                    Message::Close(Some(CloseFrame {
-                        code: CLOSE_GOING_AWAY,
-                        reason: "session ended".into(),
-                    })),
-                    true,
-                )
+                (close_frame(CLOSE_GOING_AWAY, "session ended"), true)
             }
         };
         match tokio::time::timeout(write_timeout, sink.send(message)).await {
@@ -175,4 +207,8 @@ async fn write_loop(
         }
     }
     kill.notify_one();
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
 }

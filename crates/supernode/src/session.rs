@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use peerline_store::{StoreError, StoreResult, UserId};
 use peerline_supernode_core::ConnId;
@@ -68,20 +69,29 @@ impl Session {
         Self { shared, conn, peer, tx, nonce: None, identity: None, after: AfterReply::default() }
     }
 
-    /// Queues a frame to this connection; a full queue drops the connection (slow reader).
-    pub fn send(&self, frame: ServerFrame) {
-        if self.tx.try_send(Outbound::Frame(encode(&frame).into())).is_err() {
-            metrics::counter!(m::SLOW_READER_DISCONNECTS).increment(1);
-            self.shared.with_hub(|h| h.close(self.conn, peerline_wire::EndReason::SlowReader));
+    /// Queues a frame of this session's own (an answer, or the pushes that follow login). It
+    /// waits for room in the send queue, so a client's requests are read only as fast as it reads
+    /// the answers; a client that reads nothing for the write timeout is dropped. Returns `false`
+    /// when the connection is gone.
+    pub async fn send(&self, frame: ServerFrame) -> bool {
+        let write_timeout = Duration::from_secs(self.shared.config.limits.write_timeout_secs);
+        let outbound = Outbound::Frame(encode(&frame).into());
+        match tokio::time::timeout(write_timeout, self.tx.send(outbound)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.shared.drop_slow_reader(self.conn);
+                false
+            }
         }
     }
 
     /// Queues an error answer.
-    pub fn reply_error(&self, id: Option<u64>, error: ErrorBody) {
+    pub async fn reply_error(&self, id: Option<u64>, error: ErrorBody) -> bool {
         let code = serde_json::to_value(error.code).ok();
         let code = code.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown").to_owned();
         metrics::counter!(m::REQUEST_ERRORS, "code" => code).increment(1);
-        self.send(ServerFrame::Error { id, error });
+        self.send(ServerFrame::Error { id, error }).await
     }
 
     /// The logged-in identity, or `not_authenticated`.
@@ -133,13 +143,16 @@ impl Session {
 
     /// Pushes what must follow the reply just sent (after login: presence of contacts, then
     /// messages that waited while this user was offline, in order).
-    pub async fn after_reply(&mut self) {
+    pub async fn after_reply(&mut self) -> bool {
         let after = std::mem::take(&mut self.after);
         for event in after.events {
-            self.send(ServerFrame::Event { event });
+            if !self.send(ServerFrame::Event { event }).await {
+                return false;
+            }
         }
         if after.push_undelivered {
-            self.push_undelivered().await;
+            return self.push_undelivered().await;
         }
+        true
     }
 }

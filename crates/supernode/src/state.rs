@@ -52,13 +52,13 @@ impl Core {
                 Output::Send { conns, event } => {
                     let frame = Utf8Bytes::from(encode(&ServerFrame::Event { event }));
                     for conn in conns {
-                        if let Some(h) = self.conns.get(&conn)
-                            && h.tx.try_send(Outbound::Frame(frame.clone())).is_err()
-                        {
-                            // A full queue means the client does not read: drop it rather
-                            // than buffer without bound.
-                            metrics::counter!(m::SLOW_READER_DISCONNECTS).increment(1);
-                            h.kill.notify_one();
+                        let full = self.conns.get(&conn).is_some_and(|h| {
+                            h.tx.try_send(Outbound::Frame(frame.clone())).is_err()
+                        });
+                        if full {
+                            // A full queue means the client does not read: drop it rather than
+                            // buffer without bound.
+                            self.drop_slow_reader(conn);
                         }
                     }
                 }
@@ -69,6 +69,16 @@ impl Core {
                         h.kill.notify_one();
                     }
                 }
+            }
+        }
+    }
+
+    /// Drops a connection whose send queue is full, counting it once.
+    fn drop_slow_reader(&mut self, conn: ConnId) {
+        if self.hub.mark_closing(conn) {
+            metrics::counter!(m::SLOW_READER_DISCONNECTS).increment(1);
+            if let Some(h) = self.conns.get(&conn) {
+                h.kill.notify_one();
             }
         }
     }
@@ -129,6 +139,11 @@ impl Shared {
         core.conns.remove(&conn);
         core.hub.disconnect(conn);
         core.flush();
+    }
+
+    /// Drops a connection that does not read what it is sent.
+    pub fn drop_slow_reader(&self, conn: ConnId) {
+        self.lock().drop_slow_reader(conn);
     }
 
     /// Live connection count.

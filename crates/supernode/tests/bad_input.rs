@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    CLOSE_TOO_BIG, Incoming, Raw, TestNode, User, assert_still_serves, until_eof, within,
+    CLOSE_TOO_BIG, Incoming, Raw, TestNode, User, assert_still_serves_then_stop, until_eof, within,
 };
 use futures_util::{SinkExt, StreamExt};
 use peerline_client::tls::{Trust, client_config};
@@ -29,7 +29,9 @@ async fn next_error(raw: &mut Raw, what: &str) -> (Option<u64>, ErrorBody) {
 }
 
 fn ended_with(frames: &[ServerFrame], reason: EndReason) -> bool {
-    frames.iter().any(|f| matches!(f, ServerFrame::Event { event: Event::SessionEnded { reason: r } } if *r == reason))
+    frames.iter().any(|f| {
+        matches!(f, ServerFrame::Event { event: Event::SessionEnded { reason: r } } if *r == reason)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,10 +46,13 @@ async fn oversized_frame_is_refused_with_frame_too_large_and_close_1009() {
     let told = frames.iter().any(
         |f| matches!(f, ServerFrame::Error { error, .. } if error.code == ErrorCode::FrameTooLarge),
     );
-    assert!(told, "expected a frame_too_large error; got {frames:?} then {end:?}");
+    let closed_too_big = matches!(end, Incoming::Close(Some(CLOSE_TOO_BIG)));
+    // Usually both arrive. The supernode drops the socket with the rest of the big frame unread,
+    // so the kernel may reset the connection before the client reads everything: either one is
+    // enough to tell the client what happened.
     assert!(
-        matches!(end, Incoming::Close(Some(CLOSE_TOO_BIG))),
-        "expected close 1009, got {end:?}"
+        told || closed_too_big,
+        "expected a frame_too_large error and/or close 1009; got {frames:?} then {end:?}"
     );
 
     // A frame just under the limit is no problem: it is read and answered.
@@ -57,7 +62,7 @@ async fn oversized_frame_is_refused_with_frame_too_large_and_close_1009() {
     raw.send_text(format!(r#"{{"id":2,"type":"ping","padding":"{padding}"}}"#)).await;
     assert_eq!(raw.answer(2).await, Ok(Reply::Pong));
 
-    assert_still_serves(&node, "witness").await;
+    assert_still_serves_then_stop(node, "witness").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +115,7 @@ async fn garbage_frames_get_typed_errors_with_the_request_id_and_the_session_goe
     let id = raw.send(Request::Whoami).await;
     assert!(matches!(raw.answer(id).await, Ok(Reply::Me(ref me)) if me.username == "mallory"));
 
-    assert_still_serves(&node, "witness").await;
+    assert_still_serves_then_stop(node, "witness").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,11 +142,13 @@ async fn a_first_request_other_than_hello_ends_the_connection() {
     assert_eq!(raw.answer(id).await.unwrap_err().code, ErrorCode::UnsupportedVersion);
     raw.hello().await;
 
-    assert_still_serves(&node, "witness").await;
+    assert_still_serves_then_stop(node, "witness").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_is_rate_limited_then_cut_off_while_others_are_served() {
+    // Default limits: answers to a client's own requests wait for room in its send queue, so a
+    // flooder is cut off by the rate limiter, never mistaken for a slow reader.
     let node = TestNode::start(&["bystander", "witness"]).await;
     let bystander = User::login(&node, "bystander").await;
     let mut raw = Raw::connect(&node).await;
@@ -194,20 +201,25 @@ async fn a_ping_flood_is_rate_limited_then_cut_off_while_others_are_served() {
     })
     .await;
     let sent = within("the flooding task", flood).await.unwrap();
-    eprintln!("DIAG flood sent {sent} pongs {pongs} limited {limited} end {end}");
     assert!(pongs >= 1, "the burst allowance is answered");
     assert!(limited >= 1, "sent {sent}, got {pongs} pongs and no rate_limited");
-    assert_eq!(
-        ended,
-        Some(EndReason::ProtocolViolation),
-        "sent {sent}, {pongs} pongs, {limited} limited, {end}"
+    // The supernode says why it ends the session, then closes. The notice can be lost: it drops
+    // the socket with thousands of pings unread, so the kernel may send a reset that discards
+    // what the client has not read yet. Then the close itself is the signal.
+    assert!(
+        matches!(ended, None | Some(EndReason::ProtocolViolation)),
+        "sent {sent}, {pongs} pongs, {limited} limited, ended {ended:?}, {end}"
     );
-    assert!(sent > pongs + limited, "the flooder was cut off before it finished ({end})");
+    // The supernode stopped reading and answering long before the flood was over.
+    assert!(
+        pongs + limited < sent,
+        "all {sent} pings were answered ({pongs} pongs, {limited} limited): never cut off"
+    );
 
     // The bystander never noticed; the flooder's connection is gone.
     assert_eq!(bystander.ok(Request::Ping).await, Reply::Pong);
     node.wait_health("the flooder's connection to go", |connections, _| connections == 1).await;
-    assert_still_serves(&node, "witness").await;
+    assert_still_serves_then_stop(node, "witness").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,11 +276,11 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered_forever() {
     assert!(received < sent, "got all {sent} messages: the server buffered them all ({end:?})");
 
     assert_eq!(sender.ok(Request::Ping).await, Reply::Pong);
-    assert_still_serves(&node, "witness").await;
+    assert_still_serves_then_stop(node, "witness").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_handshakes_and_clients_that_never_log_in_are_dropped() {
+async fn stalled_handshakes_missing_upgrades_and_clients_that_never_log_in_are_dropped() {
     let node = TestNode::start_with(&["witness"], |c| {
         c.limits.handshake_timeout_secs = 1;
         c.limits.login_timeout_secs = 2;
@@ -291,6 +303,11 @@ async fn stalled_handshakes_and_clients_that_never_log_in_are_dropped() {
         tcp.write_all(&hello[..hello.len() / 2]).await.unwrap();
         until_eof(&mut tcp, "a half ClientHello to be dropped").await;
     };
+    let no_upgrade = async {
+        let tcp = TcpStream::connect(node.client_addr).await.unwrap();
+        let mut tls = common::tls(tcp).await;
+        until_eof(&mut tls, "TLS without an HTTP request to be dropped").await;
+    };
     let no_hello = async {
         let mut raw = Raw::connect(&node).await;
         let (frames, end) = raw.until_closed().await;
@@ -302,32 +319,10 @@ async fn stalled_handshakes_and_clients_that_never_log_in_are_dropped() {
         let (frames, end) = raw.until_closed().await;
         assert!(ended_with(&frames, EndReason::LoginTimeout), "{frames:?} then {end:?}");
     };
-    tokio::join!(silent_tcp, half_hello, no_hello, no_login);
+    tokio::join!(silent_tcp, half_hello, no_upgrade, no_hello, no_login);
 
     node.wait_health("no connections left", |connections, _| connections == 0).await;
-    assert_still_serves(&node, "witness").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_without_a_websocket_upgrade_is_dropped() {
-    let node = TestNode::start_with(&["witness"], |c| {
-        c.limits.handshake_timeout_secs = 1;
-        c.limits.login_timeout_secs = 2;
-    })
-    .await;
-    let tcp = TcpStream::connect(node.client_addr).await.unwrap();
-    let mut tls = common::tls(tcp).await;
-    within("a TLS connection with no HTTP request to be dropped", async {
-        let mut buf = [0u8; 1024];
-        loop {
-            match tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert_still_serves(&node, "witness").await;
+    assert_still_serves_then_stop(node, "witness").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,5 +337,5 @@ async fn two_hundred_idle_half_open_connections_do_not_keep_a_user_out() {
     // Unfinished handshakes are not sessions.
     assert_eq!(node.health().await, (1, 1));
     drop(idle);
-    node.assert_serving();
+    node.stop().await;
 }

@@ -130,18 +130,21 @@ impl Session {
         Ok(Reply::Messages { messages: messages.into_iter().map(to_wire).collect() })
     }
 
-    /// Pushes every message no device has acknowledged yet, oldest first.
-    pub(crate) async fn push_undelivered(&mut self) {
-        let Ok(me) = self.me().cloned() else { return };
+    /// Pushes every message no device has acknowledged yet, oldest first. Returns `false` when
+    /// the connection is gone.
+    pub(crate) async fn push_undelivered(&mut self) -> bool {
+        let Ok(me) = self.me().cloned() else { return true };
         match db(self.shared.store.undelivered(me.user_id, MAX_PUSH).await) {
             Ok(messages) => {
                 for msg in messages {
-                    self.send(ServerFrame::Event {
-                        event: Event::Message { message: to_wire(msg) },
-                    });
+                    let event = Event::Message { message: to_wire(msg) };
+                    if !self.send(ServerFrame::Event { event }).await {
+                        return false;
+                    }
                 }
+                true
             }
-            Err(_) => self.send(ServerFrame::Error { id: None, error: ErrorCode::Internal.into() }),
+            Err(error) => self.send(ServerFrame::Error { id: None, error }).await,
         }
     }
 }

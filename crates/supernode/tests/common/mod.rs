@@ -35,8 +35,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The longest any single expected thing may take before the test fails. Generous: debug
-/// builds hash passwords (Argon2id, 19 MiB) slowly, and CI machines are shared.
+/// The longest any single expected thing may take before the test fails. Generous: real
+/// password hashes (Argon2id, 19 MiB) are slow on a busy machine, and CI machines are shared.
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The password every test user has.
@@ -69,8 +69,8 @@ pub struct TestNode {
 /// A cheap Argon2id hash of [`PASSWORD`] (8 KiB, one pass) for accounts seeded into the store.
 ///
 /// The supernode verifies a hash with the parameters stored in it, so seeded users log in
-/// without the full-cost hash (19 MiB, about 3 s in an unoptimized test build). Registration
-/// itself, with the real cost, is covered where it is the subject of a test.
+/// without the full-cost hash (19 MiB each, which adds up over a suite on two cores).
+/// Registration itself, with the real cost, is covered where it is the subject of a test.
 fn cheap_hash() -> String {
     let params = Params::new(8, 1, 1, None).unwrap();
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).unwrap();
@@ -189,9 +189,7 @@ impl User {
     /// Connects a device whose home is `home` (created if new).
     pub async fn connect(node: &TestNode, name: &str, home: &std::path::Path) -> Client {
         let home = Home::open(home).expect("home opens");
-        let client =
-            within("connect", Client::connect(&node.options(name), home)).await.expect("connects");
-        client
+        within("connect", Client::connect(&node.options(name), home)).await.expect("connects")
     }
 
     /// Registers `name` through the protocol and logs in on the same connection, with a fresh
@@ -279,8 +277,11 @@ impl User {
     /// Waits until this user sees `who` with `presence`.
     pub async fn expect_presence(&mut self, who: &str, presence: Presence) {
         let what = format!("{who} {}", presence.as_str());
-        self.expect(&what, |e| matches!(e, Event::Presence { username, presence: p } if username == who && *p == presence))
-            .await;
+        let wanted = |e: &Event| match e {
+            Event::Presence { username, presence: p } => username == who && *p == presence,
+            _ => false,
+        };
+        self.expect(&what, wanted).await;
     }
 
     /// Events already received, after a round trip: the supernode answers requests in order and
@@ -372,15 +373,17 @@ pub fn server_error(result: Result<Reply, ClientError>) -> ErrorBody {
     }
 }
 
-/// Checks that the node still serves a well-behaved client: a fresh client logs in as `name`
-/// (a seeded account) and gets answers.
-pub async fn assert_still_serves(node: &TestNode, name: &str) {
+/// Checks that the node still serves a well-behaved client — a fresh client logs in as `name`
+/// (a seeded account) and gets answers — and then still shuts down cleanly.
+pub async fn assert_still_serves_then_stop(node: TestNode, name: &str) {
     node.assert_serving();
-    let user = User::login(node, name).await;
+    let user = User::login(&node, name).await;
     match user.ok(Request::Whoami).await {
         Reply::Me(profile) => assert_eq!(profile.username, name),
         other => panic!("whoami: {other:?}"),
     }
+    drop(user);
+    node.stop().await;
 }
 
 /// A raw TLS WebSocket, for sending what the client library never would.
@@ -543,12 +546,13 @@ impl Raw {
 /// The close code the server sends for a frame that is too large (RFC 6455 §7.4.1).
 pub const CLOSE_TOO_BIG: u16 = 1009;
 
-/// Reads a plain socket until EOF or error; fails the test if the peer keeps it open past [`WAIT`].
-pub async fn until_eof(tcp: &mut TcpStream, what: &str) {
+/// Reads a byte stream until EOF or error; fails the test if the peer keeps it open past
+/// [`WAIT`].
+pub async fn until_eof(stream: &mut (impl tokio::io::AsyncRead + Unpin), what: &str) {
     within(what, async {
         let mut buf = [0u8; 4096];
         loop {
-            match tcp.read(&mut buf).await {
+            match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
