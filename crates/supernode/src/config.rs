@@ -18,6 +18,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where `/healthz` and `/metrics` are served (plain HTTP; keep it private).
     pub admin_listen: SocketAddr,
+    /// UDP address of the STUN responder that tells clients their server-reflexive address
+    /// (answers Binding requests only; calls never pass through the supernode).
+    pub stun_listen: SocketAddr,
     /// PEM certificate chain. With `tls_key`; without both, a self-signed certificate is made in
     /// `data_dir/tls/` on first start.
     pub tls_cert: Option<PathBuf>,
@@ -90,6 +93,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./peerline-data"),
             listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            stun_listen: peerline_stun::DEFAULT_LISTEN,
             tls_cert: None,
             tls_key: None,
             tls_names: Vec::new(),

@@ -65,6 +65,9 @@ pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
 /// so that the goodbye frames reach it instead of being cut off by a reset.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a connection that sent an oversized frame is kept open after the error was sent.
+const TOO_BIG_GRACE: Duration = Duration::from_millis(500);
+
 /// Runs requests until the connection ends. Returns `true` if this side decided to close (the
 /// client's Close has not been seen yet), `false` if the client closed or the socket failed.
 async fn read_loop(
@@ -111,6 +114,10 @@ async fn read_loop(
                     let write_timeout =
                         Duration::from_secs(shared.config.limits.write_timeout_secs);
                     let _ = tokio::time::timeout(write_timeout, kill.notified()).await;
+                    // The rest of the big frame is still arriving and cannot be read through the
+                    // WebSocket any more; closing now would reset the connection under the client
+                    // before it reads the error. Give it a moment to finish sending.
+                    tokio::time::sleep(TOO_BIG_GRACE).await;
                     return true;
                 }
                 debug!(error = %err, "read failed");

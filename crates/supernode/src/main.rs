@@ -29,6 +29,9 @@ struct Args {
     /// Admin address for /healthz and /metrics, plain HTTP [default: 127.0.0.1:7480].
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// UDP address of the STUN responder [default: 0.0.0.0:3478].
+    #[arg(long)]
+    stun_listen: Option<SocketAddr>,
     /// PEM certificate chain to use instead of the generated self-signed one (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -63,6 +66,9 @@ impl Args {
         }
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if let Some(v) = self.stun_listen {
+            c.stun_listen = v;
         }
         if let Some(v) = self.admin_listen {
             c.admin_listen = v;
@@ -126,5 +132,6 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("listening on {}", node.client_url());
     println!("admin on http://{}", node.admin_addr());
+    println!("stun on udp://{}", node.stun_addr());
     node.run(shutdown_signal()).await
 }

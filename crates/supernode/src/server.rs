@@ -30,6 +30,7 @@ pub struct Supernode {
     shared: Arc<Shared>,
     client: std::net::TcpListener,
     admin: std::net::TcpListener,
+    stun: peerline_stun::StunServer,
     tls: Option<TlsIdentity>,
 }
 
@@ -89,11 +90,17 @@ impl Supernode {
         let tls = if config.insecure_plaintext { None } else { Some(load_identity(&config)?) };
         let client = bind(config.listen, "client")?;
         let admin = bind(config.admin_listen, "admin")?;
+        let stun = peerline_stun::StunServer::bind(
+            config.stun_listen,
+            &peerline_stun::ResponderConfig::default(),
+        )
+        .await
+        .with_context(|| format!("binding the STUN responder on UDP {}", config.stun_listen))?;
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
         let hub = Hub::new(hub_config(&config), Instant::now());
         let _ = prometheus();
         let shared = Arc::new(Shared::new(config, store, hub, passwords));
-        Ok(Self { shared, client, admin, tls })
+        Ok(Self { shared, client, admin, stun, tls })
     }
 
     /// The bound client address.
@@ -104,6 +111,11 @@ impl Supernode {
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(self.shared.config.admin_listen)
+    }
+
+    /// The bound STUN (UDP) address.
+    pub fn stun_addr(&self) -> SocketAddr {
+        self.stun.local_addr().unwrap_or(self.shared.config.stun_listen)
     }
 
     /// The TLS identity, unless plaintext.
@@ -119,7 +131,7 @@ impl Supernode {
 
     /// Serves until `shutdown` resolves, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { shared, client, admin, tls } = self;
+        let Self { shared, client, admin, stun, tls } = self;
         let app = Router::new().route(WS_PATH, get(ws_upgrade)).with_state(shared.clone());
         let handle = axum_server::Handle::new();
         let make = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -150,6 +162,10 @@ impl Supernode {
         let admin_listener = tokio::net::TcpListener::from_std(admin)?;
         let admin_task = tokio::spawn(async move { axum::serve(admin_listener, admin_app).await });
 
+        let (stun_stop, stun_stopped) = tokio::sync::oneshot::channel::<()>();
+        let stun_task = tokio::spawn(stun.run(async move {
+            let _ = stun_stopped.await;
+        }));
         let timers = tokio::spawn(timer_loop(shared.clone()));
         let retention = tokio::spawn(retention_loop(shared.clone()));
 
@@ -167,6 +183,8 @@ impl Supernode {
         while shared.connection_count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let _ = stun_stop.send(());
+        let _ = stun_task.await;
         timers.abort();
         retention.abort();
         admin_task.abort();

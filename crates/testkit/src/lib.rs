@@ -87,7 +87,14 @@ impl Supernode {
         let mut child = Command::new(bin("peerline-supernode"))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "--listen",
+                listen,
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--stun-listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

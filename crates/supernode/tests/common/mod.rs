@@ -56,6 +56,8 @@ pub struct TestNode {
     pub client_addr: SocketAddr,
     /// Where `/healthz` is served.
     pub admin_addr: SocketAddr,
+    /// The STUN responder (UDP).
+    pub stun_addr: SocketAddr,
     /// `wss://127.0.0.1:PORT`.
     pub url: String,
     /// The fingerprint the supernode's certificate has (what clients pin).
@@ -94,6 +96,7 @@ impl TestNode {
             data_dir: dir.path().join("node"),
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
+            stun_listen: "127.0.0.1:0".parse().unwrap(),
             ..Config::default()
         };
         tune(&mut config);
@@ -111,13 +114,14 @@ impl TestNode {
         let node = Supernode::bind(config).await.expect("supernode binds");
         let client_addr = node.client_addr();
         let admin_addr = node.admin_addr();
+        let stun_addr = node.stun_addr();
         let url = node.client_url();
         let fingerprint = node.tls().expect("TLS is on by default").fingerprint.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(node.run(async {
             let _ = rx.await;
         }));
-        Self { client_addr, admin_addr, url, fingerprint, shutdown: Some(tx), task, dir }
+        Self { client_addr, admin_addr, stun_addr, url, fingerprint, shutdown: Some(tx), task, dir }
     }
 
     /// Fails the test if the server task has ended (crashed or returned an error).
@@ -136,18 +140,29 @@ impl TestNode {
 
     /// `(connections, online_users)` from `GET /healthz` on the admin listener.
     pub async fn health(&self) -> (u64, u64) {
+        let body = self.admin_get("/healthz").await;
+        let json: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("healthz body {body:?}: {e}"));
+        (json["connections"].as_u64().unwrap(), json["online_users"].as_u64().unwrap())
+    }
+
+    /// The Prometheus text from `/metrics`.
+    #[allow(dead_code)] // not every test binary reads metrics
+    pub async fn metrics(&self) -> String {
+        self.admin_get("/metrics").await
+    }
+
+    /// GET on the admin listener; the body of a 200 answer.
+    async fn admin_get(&self, path: &str) -> String {
         let mut tcp = TcpStream::connect(self.admin_addr).await.expect("admin listener accepts");
-        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         tcp.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8(raw).expect("healthz answers UTF-8");
+        let text = String::from_utf8(raw).expect("the admin listener answers UTF-8");
         let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "healthz: {head}");
-        let json: Value =
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz body {body:?}: {e}"));
-        (json["connections"].as_u64().unwrap(), json["online_users"].as_u64().unwrap())
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        body.to_owned()
     }
 
     /// Polls `/healthz` until `pred(connections, online_users)` holds.
