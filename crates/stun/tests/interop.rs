@@ -1,7 +1,7 @@
-//! Interop with STUN clients not written here. Ignored by default because they need outside
-//! tools; run them with `cargo test -p peerline-stun --test interop -- --ignored` after
-//! `apt-get install coturn` (for `turnutils_stunclient`) and `pip install aioice` (set
-//! `PEERLINE_INTEROP_PYTHON` to a Python that has it; default `python3`).
+//! Interop with STUN clients not written here: coturn's `turnutils_stunclient` and aioice (the
+//! ICE library under aiortc). scripts/setup installs both (aioice into target/interop-venv;
+//! `PEERLINE_INTEROP_PYTHON` may name another Python that has it). Missing tools fail the test
+//! with a message saying so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
@@ -29,14 +29,19 @@ async fn run(command: &mut Command) -> Output {
     let output = tokio::time::timeout(Duration::from_secs(20), command.kill_on_drop(true).output())
         .await
         .expect("client timed out")
-        .expect("client could not start (is it installed?)");
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {:?}: {e}. Run scripts/setup: it installs coturn \
+                 (turnutils_stunclient) and a Python with aioice (target/interop-venv)",
+                command.as_std().get_program()
+            )
+        });
     println!("{}", String::from_utf8_lossy(&output.stdout));
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     output
 }
 
 #[tokio::test]
-#[ignore = "needs turnutils_stunclient (Debian package coturn)"]
 async fn coturn_stunclient_learns_its_address() {
     let (server, stop, task) = start().await;
     let output = run(Command::new("turnutils_stunclient").args([
@@ -52,10 +57,11 @@ async fn coturn_stunclient_learns_its_address() {
 }
 
 #[tokio::test]
-#[ignore = "needs Python with aioice (pip install aioice)"]
 async fn aioice_gathers_a_server_reflexive_candidate() {
     let (server, stop, task) = start().await;
-    let python = std::env::var("PEERLINE_INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
+    // scripts/setup makes this venv; PEERLINE_INTEROP_PYTHON may name another Python with aioice.
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/interop-venv/bin/python");
+    let python = std::env::var("PEERLINE_INTEROP_PYTHON").unwrap_or_else(|_| default.into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aioice_srflx.py");
     let output = run(Command::new(python).arg(script).arg(server.port().to_string())).await;
     assert!(output.status.success());
