@@ -101,16 +101,6 @@ impl Tally {
             .or_insert_with(|| failure.detail.chars().take(300).collect());
     }
 
-    /// Adds another tally.
-    pub fn merge(&mut self, other: Tally) {
-        for (kind, n) in other.counts {
-            *self.counts.entry(kind).or_default() += n;
-        }
-        for (kind, detail) in other.examples {
-            self.examples.entry(kind).or_insert(detail);
-        }
-    }
-
     /// Total failures.
     pub fn total(&self) -> u64 {
         self.counts.values().sum()
@@ -359,9 +349,7 @@ mod tests {
         let mut t = Tally::default();
         t.add(&Failure::new("connect", "refused"));
         t.add(&Failure::new("connect", "unreachable"));
-        let mut other = Tally::default();
-        other.add(&Failure::new("timeout", "slow"));
-        t.merge(other);
+        t.add(&Failure::new("timeout", "slow"));
         assert_eq!(t.total(), 3);
         assert_eq!(t.to_string(), "2 × connect (e.g. refused); 1 × timeout (e.g. slow)");
     }

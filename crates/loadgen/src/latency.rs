@@ -38,11 +38,6 @@ impl Latencies {
         self.samples.push(d);
     }
 
-    /// Adds every sample of `other`.
-    pub fn merge(&mut self, other: Latencies) {
-        self.samples.extend(other.samples);
-    }
-
     /// Percentiles by nearest rank; `None` without samples.
     pub fn summary(&self) -> Option<Summary> {
         let mut sorted = self.samples.clone();

@@ -63,11 +63,6 @@ impl FromStr for SourceAddrs {
 }
 
 impl SourceAddrs {
-    /// How many addresses the range holds.
-    pub fn len(&self) -> u32 {
-        self.count
-    }
-
     /// The address for the `n`th connection: round robin over the range.
     pub fn nth(&self, n: usize) -> IpAddr {
         // `count` is at least 1 and at most 65,536, so the offset stays inside the range.
@@ -91,7 +86,7 @@ mod tests {
     #[test]
     fn ranges_cross_octets_and_wrap_round_robin() {
         let r: SourceAddrs = "127.0.0.254-127.0.1.1".parse().unwrap();
-        assert_eq!(r.len(), 4);
+        assert_eq!(r.count, 4);
         let seen: Vec<String> = (0..5).map(|n| r.nth(n).to_string()).collect();
         assert_eq!(seen, ["127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1", "127.0.0.254"]);
         assert_eq!(r.to_string(), "127.0.0.254-127.0.1.1");
@@ -100,7 +95,7 @@ mod tests {
     #[test]
     fn a_single_address_is_a_range_of_one() {
         let r: SourceAddrs = "127.0.0.9".parse().unwrap();
-        assert_eq!((r.len(), r.nth(7).to_string()), (1, "127.0.0.9".to_owned()));
+        assert_eq!((r.count, r.nth(7).to_string()), (1, "127.0.0.9".to_owned()));
     }
 
     #[test]
