@@ -17,8 +17,8 @@ use futures_util::{SinkExt, StreamExt};
 use peerline_client::connection::Endpoint;
 use peerline_client::tls::{Trust, client_config};
 use peerline_wire::{
-    ClientFrame, DeviceProof, ErrorBody, Login, MAX_FRAME_BYTES, PROTOCOL_VERSION, Reply, Request,
-    ServerFrame, decode_server_frame, encode, login_challenge,
+    ClientFrame, DeviceProof, ErrorBody, Event, Login, MAX_FRAME_BYTES, PROTOCOL_VERSION, Reply,
+    Request, ServerFrame, decode_server_frame, encode, login_challenge,
 };
 use rustls::pki_types::ServerName;
 use serde::Serialize;
@@ -250,6 +250,13 @@ impl Session {
                             if got == Some(id) || got.is_none() =>
                         {
                             return Err(Failure::server(&error));
+                        }
+                        Ok(ServerFrame::Event { event: Event::SessionEnded { reason } }) => {
+                            // Say why (login_timeout, slow_reader, …) rather than just "closed".
+                            return Err(Failure::new(
+                                "session_ended",
+                                format!("supernode ended the session: {reason:?}"),
+                            ));
                         }
                         Ok(_) => {}
                         Err(e) => return Err(Failure::new("protocol", e)),

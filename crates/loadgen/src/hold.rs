@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::dial::{Dialer, Failure, LoginSecret, Session, Tally};
 use crate::latency::{Latencies, Summary};
-use crate::procfs::rss_bytes;
+use crate::procfs::{cpu_seconds, rss_bytes};
 use crate::state_file::SavedUser;
 
 /// Time to let the supernode settle after the last login before its memory is read.
@@ -56,6 +56,8 @@ pub struct Memory {
     pub bytes_per_user_connected: Option<f64>,
     /// `(end - before) / users still connected at the end`.
     pub bytes_per_user_end: Option<f64>,
+    /// CPU seconds the supernode used during the hold (idle connections pinging).
+    pub cpu_seconds_during_hold: f64,
 }
 
 /// The result of `hold`.
@@ -256,6 +258,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
     }
 
     // Hold.
+    let cpu_at_hold_start = plan.supernode_pid.map(cpu_seconds).transpose()?;
     let hold_started = Instant::now();
     let hold_end = hold_started + plan.hold;
     while Instant::now() < hold_end {
@@ -276,6 +279,10 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
     let hold_seconds = hold_started.elapsed().as_secs_f64();
     let alive_at_end = shared.alive.load(Ordering::Relaxed);
     let rss_end = read_rss(plan.supernode_pid)?;
+    let cpu_during_hold = match (plan.supernode_pid, cpu_at_hold_start) {
+        (Some(pid), Some(start)) => cpu_seconds(pid)? - start,
+        _ => 0.0,
+    };
 
     // Close everything, politely and within bounds.
     eprintln!("closing {alive_at_end} connections…");
@@ -294,6 +301,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
                 .then(|| (connected_rss as f64 - before as f64) / connected as f64),
             bytes_per_user_end: (alive_at_end > 0)
                 .then(|| (end as f64 - before as f64) / alive_at_end as f64),
+            cpu_seconds_during_hold: cpu_during_hold,
         }),
         _ => None,
     };
@@ -337,12 +345,16 @@ impl std::fmt::Display for HoldReport {
                 write!(
                     f,
                     "supernode RSS: {:.1} MiB before, {:.1} MiB connected, {:.1} MiB at the end \
-                     → {} per connected user ({} at the end)",
+                     → {} per connected user ({} at the end)\n\
+                     supernode CPU during the hold: {:.1} s in {:.0} s ({:.1} % of one core)",
                     mib(m.rss_before_bytes),
                     mib(m.rss_connected_bytes),
                     mib(m.rss_end_bytes),
                     per(m.bytes_per_user_connected),
-                    per(m.bytes_per_user_end)
+                    per(m.bytes_per_user_end),
+                    m.cpu_seconds_during_hold,
+                    self.hold_seconds,
+                    100.0 * m.cpu_seconds_during_hold / self.hold_seconds.max(1e-9)
                 )
             }
             None => write!(f, "supernode memory not measured (give --supernode-pid)"),

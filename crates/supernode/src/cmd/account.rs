@@ -17,6 +17,9 @@ use crate::metrics as m;
 use crate::session::{Identity, Session, db};
 use crate::state::now_ms;
 
+/// How stale a device's `last_seen_at` may get before a token login rewrites it.
+const LAST_SEEN_RESOLUTION_MS: i64 = 3_600_000;
+
 /// Longest device name kept.
 const MAX_DEVICE_NAME_CHARS: usize = 64;
 
@@ -131,7 +134,9 @@ impl Session {
             .collect();
 
         let now = now_ms();
-        let (account, token, hash, fresh_token) = match (login.password, login.token) {
+        // A token login finds its device; a password login registers or refreshes it.
+        let (account, token, hash, fresh_token, known_device) = match (login.password, login.token)
+        {
             (Some(password), None) => {
                 let account = db(store.account_by_username(&username).await)?;
                 let stored = account.as_ref().map(|a| a.password_hash.clone());
@@ -143,7 +148,7 @@ impl Session {
                 let account = account.ok_or(ErrorCode::InvalidCredentials)?;
                 let token = random_hex32();
                 let hash = token_hash(&token);
-                (account, token, hash, true)
+                (account, token, hash, true, None)
             }
             (None, Some(token)) => {
                 let hash = token_hash(&token);
@@ -157,10 +162,11 @@ impl Session {
                     .ok_or(ErrorCode::InvalidToken)?;
                 // A token only works with the device key it was issued to.
                 let devices = db(store.devices(account.id).await)?;
-                if !devices.iter().any(|d| d.id == session.device_id && d.public_key == key_bytes) {
-                    return Err(ErrorCode::InvalidToken.into());
-                }
-                (account, token, hash, false)
+                let device = devices
+                    .into_iter()
+                    .find(|d| d.id == session.device_id && d.public_key == key_bytes)
+                    .ok_or(ErrorCode::InvalidToken)?;
+                (account, token, hash, false, Some(device))
             }
             _ => {
                 return Err(ErrorBody::with_message(
@@ -169,7 +175,12 @@ impl Session {
                 ));
             }
         };
-        let device = db(store.upsert_device(account.id, &key_bytes, &device_name, now).await)?;
+        // Reconnects must stay cheap: a known device's row (and its fsync) is only rewritten when
+        // its name changed or its last login is over an hour old.
+        let device = match known_device {
+            Some(d) if d.name == device_name && now - d.last_seen_at < LAST_SEEN_RESOLUTION_MS => d,
+            _ => db(store.upsert_device(account.id, &key_bytes, &device_name, now).await)?,
+        };
         if fresh_token {
             let lifetime = i64::from(self.shared.config.sessions.token_lifetime_days) * 86_400_000;
             db(store.create_session(&hash, account.id, device.id, now + lifetime).await)?;
