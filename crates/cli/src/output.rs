@@ -243,6 +243,15 @@ impl Out {
                 let reason = serde_json::to_value(reason).unwrap_or(Value::Null);
                 println!("Session ended: {}", reason.as_str().unwrap_or("unknown"));
             }
+            Event::MissedCall { missed } => {
+                println!("[{}] Missed call from {}", when(missed.at), missed.from)
+            }
+            // Calls are shown by the call code, which knows their context.
+            Event::CallIncoming { .. }
+            | Event::CallRinging { .. }
+            | Event::CallAccepted { .. }
+            | Event::CallCandidate { .. }
+            | Event::CallEnded { .. } => {}
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use peerline_store::{
     Account, ContactState, Device, SessionRecord, Status, StoreError, StoredMessage,
+    StoredMissedCall,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, Type};
@@ -90,5 +91,18 @@ pub(crate) fn message(row: &SqliteRow) -> Result<StoredMessage, StoreError> {
         sent_at: column(row, "messages", "sent_at")?,
         delivered_at: column(row, "messages", "delivered_at")?,
         read_at: column(row, "messages", "read_at")?,
+    })
+}
+
+/// A row of the missed-call select (see `missed_calls::select_missed_call!`), with the caller's
+/// username joined in.
+pub(crate) fn missed_call(row: &SqliteRow) -> Result<StoredMissedCall, StoreError> {
+    Ok(StoredMissedCall {
+        id: column(row, "missed_calls", "id")?,
+        call_id: column(row, "missed_calls", "call_id")?,
+        caller_id: column(row, "missed_calls", "caller")?,
+        caller: column(row, "missed_calls", "caller_name")?,
+        callee_id: column(row, "missed_calls", "callee")?,
+        at: column(row, "missed_calls", "at")?,
     })
 }

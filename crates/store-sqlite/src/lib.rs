@@ -16,6 +16,7 @@ mod contacts;
 mod decode;
 mod devices;
 mod messages;
+mod missed_calls;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -24,8 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use peerline_store::{
     Account, ContactEntry, ContactRow, ContactSide, Device, DeviceId, MessageId, NewAccount,
-    SessionRecord, Status, Store, StoreError, StoreResult, StoredMessage, TimestampMs, UserHit,
-    UserId,
+    SessionRecord, Status, Store, StoreError, StoreResult, StoredMessage, StoredMissedCall,
+    TimestampMs, UserHit, UserId,
 };
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -300,6 +301,32 @@ impl Store for SqliteStore {
 
     async fn purge_messages_before(&self, cutoff: TimestampMs) -> StoreResult<u64> {
         messages::purge_before(&self.writer, cutoff).await
+    }
+
+    async fn record_missed_call(
+        &self,
+        callee: UserId,
+        caller: UserId,
+        call_id: &str,
+        at: TimestampMs,
+    ) -> StoreResult<StoredMissedCall> {
+        missed_calls::record(&self.writer, callee, caller, call_id, at).await
+    }
+
+    async fn undelivered_missed_calls(
+        &self,
+        callee: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMissedCall>> {
+        missed_calls::undelivered(&self.reader, callee, limit).await
+    }
+
+    async fn ack_missed_calls(&self, callee: UserId, ids: &[i64]) -> StoreResult<u64> {
+        missed_calls::ack(&self.writer, callee, ids).await
+    }
+
+    async fn purge_missed_calls_before(&self, cutoff: TimestampMs) -> StoreResult<u64> {
+        missed_calls::purge_before(&self.writer, cutoff).await
     }
 }
 

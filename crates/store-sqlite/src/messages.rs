@@ -25,7 +25,7 @@ fn messages(rows: &[SqliteRow]) -> StoreResult<Vec<StoredMessage>> {
 
 /// A JSON array of ids, bound as one parameter and read back with `json_each`: any number of ids
 /// in one statement, without building SQL text from input.
-fn id_list(ids: &[MessageId]) -> String {
+pub(crate) fn id_list(ids: &[i64]) -> String {
     let list: Vec<String> = ids.iter().map(i64::to_string).collect();
     format!("[{}]", list.join(","))
 }

@@ -17,7 +17,7 @@ use std::future::Future;
 
 use crate::{
     Account, ContactEntry, ContactRow, ContactSide, ContactState, MessageId, NewAccount, Status,
-    Store, StoreError, StoreResult, StoredMessage, TimestampMs, UserHit, UserId,
+    Store, StoreError, StoreResult, StoredMessage, StoredMissedCall, TimestampMs, UserHit, UserId,
 };
 
 /// Calls `$callback!` (a macro of this crate) with `$args` followed by `;` and the name of every
@@ -55,6 +55,10 @@ macro_rules! __with_conformance_tests {
             unread_oldest_first_with_limit,
             history_both_directions_with_paging,
             purge_messages_before_cutoff,
+            record_missed_call_is_idempotent,
+            undelivered_missed_calls_oldest_first_with_limit,
+            ack_missed_calls_only_own_newly_acked,
+            purge_missed_calls_before_cutoff,
         }
     };
 }
@@ -251,6 +255,28 @@ async fn read(
     let mut marked = ok("mark_read", store.mark_read(to, ids, now).await);
     marked.sort_by_key(|m| m.id);
     marked
+}
+
+/// `record_missed_call(callee, caller, call_id, at)`.
+async fn miss(
+    store: &dyn Store,
+    callee: UserId,
+    caller: UserId,
+    call_id: &str,
+    at: TimestampMs,
+) -> StoredMissedCall {
+    ok("record_missed_call", store.record_missed_call(callee, caller, call_id, at).await)
+}
+
+/// Ids of `undelivered_missed_calls(callee, limit)`.
+async fn missed_ids(store: &dyn Store, callee: UserId, limit: u32) -> Vec<i64> {
+    let calls = ok("undelivered_missed_calls", store.undelivered_missed_calls(callee, limit).await);
+    calls.iter().map(|c| c.id).collect()
+}
+
+/// `ack_missed_calls(callee, ids)`.
+async fn ack(store: &dyn Store, callee: UserId, ids: &[i64]) -> u64 {
+    ok("ack_missed_calls", store.ack_missed_calls(callee, ids).await)
 }
 
 /// The message with this id in `messages`.
@@ -950,4 +976,110 @@ pub async fn purge_messages_before_cutoff(store: &dyn Store) {
     assert_eq!(purge(T0 + 10).await, 0, "purging again finds nothing");
     assert_eq!(purge(T0 + 1000).await, 2, "the rest");
     assert_eq!(history(store, a, b, 10, None).await, [], "all gone");
+}
+
+// ---- missed calls ----
+
+/// A recorded missed call carries the call id, both parties' ids, the caller's username and the
+/// time passed in; recording the same call for the same callee again returns that row unchanged.
+pub async fn record_missed_call_is_idempotent(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let carol = account(store, "carol", "Carol").await.id;
+    let first = miss(store, bob, alice, "call-7f3a", T0 + 1).await;
+    let expected = StoredMissedCall {
+        id: first.id,
+        call_id: "call-7f3a".into(),
+        caller_id: alice,
+        caller: "alice".into(),
+        callee_id: bob,
+        at: T0 + 1,
+    };
+    assert_eq!(first, expected, "stored missed call, with the caller's username");
+
+    let again = miss(store, bob, alice, "call-7f3a", T0 + 1).await;
+    assert_eq!(again, first, "recording the same call again returns the same row");
+    let other_args = miss(store, bob, carol, "call-7f3a", T0 + 50).await;
+    assert_eq!(other_args, first, "a repeat keeps the first row's caller and time");
+    assert_eq!(missed_ids(store, bob, 10).await, [first.id], "recorded once");
+
+    assert_eq!(ack(store, bob, &[first.id]).await, 1);
+    let after_ack = miss(store, bob, alice, "call-7f3a", T0 + 60).await;
+    assert_eq!(after_ack, first, "a repeat after acknowledgement returns the row unchanged");
+    assert_eq!(missed_ids(store, bob, 10).await, NO_IDS, "and does not queue it again");
+
+    // The same call id is another row for another callee (a call that rang several users).
+    let for_carol = miss(store, carol, alice, "call-7f3a", T0 + 1).await;
+    assert_ne!(for_carol.id, first.id, "one row per (callee, call id)");
+    assert_eq!((for_carol.callee_id, for_carol.caller.as_str()), (carol, "alice"));
+    let next = miss(store, bob, carol, "call-8b21", T0 + 2).await;
+    assert!(next.id > for_carol.id, "ids increase in storage order");
+    assert_eq!(next.caller, "carol", "caller username joined in");
+}
+
+/// `undelivered_missed_calls` returns the callee's unacknowledged calls, oldest first, at most
+/// `limit`.
+pub async fn undelivered_missed_calls_oldest_first_with_limit(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let carol = account(store, "carol", "Carol").await.id;
+    let c2 = miss(store, bob, alice, "c2", T0 + 2).await;
+    miss(store, carol, alice, "to carol", T0).await;
+    let c1 = miss(store, bob, carol, "c1", T0 + 1).await;
+    miss(store, alice, bob, "to alice", T0).await;
+    let c3 = miss(store, bob, alice, "c3", T0 + 3).await;
+
+    let all = ok("undelivered_missed_calls", store.undelivered_missed_calls(bob, 10).await);
+    assert_eq!(all, [c1.clone(), c2.clone(), c3.clone()], "bob's calls only, oldest first");
+    assert_eq!(missed_ids(store, bob, 2).await, [c1.id, c2.id], "limit keeps the oldest");
+    assert_eq!(missed_ids(store, bob, 0).await, NO_IDS, "limit 0");
+    assert_eq!(missed_ids(store, carol + 1000, 10).await, NO_IDS, "unknown user");
+}
+
+/// `ack_missed_calls` acknowledges only the callee's own calls, each once, and counts only those
+/// newly acknowledged; acknowledged calls are no longer listed.
+pub async fn ack_missed_calls_only_own_newly_acked(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let c1 = miss(store, bob, alice, "c1", T0).await.id;
+    let c2 = miss(store, bob, alice, "c2", T0 + 1).await.id;
+    let c3 = miss(store, bob, alice, "c3", T0 + 2).await.id;
+    let to_alice = miss(store, alice, bob, "to alice", T0).await.id;
+
+    assert_eq!(ack(store, bob, &[]).await, 0, "no ids, nothing acknowledged");
+    assert_eq!(ack(store, bob, &[c2, c1, c2]).await, 2, "both newly acknowledged, each once");
+    assert_eq!(missed_ids(store, bob, 10).await, [c3], "acknowledged calls drop out");
+    let unknown = to_alice.max(c3) + 1000;
+    assert_eq!(
+        ack(store, bob, &[c1, c3, to_alice, unknown]).await,
+        1,
+        "only the one newly acknowledged; others' and unknown ids ignored"
+    );
+    assert_eq!(missed_ids(store, bob, 10).await, NO_IDS, "all of bob's acknowledged");
+    assert_eq!(missed_ids(store, alice, 10).await, [to_alice], "bob cannot ack alice's call");
+    assert_eq!(ack(store, alice, &[c1, to_alice]).await, 1, "alice acks her own only");
+    assert_eq!(missed_ids(store, alice, 10).await, NO_IDS);
+}
+
+/// `purge_missed_calls_before` deletes calls that rang strictly before the cutoff, acknowledged
+/// or not, and counts them; ids are not handed out again.
+pub async fn purge_missed_calls_before_cutoff(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let old_acked = miss(store, bob, alice, "old acked", T0).await.id;
+    miss(store, bob, alice, "old", T0 + 1).await;
+    let at_cutoff = miss(store, bob, alice, "at cutoff", T0 + 10).await.id;
+    let newest = miss(store, alice, bob, "new", T0 + 20).await.id;
+    ack(store, bob, &[old_acked]).await;
+    let purge = |cutoff| async move { ok("purge", store.purge_missed_calls_before(cutoff).await) };
+
+    assert_eq!(purge(T0).await, 0, "nothing rang before T0");
+    assert_eq!(purge(T0 + 10).await, 2, "both calls before the cutoff, acknowledged or not");
+    assert_eq!(missed_ids(store, bob, 10).await, [at_cutoff], "a call at the cutoff is kept");
+    assert_eq!(ack(store, bob, &[old_acked]).await, 0, "a purged call cannot be acknowledged");
+    assert_eq!(purge(T0 + 10).await, 0, "purging again finds nothing");
+    assert_eq!(purge(T0 + 1000).await, 2, "the rest");
+    assert_eq!(missed_ids(store, alice, 10).await, NO_IDS, "all gone");
+    let next = miss(store, bob, alice, "after purge", T0 + 30).await;
+    assert!(next.id > newest, "ids are not reused after a purge ({} after {newest})", next.id);
 }

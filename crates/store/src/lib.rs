@@ -1,4 +1,5 @@
-//! Storage for a supernode: accounts, devices, session tokens, contacts and messages.
+//! Storage for a supernode: accounts, devices, session tokens, contacts, messages and missed
+//! calls.
 //!
 //! [`Store`] is the one interface the supernode uses; each backend (SQLite now, PostgreSQL for
 //! clustering later) implements it and runs the same [`conformance`] suite. Every method that
@@ -145,6 +146,24 @@ pub struct StoredMessage {
     pub read_at: Option<TimestampMs>,
 }
 
+/// A missed call as stored: a call that rang a user and was not answered, kept until one of the
+/// user's devices acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMissedCall {
+    /// Id, increasing in storage order and never reused.
+    pub id: i64,
+    /// The call's id from call setup; unique per callee.
+    pub call_id: String,
+    /// Caller id.
+    pub caller_id: UserId,
+    /// Caller username.
+    pub caller: String,
+    /// Callee id (the user who missed the call).
+    pub callee_id: UserId,
+    /// When the call rang.
+    pub at: TimestampMs,
+}
+
 /// A directory search hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserHit {
@@ -284,6 +303,31 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes messages stored before `cutoff` (delivered or not: this is retention); returns
     /// how many.
     async fn purge_messages_before(&self, cutoff: TimestampMs) -> StoreResult<u64>;
+
+    // ---- missed calls ----
+
+    /// Records a missed call for `callee`. Idempotent per (callee, call_id): recording the same
+    /// call again returns the existing row unchanged (acknowledged or not).
+    async fn record_missed_call(
+        &self,
+        callee: UserId,
+        caller: UserId,
+        call_id: &str,
+        at: TimestampMs,
+    ) -> StoreResult<StoredMissedCall>;
+    /// Missed calls of `callee` that no device acknowledged yet, oldest first (by `at`, then by
+    /// id), at most `limit`.
+    async fn undelivered_missed_calls(
+        &self,
+        callee: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMissedCall>>;
+    /// Acknowledges missed calls of `callee` (ids of other users' calls are ignored). Returns how
+    /// many were newly acknowledged.
+    async fn ack_missed_calls(&self, callee: UserId, ids: &[i64]) -> StoreResult<u64>;
+    /// Deletes missed calls that rang before `cutoff` (acknowledged or not: this is retention, as
+    /// for messages); returns how many.
+    async fn purge_missed_calls_before(&self, cutoff: TimestampMs) -> StoreResult<u64>;
 
     /// Flushes and releases the backend at shutdown. Calls after it fail with `Backend`.
     async fn close(&self) {}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use peerline_wire::{DeviceId, EndReason, ErrorBody, ErrorCode, Event, Presence, Status};
 
+use crate::calls::{CallConfig, Calls};
 use crate::rate::TokenBucket;
 use crate::throttle::{LoginThrottle, ThrottleConfig};
 
@@ -44,6 +45,8 @@ pub struct HubConfig {
     pub login_per_account: ThrottleConfig,
     /// Failed-login policy per source address.
     pub login_per_address: ThrottleConfig,
+    /// Call signaling limits and timers.
+    pub calls: CallConfig,
 }
 
 impl Default for HubConfig {
@@ -59,6 +62,7 @@ impl Default for HubConfig {
             max_violations: 100,
             login_per_account: ThrottleConfig::per_account(),
             login_per_address: ThrottleConfig::per_address(),
+            calls: CallConfig::default(),
         }
     }
 }
@@ -80,6 +84,16 @@ pub enum Output {
         conn: ConnId,
         /// Why.
         reason: EndReason,
+    },
+    /// Store a missed call for `callee` (and tell its live devices once stored): a call rang
+    /// unanswered, was cancelled, or could not ring because the callee was offline or busy.
+    MissedCall {
+        /// Who missed it.
+        callee: UserId,
+        /// Who called.
+        caller: UserId,
+        /// The call.
+        call_id: String,
     },
 }
 
@@ -135,6 +149,7 @@ pub struct Hub {
     throttle: LoginThrottle,
     outputs: Vec<Output>,
     next_sweep: Instant,
+    pub(crate) calls: Calls,
 }
 
 /// How often timers are checked.
@@ -160,6 +175,7 @@ impl Hub {
             throttle,
             outputs: Vec::new(),
             next_sweep: now + SWEEP_INTERVAL,
+            calls: Calls::default(),
         }
     }
 
@@ -175,6 +191,24 @@ impl Hub {
     /// The configuration in force.
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    pub(crate) fn call_config(&self) -> &CallConfig {
+        &self.config.calls
+    }
+
+    pub(crate) fn push_output(&mut self, output: Output) {
+        self.outputs.push(output);
+    }
+
+    /// The user and device a connection is logged in as.
+    pub fn login_of(&self, conn: ConnId) -> Option<(UserId, DeviceId)> {
+        self.conns.get(&conn).and_then(|c| c.login)
+    }
+
+    /// A user's logged-in connections that are not being closed.
+    pub fn user_conns(&self, user: UserId) -> Vec<ConnId> {
+        self.users.get(&user).map(|u| self.live_conns(u)).unwrap_or_default()
     }
 
     /// A new connection (TLS done, WebSocket open).
@@ -309,6 +343,10 @@ impl Hub {
 
     /// Removes a connection (closed by either side). Idempotent.
     pub fn disconnect(&mut self, conn: ConnId) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.calls_disconnect(conn);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -523,6 +561,7 @@ impl Hub {
         self.contact_quota.retain(|_, b| !b.is_full(now));
         self.registrations.retain(|_, b| !b.is_full(now));
         self.throttle.expire(now);
+        self.calls_timeout(now);
     }
 
     /// When [`Hub::handle_timeout`] next has work to do.

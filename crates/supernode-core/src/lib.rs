@@ -7,10 +7,12 @@
 //! clock, so tests fast-forward hours of heartbeats in microseconds.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod calls;
 pub mod hub;
 pub mod rate;
 pub mod throttle;
 
+pub use calls::{CallAnswer, CallConfig, CallInvite, InviteRefused};
 pub use hub::{ConnId, Hub, HubConfig, OnlineLogin, Output, UserId};
 pub use rate::TokenBucket;
 pub use throttle::{LoginThrottle, ThrottleConfig};

@@ -107,7 +107,7 @@ fn pump(hub: &mut Hub, model: &mut Model) {
                         model.heard.entry(c.0).or_default().insert(username.clone(), presence);
                     }
                 }
-                Output::Send { .. } => {}
+                Output::Send { .. } | Output::MissedCall { .. } => {}
                 Output::Close { conn, .. } => {
                     hub.disconnect(conn);
                     model.connected.remove(&conn.0);

@@ -37,6 +37,8 @@ pub struct Config {
     pub sessions: Sessions,
     /// Instant message storage.
     pub messages: Messages,
+    /// Call signaling.
+    pub calls: Calls,
     /// Log filter in `tracing` syntax (`info`, `peerline=debug,warn`); `RUST_LOG` overrides it.
     pub log: String,
 }
@@ -87,6 +89,31 @@ pub struct Messages {
     pub retention_days: u32,
 }
 
+/// Call signaling settings. The supernode carries only signaling; media goes peer to peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Calls {
+    /// Seconds a call rings before it ends as missed.
+    pub ring_timeout_secs: u64,
+    /// Most calls (ringing or answered) on this supernode at once.
+    pub max_calls: usize,
+    /// Most calls one user takes part in at once, over all devices.
+    pub max_calls_per_user: usize,
+    /// Calls one user may place per minute (sustained; bursts of the same size).
+    pub invites_per_minute: f64,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Self {
+            ring_timeout_secs: 45,
+            max_calls: 200_000,
+            max_calls_per_user: 4,
+            invites_per_minute: 10.0,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -101,6 +128,7 @@ impl Default for Config {
             limits: Limits::default(),
             sessions: Sessions::default(),
             messages: Messages::default(),
+            calls: Calls::default(),
             log: "info".into(),
         }
     }

@@ -22,3 +22,11 @@ pub const BAD_FRAMES: &str = "peerline_bad_frames_total";
 pub const SLOW_READER_DISCONNECTS: &str = "peerline_slow_reader_disconnects_total";
 /// Counter: requests handled.
 pub const REQUESTS: &str = "peerline_requests_total";
+/// Counter, label `result` (ringing/busy/unavailable/refused): calls placed.
+pub const CALL_INVITES: &str = "peerline_call_invites_total";
+/// Counter: calls answered.
+pub const CALLS_ANSWERED: &str = "peerline_calls_answered_total";
+/// Counter: missed calls recorded.
+pub const MISSED_CALLS: &str = "peerline_missed_calls_total";
+/// Gauge: calls ringing or answered now.
+pub const CALLS: &str = "peerline_calls";

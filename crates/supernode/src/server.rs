@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use peerline_store_sqlite::SqliteStore;
-use peerline_supernode_core::{Hub, HubConfig, ThrottleConfig};
+use peerline_supernode_core::{CallConfig, Hub, HubConfig, ThrottleConfig};
 use peerline_wire::{EndReason, MAX_FRAME_BYTES, WS_PATH};
 use tracing::{info, warn};
 
@@ -47,6 +47,14 @@ fn hub_config(config: &Config) -> HubConfig {
         max_violations: 100,
         login_per_account: ThrottleConfig::per_account(),
         login_per_address: ThrottleConfig::per_address(),
+        calls: CallConfig {
+            ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
+            max_calls_per_user: config.calls.max_calls_per_user,
+            max_calls: config.calls.max_calls,
+            invites_per_minute: config.calls.invites_per_minute,
+            invite_burst: config.calls.invites_per_minute.max(1.0),
+            ..CallConfig::default()
+        },
     }
 }
 
@@ -99,7 +107,8 @@ impl Supernode {
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
         let hub = Hub::new(hub_config(&config), Instant::now());
         let _ = prometheus();
-        let shared = Arc::new(Shared::new(config, store, hub, passwords));
+        let stun_port = stun.local_addr().ok().map(|a| a.port());
+        let shared = Arc::new(Shared::new(config, store, hub, passwords, stun_port));
         Ok(Self { shared, client, admin, stun, tls })
     }
 
@@ -168,6 +177,8 @@ impl Supernode {
         }));
         let timers = tokio::spawn(timer_loop(shared.clone()));
         let retention = tokio::spawn(retention_loop(shared.clone()));
+        let (missed_stop, missed_stopped) = tokio::sync::oneshot::channel();
+        let missed_calls = tokio::spawn(shared.clone().record_missed_calls(missed_stopped));
 
         tokio::select! {
             () = shutdown => info!("shutting down"),
@@ -187,6 +198,9 @@ impl Supernode {
         let _ = stun_task.await;
         timers.abort();
         retention.abort();
+        // Missed calls already queued are written before storage closes.
+        let _ = missed_stop.send(());
+        let _ = missed_calls.await;
         admin_task.abort();
         shared.store.close().await;
         info!("shutdown complete");
@@ -221,6 +235,7 @@ async fn metrics_page(State(shared): State<Arc<Shared>>) -> String {
     let (connections, online_users) = shared.counts();
     metrics::gauge!(m::CONNECTIONS).set(connections as f64);
     metrics::gauge!(m::ONLINE_USERS).set(online_users as f64);
+    metrics::gauge!(m::CALLS).set(shared.with_hub(|h| h.call_count()) as f64);
     prometheus().render()
 }
 

@@ -23,6 +23,8 @@ pub struct Identity {
     pub username: String,
     /// Device id.
     pub device_id: DeviceId,
+    /// This device's Ed25519 public key, hex.
+    pub device_key: String,
     /// SHA-256 of this session's token (for logout).
     pub token_hash: [u8; 32],
 }
@@ -138,6 +140,21 @@ impl Session {
             Request::MarkRead { ids } => self.mark_read(ids).await,
             Request::Inbox { limit } => self.inbox(limit).await,
             Request::History { with, limit, before } => self.history(with, limit, before).await,
+            Request::DeviceKeys { username } => self.device_keys(username).await,
+            Request::CallInvite { call_id, to, sdp, fingerprint_signature } => {
+                self.call_invite(call_id, to, sdp, fingerprint_signature).await
+            }
+            Request::CallRinging { call_id } => self.call_ringing(call_id),
+            Request::CallAccept { call_id, sdp, fingerprint_signature } => {
+                self.call_accept(call_id, sdp, fingerprint_signature)
+            }
+            Request::CallDecline { call_id, busy } => self.call_decline(call_id, busy),
+            Request::CallCancel { call_id } => self.call_cancel(call_id),
+            Request::CallHangup { call_id } => self.call_hangup(call_id),
+            Request::CallCandidate { call_id, candidate } => {
+                self.call_candidate(call_id, candidate)
+            }
+            Request::AckMissedCalls { ids } => self.ack_missed_calls(ids).await,
         }
     }
 
@@ -151,7 +168,7 @@ impl Session {
             }
         }
         if after.push_undelivered {
-            return self.push_undelivered().await;
+            return self.push_undelivered().await && self.push_missed_calls().await;
         }
         true
     }

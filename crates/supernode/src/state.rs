@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use peerline_store::Store;
+use peerline_store::{Store, StoredMissedCall, UserId};
 use peerline_supernode_core::{ConnId, Hub, Output};
-use peerline_wire::{EndReason, ServerFrame, encode};
-use tokio::sync::{Notify, mpsc};
+use peerline_wire::{EndReason, Event, MissedCall, ServerFrame, encode};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::warn;
 
 use crate::config::Config;
 use crate::metrics as m;
@@ -36,12 +37,23 @@ pub struct ConnHandle {
     pub kill: Arc<Notify>,
 }
 
+/// A missed call the hub reported, waiting to be stored.
+#[derive(Debug)]
+pub struct MissedCallJob {
+    callee: UserId,
+    caller: UserId,
+    call_id: String,
+    at: i64,
+}
+
 /// The hub and the connection registry, under one lock.
 pub struct Core {
     /// Live state.
     pub hub: Hub,
     /// Senders by connection.
     pub conns: HashMap<ConnId, ConnHandle>,
+    /// Missed calls to store (the writer task drains it; bounded by the hub's call limits).
+    missed: mpsc::UnboundedSender<MissedCallJob>,
 }
 
 impl Core {
@@ -69,6 +81,13 @@ impl Core {
                         h.kill.notify_one();
                     }
                 }
+                Output::MissedCall { callee, caller, call_id } => {
+                    metrics::counter!(m::MISSED_CALLS).increment(1);
+                    let job = MissedCallJob { callee, caller, call_id, at: now_ms() };
+                    if self.missed.send(job).is_err() {
+                        warn!("missed call dropped: the writer has stopped");
+                    }
+                }
             }
         }
     }
@@ -92,19 +111,62 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Argon2id.
     pub passwords: Passwords,
+    /// The UDP port of the STUN responder, told to clients in `hello`.
+    pub stun_port: Option<u16>,
     core: Mutex<Core>,
     next_conn: AtomicU64,
+    missed_rx: Mutex<Option<mpsc::UnboundedReceiver<MissedCallJob>>>,
 }
 
 impl Shared {
     /// Builds the shared state.
-    pub fn new(config: Config, store: Arc<dyn Store>, hub: Hub, passwords: Passwords) -> Self {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        hub: Hub,
+        passwords: Passwords,
+        stun_port: Option<u16>,
+    ) -> Self {
+        let (missed, missed_rx) = mpsc::unbounded_channel();
         Self {
             config,
             store,
             passwords,
-            core: Mutex::new(Core { hub, conns: HashMap::new() }),
+            stun_port,
+            core: Mutex::new(Core { hub, conns: HashMap::new(), missed }),
             next_conn: AtomicU64::new(1),
+            missed_rx: Mutex::new(Some(missed_rx)),
+        }
+    }
+
+    /// Stores the missed calls the hub reports and tells the callee's online devices, until
+    /// `stop` fires; then writes what is still queued and returns.
+    pub async fn record_missed_calls(self: Arc<Self>, mut stop: oneshot::Receiver<()>) {
+        let taken = self.missed_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut jobs) = taken else { return };
+        loop {
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => self.record_missed_call(job).await,
+                    None => return,
+                },
+                _ = &mut stop => {
+                    while let Ok(job) = jobs.try_recv() {
+                        self.record_missed_call(job).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn record_missed_call(&self, job: MissedCallJob) {
+        match self.store.record_missed_call(job.callee, job.caller, &job.call_id, job.at).await {
+            Ok(stored) => {
+                let event = Event::MissedCall { missed: missed_call_to_wire(stored) };
+                self.with_hub(|h| h.send_to_user(job.callee, event, None));
+            }
+            Err(err) => warn!(error = %err, "storing a missed call failed"),
         }
     }
 
@@ -161,4 +223,9 @@ impl Shared {
 /// Wall-clock milliseconds since the Unix epoch (for stored timestamps).
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A stored missed call as the wire shows it.
+pub fn missed_call_to_wire(m: StoredMissedCall) -> MissedCall {
+    MissedCall { id: m.id, call_id: m.call_id, from: m.caller, at: m.at }
 }

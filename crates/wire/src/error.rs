@@ -64,6 +64,16 @@ pub enum ErrorCode {
     NoSuchDevice,
     /// A value in the request is out of range (limit, ids list, ...).
     InvalidArgument,
+    /// No ringing or answered call with that id that this device takes part in.
+    NoSuchCall,
+    /// A call id that is already in use.
+    CallExists,
+    /// Too many calls at once, or placed too fast; wait and retry.
+    CallLimit,
+    /// The callee is in another call; they get a missed-call notice.
+    CalleeBusy,
+    /// The callee has no device online; they get a missed-call notice.
+    CalleeUnavailable,
     /// The supernode is shutting down; reconnect later.
     ShuttingDown,
     /// The supernode failed; the request may be retried.
@@ -107,6 +117,11 @@ impl ErrorCode {
             Self::InvalidQuery => "search query must be 2-64 characters",
             Self::NoSuchDevice => "no such device on this account",
             Self::InvalidArgument => "argument out of range",
+            Self::NoSuchCall => "no such call (it ended, or another device answered it)",
+            Self::CallExists => "a call with this id exists already",
+            Self::CallLimit => "too many calls; wait and try again",
+            Self::CalleeBusy => "the callee is in another call",
+            Self::CalleeUnavailable => "the callee is not online; they will see a missed call",
             Self::ShuttingDown => "supernode is shutting down",
             Self::Internal => "internal error, try again",
             Self::Unknown => "request failed",

@@ -5,11 +5,13 @@
 //! test checks that every example there parses with these types.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod calls;
 pub mod codec;
 pub mod error;
 pub mod messages;
 pub mod validate;
 
+pub use calls::{CallEndReason, CallId, DeviceKey, MissedCall, SdpRole, call_signature_payload};
 pub use codec::{DecodeError, decode_client_frame, decode_server_frame, encode};
 pub use error::{ErrorBody, ErrorCode};
 pub use messages::*;

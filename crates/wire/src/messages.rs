@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::calls::{CallEndReason, CallId, DeviceKey, MissedCall};
 use crate::error::ErrorBody;
 
 /// Milliseconds since the Unix epoch, UTC.
@@ -154,6 +155,71 @@ pub enum Request {
     },
     /// Heartbeat. Any request counts as activity; idle clients send this.
     Ping,
+    /// The public keys of an accepted contact's devices (or this account's own), to verify
+    /// signed call fingerprints and compute safety numbers.
+    DeviceKeys {
+        /// The contact.
+        username: String,
+    },
+    /// Calls an accepted contact: rings every online device of theirs. The SDP offer carries no
+    /// addresses; candidates follow with `call_candidate` and reach the callee only once a
+    /// device accepted.
+    CallInvite {
+        /// 32 lowercase hex characters chosen at random by the caller.
+        call_id: CallId,
+        /// The callee.
+        to: String,
+        /// The SDP offer (at most 8 KiB), without candidates.
+        sdp: String,
+        /// The device key's signature over [`crate::call_signature_payload`] of the offer's DTLS
+        /// fingerprint, hex.
+        fingerprint_signature: String,
+    },
+    /// A callee device tells the caller it is ringing.
+    CallRinging {
+        /// The call.
+        call_id: CallId,
+    },
+    /// A callee device answers. The first accept wins; the other devices stop ringing.
+    CallAccept {
+        /// The call.
+        call_id: CallId,
+        /// The SDP answer (at most 8 KiB).
+        sdp: String,
+        /// Signature over the answer's DTLS fingerprint, as for `call_invite`.
+        fingerprint_signature: String,
+    },
+    /// A callee device refuses the call (for every device), or with `busy` says only that this
+    /// device cannot take it.
+    CallDecline {
+        /// The call.
+        call_id: CallId,
+        /// This device is busy: it stops ringing, the others keep ringing.
+        #[serde(default)]
+        busy: bool,
+    },
+    /// The caller gives up before an answer.
+    CallCancel {
+        /// The call.
+        call_id: CallId,
+    },
+    /// Either side ends an answered call (a caller's hang-up while ringing cancels).
+    CallHangup {
+        /// The call.
+        call_id: CallId,
+    },
+    /// A trickled ICE candidate for the other side of the call.
+    CallCandidate {
+        /// The call.
+        call_id: CallId,
+        /// An SDP `candidate:` attribute value (at most 512 bytes).
+        candidate: String,
+    },
+    /// Acknowledges pushed missed-call notices; they are not pushed again.
+    AckMissedCalls {
+        /// Ids from `missed_call` events (at most 1000).
+        ids: Vec<i64>,
+    },
 }
 
 impl Request {
@@ -183,6 +249,15 @@ impl Request {
             Self::Inbox { .. } => "inbox",
             Self::History { .. } => "history",
             Self::Ping => "ping",
+            Self::DeviceKeys { .. } => "device_keys",
+            Self::CallInvite { .. } => "call_invite",
+            Self::CallRinging { .. } => "call_ringing",
+            Self::CallAccept { .. } => "call_accept",
+            Self::CallDecline { .. } => "call_decline",
+            Self::CallCancel { .. } => "call_cancel",
+            Self::CallHangup { .. } => "call_hangup",
+            Self::CallCandidate { .. } => "call_candidate",
+            Self::AckMissedCalls { .. } => "ack_missed_calls",
         }
     }
 }
@@ -212,6 +287,15 @@ pub const REQUEST_TYPES: &[&str] = &[
     "inbox",
     "history",
     "ping",
+    "device_keys",
+    "call_invite",
+    "call_ringing",
+    "call_accept",
+    "call_decline",
+    "call_cancel",
+    "call_hangup",
+    "call_candidate",
+    "ack_missed_calls",
 ];
 
 /// The `login` request.
@@ -401,6 +485,10 @@ pub enum Reply {
         nonce: String,
         /// A connection with no request for this long is closed; send `ping` more often.
         heartbeat_timeout_secs: u64,
+        /// The UDP port of the supernode's STUN responder (same host as the supernode), for
+        /// server-reflexive candidates; absent when it runs none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stun_port: Option<u16>,
     },
     /// The request succeeded and returns nothing.
     Done,
@@ -452,6 +540,20 @@ pub enum Reply {
     },
     /// Answer to `ping`.
     Pong,
+    /// Answer to `device_keys`.
+    DeviceKeys {
+        /// The canonical username.
+        username: String,
+        /// Every device of the account.
+        devices: Vec<DeviceKey>,
+    },
+    /// Answer to `call_invite`: the call exists; what happens next comes as events.
+    CallPlaced {
+        /// The call.
+        call_id: CallId,
+        /// How many of the callee's devices it rings (0: the call ends `unavailable` next).
+        ringing_devices: u32,
+    },
 }
 
 /// A session's own profile.
@@ -615,5 +717,59 @@ pub enum Event {
     SessionEnded {
         /// Why.
         reason: EndReason,
+    },
+    /// A contact calls; sent to every online device of the callee. No addresses yet.
+    CallIncoming {
+        /// The call.
+        call_id: CallId,
+        /// The caller.
+        from: String,
+        /// The caller's display name.
+        display_name: String,
+        /// The calling device.
+        device_id: DeviceId,
+        /// The calling device's Ed25519 public key, hex.
+        device_key: String,
+        /// The SDP offer.
+        sdp: String,
+        /// The device key's signature over the offer's DTLS fingerprint.
+        fingerprint_signature: String,
+    },
+    /// A callee device is ringing (sent to the caller once).
+    CallRinging {
+        /// The call.
+        call_id: CallId,
+    },
+    /// A callee device answered (sent to the caller).
+    CallAccepted {
+        /// The call.
+        call_id: CallId,
+        /// The answering device.
+        device_id: DeviceId,
+        /// Its Ed25519 public key, hex.
+        device_key: String,
+        /// The SDP answer.
+        sdp: String,
+        /// The device key's signature over the answer's DTLS fingerprint.
+        fingerprint_signature: String,
+    },
+    /// A trickled ICE candidate from the other side.
+    CallCandidate {
+        /// The call.
+        call_id: CallId,
+        /// An SDP `candidate:` attribute value.
+        candidate: String,
+    },
+    /// The call is over (or, for a callee device, over for this device).
+    CallEnded {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: CallEndReason,
+    },
+    /// A call nobody answered; also pushed at login until acknowledged.
+    MissedCall {
+        /// The notice.
+        missed: MissedCall,
     },
 }

@@ -53,6 +53,7 @@ impl Session {
             server: concat!("peerline-supernode/", env!("CARGO_PKG_VERSION")).into(),
             nonce,
             heartbeat_timeout_secs: self.shared.config.limits.heartbeat_timeout_secs,
+            stun_port: self.shared.stun_port,
         })
     }
 
@@ -202,6 +203,7 @@ impl Session {
             user_id: account.id,
             username: account.username.clone(),
             device_id: device.id,
+            device_key: hex::encode(device.public_key.as_slice()),
             token_hash: hash,
         });
         self.after.events = snapshot;

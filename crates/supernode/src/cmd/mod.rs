@@ -1,5 +1,6 @@
 //! Request handlers, one file per topic, each an `impl Session` block.
 
 mod account;
+mod calls;
 mod contacts;
 mod messages;

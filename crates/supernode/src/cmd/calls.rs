@@ -1,0 +1,229 @@
+//! Call signaling: `call_invite`, `call_ringing`, `call_accept`, `call_decline`, `call_cancel`,
+//! `call_hangup`, `call_candidate`, `ack_missed_calls`, the contacts' `device_keys`, and the push
+//! of missed calls at login.
+//!
+//! Handlers check who may call whom (accepted contacts only) and the shape of every field; the
+//! life of each call is the hub's (`peerline_supernode_core::calls`). Offers are refused if they
+//! carry addresses, so nothing about the caller's network reaches a device before it answers.
+
+use std::time::Instant;
+
+use peerline_supernode_core::{CallAnswer, CallInvite, InviteRefused};
+use peerline_wire::calls::{
+    sdp_has_addresses, validate_call_id, validate_candidate, validate_sdp, validate_signature,
+};
+use peerline_wire::{
+    CallEndReason, ContactState, DeviceKey, ErrorBody, ErrorCode, Event, Reply, ServerFrame,
+    validate,
+};
+
+use crate::metrics as m;
+use crate::session::{Session, db};
+use crate::state::missed_call_to_wire;
+
+/// Most ids in one `ack_missed_calls`.
+const MAX_IDS: usize = 1000;
+/// Most missed calls pushed at login.
+const MAX_PUSH: u32 = 1000;
+
+fn bad(message: &str) -> ErrorBody {
+    ErrorBody::with_message(ErrorCode::InvalidArgument, message)
+}
+
+fn check_call_id(call_id: &str) -> Result<(), ErrorBody> {
+    validate_call_id(call_id).map_err(|_| bad("call_id must be 32 lowercase hex characters"))
+}
+
+fn check_description(sdp: &str, signature: &str) -> Result<(), ErrorBody> {
+    validate_sdp(sdp).map_err(|_| bad("sdp must start with v=0 and be at most 8 KiB"))?;
+    validate_signature(signature)
+        .map_err(|_| bad("fingerprint_signature must be 128 lowercase hex characters"))
+}
+
+impl Session {
+    /// The other user, if both sides accepted each other; unknown users and non-contacts get
+    /// the same answer.
+    async fn accepted_contact(&self, username: &str) -> Result<peerline_store::Account, ErrorBody> {
+        let me = self.me()?;
+        let store = &self.shared.store;
+        let name = validate::username(username).map_err(|_| ErrorCode::NotContact)?;
+        let other = db(store.account_by_username(&name).await)?.ok_or(ErrorCode::NotContact)?;
+        let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
+        let accepted = |r: &Option<peerline_store::ContactRow>| {
+            r.as_ref().is_some_and(|r| r.state == ContactState::Accepted)
+        };
+        if accepted(&mine) && accepted(&theirs) {
+            Ok(other)
+        } else {
+            Err(ErrorCode::NotContact.into())
+        }
+    }
+
+    pub(crate) async fn device_keys(&mut self, username: String) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        let account = if validate::username(&username).ok().as_deref() == Some(&me.username) {
+            db(self.shared.store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?
+        } else {
+            self.accepted_contact(&username).await?
+        };
+        let devices = db(self.shared.store.devices(account.id).await)?;
+        Ok(Reply::DeviceKeys {
+            username: account.username,
+            devices: devices
+                .into_iter()
+                .map(|d| DeviceKey {
+                    device_id: d.id,
+                    public_key: hex::encode(d.public_key.as_slice()),
+                    name: d.name,
+                })
+                .collect(),
+        })
+    }
+
+    pub(crate) async fn call_invite(
+        &mut self,
+        call_id: String,
+        to: String,
+        sdp: String,
+        fingerprint_signature: String,
+    ) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        check_call_id(&call_id)?;
+        check_description(&sdp, &fingerprint_signature)?;
+        if sdp_has_addresses(&sdp) {
+            return Err(bad(
+                "the offer must not carry addresses: send candidates with call_candidate; the \
+                 supernode passes them on once the call is answered",
+            ));
+        }
+        if validate::username(&to).ok().as_deref() == Some(&me.username) {
+            return Err(ErrorBody::with_message(
+                ErrorCode::InvalidArgument,
+                "you cannot call yourself",
+            ));
+        }
+        let callee = self.accepted_contact(&to).await?;
+        let caller =
+            db(self.shared.store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
+        let invite = CallInvite {
+            call_id: call_id.clone(),
+            caller: me.user_id,
+            caller_name: me.username.clone(),
+            caller_display_name: caller.display_name,
+            caller_device: me.device_id,
+            caller_device_key: me.device_key.clone(),
+            callee: callee.id,
+            sdp,
+            fingerprint_signature,
+        };
+        let conn = self.conn;
+        let placed = self.shared.with_hub(|h| h.call_invite(conn, invite, Instant::now()));
+        let (result, outcome) = match placed {
+            Ok(ringing_devices) => (Ok(Reply::CallPlaced { call_id, ringing_devices }), "ringing"),
+            Err(InviteRefused::Ended(CallEndReason::Busy)) => {
+                (Err(ErrorBody::new(ErrorCode::CalleeBusy)), "busy")
+            }
+            Err(InviteRefused::Ended(_)) => {
+                (Err(ErrorBody::new(ErrorCode::CalleeUnavailable)), "unavailable")
+            }
+            Err(InviteRefused::Error(e)) => (Err(e), "refused"),
+        };
+        metrics::counter!(m::CALL_INVITES, "result" => outcome).increment(1);
+        result
+    }
+
+    pub(crate) fn call_ringing(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
+        self.me()?;
+        check_call_id(&call_id)?;
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.call_ringing(conn, &call_id))?;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn call_accept(
+        &mut self,
+        call_id: String,
+        sdp: String,
+        fingerprint_signature: String,
+    ) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        check_call_id(&call_id)?;
+        check_description(&sdp, &fingerprint_signature)?;
+        let answer = CallAnswer {
+            device_id: me.device_id,
+            device_key: me.device_key,
+            sdp,
+            fingerprint_signature,
+        };
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.call_accept(conn, &call_id, answer))?;
+        metrics::counter!(m::CALLS_ANSWERED).increment(1);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn call_decline(&mut self, call_id: String, busy: bool) -> Result<Reply, ErrorBody> {
+        self.me()?;
+        check_call_id(&call_id)?;
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.call_decline(conn, &call_id, busy))?;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn call_cancel(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
+        self.me()?;
+        check_call_id(&call_id)?;
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.call_cancel(conn, &call_id))?;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn call_hangup(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
+        self.me()?;
+        check_call_id(&call_id)?;
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.call_hangup(conn, &call_id))?;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn call_candidate(
+        &mut self,
+        call_id: String,
+        candidate: String,
+    ) -> Result<Reply, ErrorBody> {
+        self.me()?;
+        check_call_id(&call_id)?;
+        validate_candidate(&candidate).map_err(|_| {
+            bad("candidate must be an SDP candidate: attribute of at most 512 bytes")
+        })?;
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.call_candidate(conn, &call_id, candidate))?;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) async fn ack_missed_calls(&mut self, ids: Vec<i64>) -> Result<Reply, ErrorBody> {
+        let me = self.me()?.clone();
+        if ids.len() > MAX_IDS {
+            return Err(bad("at most 1000 ids"));
+        }
+        db(self.shared.store.ack_missed_calls(me.user_id, &ids).await)?;
+        Ok(Reply::Done)
+    }
+
+    /// Pushes missed calls no device acknowledged yet, oldest first. Returns `false` when the
+    /// connection is gone.
+    pub(crate) async fn push_missed_calls(&mut self) -> bool {
+        let Ok(me) = self.me().cloned() else { return true };
+        match db(self.shared.store.undelivered_missed_calls(me.user_id, MAX_PUSH).await) {
+            Ok(missed) => {
+                for m in missed {
+                    let event = Event::MissedCall { missed: missed_call_to_wire(m) };
+                    if !self.send(ServerFrame::Event { event }).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            Err(error) => self.send(ServerFrame::Error { id: None, error }).await,
+        }
+    }
+}
