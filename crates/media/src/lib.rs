@@ -13,6 +13,8 @@
 //! - [`audio`] holds the sources and sinks (WAV files, a tone generator), [`tone`] the Goertzel
 //!   tone detector that tests and the echo service use, and [`lossy`] a link that drops and
 //!   delays packets, for tests of both the core and the driver.
+//! - `device` (feature `sound-devices`, off by default) opens the default microphone and
+//!   speaker through cpal.
 //!
 //! Signaling (offer/answer, trickled candidates, signed DTLS fingerprints) is not done here: the
 //! caller moves the strings that [`CallMedia`] produces through the supernode.
@@ -52,6 +54,8 @@ mod call;
 mod candidate;
 mod codec;
 mod config;
+#[cfg(feature = "sound-devices")]
+pub mod device;
 pub mod driver;
 mod error;
 mod interface;
@@ -64,6 +68,8 @@ pub use audio::{AudioSink, AudioSource, Frame, ToneSource, WavSink, WavSource};
 pub use call::CallMedia;
 pub use candidate::{CandidateType, LocalCandidate, SelectedPath, Transport};
 pub use config::{MediaConfig, Role};
+#[cfg(feature = "sound-devices")]
+pub use device::{MicrophoneSource, SpeakerSink, devices_available, open_microphone, open_speaker};
 pub use driver::{CallStats, EndReason, PacketSocket, RunOptions, run_media};
 pub use error::{AudioError, MediaError};
 pub use interface::{Input, MediaEvent, MediaStats, Output};
