@@ -62,6 +62,23 @@ impl Client {
         })
     }
 
+    /// The supernode's host (name or IP literal) and its STUN port, for gathering
+    /// server-reflexive candidates.
+    pub fn stun_server(&self) -> Option<(String, u16)> {
+        let endpoint = Endpoint::parse(&self.url).ok()?;
+        Some((endpoint.host, self.conn.stun_port()?))
+    }
+
+    /// The supernode's host and port.
+    pub fn supernode_host_port(&self) -> Option<(String, u16)> {
+        Endpoint::parse(&self.url).ok().map(|e| (e.host, e.port))
+    }
+
+    /// This device's signing key.
+    pub fn device_key(&self) -> Result<ed25519_dalek::SigningKey, ClientError> {
+        Ok(self.home.device_key()?)
+    }
+
     /// The home directory.
     pub fn home(&self) -> &Home {
         &self.home

@@ -100,6 +100,7 @@ pub struct Connection {
     events: mpsc::UnboundedReceiver<Event>,
     nonce: String,
     heartbeat_timeout_secs: u64,
+    stun_port: Option<u16>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -156,16 +157,23 @@ impl Connection {
         let (commands, command_rx) = mpsc::channel(64);
         let (event_tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(drive(ws, command_rx, event_tx));
-        let mut conn =
-            Self { commands, events, nonce: String::new(), heartbeat_timeout_secs: 60, task };
+        let mut conn = Self {
+            commands,
+            events,
+            nonce: String::new(),
+            heartbeat_timeout_secs: 60,
+            stun_port: None,
+            task,
+        };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             client: concat!("peerline/", env!("CARGO_PKG_VERSION")).into(),
         };
         match conn.request(hello).await? {
-            Reply::Hello { nonce, heartbeat_timeout_secs, .. } => {
+            Reply::Hello { nonce, heartbeat_timeout_secs, stun_port, .. } => {
                 conn.nonce = nonce;
                 conn.heartbeat_timeout_secs = heartbeat_timeout_secs;
+                conn.stun_port = stun_port;
             }
             other => return Err(ClientError::UnexpectedReply(format!("{other:?}"))),
         }
@@ -175,6 +183,11 @@ impl Connection {
     /// The nonce from the supernode's `hello`, to sign at login.
     pub fn nonce(&self) -> &str {
         &self.nonce
+    }
+
+    /// The UDP port of the supernode's STUN responder, from its `hello`.
+    pub fn stun_port(&self) -> Option<u16> {
+        self.stun_port
     }
 
     /// Sends a request and waits for its answer.

@@ -8,6 +8,7 @@
 //! | `device.key`       | the ed25519 device secret key, 64 hex digits               | 0600 |
 //! | `sessions.json`    | JSON object: supernode URL → [`SavedSession`]              | 0600 |
 //! | `known_supernodes` | one `host:port FINGERPRINT` per line, `#` comments allowed | 0600 |
+//! | `peer_keys.json`   | contacts' device keys pinned on first use (see `peer_keys`) | 0600 |
 //! | `.lock`            | empty; serializes read-modify-write updates across processes | 0600 |
 //!
 //! Every file is replaced atomically (temporary file in the same directory, then rename), so a
@@ -121,6 +122,14 @@ pub enum HomeError {
         /// 1-based line number.
         line: usize,
         /// What is wrong with the line.
+        reason: String,
+    },
+    /// `peer_keys.json` is not a valid pins file.
+    #[error("{path} is corrupt ({reason}); fix it, or delete it to pin contacts' keys anew")]
+    CorruptPeerKeys {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
         reason: String,
     },
     /// A `host:port` argument that cannot be stored in `known_supernodes`.
@@ -341,7 +350,7 @@ impl Home {
     /// Takes the home's advisory lock until the returned guard is dropped. Blocks while another
     /// process holds it. Where the file system has no locks, goes on unlocked: writes stay
     /// atomic, only concurrent updates of the same file may lose one of them.
-    fn lock(&self) -> Result<HomeLock, HomeError> {
+    pub(crate) fn lock(&self) -> Result<HomeLock, HomeError> {
         let path = self.dir.join(LOCK_FILE);
         let file = open_private(&path, OpenOptions::new().read(true).write(true).create(true))
             .map_err(|source| HomeError::Lock { path: path.clone(), source })?;
@@ -357,7 +366,7 @@ impl Home {
 }
 
 /// Holds the home's advisory lock; unlocks on drop.
-struct HomeLock {
+pub(crate) struct HomeLock {
     file: Option<File>,
 }
 
@@ -470,7 +479,7 @@ fn join_lines(lines: &[&str]) -> String {
 }
 
 /// Reads a UTF-8 file; `None` if it does not exist.
-fn read_optional(path: &Path) -> Result<Option<String>, HomeError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, HomeError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -507,7 +516,7 @@ fn write_temp(path: &Path, contents: &[u8]) -> io::Result<PathBuf> {
 }
 
 /// Replaces `path` with `contents` atomically (mode 0600 on unix).
-fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let temp = write_temp(path, contents)?;
     fs::rename(&temp, path).inspect_err(|_| {
         let _ = fs::remove_file(&temp);

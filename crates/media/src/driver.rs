@@ -69,8 +69,11 @@ impl PacketSocket for UdpSocket {
 }
 
 /// Options of [`run_media`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunOptions {
+    /// Candidates the peer trickles after the media started (`candidate:…` lines from
+    /// signaling); closing the channel is fine.
+    pub remote_candidates: Option<mpsc::Receiver<String>>,
     /// Where to send the call's events as they happen (for progress output). Events are dropped
     /// if the channel is full.
     pub events: Option<mpsc::Sender<MediaEvent>>,
@@ -86,6 +89,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
+            remote_candidates: None,
             events: None,
             keep_running_after_close: false,
             connect_timeout: Some(Duration::from_secs(30)),
@@ -181,6 +185,7 @@ where
     tokio::pin!(stop);
 
     let connect_deadline = options.connect_timeout.and_then(|t| started.checked_add(t));
+    let mut remote_candidates = options.remote_candidates;
     let result: Result<(), MediaError> = async {
         loop {
             let wake_at = flush(&mut media, &routes, &mut progress).await;
@@ -216,6 +221,11 @@ where
                     media.close();
                     flush(&mut media, &routes, &mut progress).await;
                     return Ok(());
+                }
+                Some(line) = next_candidate(&mut remote_candidates) => {
+                    if let Err(e) = media.add_remote_candidate(&line) {
+                        warn!(error = %e, "ignoring a bad remote candidate");
+                    }
                 }
                 Some(d) = from_sockets.recv() => {
                     let input = Input::Receive {
@@ -342,6 +352,20 @@ async fn read_socket<S: PacketSocket>(
                 tokio::task::yield_now().await;
             }
         }
+    }
+}
+
+/// The next trickled candidate; never resolves without a channel, `None` once it closed.
+async fn next_candidate(channel: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match channel {
+        Some(rx) => {
+            let line = rx.recv().await;
+            if line.is_none() {
+                *channel = None;
+            }
+            line
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -40,6 +40,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod fingerprint;
 mod message;
 mod rate_limit;

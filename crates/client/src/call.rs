@@ -1,0 +1,722 @@
+//! Calls from a client's side: dial or answer through the supernode, check the peer's signed
+//! DTLS fingerprint against its pinned device key, gather candidates, and run the media
+//! (`peerline-media`) peer to peer until either side hangs up.
+//!
+//! Privacy: the offer carries no addresses. The caller's candidates are trickled right after the
+//! invite and the supernode holds them until a device accepts; the callee gathers and trickles
+//! its own only after it accepted. So nobody learns a user's address before the call is answered.
+//!
+//! Security: each side signs its DTLS fingerprint with its device key
+//! ([`peerline_wire::call_signature_payload`]). The supernode forwards the sender's device key;
+//! it is checked against the key pinned for that device ([`crate::peer_keys`]), and the signature
+//! against the key. DTLS then only completes with a certificate matching the signed fingerprint,
+//! so a supernode cannot put itself in the media path without the call failing with "identity
+//! changed".
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use peerline_media::{
+    AudioSink, AudioSource, CallMedia, CallStats, LocalCandidate, MediaConfig, MediaError,
+    MediaEvent, Role, RunOptions, SelectedPath, run_media, sdp_dtls_fingerprint,
+};
+use peerline_wire::{
+    CallEndReason, ErrorCode, Event, Reply, Request, SdpRole, call_signature_payload,
+};
+use rand::RngCore;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::home::HomeError;
+use crate::peer_keys::{IdentityChanged, KeyCheck, PeerKeyError};
+
+/// How long the caller waits for an answer before giving up on its own (the supernode ends an
+/// unanswered call after 45 s; this only guards against a lost `call_ended`).
+const RING_GUARD: Duration = Duration::from_secs(60);
+
+/// How long to wait for the STUN responder's answer, per try.
+const STUN_TRY: Duration = Duration::from_millis(200);
+
+/// What can make a call fail.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Talking to the supernode failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The peer's device key is not the pinned one.
+    #[error(transparent)]
+    IdentityChanged(#[from] IdentityChanged),
+    /// The peer's fingerprint is not signed by its device key.
+    #[error(
+        "IDENTITY CHANGED: the DTLS fingerprint of {peer}'s device {device_id} is not signed by \
+         that device's key. The supernode (or someone in its place) may be trying to intercept \
+         the call, so it was refused. Compare safety numbers with `peerline verify {peer}`."
+    )]
+    BadSignature {
+        /// The peer.
+        peer: String,
+        /// The device.
+        device_id: i64,
+    },
+    /// A home directory file failed.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The media engine failed.
+    #[error("call media failed: {0}")]
+    Media(#[from] MediaError),
+    /// A socket failed.
+    #[error("network error while setting up the call: {0}")]
+    Io(#[from] std::io::Error),
+    /// The media task failed.
+    #[error("the call's media task stopped unexpectedly: {0}")]
+    Task(String),
+}
+
+impl From<PeerKeyError> for CallError {
+    fn from(e: PeerKeyError) -> Self {
+        match e {
+            PeerKeyError::Changed(c) => CallError::IdentityChanged(c),
+            PeerKeyError::Home(h) => CallError::Home(h),
+        }
+    }
+}
+
+/// Progress of a call, reported as it happens. Durations count from the dial (caller) or from
+/// the arrival of the invite (callee).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallProgress {
+    /// The invite was placed; this many devices of the callee ring.
+    Dialing {
+        /// The call's id.
+        call_id: String,
+        /// Devices ringing.
+        devices: u32,
+    },
+    /// A device of the callee rings.
+    Ringing {
+        /// Since the dial.
+        after: Duration,
+    },
+    /// The call was answered (caller) or accepted (callee), and the peer's key checked.
+    Answered {
+        /// Since the dial.
+        after: Duration,
+        /// The peer's device.
+        device_id: i64,
+        /// Whether its key was known or pinned just now.
+        key: KeyCheck,
+    },
+    /// ICE and DTLS are up.
+    Connected {
+        /// Since the dial.
+        after: Duration,
+    },
+    /// The candidate pair carrying the call (again if ICE switches).
+    Path(SelectedPath),
+    /// The first audio from the peer arrived.
+    FirstAudio {
+        /// Since the dial.
+        after: Duration,
+    },
+    /// The media path was lost; ICE keeps trying.
+    PathLost,
+    /// The media path came back.
+    PathBack,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEnd {
+    /// This side hung up (or cancelled).
+    HungUpHere,
+    /// The supernode said the call ended.
+    Remote(CallEndReason),
+    /// The media ended by itself (peer closed it, no path found, path lost).
+    Media(peerline_media::EndReason),
+}
+
+impl CallEnd {
+    /// A short machine-readable name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallEnd::HungUpHere => "hung_up_here",
+            CallEnd::Remote(reason) => reason.as_str(),
+            CallEnd::Media(peerline_media::EndReason::Stopped) => "stopped",
+            CallEnd::Media(peerline_media::EndReason::PeerClosed) => "peer_closed_media",
+            CallEnd::Media(peerline_media::EndReason::ConnectTimeout) => "no_media_path",
+            CallEnd::Media(peerline_media::EndReason::PathLost) => "media_path_lost",
+        }
+    }
+}
+
+/// Setup times of a call, from the dial (caller) or the invite's arrival (callee).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetupTimings {
+    /// Until a callee device rang.
+    pub ringing: Option<Duration>,
+    /// Until ICE and DTLS were up.
+    pub connected: Option<Duration>,
+    /// Until the first audio packet from the peer.
+    pub first_audio: Option<Duration>,
+}
+
+/// What a finished call did.
+#[derive(Debug, Clone)]
+pub struct CallSummary {
+    /// The call's id.
+    pub call_id: String,
+    /// The other user.
+    pub peer: String,
+    /// Setup times.
+    pub timings: SetupTimings,
+    /// The candidate pair that carried the media.
+    pub path: Option<SelectedPath>,
+    /// How it ended.
+    pub end: CallEnd,
+    /// Media counters, if media ran.
+    pub media: Option<CallStats>,
+}
+
+impl CallSummary {
+    fn unanswered(call_id: String, peer: String, timings: SetupTimings, end: CallEnd) -> Self {
+        CallSummary { call_id, peer, timings, path: None, end, media: None }
+    }
+}
+
+/// An incoming call, from a `call_incoming` event.
+#[derive(Debug, Clone)]
+pub struct IncomingCall {
+    /// The call's id.
+    pub call_id: String,
+    /// The caller.
+    pub from: String,
+    /// The caller's display name.
+    pub display_name: String,
+    device_id: i64,
+    device_key: String,
+    sdp: String,
+    fingerprint_signature: String,
+    received_at: Instant,
+}
+
+impl IncomingCall {
+    /// The call in a `call_incoming` event, or `None` for any other event.
+    pub fn from_event(event: &Event) -> Option<Self> {
+        match event {
+            Event::CallIncoming {
+                call_id,
+                from,
+                display_name,
+                device_id,
+                device_key,
+                sdp,
+                fingerprint_signature,
+            } => Some(IncomingCall {
+                call_id: call_id.clone(),
+                from: from.clone(),
+                display_name: display_name.clone(),
+                device_id: *device_id,
+                device_key: device_key.clone(),
+                sdp: sdp.clone(),
+                fingerprint_signature: fingerprint_signature.clone(),
+                received_at: Instant::now(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of a call on this side.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// The media settings.
+    pub media: MediaConfig,
+}
+
+fn random_call_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn sign(key: &SigningKey, call_id: &str, role: SdpRole, from: &str, to: &str, fp: &str) -> String {
+    hex::encode(key.sign(&call_signature_payload(call_id, role, from, to, fp)).to_bytes())
+}
+
+/// Checks the peer's device key against the pin and its signature over the SDP's fingerprint.
+#[allow(clippy::too_many_arguments)]
+fn verify_peer(
+    client: &Client,
+    peer: &str,
+    device_id: i64,
+    device_key: &str,
+    sdp: &str,
+    signature: &str,
+    call_id: &str,
+    role: SdpRole,
+    to: &str,
+) -> Result<KeyCheck, CallError> {
+    let bad = || CallError::BadSignature { peer: peer.to_owned(), device_id };
+    let key_bytes: [u8; 32] =
+        hex::decode(device_key).ok().and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let check = client.home().check_peer_key(peer, device_id, device_key)?;
+    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad())?;
+    let sig_bytes: [u8; 64] =
+        hex::decode(signature).ok().and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let fingerprint = sdp_dtls_fingerprint(sdp).ok_or_else(bad)?;
+    let payload = call_signature_payload(call_id, role, peer, to, &fingerprint);
+    key.verify(&payload, &Signature::from_bytes(&sig_bytes)).map_err(|_| bad())?;
+    Ok(check)
+}
+
+/// Binds the socket for the call's host candidate and asks the supernode's STUN responder for
+/// the server-reflexive address. Returns the socket and the candidates to announce.
+async fn gather(client: &Client) -> Result<(UdpSocket, Vec<LocalCandidate>), CallError> {
+    let (host, port) = client
+        .supernode_host_port()
+        .ok_or_else(|| CallError::Io(std::io::Error::other("the supernode URL has no host")))?;
+    let server = tokio::net::lookup_host((host.as_str(), port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
+    // The interface that reaches the supernode is the one that reaches the internet (or, in a
+    // test on loopback, the other peer).
+    let local_ip = if server.ip().is_loopback() {
+        server.ip()
+    } else {
+        let probe = UdpSocket::bind(SocketAddr::new(unspecified(server.ip()), 0)).await?;
+        probe.connect(server).await?;
+        probe.local_addr()?.ip()
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
+    let base = socket.local_addr()?;
+    let mut candidates = vec![LocalCandidate::Host(base)];
+    if let Some((_, stun_port)) = client.stun_server() {
+        match stun_mapped_address(&socket, SocketAddr::new(server.ip(), stun_port)).await {
+            Some(mapped) if mapped != base => {
+                candidates.push(LocalCandidate::ServerReflexive { addr: mapped, base });
+            }
+            Some(_) => {}
+            None => debug!("no answer from the supernode's STUN responder"),
+        }
+    }
+    Ok((socket, candidates))
+}
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::from([0u8; 4]),
+        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
+    }
+}
+
+/// One STUN Binding transaction with up to three tries.
+async fn stun_mapped_address(socket: &UdpSocket, server: SocketAddr) -> Option<SocketAddr> {
+    let mut tid = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut tid);
+    let request = peerline_stun::client::binding_request(&tid);
+    let mut buf = [0u8; 1500];
+    for _ in 0..3 {
+        socket.send_to(&request, server).await.ok()?;
+        let deadline = tokio::time::Instant::now() + STUN_TRY;
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        {
+            if from == server
+                && let Some(mapped) =
+                    buf.get(..n).and_then(|b| peerline_stun::client::mapped_address(b, &tid))
+            {
+                return Some(mapped);
+            }
+        }
+    }
+    None
+}
+
+/// Adds local candidates to the media session and trickles them through the supernode.
+async fn trickle(
+    client: &Client,
+    media: &mut CallMedia,
+    call_id: &str,
+    candidates: Vec<LocalCandidate>,
+) -> Result<(), CallError> {
+    for candidate in candidates {
+        if let Some(line) = media.add_local_candidate(candidate)? {
+            let request = Request::CallCandidate { call_id: call_id.to_owned(), candidate: line };
+            if let Err(e) = client.request(request).await {
+                warn!(error = %e, "could not send a candidate");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Declines an incoming call (`busy`: only this device is busy, others keep ringing).
+pub async fn decline(client: &Client, call: &IncomingCall, busy: bool) -> Result<(), ClientError> {
+    client.done(Request::CallDecline { call_id: call.call_id.clone(), busy }).await
+}
+
+/// Tells the caller this device rings.
+pub async fn ring(client: &Client, call: &IncomingCall) -> Result<(), ClientError> {
+    client.done(Request::CallRinging { call_id: call.call_id.clone() }).await
+}
+
+/// Calls `to` and runs the call until `stop` completes, the peer hangs up, or the call is not
+/// answered. `progress` hears every step. A call that was not answered is not an error: see
+/// [`CallSummary::end`].
+pub async fn place_call<Src, Snk>(
+    client: &mut Client,
+    to: &str,
+    source: Src,
+    sink: Snk,
+    options: CallOptions,
+    stop: impl Future<Output = ()>,
+    progress: &mut (dyn FnMut(CallProgress) + Send),
+) -> Result<CallSummary, CallError>
+where
+    Src: AudioSource + 'static,
+    Snk: AudioSink + 'static,
+{
+    let dialed = Instant::now();
+    let me = client
+        .username()
+        .ok_or_else(|| ClientError::NotLoggedIn { url: String::new() })?
+        .to_owned();
+    let to = to.to_ascii_lowercase();
+    let key = client.device_key()?;
+    let call_id = random_call_id();
+    let mut media = CallMedia::new(Role::Offerer, options.media.clone(), dialed)?;
+    let offer = media.create_offer()?;
+    let signature = sign(&key, &call_id, SdpRole::Offer, &me, &to, media.local_dtls_fingerprint());
+    let (socket, candidates) = gather(client).await?;
+
+    let invite = Request::CallInvite {
+        call_id: call_id.clone(),
+        to: to.clone(),
+        sdp: offer,
+        fingerprint_signature: signature,
+    };
+    let mut timings = SetupTimings::default();
+    let devices = match client.request(invite).await {
+        Ok(Reply::CallPlaced { ringing_devices, .. }) => ringing_devices,
+        Ok(other) => return Err(ClientError::UnexpectedReply(format!("{other:?}")).into()),
+        Err(e) if e.code() == Some(ErrorCode::CalleeBusy) => {
+            let end = CallEnd::Remote(CallEndReason::Busy);
+            return Ok(CallSummary::unanswered(call_id, to, timings, end));
+        }
+        Err(e) if e.code() == Some(ErrorCode::CalleeUnavailable) => {
+            let end = CallEnd::Remote(CallEndReason::Unavailable);
+            return Ok(CallSummary::unanswered(call_id, to, timings, end));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    progress(CallProgress::Dialing { call_id: call_id.clone(), devices });
+    // The supernode holds these until a device answers, and gives them to that device only.
+    trickle(client, &mut media, &call_id, candidates).await?;
+
+    tokio::pin!(stop);
+    let guard = tokio::time::sleep(RING_GUARD);
+    tokio::pin!(guard);
+    let mut early_candidates = Vec::new();
+    loop {
+        tokio::select! {
+            () = &mut stop => {
+                let _ = client.done(Request::CallCancel { call_id: call_id.clone() }).await;
+                return Ok(CallSummary::unanswered(call_id, to, timings, CallEnd::HungUpHere));
+            }
+            () = &mut guard => {
+                let _ = client.done(Request::CallCancel { call_id: call_id.clone() }).await;
+                let end = CallEnd::Remote(CallEndReason::NoAnswer);
+                return Ok(CallSummary::unanswered(call_id, to, timings, end));
+            }
+            event = client.next_event() => {
+                let Some(event) = event else { return Err(ClientError::Closed(None).into()) };
+                match event {
+                    Event::CallRinging { call_id: id } if id == call_id => {
+                        if timings.ringing.is_none() {
+                            let after = dialed.elapsed();
+                            timings.ringing = Some(after);
+                            progress(CallProgress::Ringing { after });
+                        }
+                    }
+                    Event::CallAccepted { call_id: id, device_id, device_key, sdp, fingerprint_signature }
+                        if id == call_id =>
+                    {
+                        let verified = verify_peer(
+                            client, &to, device_id, &device_key, &sdp, &fingerprint_signature,
+                            &call_id, SdpRole::Answer, &me,
+                        );
+                        let check = match verified {
+                            Ok(check) => check,
+                            Err(e) => {
+                                let _ = client.done(Request::CallHangup { call_id: call_id.clone() }).await;
+                                return Err(e);
+                            }
+                        };
+                        if let Err(e) = media.accept_answer(&sdp) {
+                            let _ = client.done(Request::CallHangup { call_id: call_id.clone() }).await;
+                            return Err(e.into());
+                        }
+                        progress(CallProgress::Answered { after: dialed.elapsed(), device_id, key: check });
+                        break;
+                    }
+                    Event::CallCandidate { call_id: id, candidate } if id == call_id => {
+                        early_candidates.push(candidate);
+                    }
+                    Event::CallEnded { call_id: id, reason } if id == call_id => {
+                        return Ok(CallSummary::unanswered(call_id, to, timings, CallEnd::Remote(reason)));
+                    }
+                    other => refuse_other_calls(client, &other).await,
+                }
+            }
+        }
+    }
+    talk(
+        client,
+        Talk {
+            call_id,
+            peer: to,
+            media,
+            socket,
+            source,
+            sink,
+            started: dialed,
+            timings,
+            early_candidates,
+        },
+        stop,
+        progress,
+    )
+    .await
+}
+
+/// Answers an incoming call (after [`ring`], if the user was asked) and runs it until `stop`
+/// completes or the peer hangs up. If another device answered first, the summary says
+/// `answered_elsewhere`.
+pub async fn answer_call<Src, Snk>(
+    client: &mut Client,
+    call: IncomingCall,
+    source: Src,
+    sink: Snk,
+    options: CallOptions,
+    stop: impl Future<Output = ()>,
+    progress: &mut (dyn FnMut(CallProgress) + Send),
+) -> Result<CallSummary, CallError>
+where
+    Src: AudioSource + 'static,
+    Snk: AudioSink + 'static,
+{
+    let me = client
+        .username()
+        .ok_or_else(|| ClientError::NotLoggedIn { url: String::new() })?
+        .to_owned();
+    let timings = SetupTimings::default();
+    let verified = verify_peer(
+        client,
+        &call.from,
+        call.device_id,
+        &call.device_key,
+        &call.sdp,
+        &call.fingerprint_signature,
+        &call.call_id,
+        SdpRole::Offer,
+        &me,
+    );
+    let check = match verified {
+        Ok(check) => check,
+        Err(e) => {
+            let _ = decline(client, &call, false).await;
+            return Err(e);
+        }
+    };
+    let key = client.device_key()?;
+    let mut media = CallMedia::new(Role::Answerer, options.media.clone(), Instant::now())?;
+    let answer = match media.accept_offer(&call.sdp) {
+        Ok(answer) => answer,
+        Err(e) => {
+            let _ = decline(client, &call, false).await;
+            return Err(e.into());
+        }
+    };
+    let signature =
+        sign(&key, &call.call_id, SdpRole::Answer, &me, &call.from, media.local_dtls_fingerprint());
+    let accept = Request::CallAccept {
+        call_id: call.call_id.clone(),
+        sdp: answer,
+        fingerprint_signature: signature,
+    };
+    match client.done(accept).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(ErrorCode::NoSuchCall) => {
+            // Another device was faster, or the caller gave up.
+            let end = CallEnd::Remote(CallEndReason::AnsweredElsewhere);
+            return Ok(CallSummary::unanswered(call.call_id, call.from, timings, end));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    progress(CallProgress::Answered {
+        after: call.received_at.elapsed(),
+        device_id: call.device_id,
+        key: check,
+    });
+    // Only now, after accepting, does anything about our network go out.
+    let (socket, candidates) = gather(client).await?;
+    trickle(client, &mut media, &call.call_id, candidates).await?;
+    talk(
+        client,
+        Talk {
+            call_id: call.call_id,
+            peer: call.from,
+            media,
+            socket,
+            source,
+            sink,
+            started: call.received_at,
+            timings,
+            early_candidates: Vec::new(),
+        },
+        stop,
+        progress,
+    )
+    .await
+}
+
+/// While busy with one call, other incoming calls are declined as busy for this device.
+async fn refuse_other_calls(client: &Client, event: &Event) {
+    if let Some(other) = IncomingCall::from_event(event) {
+        info!(from = %other.from, "declining a second call: busy");
+        let _ = decline(client, &other, true).await;
+    }
+}
+
+struct Talk<Src, Snk> {
+    call_id: String,
+    peer: String,
+    media: CallMedia,
+    socket: UdpSocket,
+    source: Src,
+    sink: Snk,
+    started: Instant,
+    timings: SetupTimings,
+    early_candidates: Vec<String>,
+}
+
+/// Runs the media of an answered call next to its signaling until one side ends it.
+async fn talk<Src, Snk>(
+    client: &mut Client,
+    call: Talk<Src, Snk>,
+    stop: impl Future<Output = ()>,
+    progress: &mut (dyn FnMut(CallProgress) + Send),
+) -> Result<CallSummary, CallError>
+where
+    Src: AudioSource + 'static,
+    Snk: AudioSink + 'static,
+{
+    let Talk { call_id, peer, media, socket, source, sink, started, mut timings, early_candidates } =
+        call;
+    let (candidates_tx, candidates_rx) = mpsc::channel(128);
+    for candidate in early_candidates {
+        let _ = candidates_tx.try_send(candidate);
+    }
+    let (events_tx, mut events_rx) = mpsc::channel(64);
+    let (stop_media, media_stopped) = oneshot::channel::<()>();
+    let options = RunOptions {
+        remote_candidates: Some(candidates_rx),
+        events: Some(events_tx),
+        ..RunOptions::default()
+    };
+    let mut task = tokio::spawn(run_media(
+        vec![socket],
+        media,
+        source,
+        sink,
+        async {
+            let _ = media_stopped.await;
+        },
+        options,
+    ));
+    tokio::pin!(stop);
+    let mut stop_media = Some(stop_media);
+    let mut end: Option<CallEnd> = None;
+    let mut path = None;
+    let mut signaling = true;
+    loop {
+        tokio::select! {
+            result = &mut task => {
+                let stats = result.map_err(|e| CallError::Task(e.to_string()))??;
+                let end = match end {
+                    Some(end) => end,
+                    None => {
+                        // The media ended by itself: tell the supernode the call is over.
+                        let _ = client.done(Request::CallHangup { call_id: call_id.clone() }).await;
+                        CallEnd::Media(stats.end)
+                    }
+                };
+                while let Ok(event) = events_rx.try_recv() {
+                    on_media_event(event, started, &mut timings, &mut path, progress);
+                }
+                path = path.or(stats.selected_path);
+                return Ok(CallSummary { call_id, peer, timings, path, end, media: Some(stats) });
+            }
+            Some(event) = events_rx.recv() => {
+                on_media_event(event, started, &mut timings, &mut path, progress);
+            }
+            event = client.next_event(), if signaling => match event {
+                None => {
+                    // The supernode went away; the media is peer to peer and goes on.
+                    warn!("lost the supernode connection during the call; media continues");
+                    signaling = false;
+                }
+                Some(Event::CallCandidate { call_id: id, candidate }) if id == call_id => {
+                    let _ = candidates_tx.send(candidate).await;
+                }
+                Some(Event::CallEnded { call_id: id, reason }) if id == call_id => {
+                    end = Some(CallEnd::Remote(reason));
+                    if let Some(tx) = stop_media.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Some(other) => refuse_other_calls(client, &other).await,
+            },
+            () = &mut stop, if stop_media.is_some() => {
+                end = Some(CallEnd::HungUpHere);
+                let _ = client.done(Request::CallHangup { call_id: call_id.clone() }).await;
+                if let Some(tx) = stop_media.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
+}
+
+fn on_media_event(
+    event: MediaEvent,
+    started: Instant,
+    timings: &mut SetupTimings,
+    path: &mut Option<SelectedPath>,
+    progress: &mut (dyn FnMut(CallProgress) + Send),
+) {
+    let after = started.elapsed();
+    match event {
+        MediaEvent::Connected if timings.connected.is_none() => {
+            timings.connected = Some(after);
+            progress(CallProgress::Connected { after });
+        }
+        MediaEvent::FirstAudio if timings.first_audio.is_none() => {
+            timings.first_audio = Some(after);
+            progress(CallProgress::FirstAudio { after });
+        }
+        MediaEvent::SelectedPath(selected) => {
+            *path = Some(selected);
+            progress(CallProgress::Path(selected));
+        }
+        MediaEvent::Disconnected => progress(CallProgress::PathLost),
+        MediaEvent::Reconnected => progress(CallProgress::PathBack),
+        _ => {}
+    }
+}
