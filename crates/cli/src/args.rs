@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// Peerline: find people, see who is online, send messages. Calls come in a later release.
+/// Peerline: find people, see who is online, send messages, call your contacts.
 ///
 /// The password is read from $PEERLINE_PASSWORD, from the first line of standard input with
 /// --password-stdin, or from a prompt; never from the command line.
@@ -118,11 +118,59 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Stay online and print events (messages, presence, contact requests) until Ctrl-C.
+    /// Stay online and print events (messages, presence, contact requests, calls) until Ctrl-C.
+    /// Incoming calls ring here: answer on the terminal, or automatically with --auto-answer.
     Online {
         /// Set this status first.
         #[arg(long)]
         status: Option<String>,
+        /// Exit after this many seconds (for scripts); an ongoing call is hung up then.
+        #[arg(long)]
+        exit_after: Option<f64>,
+        /// Answer incoming calls without asking.
+        #[arg(long)]
+        auto_answer: bool,
+        /// Send this WAV file (any common rate, looped) instead of the microphone.
+        #[arg(long)]
+        play: Option<PathBuf>,
+        /// Record what you hear to this WAV file (48 kHz mono) instead of the speaker.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// Call a contact. Voice goes directly between you (never through the supernode); hang up
+    /// with Ctrl-C or --duration. With --json, prints JSON lines with setup timings and the path.
+    Call {
+        /// The contact.
+        username: String,
+        /// Send this WAV file (any common rate, looped) instead of the microphone.
+        #[arg(long)]
+        play: Option<PathBuf>,
+        /// Record what you hear to this WAV file (48 kHz mono) instead of the speaker.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Hang up after this many seconds of call.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Show the safety numbers of this device with a contact's devices, to compare with them
+    /// over another channel; pins their keys if not pinned yet.
+    Verify {
+        /// The contact.
+        username: String,
+        /// Forget the contact's pinned device keys (after they really changed devices).
+        #[arg(long)]
+        forget: bool,
+    },
+    /// Run the echo test service: a bot account that accepts every contact request, answers
+    /// calls and plays back what it hears two seconds later, then messages the caller the
+    /// setup time and path. Registers the account on first run.
+    EchoService {
+        /// The bot's username.
+        #[arg(long, default_value = "echo")]
+        username: String,
+        /// Seconds between hearing and playing back.
+        #[arg(long, default_value_t = 2.0)]
+        delay: f64,
         /// Exit after this many seconds (for scripts).
         #[arg(long)]
         exit_after: Option<u64>,

@@ -2,6 +2,8 @@
 //! set presence, search the directory, send and read instant messages, stay online for events.
 
 mod args;
+mod calls;
+mod echo;
 mod output;
 mod password;
 
@@ -30,14 +32,17 @@ fn device_name() -> String {
     if host.is_empty() { "peerline-cli".into() } else { format!("peerline-cli@{host}") }
 }
 
-async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
-    let home_dir = match &args.home {
-        Some(dir) => dir.clone(),
+fn home_dir(args: &Args) -> anyhow::Result<std::path::PathBuf> {
+    match &args.home {
+        Some(dir) => Ok(dir.clone()),
         None => dirs::data_dir()
             .map(|d| d.join("peerline"))
-            .context("no home directory for Peerline: set PEERLINE_HOME or --home")?,
-    };
-    let home = Home::open(&home_dir)?;
+            .context("no home directory for Peerline: set PEERLINE_HOME or --home"),
+    }
+}
+
+async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
+    let home = Home::open(&home_dir(args)?)?;
     let options = ConnectOptions {
         url: args.supernode.clone(),
         ca_file: args.ca.clone(),
@@ -186,14 +191,40 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                 .await?;
             out.messages(&messages);
         }
-        Command::Online { status, exit_after } => {
+        Command::Online { status, exit_after, auto_answer, play, record } => {
             let mut client = logged_in(&args, out).await?;
             if let Some(s) = status {
                 let status =
                     Status::parse(s).context("status must be online, away, busy or invisible")?;
                 client.done(Request::SetStatus { status }).await?;
             }
-            online(&mut client, out, *exit_after).await?;
+            let answering = calls::Answering {
+                auto: *auto_answer,
+                play: play.as_deref(),
+                record: record.as_deref(),
+                duration: None,
+            };
+            online(&mut client, out, *exit_after, answering).await?;
+        }
+        Command::Call { username, play, record, duration } => {
+            // Open the audio first: a missing sound card is reported before anyone's phone rings.
+            let audio = calls::open_audio(play.as_deref(), record.as_deref())?;
+            let mut client = logged_in(&args, out).await?;
+            calls::call(&mut client, out, username, audio, *duration).await?;
+        }
+        Command::Verify { username, forget } => {
+            let client = logged_in(&args, out).await?;
+            calls::verify(&client, out, username, *forget).await?;
+        }
+        Command::EchoService { username, delay, exit_after } => {
+            let home = Home::open(&home_dir(&args)?)?;
+            let options = ConnectOptions {
+                url: args.supernode.clone(),
+                ca_file: args.ca.clone(),
+                device_name: device_name(),
+            };
+            let delay = Duration::from_secs_f64(delay.clamp(0.0, 10.0));
+            echo::run(&options, &home, out, username, delay, *exit_after).await?;
         }
         Command::Trust { forget } => {
             let home_dir =
@@ -226,9 +257,16 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stays connected and prints events until Ctrl-C (or `--exit-after`). Messages shown here are
-/// acknowledged as delivered, so they are not pushed again at the next login.
-async fn online(client: &mut Client, out: &Out, exit_after: Option<u64>) -> anyhow::Result<()> {
+/// Stays connected and prints events until Ctrl-C (or `--exit-after`), and takes calls. Messages
+/// and missed calls shown here are acknowledged, so they are not pushed again at the next login.
+async fn online(
+    client: &mut Client,
+    out: &Out,
+    exit_after: Option<f64>,
+    mut answering: calls::Answering<'_>,
+) -> anyhow::Result<()> {
+    let deadline =
+        exit_after.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let me = client.username().unwrap_or_default().to_owned();
     out.connected(&me);
     // Pending contact requests are shown once at start.
@@ -242,8 +280,8 @@ async fn online(client: &mut Client, out: &Out, exit_after: Option<u64>) -> anyh
         }
     }
     let stop = async {
-        match exit_after {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
             None => {
                 let _ = tokio::signal::ctrl_c().await;
             }
@@ -269,6 +307,18 @@ async fn online(client: &mut Client, out: &Out, exit_after: Option<u64>) -> anyh
                     && message.to == me {
                         client.done(Request::AckDelivered { ids: vec![message.id] }).await?;
                     }
+                if let Event::MissedCall { missed } = &event {
+                    client.done(Request::AckMissedCalls { ids: vec![missed.id] }).await?;
+                }
+                if let Some(call) = peerline_client::IncomingCall::from_event(&event) {
+                    // A call in progress ends with the session (--exit-after).
+                    answering.duration = deadline.map(|at| {
+                        at.saturating_duration_since(tokio::time::Instant::now()).as_secs_f64()
+                    });
+                    if let Err(e) = calls::incoming(client, out, call, &answering).await {
+                        out.error(&e);
+                    }
+                }
             }
         }
     }

@@ -46,6 +46,11 @@ impl Out {
         Self { json }
     }
 
+    /// Whether output is JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     fn print_json(&self, value: &impl serde::Serialize) {
         println!("{}", serde_json::to_string(value).unwrap_or_else(|_| "null".into()));
     }
