@@ -18,6 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use peerline_media::lossy::{Impairment, LossySocket};
 use peerline_media::{
     AudioSink, AudioSource, CallMedia, CallStats, LocalCandidate, MediaConfig, MediaError,
     MediaEvent, Role, RunOptions, SelectedPath, run_media, sdp_dtls_fingerprint,
@@ -236,6 +237,8 @@ impl IncomingCall {
 pub struct CallOptions {
     /// The media settings.
     pub media: MediaConfig,
+    /// Simulates a bad network: drops and delays what this side sends (tests, demos).
+    pub impair_sending: Option<Impairment>,
 }
 
 fn random_call_id() -> String {
@@ -390,7 +393,8 @@ where
     let to = to.to_ascii_lowercase();
     let key = client.device_key()?;
     let call_id = random_call_id();
-    let mut media = CallMedia::new(Role::Offerer, options.media.clone(), dialed)?;
+    // Boxed: the media session is large, and call futures are often joined on one stack.
+    let mut media = Box::new(CallMedia::new(Role::Offerer, options.media.clone(), dialed)?);
     let offer = media.create_offer()?;
     let signature = sign(&key, &call_id, SdpRole::Offer, &me, &to, media.local_dtls_fingerprint());
     let (socket, candidates) = gather(client).await?;
@@ -476,7 +480,7 @@ where
             }
         }
     }
-    talk(
+    Box::pin(talk(
         client,
         Talk {
             call_id,
@@ -488,10 +492,11 @@ where
             started: dialed,
             timings,
             early_candidates,
+            impair_sending: options.impair_sending.clone(),
         },
         stop,
         progress,
-    )
+    ))
     .await
 }
 
@@ -535,7 +540,8 @@ where
         }
     };
     let key = client.device_key()?;
-    let mut media = CallMedia::new(Role::Answerer, options.media.clone(), Instant::now())?;
+    let mut media =
+        Box::new(CallMedia::new(Role::Answerer, options.media.clone(), Instant::now())?);
     let answer = match media.accept_offer(&call.sdp) {
         Ok(answer) => answer,
         Err(e) => {
@@ -567,7 +573,7 @@ where
     // Only now, after accepting, does anything about our network go out.
     let (socket, candidates) = gather(client).await?;
     trickle(client, &mut media, &call.call_id, candidates).await?;
-    talk(
+    Box::pin(talk(
         client,
         Talk {
             call_id: call.call_id,
@@ -579,10 +585,11 @@ where
             started: call.received_at,
             timings,
             early_candidates: Vec::new(),
+            impair_sending: options.impair_sending.clone(),
         },
         stop,
         progress,
-    )
+    ))
     .await
 }
 
@@ -597,13 +604,14 @@ async fn refuse_other_calls(client: &Client, event: &Event) {
 struct Talk<Src, Snk> {
     call_id: String,
     peer: String,
-    media: CallMedia,
+    media: Box<CallMedia>,
     socket: UdpSocket,
     source: Src,
     sink: Snk,
     started: Instant,
     timings: SetupTimings,
     early_candidates: Vec<String>,
+    impair_sending: Option<Impairment>,
 }
 
 /// Runs the media of an answered call next to its signaling until one side ends it.
@@ -617,8 +625,18 @@ where
     Src: AudioSource + 'static,
     Snk: AudioSink + 'static,
 {
-    let Talk { call_id, peer, media, socket, source, sink, started, mut timings, early_candidates } =
-        call;
+    let Talk {
+        call_id,
+        peer,
+        media,
+        socket,
+        source,
+        sink,
+        started,
+        mut timings,
+        early_candidates,
+        impair_sending,
+    } = call;
     let (candidates_tx, candidates_rx) = mpsc::channel(128);
     for candidate in early_candidates {
         let _ = candidates_tx.try_send(candidate);
@@ -630,16 +648,17 @@ where
         events: Some(events_tx),
         ..RunOptions::default()
     };
-    let mut task = tokio::spawn(run_media(
-        vec![socket],
-        media,
-        source,
-        sink,
-        async {
-            let _ = media_stopped.await;
-        },
-        options,
-    ));
+    let stopped = async {
+        let _ = media_stopped.await;
+    };
+    let mut task = match impair_sending {
+        None => tokio::spawn(run_media(vec![socket], *media, source, sink, stopped, options)),
+        Some(impairment) => {
+            let seed = rand::random();
+            let lossy = LossySocket::new(socket, impairment, seed);
+            tokio::spawn(run_media(vec![lossy], *media, source, sink, stopped, options))
+        }
+    };
     tokio::pin!(stop);
     let mut stop_media = Some(stop_media);
     let mut end: Option<CallEnd> = None;
