@@ -336,9 +336,25 @@ impl User {
 
     /// Starts `peerline --json online` and waits for it to be connected.
     pub fn online(&self) -> Online {
+        self.online_with(&[])
+    }
+
+    /// Starts `peerline --json online EXTRA...` (e.g. `--auto-answer --play F`) and waits for it
+    /// to be connected.
+    pub fn online_with(&self, extra: &[&str]) -> Online {
+        let mut args = vec!["online"];
+        args.extend_from_slice(extra);
+        let mut online = self.start(&args);
+        online.expect(|v| v["type"] == "connected", "the connected line");
+        online
+    }
+
+    /// Starts `peerline --json ARGS...` in the background, reading its JSON lines.
+    pub fn start(&self, args: &[&str]) -> Online {
         let mut child = self
             .command()
-            .args(["--json", "online"])
+            .arg("--json")
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -352,9 +368,7 @@ impl User {
                 }
             }
         });
-        let mut online = Online { child, lines: rx, seen: Vec::new() };
-        online.expect(|v| v["type"] == "connected", "the connected line");
-        online
+        Online { child, lines: rx, seen: Vec::new() }
     }
 }
 
@@ -413,6 +427,33 @@ impl Online {
             }
         }
         self.seen.clone()
+    }
+
+    /// Waits (up to `timeout`) for the process to exit by itself; returns its exit code and
+    /// stderr, having read every line it printed into [`Online::seen`].
+    pub fn wait(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                self.seen.push(v);
+            }
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        let _ = self.child.wait();
+        (code, stderr)
     }
 
     /// Kills the process; returns its stderr.
