@@ -221,6 +221,18 @@ impl Out {
 
     /// A pushed event (`online`).
     pub fn event(&self, event: &Event) {
+        // Calls are shown by the call code, which knows their context; the raw signaling
+        // (SDP, keys) is not for the terminal.
+        if matches!(
+            event,
+            Event::CallIncoming { .. }
+                | Event::CallRinging { .. }
+                | Event::CallAccepted { .. }
+                | Event::CallCandidate { .. }
+                | Event::CallEnded { .. }
+        ) {
+            return;
+        }
         if self.json {
             return self.print_json(event);
         }
