@@ -137,6 +137,29 @@ proptest! {
     }
 
     #[test]
+    fn the_client_reads_any_answer_without_panicking(
+        body in prop::collection::vec(any::<u8>(), 0..128),
+        tid in any::<[u8; 12]>(),
+        source in any_source(),
+    ) {
+        // Garbage, and well-formed success responses with a random attribute walk behind them.
+        let _ = peerline_stun::client::mapped_address(&body, &tid);
+        let mut packet = build(0x0101, tid, &[]);
+        packet.extend_from_slice(&body);
+        let len = body.len() as u16;
+        packet[2..4].copy_from_slice(&len.to_be_bytes());
+        let _ = peerline_stun::client::mapped_address(&packet, &tid);
+        // And the real answer to our request always gives back the source address.
+        let mut responder = Responder::new(&ResponderConfig { rate_limit: None, ..Default::default() });
+        let mut response = Vec::new();
+        let request = peerline_stun::client::binding_request(&tid);
+        if responder.handle(&request, source, Instant::now(), &mut response) == Outcome::Answered {
+            let mapped = peerline_stun::client::mapped_address(&response, &tid).unwrap();
+            prop_assert_eq!(mapped.port(), source.port());
+        }
+    }
+
+    #[test]
     fn mutated_valid_requests_never_panic_or_amplify(
         request in any_request(),
         mutations in prop::collection::vec(any_mutation(), 1..4),
