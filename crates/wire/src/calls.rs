@@ -106,7 +106,7 @@ pub struct MissedCall {
     pub call_id: CallId,
     /// The caller.
     pub from: String,
-    /// When the call started ringing.
+    /// When the call ended unanswered (when the supernode recorded it).
     pub at: TimestampMs,
 }
 

@@ -551,7 +551,8 @@ pub enum Reply {
     CallPlaced {
         /// The call.
         call_id: CallId,
-        /// How many of the callee's devices it rings (0: the call ends `unavailable` next).
+        /// How many of the callee's devices it rings (at least 1: an offline callee is answered
+        /// with `callee_unavailable` instead).
         ringing_devices: u32,
     },
 }

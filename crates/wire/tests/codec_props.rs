@@ -200,9 +200,9 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
 
 fn reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
-        (any::<u32>(), text(), hex(64), any::<u64>()).prop_map(
-            |(version, server, nonce, heartbeat_timeout_secs)| {
-                Reply::Hello { version, server, nonce, heartbeat_timeout_secs }
+        (any::<u32>(), text(), hex(64), any::<u64>(), any::<Option<u16>>()).prop_map(
+            |(version, server, nonce, heartbeat_timeout_secs, stun_port)| {
+                Reply::Hello { version, server, nonce, heartbeat_timeout_secs, stun_port }
             }
         ),
         Just(Reply::Done),

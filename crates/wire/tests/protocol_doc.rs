@@ -52,6 +52,11 @@ const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::InvalidQuery,
     ErrorCode::NoSuchDevice,
     ErrorCode::InvalidArgument,
+    ErrorCode::NoSuchCall,
+    ErrorCode::CallExists,
+    ErrorCode::CallLimit,
+    ErrorCode::CalleeBusy,
+    ErrorCode::CalleeUnavailable,
     ErrorCode::ShuttingDown,
     ErrorCode::Internal,
 ];
@@ -359,6 +364,11 @@ fn error_code_list_is_complete() {
             | ErrorCode::InvalidQuery
             | ErrorCode::NoSuchDevice
             | ErrorCode::InvalidArgument
+            | ErrorCode::NoSuchCall
+            | ErrorCode::CallExists
+            | ErrorCode::CallLimit
+            | ErrorCode::CalleeBusy
+            | ErrorCode::CalleeUnavailable
             | ErrorCode::ShuttingDown
             | ErrorCode::Internal => ALL_ERROR_CODES.contains(&code),
         }
