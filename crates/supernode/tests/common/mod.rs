@@ -58,7 +58,7 @@ pub struct TestNode {
     pub admin_addr: SocketAddr,
     /// The STUN responder (UDP).
     pub stun_addr: SocketAddr,
-    /// `wss://127.0.0.1:PORT`.
+    /// `wss://127.0.0.1:PORT` (`ws://` with `insecure_plaintext`).
     pub url: String,
     /// The fingerprint the supernode's certificate has (what clients pin).
     pub fingerprint: String,
@@ -116,7 +116,8 @@ impl TestNode {
         let admin_addr = node.admin_addr();
         let stun_addr = node.stun_addr();
         let url = node.client_url();
-        let fingerprint = node.tls().expect("TLS is on by default").fingerprint.clone();
+        // Empty when a test turned TLS off (`insecure_plaintext`, `ws://` on loopback).
+        let fingerprint = node.tls().map(|tls| tls.fingerprint.clone()).unwrap_or_default();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(node.run(async {
             let _ = rx.await;
