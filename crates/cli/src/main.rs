@@ -268,9 +268,11 @@ async fn online(
     let deadline =
         exit_after.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let me = client.username().unwrap_or_default().to_owned();
+    // Pending contact requests are shown once at start; "connected" is printed after that
+    // request, so a script that acts on it finds the session ready.
+    let contacts = client.contacts().await?;
     out.connected(&me);
-    // Pending contact requests are shown once at start.
-    for c in client.contacts().await? {
+    for c in contacts {
         if c.state == peerline_client::wire::ContactState::Incoming {
             out.event(&Event::ContactRequest {
                 username: c.username,

@@ -671,9 +671,23 @@ where
                 let end = match end {
                     Some(end) => end,
                     None => {
-                        // The media ended by itself: tell the supernode the call is over.
-                        let _ = client.done(Request::CallHangup { call_id: call_id.clone() }).await;
-                        CallEnd::Media(stats.end)
+                        // The peer's orderly close of the media (DTLS close_notify) usually
+                        // overtakes its hang-up through the supernode: wait briefly for the
+                        // supernode's word, which names the reason.
+                        let told = if signaling && stats.end == peerline_media::EndReason::PeerClosed {
+                            wait_for_end(client, &call_id).await
+                        } else {
+                            None
+                        };
+                        match told {
+                            Some(reason) => CallEnd::Remote(reason),
+                            None => {
+                                // The media ended by itself: tell the supernode the call is over.
+                                let hangup = Request::CallHangup { call_id: call_id.clone() };
+                                let _ = client.done(hangup).await;
+                                CallEnd::Media(stats.end)
+                            }
+                        }
                     }
                 };
                 while let Ok(event) = events_rx.try_recv() {
@@ -709,6 +723,20 @@ where
                     let _ = tx.send(());
                 }
             }
+        }
+    }
+}
+
+/// Waits up to a second for the supernode's `call_ended` of this call.
+async fn wait_for_end(client: &mut Client, call_id: &str) -> Option<CallEndReason> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match tokio::time::timeout_at(deadline, client.next_event()).await {
+            Ok(Some(Event::CallEnded { call_id: id, reason })) if id == call_id => {
+                return Some(reason);
+            }
+            Ok(Some(other)) => refuse_other_calls(client, &other).await,
+            Ok(None) | Err(_) => return None,
         }
     }
 }

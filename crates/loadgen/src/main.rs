@@ -2,10 +2,12 @@
 //! registrations per second, logins per second with latencies, and memory per idle logged-in
 //! user. Every run is bounded in count and time and only ever targets a loopback supernode.
 //!
-//! The subcommands live in `register`, `login` and `hold`; `dial` is the small protocol client
-//! they share. This file parses flags and prints reports.
+//! The subcommands live in `register`, `login`, `hold` and `calls`; `dial` is the small protocol
+//! client the first three share (`calls` uses the client library). This file parses flags and
+//! prints reports.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod calls;
 mod dial;
 mod hold;
 mod latency;
@@ -59,6 +61,11 @@ enum Command {
     /// while. Reports how many stayed connected and, with --supernode-pid, the supernode's memory
     /// per connected user.
     Hold(HoldArgs),
+    /// Calls between fresh users through the supernode, with the client library on both ends:
+    /// setup times of sequential calls A→B (dial → ringing, connected, first audio), or with
+    /// --concurrent the CPU of this process per active call. Always prints the JSON report on
+    /// stdout too (the summary then goes to stderr).
+    Calls(CallsArgs),
 }
 
 /// Where to connect and from where.
@@ -151,6 +158,31 @@ struct HoldArgs {
     supernode_pid: Option<u32>,
 }
 
+#[derive(Debug, Args)]
+struct CallsArgs {
+    /// The supernode, `wss://127.0.0.1:PORT` (loopback only).
+    #[arg(long)]
+    supernode: String,
+    /// CA file to verify the supernode's certificate with; without it each test user pins the
+    /// certificate on first use.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Calls from A to B, one after another.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    calls: u32,
+    /// Seconds each call talks (tones both ways) once its media is connected.
+    #[arg(long, default_value_t = 1.0)]
+    talk_secs: f64,
+    /// Instead of sequential calls, hold this many calls at once between as many pairs of
+    /// users for --talk-secs, and report the CPU of this process per call (both ends of each
+    /// call run here).
+    #[arg(long, conflicts_with = "calls", value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    concurrent: Option<u32>,
+    /// The password the fresh users get.
+    #[arg(long, default_value = DEFAULT_PASSWORD)]
+    user_password: String,
+}
+
 fn emit<R: Serialize + std::fmt::Display>(report: &R, json: bool) -> anyhow::Result<()> {
     if json {
         eprintln!("{report}");
@@ -220,6 +252,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 supernode_pid: a.supernode_pid,
             };
             emit(&hold::run(dialer, plan).await?, cli.json)
+        }
+        Command::Calls(a) => {
+            if !(a.talk_secs.is_finite() && (0.0..=3600.0).contains(&a.talk_secs)) {
+                bail!("--talk-secs must be between 0 and 3600");
+            }
+            calls::check_loopback(&a.supernode).await?;
+            let plan = calls::CallsPlan {
+                supernode: a.supernode,
+                ca_file: a.ca,
+                password: a.user_password,
+                talk: Duration::from_secs_f64(a.talk_secs),
+            };
+            match a.concurrent {
+                // Per call: two WebSockets and two UDP sockets.
+                Some(n) => {
+                    check_fd_budget(4 * u64::from(n))?;
+                    emit(&calls::run_concurrent(plan, n as usize).await?, true)
+                }
+                None => emit(&calls::run_sequential(plan, a.calls as usize).await?, true),
+            }
         }
     }
 }
