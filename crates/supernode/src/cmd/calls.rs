@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use peerline_supernode_core::{CallAnswer, CallInvite, InviteRefused};
+use peerline_supernode_core::{CallAnswer, CallInvite, ConnId, Hub, InviteRefused};
 use peerline_wire::calls::{
     sdp_has_addresses, validate_call_id, validate_candidate, validate_sdp, validate_signature,
 };
@@ -41,6 +41,19 @@ fn check_description(sdp: &str, signature: &str) -> Result<(), ErrorBody> {
 }
 
 impl Session {
+    /// Runs one step of an existing call in the hub, for this logged-in connection.
+    fn on_call(
+        &mut self,
+        call_id: &str,
+        step: impl FnOnce(&mut Hub, ConnId, &str) -> Result<(), ErrorBody>,
+    ) -> Result<Reply, ErrorBody> {
+        self.me()?;
+        check_call_id(call_id)?;
+        let conn = self.conn;
+        self.shared.with_hub(|h| step(h, conn, call_id))?;
+        Ok(Reply::Done)
+    }
+
     /// The other user, if both sides accepted each other; unknown users and non-contacts get
     /// the same answer.
     async fn accepted_contact(&self, username: &str) -> Result<peerline_store::Account, ErrorBody> {
@@ -133,11 +146,7 @@ impl Session {
     }
 
     pub(crate) fn call_ringing(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
-        self.me()?;
-        check_call_id(&call_id)?;
-        let conn = self.conn;
-        self.shared.with_hub(|h| h.call_ringing(conn, &call_id))?;
-        Ok(Reply::Done)
+        self.on_call(&call_id, |h, conn, id| h.call_ringing(conn, id))
     }
 
     pub(crate) fn call_accept(
@@ -155,34 +164,21 @@ impl Session {
             sdp,
             fingerprint_signature,
         };
-        let conn = self.conn;
-        self.shared.with_hub(|h| h.call_accept(conn, &call_id, answer))?;
+        self.on_call(&call_id, |h, conn, id| h.call_accept(conn, id, answer))?;
         metrics::counter!(m::CALLS_ANSWERED).increment(1);
         Ok(Reply::Done)
     }
 
     pub(crate) fn call_decline(&mut self, call_id: String, busy: bool) -> Result<Reply, ErrorBody> {
-        self.me()?;
-        check_call_id(&call_id)?;
-        let conn = self.conn;
-        self.shared.with_hub(|h| h.call_decline(conn, &call_id, busy))?;
-        Ok(Reply::Done)
+        self.on_call(&call_id, |h, conn, id| h.call_decline(conn, id, busy))
     }
 
     pub(crate) fn call_cancel(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
-        self.me()?;
-        check_call_id(&call_id)?;
-        let conn = self.conn;
-        self.shared.with_hub(|h| h.call_cancel(conn, &call_id))?;
-        Ok(Reply::Done)
+        self.on_call(&call_id, |h, conn, id| h.call_cancel(conn, id))
     }
 
     pub(crate) fn call_hangup(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
-        self.me()?;
-        check_call_id(&call_id)?;
-        let conn = self.conn;
-        self.shared.with_hub(|h| h.call_hangup(conn, &call_id))?;
-        Ok(Reply::Done)
+        self.on_call(&call_id, |h, conn, id| h.call_hangup(conn, id))
     }
 
     pub(crate) fn call_candidate(
@@ -190,14 +186,10 @@ impl Session {
         call_id: String,
         candidate: String,
     ) -> Result<Reply, ErrorBody> {
-        self.me()?;
-        check_call_id(&call_id)?;
         validate_candidate(&candidate).map_err(|_| {
             bad("candidate must be an SDP candidate: attribute of at most 512 bytes")
         })?;
-        let conn = self.conn;
-        self.shared.with_hub(|h| h.call_candidate(conn, &call_id, candidate))?;
-        Ok(Reply::Done)
+        self.on_call(&call_id, |h, conn, id| h.call_candidate(conn, id, candidate))
     }
 
     pub(crate) async fn ack_missed_calls(&mut self, ids: Vec<i64>) -> Result<Reply, ErrorBody> {
