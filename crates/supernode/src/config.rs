@@ -39,6 +39,8 @@ pub struct Config {
     pub messages: Messages,
     /// Call signaling.
     pub calls: Calls,
+    /// TURN relays (coturn with `use-auth-secret`) for calls without a direct path.
+    pub turn: Turn,
     /// Log filter in `tracing` syntax (`info`, `peerline=debug,warn`); `RUST_LOG` overrides it.
     pub log: String,
 }
@@ -114,6 +116,36 @@ impl Default for Calls {
     }
 }
 
+/// TURN relay settings: the supernode hands logged-in users short-lived credentials in the coturn
+/// "TURN REST API" scheme; it never relays media itself.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Turn {
+    /// The `static-auth-secret` shared with the relays. Never logged.
+    pub static_auth_secret: Option<String>,
+    /// Relay URLs handed to clients, e.g. `turn:relay.example.org:3478?transport=udp`,
+    /// `turns:relay.example.org:443?transport=tcp`.
+    pub urls: Vec<String>,
+    /// Seconds the credentials stay valid (the relay refuses them afterwards).
+    pub credential_lifetime_secs: u64,
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Self { static_auth_secret: None, urls: Vec::new(), credential_lifetime_secs: 600 }
+    }
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("static_auth_secret", &self.static_auth_secret.as_ref().map(|_| "<redacted>"))
+            .field("urls", &self.urls)
+            .field("credential_lifetime_secs", &self.credential_lifetime_secs)
+            .finish()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -129,6 +161,7 @@ impl Default for Config {
             sessions: Sessions::default(),
             messages: Messages::default(),
             calls: Calls::default(),
+            turn: Turn::default(),
             log: "info".into(),
         }
     }
@@ -182,6 +215,21 @@ impl Config {
                 self.listen
             );
         }
+        if !self.turn.urls.is_empty()
+            && self.turn.static_auth_secret.as_deref().unwrap_or("").len() < 16
+        {
+            bail!(
+                "turn.urls needs turn.static_auth_secret (at least 16 characters, the same as coturn's static-auth-secret)"
+            );
+        }
+        if let Some(url) =
+            self.turn.urls.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            bail!("turn.urls entry {url:?} must start with turn: or turns:");
+        }
+        if !(60..=86_400).contains(&self.turn.credential_lifetime_secs) {
+            bail!("turn.credential_lifetime_secs must be between 60 and 86400");
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key must be given together");
         }
@@ -234,5 +282,20 @@ mod tests {
         assert!(c.validate().is_err());
         c.listen = "127.0.0.1:7443".parse().unwrap();
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn relays_need_a_secret_and_turn_urls_and_the_secret_stays_out_of_debug() {
+        let mut c = Config::default();
+        c.turn.urls = vec!["turn:relay.example.org:3478".into()];
+        assert!(c.validate().is_err(), "urls without a secret");
+        c.turn.static_auth_secret = Some("0123456789abcdef-secret".into());
+        assert!(c.validate().is_ok());
+        c.turn.urls.push("http://relay.example.org".into());
+        assert!(c.validate().is_err(), "not a turn: URL");
+        c.turn.urls.pop();
+        c.turn.credential_lifetime_secs = 5;
+        assert!(c.validate().is_err(), "lifetime too short");
+        assert!(!format!("{c:?}").contains("0123456789abcdef-secret"));
     }
 }

@@ -155,6 +155,7 @@ impl Session {
                 self.call_candidate(call_id, candidate)
             }
             Request::AckMissedCalls { ids } => self.ack_missed_calls(ids).await,
+            Request::TurnCredentials => self.turn_credentials(),
         }
     }
 

@@ -215,6 +215,8 @@ pub enum Request {
         /// An SDP `candidate:` attribute value (at most 512 bytes).
         candidate: String,
     },
+    /// Short-lived credentials for the TURN relays (used only when no direct path exists).
+    TurnCredentials,
     /// Acknowledges pushed missed-call notices; they are not pushed again.
     AckMissedCalls {
         /// Ids from `missed_call` events (at most 1000).
@@ -257,6 +259,7 @@ impl Request {
             Self::CallCancel { .. } => "call_cancel",
             Self::CallHangup { .. } => "call_hangup",
             Self::CallCandidate { .. } => "call_candidate",
+            Self::TurnCredentials => "turn_credentials",
             Self::AckMissedCalls { .. } => "ack_missed_calls",
         }
     }
@@ -295,6 +298,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "call_cancel",
     "call_hangup",
     "call_candidate",
+    "turn_credentials",
     "ack_missed_calls",
 ];
 
@@ -546,6 +550,18 @@ pub enum Reply {
         username: String,
         /// Every device of the account.
         devices: Vec<DeviceKey>,
+    },
+    /// Answer to `turn_credentials`: the coturn "TURN REST API" scheme (a username holding the
+    /// expiry time, a password that is an HMAC of it under a secret shared with the relays).
+    TurnCredentials {
+        /// `EXPIRY:USERNAME`, EXPIRY in seconds since the Unix epoch.
+        username: String,
+        /// Base64 of HMAC-SHA1(secret, username).
+        password: String,
+        /// Seconds the credentials stay valid.
+        ttl_secs: u64,
+        /// The relays, as `turn:` / `turns:` URLs (RFC 7065); empty when the supernode has none.
+        urls: Vec<String>,
     },
     /// Answer to `call_invite`: the call exists; what happens next comes as events.
     CallPlaced {

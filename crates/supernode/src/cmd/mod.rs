@@ -4,3 +4,4 @@ mod account;
 mod calls;
 mod contacts;
 mod messages;
+mod turn;

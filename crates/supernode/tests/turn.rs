@@ -1,0 +1,235 @@
+//! TURN credentials against a real coturn: what the supernode hands out opens an allocation and
+//! relays data; expired or forged credentials do not; and the shipped `deploy/coturn` config
+//! refuses to relay into loopback, link-local and private networks (SSRF).
+//!
+//! Needs coturn's `turnserver`, `turnutils_uclient` and `turnutils_peer` (`scripts/setup`
+//! installs them); without them the tests fail and say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use common::{TestNode, User};
+use hmac::{Hmac, Mac};
+use peerline_wire::{Reply, Request};
+use sha1::Sha1;
+
+const SECRET: &str = "test-secret-for-the-relay-0123456789";
+
+/// A child process killed when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{tool} is missing: install coturn (run scripts/setup, or apt-get install coturn)"
+    );
+}
+
+/// A port free for both UDP and TCP right now on 127.0.0.1.
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts coturn on loopback with `args` and waits until it answers.
+fn turnserver(port: u16, args: &[&str]) -> Running {
+    require("turnserver");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new("turnserver")
+        .args(args)
+        .args(["--listening-ip=127.0.0.1", &format!("--listening-port={port}")])
+        .args([&format!("--tls-listening-port={}", free_port()), "--no-tls", "--no-dtls"])
+        .args([&format!("--static-auth-secret={SECRET}"), "--log-file=stdout"])
+        .args(["--pidfile", log.path().with_extension("pid").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting turnserver");
+    let running = Running(child);
+    // Ready when it accepts a TCP connection on its port.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "turnserver did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
+}
+
+/// Allocates on the relay with these credentials and sends a few packets to `peer`; returns
+/// what the client printed.
+fn allocate_and_send(
+    port: u16,
+    username: &str,
+    password: &str,
+    peer: &str,
+    peer_port: u16,
+) -> String {
+    require("turnutils_uclient");
+    let output = Command::new("timeout")
+        .args(["15", "turnutils_uclient", "-u", username, "-w", password])
+        .args(["-p", &port.to_string(), "-e", peer, "-r", &peer_port.to_string()])
+        .args(["-n", "5", "-m", "1", "-l", "100", "127.0.0.1"])
+        .output()
+        .expect("running turnutils_uclient");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn relayed(output: &str) -> bool {
+    // The final report: every packet sent through the relay came back from the peer.
+    let received = output
+        .lines()
+        .filter_map(|l| l.split("tot_recv_bytes ~ ").nth(1))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    received > 0
+        && output.contains("Total lost packets 0")
+        && !output.contains("Cannot complete Allocation")
+}
+
+fn refused(output: &str) -> bool {
+    !relayed(output)
+        && (output.contains("Cannot complete Allocation") || output.contains("401 (Unauthorized)"))
+}
+
+fn rest_credentials(user: &str, expiry: i64) -> (String, String) {
+    let username = format!("{expiry}:{user}");
+    let mut mac = Hmac::<Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    (username, base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supernode_credentials_open_a_relay_and_expired_or_forged_ones_do_not() {
+    let port = free_port();
+    // This relay may reach loopback: the test's peer lives there.
+    let _relay = turnserver(
+        port,
+        &["-n", "--use-auth-secret", "--realm=peerline.test", "--allow-loopback-peers", "--no-cli"],
+    );
+    require("turnutils_peer");
+    let peer_port = free_port();
+    let _peer = Running(
+        Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting turnutils_peer"),
+    );
+    let url = format!("turn:127.0.0.1:{port}?transport=udp");
+    let node = TestNode::start_with(&["alice"], |c| {
+        c.turn.static_auth_secret = Some(SECRET.into());
+        c.turn.urls = vec![url.clone()];
+        c.turn.credential_lifetime_secs = 600;
+    })
+    .await;
+    let alice = User::login(&node, "alice").await;
+    let Reply::TurnCredentials { username, password, ttl_secs, urls } =
+        alice.ok(Request::TurnCredentials).await
+    else {
+        panic!("not turn credentials");
+    };
+    assert_eq!((ttl_secs, urls), (600, vec![url]));
+    let expiry: i64 = username.split(':').next().unwrap().parse().unwrap();
+    assert!((expiry - now_secs() - 600).abs() <= 5, "expires in 10 minutes: {username}");
+    assert!(username.ends_with(":alice"), "{username}");
+
+    let (u, p) = (username.clone(), password.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        allocate_and_send(port, &u, &p, "127.0.0.1", peer_port)
+    })
+    .await
+    .unwrap();
+    assert!(relayed(&out), "the supernode's credentials should relay:\n{out}");
+
+    let (u, p) = rest_credentials("alice", now_secs() - 5);
+    let out = tokio::task::spawn_blocking(move || {
+        allocate_and_send(port, &u, &p, "127.0.0.1", peer_port)
+    })
+    .await
+    .unwrap();
+    assert!(refused(&out), "expired credentials must be refused:\n{out}");
+
+    let (u, _) = rest_credentials("alice", now_secs() + 600);
+    let forged = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        allocate_and_send(port, &u, &forged, "127.0.0.1", peer_port)
+    })
+    .await
+    .unwrap();
+    assert!(refused(&out), "a forged password must be refused:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_relays_the_supernode_hands_out_nothing() {
+    let node = TestNode::start(&["alice"]).await;
+    let alice = User::login(&node, "alice").await;
+    let reply = alice.ok(Request::TurnCredentials).await;
+    assert_eq!(
+        reply,
+        Reply::TurnCredentials {
+            username: String::new(),
+            password: String::new(),
+            ttl_secs: 0,
+            urls: Vec::new()
+        }
+    );
+}
+
+#[test]
+fn the_shipped_coturn_config_refuses_loopback_link_local_and_private_peers() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/coturn/turnserver.conf");
+    let port = free_port();
+    let _relay = turnserver(port, &["-c", config.to_str().unwrap()]);
+    for (i, peer) in [
+        "127.0.0.1",
+        "169.254.169.254",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "0.0.0.0",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // One user per peer: allocations stay until they expire, and the config has a per-user
+        // quota.
+        let (u, p) = rest_credentials(&format!("user{i}"), now_secs() + 600);
+        let out = allocate_and_send(port, &u, &p, peer, 9);
+        assert!(
+            out.contains("403 (Forbidden IP)"),
+            "the shipped config must refuse relaying to {peer}:\n{out}"
+        );
+    }
+}
