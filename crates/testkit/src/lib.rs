@@ -6,6 +6,7 @@
 //! `$PEERLINE_BIN_DIR`. Build them first: `cargo build --bins` (the test scripts do).
 #![allow(clippy::missing_panics_doc)]
 
+pub mod netlab;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -53,6 +54,7 @@ pub struct Supernode {
     pub fingerprint: Option<String>,
     extra_args: Vec<String>,
     stderr_path: PathBuf,
+    netns: Option<String>,
 }
 
 impl Supernode {
@@ -65,7 +67,17 @@ impl Supernode {
     pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
         let dir = temp.path().join("data");
-        let mut node = Self::spawn(&dir, "127.0.0.1:0", extra)?;
+        let mut node = Self::spawn(&dir, "127.0.0.1:0", extra, None)?;
+        node._temp = Some(temp);
+        Ok(node)
+    }
+
+    /// Starts one inside a NAT-lab host, on its public address: clients on port 7443, STUN on
+    /// port 3478.
+    pub fn start_in(host: &netlab::Host, extra: &[&str]) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let dir = temp.path().join("data");
+        let mut node = Self::spawn(&dir, &format!("{}:7443", host.ip), extra, Some(host))?;
         node._temp = Some(temp);
         Ok(node)
     }
@@ -75,26 +87,29 @@ impl Supernode {
     pub fn start_at(listen: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
         let dir = temp.path().join("data");
-        let mut node = Self::spawn(&dir, listen, extra)?;
+        let mut node = Self::spawn(&dir, listen, extra, None)?;
         node._temp = Some(temp);
         Ok(node)
     }
 
-    fn spawn(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Self> {
+    fn spawn(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        host: Option<&netlab::Host>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let stderr_path = data_dir.join("supernode.stderr.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path)?;
-        let mut child = Command::new(bin("peerline-supernode"))
+        let stun = host.map_or("127.0.0.1:0".to_owned(), |h| format!("{}:3478", h.ip));
+        let mut command = match host {
+            Some(h) => h.command(bin("peerline-supernode")),
+            None => Command::new(bin("peerline-supernode")),
+        };
+        let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--listen",
-                listen,
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--stun-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0", "--stun-listen", &stun])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -143,6 +158,7 @@ impl Supernode {
             fingerprint,
             extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
             stderr_path,
+            netns: host.map(|h| h.netns.clone()),
         })
     }
 
@@ -175,7 +191,10 @@ impl Supernode {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        let mut fresh = Self::spawn(&self.data_dir, &self.addr, &extra)?;
+        if self.netns.is_some() {
+            anyhow::bail!("restart is not supported inside the NAT lab");
+        }
+        let mut fresh = Self::spawn(&self.data_dir, &self.addr, &extra, None)?;
         fresh._temp = self._temp.take();
         std::mem::swap(self, &mut fresh);
         Ok(())
@@ -214,6 +233,7 @@ pub struct User {
     pub password: String,
     home: TempDir,
     url: String,
+    host: Option<netlab::Host>,
 }
 
 /// A finished CLI run.
@@ -262,7 +282,13 @@ impl User {
             password: format!("{name}-secret-pw"),
             home: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
             url: node.url.clone(),
+            host: None,
         }
+    }
+
+    /// A new user whose CLI runs inside a NAT-lab host.
+    pub fn new_in(name: &str, node: &Supernode, host: &netlab::Host) -> Self {
+        Self { host: Some(host.clone()), ..Self::new(name, node) }
     }
 
     /// This user's home directory.
@@ -276,7 +302,10 @@ impl User {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(bin("peerline"));
+        let mut cmd = match &self.host {
+            Some(h) => h.command(bin("peerline")),
+            None => Command::new(bin("peerline")),
+        };
         cmd.env("PEERLINE_HOME", self.home.path())
             .env("PEERLINE_SUPERNODE", &self.url)
             .env("PEERLINE_PASSWORD", &self.password)
@@ -324,6 +353,7 @@ impl User {
             password: self.password.clone(),
             home: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
             url: self.url.clone(),
+            host: self.host.clone(),
         };
         device.ok(&["login", &device.name]);
         device

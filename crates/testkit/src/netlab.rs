@@ -1,0 +1,166 @@
+//! A lab of real Linux NATs for end-to-end tests (../shared/NETLAB.md): every host is a network
+//! namespace, the "internet" is a bridge in its own namespace on 203.0.113.0/24, and each NAT
+//! router masquerades a private 10.N.0.0/24 behind one public address. Everything the lab made is
+//! deleted when it is dropped, also when a test fails. Needs root, `ip` and `iptables`.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, bail};
+
+/// How a NAT router maps and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// Endpoint-independent mapping, address-and-port-dependent filtering: the common home
+    /// router (plain MASQUERADE, unsolicited inbound dropped).
+    HomeRouter,
+    /// Endpoint-dependent mapping (MASQUERADE --random-fully): a new public port per
+    /// destination.
+    Symmetric,
+}
+
+/// The network namespaces of one lab, deleted on drop.
+pub struct Lab {
+    prefix: String,
+    /// Short unique prefix for interface names (at most 15 characters each, and global while a
+    /// veth pair is still in the root namespace).
+    dev: String,
+    namespaces: Vec<String>,
+    next_net: u8,
+    next_public: u8,
+}
+
+/// A host in the lab.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Its namespace.
+    pub netns: String,
+    /// Its address (public, or private behind a NAT).
+    pub ip: String,
+}
+
+impl Host {
+    /// A command that runs `program` inside this host.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns]).arg(program);
+        cmd
+    }
+}
+
+fn run(args: &[&str]) -> anyhow::Result<()> {
+    let (program, rest) = args.split_first().context("empty command")?;
+    let out = Command::new(program).args(rest).output().with_context(|| {
+        format!("running {program} (install iproute2 and iptables; run as root)")
+    })?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {} (the NAT lab needs root, iproute2 and iptables; run scripts/setup as root)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Lab {
+    /// An empty lab: the bridge that plays the internet.
+    pub fn new() -> anyhow::Result<Self> {
+        static RUN: AtomicU32 = AtomicU32::new(0);
+        let run_id = RUN.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("pl{}x{run_id}", std::process::id() % 100_000);
+        let dev = format!("v{:x}", (std::process::id() % 0x1_0000) * 16 + run_id % 16);
+        let mut lab = Lab { prefix, dev, namespaces: Vec::new(), next_net: 1, next_public: 10 };
+        let inet = lab.netns("inet")?;
+        run(&["ip", "-n", &inet, "link", "add", "br0", "type", "bridge"])?;
+        run(&["ip", "-n", &inet, "link", "set", "br0", "up"])?;
+        Ok(lab)
+    }
+
+    fn netns(&mut self, name: &str) -> anyhow::Result<String> {
+        let ns = format!("{}{name}", self.prefix);
+        run(&["ip", "netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Plugs `ns` into the internet bridge with the next public address; returns it.
+    fn attach_public(&mut self, ns: &str, short: &str) -> anyhow::Result<String> {
+        let inet = format!("{}inet", self.prefix);
+        let ip = format!("203.0.113.{}", self.next_public);
+        self.next_public += 1;
+        let (dev, peer) = (format!("{}w{short}", self.dev), format!("{}b{short}", self.dev));
+        run(&["ip", "link", "add", &dev, "type", "veth", "peer", "name", &peer])?;
+        run(&["ip", "link", "set", &dev, "netns", ns])?;
+        run(&["ip", "link", "set", &peer, "netns", &inet])?;
+        run(&["ip", "-n", &inet, "link", "set", &peer, "master", "br0", "up"])?;
+        run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", &dev])?;
+        run(&["ip", "-n", ns, "link", "set", &dev, "up"])?;
+        Ok(ip)
+    }
+
+    /// A host with a public address (a supernode, a relay, or a client without NAT).
+    pub fn public_host(&mut self, name: &str) -> anyhow::Result<Host> {
+        let ns = self.netns(name)?;
+        let ip = self.attach_public(&ns, name)?;
+        Ok(Host { netns: ns, ip })
+    }
+
+    /// A client behind its own NAT router of the given kind.
+    pub fn natted_host(&mut self, name: &str, kind: NatKind) -> anyhow::Result<Host> {
+        let net = self.next_net;
+        self.next_net += 1;
+        let router = self.netns(&format!("{name}r"))?;
+        let wan = format!("{}w{name}r", self.dev);
+        self.attach_public(&router, &format!("{name}r"))?;
+        let host = self.netns(name)?;
+        let (lan, cli) = (format!("{}l{name}", self.dev), format!("{}c{name}", self.dev));
+        run(&["ip", "link", "add", &lan, "type", "veth", "peer", "name", &cli])?;
+        run(&["ip", "link", "set", &lan, "netns", &router])?;
+        run(&["ip", "link", "set", &cli, "netns", &host])?;
+        let gw = format!("10.{net}.0.1");
+        let ip = format!("10.{net}.0.2");
+        run(&["ip", "-n", &router, "addr", "add", &format!("{gw}/24"), "dev", &lan])?;
+        run(&["ip", "-n", &router, "link", "set", &lan, "up"])?;
+        run(&["ip", "-n", &host, "addr", "add", &format!("{ip}/24"), "dev", &cli])?;
+        run(&["ip", "-n", &host, "link", "set", &cli, "up"])?;
+        run(&["ip", "-n", &host, "route", "add", "default", "via", &gw])?;
+        run(&["ip", "netns", "exec", &router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        let mut masquerade =
+            vec!["ip", "netns", "exec", &router, "iptables", "-t", "nat", "-A", "POSTROUTING"];
+        masquerade.extend(["-o", &wan, "-j", "MASQUERADE"]);
+        if kind == NatKind::Symmetric {
+            masquerade.push("--random-fully");
+        }
+        run(&masquerade)?;
+        // A real router drops unsolicited packets to itself; without this, a punch packet that
+        // arrives first claims the port and the NAT turns symmetric (NETLAB.md).
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-i",
+            &wan,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW",
+            "-j",
+            "DROP",
+        ])?;
+        Ok(Host { netns: host, ip })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
