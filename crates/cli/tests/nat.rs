@@ -32,7 +32,7 @@ fn lab() -> Lab {
 
 /// `caller` (in `a`) calls `callee` (in `b`); returns the caller's `ended` line after checking
 /// that both heard the other's tone.
-fn call_between(node: &Supernode, a: &Host, b: &Host) -> Value {
+fn call_between(node: &Supernode, a: &Host, b: &Host, secs: u32) -> Value {
     let (alice, bob) = (User::new_in("alice", node, a), User::new_in("bob", node, b));
     alice.register();
     bob.register();
@@ -57,9 +57,9 @@ fn call_between(node: &Supernode, a: &Host, b: &Host) -> Value {
         "--record",
         &p("alice_heard.wav"),
         "--duration",
-        "3",
+        &secs.to_string(),
     ]);
-    let (code, stderr) = call.wait(Duration::from_secs(40));
+    let (code, stderr) = call.wait(Duration::from_secs(u64::from(secs) + 40));
     assert_eq!(code, Some(0), "the call failed: {stderr}\n{:#?}", call.seen);
     answering.expect(|v| v["event"] == "ended", "bob's end of the call");
     for (file, freq) in [("alice_heard.wav", 660.0), ("bob_heard.wav", 440.0)] {
@@ -67,6 +67,12 @@ fn call_between(node: &Supernode, a: &Host, b: &Host) -> Value {
             analyze_tone(&read_wav(p(file)).unwrap(), SAMPLE_RATE, freq, &ToneCriteria::default());
         assert!(r.tone_windows >= 20, "{file}: the tone in only {} windows", r.tone_windows);
         assert!(r.longest_gap <= Duration::from_millis(300), "{file}: gap {:?}", r.longest_gap);
+        assert!(r.tone_fraction() >= 0.95, "{file}: {:.3}", r.tone_fraction());
+        let last = r.last_tone.unwrap_or_default();
+        assert!(
+            last + Duration::from_secs(2) >= Duration::from_secs(u64::from(secs)),
+            "{file}: the tone stopped at {last:?} of a {secs} s call"
+        );
     }
     call.seen.iter().find(|v| v["event"] == "ended").cloned().unwrap()
 }
@@ -78,7 +84,7 @@ fn two_home_routers_connect_directly_by_hole_punching() {
     let a = lab.natted_host("a", NatKind::HomeRouter).unwrap();
     let b = lab.natted_host("b", NatKind::HomeRouter).unwrap();
     let node = Supernode::start_in(&srv, &[]).unwrap();
-    let ended = call_between(&node, &a, &b);
+    let ended = call_between(&node, &a, &b, 3);
     let path = &ended["path"];
     assert_eq!(path["kind"], "direct", "{ended:#}");
     // The peer is reached at its router's public address: a server-reflexive (or, learned
@@ -97,7 +103,23 @@ fn a_public_host_and_a_home_router_connect_directly() {
     let a = lab.public_host("a").unwrap();
     let b = lab.natted_host("b", NatKind::HomeRouter).unwrap();
     let node = Supernode::start_in(&srv, &[]).unwrap();
-    let ended = call_between(&node, &a, &b);
+    let ended = call_between(&node, &a, &b, 3);
     assert_eq!(ended["path"]["kind"], "direct", "{ended:#}");
     assert_eq!(ended["path"]["local_type"], "host", "{ended:#}");
+}
+
+/// The routers forget idle UDP mappings after 20 s; ICE consent checks (RFC 7675) and the audio
+/// itself must keep them open for a 3-minute call.
+#[test]
+fn a_long_call_keeps_its_nat_mappings_open() {
+    let mut lab = lab();
+    let srv = lab.public_host("srv").unwrap();
+    let (a, router_a) = lab.natted_host_with_router("a", NatKind::HomeRouter).unwrap();
+    let (b, router_b) = lab.natted_host_with_router("b", NatKind::HomeRouter).unwrap();
+    router_a.set_udp_timeout(20).unwrap();
+    router_b.set_udp_timeout(20).unwrap();
+    let node = Supernode::start_in(&srv, &[]).unwrap();
+    let ended = call_between(&node, &a, &b, 180);
+    assert_eq!(ended["path"]["kind"], "direct", "{ended:#}");
+    assert_eq!(ended["reason"], "hung_up_here", "{ended:#}");
 }

@@ -30,6 +30,31 @@ pub struct Lab {
     next_public: u8,
 }
 
+/// A NAT router in the lab.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Its namespace.
+    pub netns: String,
+}
+
+impl Router {
+    /// Sets how long the router keeps an idle UDP mapping (conntrack), in seconds.
+    pub fn set_udp_timeout(&self, secs: u32) -> anyhow::Result<()> {
+        for key in ["nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"] {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.netns,
+                "sysctl",
+                "-qw",
+                &format!("net.netfilter.{key}={secs}"),
+            ])?;
+        }
+        Ok(())
+    }
+}
+
 /// A host in the lab.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -68,7 +93,8 @@ impl Lab {
     pub fn new() -> anyhow::Result<Self> {
         static RUN: AtomicU32 = AtomicU32::new(0);
         let run_id = RUN.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("pl{}x{run_id}", std::process::id() % 100_000);
+        sweep_stale();
+        let prefix = format!("pl{}x{run_id}", std::process::id());
         let dev = format!("v{:x}", (std::process::id() % 0x1_0000) * 16 + run_id % 16);
         let mut lab = Lab { prefix, dev, namespaces: Vec::new(), next_net: 1, next_public: 10 };
         let inet = lab.netns("inet")?;
@@ -109,6 +135,15 @@ impl Lab {
 
     /// A client behind its own NAT router of the given kind.
     pub fn natted_host(&mut self, name: &str, kind: NatKind) -> anyhow::Result<Host> {
+        self.natted_host_with_router(name, kind).map(|(host, _)| host)
+    }
+
+    /// Like [`Lab::natted_host`], also returning the router.
+    pub fn natted_host_with_router(
+        &mut self,
+        name: &str,
+        kind: NatKind,
+    ) -> anyhow::Result<(Host, Router)> {
         let net = self.next_net;
         self.next_net += 1;
         let router = self.netns(&format!("{name}r"))?;
@@ -153,7 +188,21 @@ impl Lab {
             "-j",
             "DROP",
         ])?;
-        Ok(Host { netns: host, ip })
+        Ok((Host { netns: host, ip }, Router { netns: router }))
+    }
+}
+
+/// Deletes the namespaces of labs whose test process is gone (killed before it could clean up).
+fn sweep_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else { continue };
+        let pid = name.strip_prefix("pl").and_then(|rest| rest.split('x').next());
+        if let Some(pid) = pid.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
     }
 }
 
