@@ -13,18 +13,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{PASSWORD, TestNode, User, WAIT, befriend, within};
+use common::{TestNode, User, befriend, within};
 use ed25519_dalek::{Signer, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use peerline_client::media::{ToneSource, sdp_dtls_fingerprint};
-use peerline_client::{
-    CallEnd, CallError, CallOptions, CallSummary, Client, ClientError, IncomingCall,
-};
+use peerline_client::{CallEnd, CallError, CallOptions, CallSummary, Client, IncomingCall};
 use peerline_wire::{
     CallEndReason, ErrorCode, Event, Presence, Reply, Request, SdpRole, ServerFrame, WS_PATH,
     call_signature_payload, decode_server_frame, encode,
@@ -132,60 +129,6 @@ async fn alice_and_bob(node: &TestNode) -> (User, User) {
     let mut bob = User::login(node, "bob").await;
     befriend(&mut alice, &mut bob).await;
     (alice, bob)
-}
-
-/// Another device of an existing user, with its own home (the harness keeps one home per name),
-/// and the same event matching as [`User::expect`].
-struct Device {
-    client: Client,
-    backlog: Vec<Event>,
-}
-
-impl Device {
-    async fn login(node: &TestNode, name: &str, home: &Path) -> Self {
-        let mut client = User::connect(node, name, home).await;
-        let reply = within("second device login", client.login_with_password(name, PASSWORD))
-            .await
-            .expect("second device logs in");
-        assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
-        Self { client, backlog: Vec::new() }
-    }
-
-    async fn request(&self, request: Request) -> Result<Reply, ClientError> {
-        within(request.kind(), self.client.request(request)).await
-    }
-
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        if let Some(i) = self.backlog.iter().position(&pred) {
-            return self.backlog.remove(i);
-        }
-        let (backlog, client) = (&mut self.backlog, &mut self.client);
-        let found = tokio::time::timeout(WAIT, async {
-            while let Some(event) = client.next_event().await {
-                if pred(&event) {
-                    return Some(event);
-                }
-                backlog.push(event);
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(event)) => event,
-            Ok(None) => panic!("connection closed waiting for {what}; saw {:?}", self.backlog),
-            Err(_) => panic!("timed out waiting for {what}; saw {:?}", self.backlog),
-        }
-    }
-
-    /// Everything received so far, after a round trip (see [`User::drain_events`]).
-    async fn drain_events(&mut self) -> Vec<Event> {
-        assert_eq!(self.request(Request::Ping).await.unwrap(), Reply::Pong);
-        let mut events = std::mem::take(&mut self.backlog);
-        while let Some(e) = self.client.try_event() {
-            events.push(e);
-        }
-        events
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +278,7 @@ async fn an_unanswered_call_ends_no_answer_and_the_missed_call_is_pushed_until_a
 async fn the_first_device_to_answer_wins_and_alone_gets_the_callers_candidates() {
     let node = TestNode::start(&["alice", "bob"]).await;
     let (mut alice, mut phone) = alice_and_bob(&node).await;
-    let mut laptop = Device::login(&node, "bob", &node.dir.path().join("bob2")).await;
+    let mut laptop = User::login_from(&node, "bob", &node.dir.path().join("bob2")).await;
     let laptop_id = device_id(&alice, "bob", &key_hex(&laptop.client)).await;
 
     let id = new_call_id();
@@ -349,7 +292,7 @@ async fn the_first_device_to_answer_wins_and_alone_gets_the_callers_candidates()
     assert_eq!(phone.ok(Request::CallRinging { call_id: id.clone() }).await, Reply::Done);
 
     // The laptop answers first.
-    assert_eq!(laptop.request(accept(&id)).await.unwrap(), Reply::Done);
+    assert_eq!(laptop.ok(accept(&id)).await, Reply::Done);
     match alice
         .expect("answered", |e| matches!(e, Event::CallAccepted { call_id, .. } if *call_id == id))
         .await
@@ -373,7 +316,7 @@ async fn the_first_device_to_answer_wins_and_alone_gets_the_callers_candidates()
         )
         .await;
     let from_laptop = CANDIDATE.replace("50000", "50002");
-    assert_eq!(laptop.request(candidate(&id, &from_laptop)).await.unwrap(), Reply::Done);
+    assert_eq!(laptop.ok(candidate(&id, &from_laptop)).await, Reply::Done);
     alice
         .expect(
             "the laptop's candidate",

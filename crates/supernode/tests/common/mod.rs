@@ -224,6 +224,12 @@ impl User {
         Self::password_login(node, name, client).await
     }
 
+    /// Logs in an existing account with its password from another home: a second device.
+    pub async fn login_from(node: &TestNode, name: &str, home: &std::path::Path) -> Self {
+        let client = Self::connect(node, name, home).await;
+        Self::password_login(node, name, client).await
+    }
+
     async fn password_login(node: &TestNode, name: &str, mut client: Client) -> Self {
         if let Some(pinned) = &client.newly_pinned {
             assert_eq!(*pinned, node.fingerprint, "pinned the node's certificate on first use");
