@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use peerline_store::{StoreError, StoreResult, UserId};
 use peerline_supernode_core::ConnId;
-use peerline_wire::{DeviceId, ErrorBody, ErrorCode, Event, Reply, Request, ServerFrame, encode};
+use peerline_wire::{
+    ContactState, DeviceId, ErrorBody, ErrorCode, Event, Reply, Request, ServerFrame, encode,
+    validate,
+};
 use tokio::sync::mpsc;
 use tracing::error;
 
@@ -99,6 +102,27 @@ impl Session {
     /// The logged-in identity, or `not_authenticated`.
     pub(crate) fn me(&self) -> Result<&Identity, ErrorBody> {
         self.identity.as_ref().ok_or_else(|| ErrorBody::new(ErrorCode::NotAuthenticated))
+    }
+
+    /// The other user, if both sides accepted each other; unknown users and non-contacts get
+    /// the same answer.
+    pub(crate) async fn accepted_contact(
+        &self,
+        username: &str,
+    ) -> Result<peerline_store::Account, ErrorBody> {
+        let me = self.me()?;
+        let store = &self.shared.store;
+        let name = validate::username(username).map_err(|_| ErrorCode::NotContact)?;
+        let other = db(store.account_by_username(&name).await)?.ok_or(ErrorCode::NotContact)?;
+        let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
+        let accepted = |r: &Option<peerline_store::ContactRow>| {
+            r.as_ref().is_some_and(|r| r.state == ContactState::Accepted)
+        };
+        if accepted(&mine) && accepted(&theirs) {
+            Ok(other)
+        } else {
+            Err(ErrorCode::NotContact.into())
+        }
     }
 
     /// Runs one request.

@@ -13,8 +13,7 @@ use peerline_wire::calls::{
     sdp_has_addresses, validate_call_id, validate_candidate, validate_sdp, validate_signature,
 };
 use peerline_wire::{
-    CallEndReason, ContactState, DeviceKey, ErrorBody, ErrorCode, Event, Reply, ServerFrame,
-    validate,
+    CallEndReason, DeviceKey, ErrorBody, ErrorCode, Event, Reply, ServerFrame, validate,
 };
 
 use crate::metrics as m;
@@ -52,24 +51,6 @@ impl Session {
         let conn = self.conn;
         self.shared.with_hub(|h| step(h, conn, call_id))?;
         Ok(Reply::Done)
-    }
-
-    /// The other user, if both sides accepted each other; unknown users and non-contacts get
-    /// the same answer.
-    async fn accepted_contact(&self, username: &str) -> Result<peerline_store::Account, ErrorBody> {
-        let me = self.me()?;
-        let store = &self.shared.store;
-        let name = validate::username(username).map_err(|_| ErrorCode::NotContact)?;
-        let other = db(store.account_by_username(&name).await)?.ok_or(ErrorCode::NotContact)?;
-        let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
-        let accepted = |r: &Option<peerline_store::ContactRow>| {
-            r.as_ref().is_some_and(|r| r.state == ContactState::Accepted)
-        };
-        if accepted(&mine) && accepted(&theirs) {
-            Ok(other)
-        } else {
-            Err(ErrorCode::NotContact.into())
-        }
     }
 
     pub(crate) async fn device_keys(&mut self, username: String) -> Result<Reply, ErrorBody> {

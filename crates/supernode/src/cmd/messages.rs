@@ -7,8 +7,7 @@
 
 use peerline_store::StoredMessage;
 use peerline_wire::{
-    ChatMessage, ContactState, ErrorBody, ErrorCode, Event, MessageId, ReceiptKind, Reply,
-    ServerFrame, validate,
+    ChatMessage, ErrorBody, ErrorCode, Event, MessageId, ReceiptKind, Reply, ServerFrame, validate,
 };
 
 use crate::metrics as m;
@@ -48,16 +47,7 @@ impl Session {
         let me = self.me()?.clone();
         validate::message_text(&text)?;
         let store = self.shared.store.clone();
-        // Unknown users and non-contacts get the same answer.
-        let name = validate::username(&to).map_err(|_| ErrorCode::NotContact)?;
-        let other = db(store.account_by_username(&name).await)?.ok_or(ErrorCode::NotContact)?;
-        let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
-        let accepted = |r: &Option<peerline_store::ContactRow>| {
-            r.as_ref().is_some_and(|r| r.state == ContactState::Accepted)
-        };
-        if !accepted(&mine) || !accepted(&theirs) {
-            return Err(ErrorCode::NotContact.into());
-        }
+        let other = self.accepted_contact(&to).await?;
         let stored = db(store.store_message(me.user_id, other.id, &text, now_ms()).await)?;
         metrics::counter!(m::MESSAGES).increment(1);
         let message = to_wire(stored);
