@@ -386,10 +386,7 @@ where
     Snk: AudioSink + 'static,
 {
     let dialed = Instant::now();
-    let me = client
-        .username()
-        .ok_or_else(|| ClientError::NotLoggedIn { url: String::new() })?
-        .to_owned();
+    let me = client.logged_in_username()?;
     let to = to.to_ascii_lowercase();
     let key = client.device_key()?;
     let call_id = random_call_id();
@@ -516,10 +513,7 @@ where
     Src: AudioSource + 'static,
     Snk: AudioSink + 'static,
 {
-    let me = client
-        .username()
-        .ok_or_else(|| ClientError::NotLoggedIn { url: String::new() })?
-        .to_owned();
+    let me = client.logged_in_username()?;
     let timings = SetupTimings::default();
     let verified = verify_peer(
         client,

@@ -89,6 +89,11 @@ impl Client {
         self.username.as_deref()
     }
 
+    /// The logged-in username, or [`ClientError::NotLoggedIn`] naming this supernode.
+    pub fn logged_in_username(&self) -> Result<String, ClientError> {
+        self.username.clone().ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone() })
+    }
+
     /// Sends any request.
     pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
         self.conn.request(request).await
