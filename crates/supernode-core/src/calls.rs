@@ -127,18 +127,47 @@ struct Call {
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
     calls: HashMap<CallId, Call>,
+    /// The calls each user takes part in (as caller or callee), so that an invite or a
+    /// disconnect looks at that user's few calls, not at every call on the supernode.
+    by_user: HashMap<UserId, Vec<CallId>>,
     invites: HashMap<UserId, TokenBucket>,
 }
 
 impl Calls {
+    fn insert(&mut self, call_id: CallId, call: Call) {
+        for user in [call.caller, call.callee] {
+            self.by_user.entry(user).or_default().push(call_id.clone());
+        }
+        self.calls.insert(call_id, call);
+    }
+
+    fn remove(&mut self, call_id: &str) -> Option<Call> {
+        let call = self.calls.remove(call_id)?;
+        for user in [call.caller, call.callee] {
+            if let Some(ids) = self.by_user.get_mut(&user) {
+                ids.retain(|id| id != call_id);
+                if ids.is_empty() {
+                    self.by_user.remove(&user);
+                }
+            }
+        }
+        Some(call)
+    }
+
+    /// The ids of the calls `user` takes part in.
+    fn ids_of(&self, user: UserId) -> &[CallId] {
+        self.by_user.get(&user).map_or(&[], Vec::as_slice)
+    }
+
     fn calls_of(&self, user: UserId) -> usize {
-        self.calls.values().filter(|c| c.caller == user || c.callee == user).count()
+        self.ids_of(user).len()
     }
 
     fn in_answered_call(&self, user: UserId) -> bool {
-        self.calls.values().any(|c| {
-            matches!(c.phase, Phase::Answered { .. }) && (c.caller == user || c.callee == user)
-        })
+        self.ids_of(user)
+            .iter()
+            .filter_map(|id| self.calls.get(id))
+            .any(|c| matches!(c.phase, Phase::Answered { .. }))
     }
 
     /// Live call count.
@@ -239,7 +268,7 @@ impl Hub {
         if let Phase::Ringing { devices: d, .. } = &mut call.phase {
             *d = devices;
         }
-        self.calls.calls.insert(invite.call_id, call);
+        self.calls.insert(invite.call_id, call);
         Ok(ringing)
     }
 
@@ -315,7 +344,7 @@ impl Hub {
                 return Ok(());
             }
         }
-        let Some(call) = self.calls.calls.remove(call_id) else { return Err(no_such_call()) };
+        let Some(call) = self.calls.remove(call_id) else { return Err(no_such_call()) };
         let Phase::Ringing { devices, .. } = &call.phase else { return Ok(()) };
         let others: Vec<ConnId> = devices.iter().copied().filter(|c| *c != conn).collect();
         if busy {
@@ -346,7 +375,7 @@ impl Hub {
             Phase::Ringing { .. } if call.caller_conn == conn => self.call_cancel(conn, call_id),
             Phase::Answered { callee_conn } if conn == call.caller_conn || conn == callee_conn => {
                 let other = if conn == callee_conn { call.caller_conn } else { callee_conn };
-                self.calls.calls.remove(call_id);
+                self.calls.remove(call_id);
                 self.ended(vec![other], call_id, CallEndReason::HungUp);
                 Ok(())
             }
@@ -406,7 +435,7 @@ impl Hub {
         reason: CallEndReason,
         tell_caller: Option<CallEndReason>,
     ) {
-        let Some(call) = self.calls.calls.remove(call_id) else { return };
+        let Some(call) = self.calls.remove(call_id) else { return };
         let Phase::Ringing { devices, .. } = &call.phase else { return };
         self.ended(devices.clone(), call_id, reason);
         if let Some(caller_reason) = tell_caller {
@@ -418,10 +447,12 @@ impl Hub {
     /// A connection is gone: calls it placed end, answered calls it took part in end for the
     /// other side, and it stops ringing.
     pub(crate) fn calls_disconnect(&mut self, conn: ConnId) {
+        let Some((user, _)) = self.login_of(conn) else { return };
         let mut involved: Vec<CallId> = self
             .calls
-            .calls
+            .ids_of(user)
             .iter()
+            .filter_map(|id| self.calls.calls.get(id).map(|c| (id, c)))
             .filter(|(_, c)| {
                 c.caller_conn == conn
                     || match &c.phase {
@@ -451,7 +482,7 @@ impl Hub {
                 }
                 Phase::Answered { callee_conn } => {
                     let other = if *callee_conn == conn { caller_conn } else { *callee_conn };
-                    self.calls.calls.remove(&call_id);
+                    self.calls.remove(&call_id);
                     self.ended(vec![other], &call_id, CallEndReason::PeerGone);
                 }
             }
