@@ -2,12 +2,12 @@
 //! the request plus XOR-MAPPED-ADDRESS; well-formed requests are always answered correctly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use peerline_stun::{
-    MAGIC_COOKIE, Outcome, Responder, ResponderConfig, Stats, xor_mapped_address_len,
-};
+use peerline_stun::{Outcome, Responder, ResponderConfig, Stats, xor_mapped_address_len};
 use proptest::prelude::*;
 use stun_types::attribute::XorMappedAddress;
 use stun_types::message::{BINDING, Message, MessageClass};
@@ -36,19 +36,9 @@ fn any_request() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn build(message_type: u16, tid: [u8; 12], attributes: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut p = message_type.to_be_bytes().to_vec();
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
-    p.extend_from_slice(&tid);
-    for (t, value) in attributes {
-        p.extend_from_slice(&t.to_be_bytes());
-        p.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        p.extend_from_slice(value);
-        p.resize(p.len().next_multiple_of(4), 0);
-    }
-    let len = (p.len() - 20) as u16;
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    p
+    let attributes: Vec<(u16, &[u8])> =
+        attributes.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+    common::raw_stun(message_type, tid, &attributes)
 }
 
 #[derive(Debug, Clone)]

@@ -3,12 +3,13 @@
 //! parser cannot hide.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use peerline_stun::{
-    DropReason, MAGIC_COOKIE, Outcome, RateLimitConfig, Responder, ResponderConfig,
-    xor_mapped_address_len,
+    DropReason, Outcome, RateLimitConfig, Responder, ResponderConfig, xor_mapped_address_len,
 };
 use stun_types::attribute::{
     AttributeStaticType, AttributeType, ErrorCode, Fingerprint, Software, UnknownAttributes,
@@ -55,21 +56,9 @@ fn binding_request() -> Vec<u8> {
     Message::builder_request(BINDING, MessageWriteVec::new()).finish()
 }
 
-/// A STUN message built by hand: type, fixed transaction id, and raw attributes (padded).
+/// A STUN message built by hand with the fixed transaction id.
 fn raw_message(message_type: u16, attributes: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut p = message_type.to_be_bytes().to_vec();
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
-    p.extend_from_slice(&TID);
-    for (t, value) in attributes {
-        p.extend_from_slice(&t.to_be_bytes());
-        p.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        p.extend_from_slice(value);
-        p.resize(p.len().next_multiple_of(4), 0);
-    }
-    let len = (p.len() - 20) as u16;
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    p
+    common::raw_stun(message_type, TID, attributes)
 }
 
 /// Decodes a success response with stun-types and returns the reported address.
