@@ -67,7 +67,17 @@ impl Endpoint {
             "" | "/" => WS_PATH.to_owned(),
             p => p.to_owned(),
         };
-        Ok(Self { tls, host, port: url.port().unwrap_or(7443), path })
+        // The URL parser drops a port equal to the scheme's default (`wss://h:443`), which must
+        // not turn into Peerline's default 7443.
+        let authority = raw.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+        let scheme_default = if tls { 443 } else { 80 };
+        let port = match url.port() {
+            Some(port) => port,
+            None if authority.ends_with(&format!(":{scheme_default}")) => scheme_default,
+            None => 7443,
+        };
+        Ok(Self { tls, host, port, path })
     }
 
     /// `host:port`, the key certificates are pinned under.
@@ -314,6 +324,8 @@ mod tests {
             (true, "127.0.0.1", 7443, "/v1/ws")
         );
         assert_eq!(Endpoint::parse("wss://example.org").unwrap().port, 7443);
+        assert_eq!(Endpoint::parse("wss://example.org:443").unwrap().port, 443);
+        assert_eq!(Endpoint::parse("wss://203.0.113.10:443/v1/ws").unwrap().port, 443);
         assert_eq!(Endpoint::parse("wss://[::1]:9/x").unwrap().host_port(), "[::1]:9");
         assert!(Endpoint::parse("ws://example.org:1").is_err());
         assert!(Endpoint::parse("ws://127.0.0.1:1").is_ok());
