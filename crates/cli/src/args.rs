@@ -136,6 +136,10 @@ pub enum Command {
         /// Record what you hear to this WAV file (48 kHz mono) instead of the speaker.
         #[arg(long)]
         record: Option<PathBuf>,
+        /// Answer calls through a TURN relay only, so callers never learn your IP address
+        /// (also on with `peerline settings --relay-only true`).
+        #[arg(long)]
+        relay_only: bool,
     },
     /// Call a contact. Voice goes directly between you (never through the supernode); hang up
     /// with Ctrl-C or --duration. With --json, prints JSON lines with setup timings and the path.
@@ -151,6 +155,16 @@ pub enum Command {
         /// Hang up after this many seconds of call.
         #[arg(long)]
         duration: Option<f64>,
+        /// Call through a TURN relay only, so the contact never learns your IP address (also on
+        /// with `peerline settings --relay-only true`).
+        #[arg(long)]
+        relay_only: bool,
+    },
+    /// Show or change this user's settings on this device.
+    Settings {
+        /// Always relay calls through TURN, so peers never learn your IP address (true/false).
+        #[arg(long)]
+        relay_only: Option<bool>,
     },
     /// Show the safety numbers of this device with a contact's devices, to compare with them
     /// over another channel; pins their keys if not pinned yet.

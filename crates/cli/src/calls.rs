@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use peerline_client::call::{decline, ring};
-use peerline_client::media::{AudioSink, AudioSource, SelectedPath, WavSink, WavSource};
+use peerline_client::media::{AudioSink, AudioSource, WavSink, WavSource};
 use peerline_client::peer_keys::{KeyCheck, safety_number};
 use peerline_client::wire::{Event, Reply, Request};
-use peerline_client::{CallOptions, CallProgress, CallSummary, Client, IncomingCall};
+use peerline_client::{CallOptions, CallPath, CallProgress, CallSummary, Client, IncomingCall};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
@@ -35,14 +35,16 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn path_json(path: &SelectedPath) -> Value {
+fn path_json(path: &CallPath) -> Value {
+    let selected = &path.selected;
     json!({
         "kind": if path.is_direct() { "direct" } else { "relay" },
-        "local_type": path.local_type.as_str(),
-        "remote_type": path.remote_type.as_str(),
-        "transport": path.transport.to_string(),
-        "local": path.local_addr.to_string(),
-        "remote": path.remote_addr.to_string(),
+        "local_type": selected.local_type.as_str(),
+        "remote_type": selected.remote_type.as_str(),
+        "transport": path.transport(),
+        "local": selected.local_addr.to_string(),
+        "remote": selected.remote_addr.to_string(),
+        "relay_server": path.relay.map(|r| r.server.to_string()),
     })
 }
 
@@ -94,9 +96,9 @@ pub fn progress_printer(out: &Out, peer: &str) -> impl FnMut(CallProgress) + Sen
                 CallProgress::Path(path) => println!(
                     "Path: {} ({} ↔ {}, {})",
                     if path.is_direct() { "direct" } else { "relayed" },
-                    path.local_type,
-                    path.remote_type,
-                    path.transport
+                    path.selected.local_type,
+                    path.selected.remote_type,
+                    path.transport()
                 ),
                 CallProgress::FirstAudio { after } => {
                     println!("Hearing {peer} ({} ms after dialing)", ms(*after))
@@ -171,6 +173,7 @@ pub async fn call(
     to: &str,
     audio: Audio,
     duration: Option<f64>,
+    options: CallOptions,
 ) -> anyhow::Result<()> {
     let mut progress = progress_printer(out, to);
     let (source, sink) = audio;
@@ -179,7 +182,7 @@ pub async fn call(
         to,
         source,
         sink,
-        CallOptions::default(),
+        options,
         hang_up_after(duration),
         &mut progress,
     )
@@ -201,6 +204,8 @@ pub struct Answering<'a> {
     pub record: Option<&'a Path>,
     /// Hang up each answered call after this many seconds.
     pub duration: Option<f64>,
+    /// Answer through a TURN relay only.
+    pub relay_only: bool,
 }
 
 /// An incoming call in `peerline online`: rings, asks (unless `--auto-answer`), answers and
@@ -242,7 +247,7 @@ pub async fn incoming(
         call,
         source,
         sink,
-        CallOptions::default(),
+        CallOptions { relay_only: answering.relay_only, ..CallOptions::default() },
         hang_up_after(answering.duration),
         &mut progress,
     )

@@ -62,9 +62,9 @@ fn describe(summary: &CallSummary) -> String {
         format!(
             "{} ({} ↔ {}, {})",
             if p.is_direct() { "direct" } else { "relayed" },
-            p.local_type,
-            p.remote_type,
-            p.transport
+            p.selected.local_type,
+            p.selected.remote_type,
+            p.transport()
         )
     });
     let mut text = format!(

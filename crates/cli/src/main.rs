@@ -14,7 +14,7 @@ use args::{Args, Command, ContactsCommand, DevicesCommand};
 use clap::Parser;
 use output::Out;
 use peerline_client::wire::{EndReason, Event, Reply, Request, Status};
-use peerline_client::{Client, ClientError, ConnectOptions, Home};
+use peerline_client::{CallOptions, Client, ClientError, ConnectOptions, Home};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -191,7 +191,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                 .await?;
             out.messages(&messages);
         }
-        Command::Online { status, exit_after, auto_answer, play, record } => {
+        Command::Online { status, exit_after, auto_answer, play, record, relay_only } => {
             let mut client = logged_in(&args, out).await?;
             if let Some(s) = status {
                 let status =
@@ -203,14 +203,28 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
                 play: play.as_deref(),
                 record: record.as_deref(),
                 duration: None,
+                relay_only: *relay_only || client.home().settings()?.relay_only,
             };
             online(&mut client, out, *exit_after, answering).await?;
         }
-        Command::Call { username, play, record, duration } => {
+        Command::Call { username, play, record, duration, relay_only } => {
             // Open the audio first: a missing sound card is reported before anyone's phone rings.
             let audio = calls::open_audio(play.as_deref(), record.as_deref())?;
             let mut client = logged_in(&args, out).await?;
-            calls::call(&mut client, out, username, audio, *duration).await?;
+            let options = CallOptions {
+                relay_only: *relay_only || client.home().settings()?.relay_only,
+                ..CallOptions::default()
+            };
+            calls::call(&mut client, out, username, audio, *duration, options).await?;
+        }
+        Command::Settings { relay_only } => {
+            let home = Home::open(&home_dir(&args)?)?;
+            let mut settings = home.settings()?;
+            if let Some(relay_only) = relay_only {
+                settings.relay_only = *relay_only;
+                home.save_settings(&settings)?;
+            }
+            out.settings(&settings);
         }
         Command::Verify { username, forget } => {
             let client = logged_in(&args, out).await?;

@@ -1,8 +1,8 @@
 //! Everything the CLI prints: human text by default, one JSON document per command with `--json`
 //! (JSON lines for `online`). The JSON shapes are documented in docs/cli.md.
 
-use peerline_client::ClientError;
 use peerline_client::wire::{ChatMessage, Contact, Event, Presence, Reply, Status};
+use peerline_client::{ClientError, Settings};
 use serde_json::{Value, json};
 
 /// The printer.
@@ -114,6 +114,20 @@ impl Out {
             self.print_json(&json!({"status": status}));
         } else {
             println!("Status: {}", status.as_str());
+        }
+    }
+
+    /// The user's settings.
+    pub fn settings(&self, settings: &Settings) {
+        if self.json {
+            self.print_json(settings);
+        } else {
+            let relay = if settings.relay_only {
+                "on (calls go through a TURN relay; peers never learn your IP address)"
+            } else {
+                "off (calls go directly when possible)"
+            };
+            println!("relay_only: {relay}");
         }
     }
 

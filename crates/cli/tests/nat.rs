@@ -1,7 +1,9 @@
 //! Calls across real Linux NATs (network namespaces, `crates/testkit/src/netlab.rs`): the
-//! supernode on a public address, clients behind home routers or on public addresses. The call
-//! must connect directly (hole punching through server-reflexive candidates from the supernode's
-//! STUN responder) and carry tones both ways.
+//! supernode and a coturn relay on public addresses, clients on public addresses or behind home
+//! routers, symmetric NATs and a network that lets only TCP 443 out. Every call must carry tones
+//! both ways and take the path it should: direct (hole punching through server-reflexive
+//! candidates from the supernode's STUN responder) wherever a direct path exists, through the
+//! TURN relay wherever none does, never through the supernode.
 //!
 //! Needs root, iproute2 and iptables; fails (never skips) without them. Runs in the `netlab`
 //! nextest group, one test at a time.
@@ -13,7 +15,7 @@ use std::time::Duration;
 use peerline_media::audio::read_wav;
 use peerline_media::tone::{ToneCriteria, analyze_tone};
 use peerline_media::{AudioSink, AudioSource, SAMPLE_RATE, ToneSource, WavSink};
-use peerline_testkit::netlab::{Host, Lab, NatKind};
+use peerline_testkit::netlab::{Host, Lab, NatKind, TurnRelay};
 use peerline_testkit::{Supernode, User};
 use serde_json::Value;
 
@@ -30,9 +32,16 @@ fn lab() -> Lab {
     Lab::new().unwrap_or_else(|e| panic!("cannot build the NAT lab: {e:#}"))
 }
 
-/// `caller` (in `a`) calls `callee` (in `b`); returns the caller's `ended` line after checking
-/// that both heard the other's tone.
-fn call_between(node: &Supernode, a: &Host, b: &Host, secs: u32) -> Value {
+/// `alice` (in `a`) calls `bob` (in `b`) for `secs` seconds, each with extra flags; checks
+/// that both heard the other's tone and returns both `ended` lines (caller's, callee's).
+fn call_with(
+    node: &Supernode,
+    a: &Host,
+    b: &Host,
+    secs: u32,
+    alice_flags: &[&str],
+    bob_flags: &[&str],
+) -> (Value, Value) {
     let (alice, bob) = (User::new_in("alice", node, a), User::new_in("bob", node, b));
     alice.register();
     bob.register();
@@ -42,26 +51,20 @@ fn call_between(node: &Supernode, a: &Host, b: &Host, secs: u32) -> Value {
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     tone_wav(Path::new(&p("440.wav")), 440.0);
     tone_wav(Path::new(&p("660.wav")), 660.0);
-    let mut answering = bob.online_with(&[
-        "--auto-answer",
-        "--play",
-        &p("660.wav"),
-        "--record",
-        &p("bob_heard.wav"),
-    ]);
-    let mut call = alice.start(&[
-        "call",
-        "bob",
-        "--play",
-        &p("440.wav"),
-        "--record",
-        &p("alice_heard.wav"),
-        "--duration",
-        &secs.to_string(),
-    ]);
+    let mut online = vec!["--auto-answer", "--play"];
+    let (bob_play, bob_record) = (p("660.wav"), p("bob_heard.wav"));
+    online.extend([bob_play.as_str(), "--record", bob_record.as_str()]);
+    online.extend(bob_flags);
+    let mut answering = bob.online_with(&online);
+    let (alice_play, alice_record, duration) =
+        (p("440.wav"), p("alice_heard.wav"), secs.to_string());
+    let mut args = vec!["call", "bob", "--play", &alice_play, "--record", &alice_record];
+    args.extend(["--duration", duration.as_str()]);
+    args.extend(alice_flags);
+    let mut call = alice.start(&args);
     let (code, stderr) = call.wait(Duration::from_secs(u64::from(secs) + 40));
-    assert_eq!(code, Some(0), "the call failed: {stderr}\n{:#?}", call.seen);
-    answering.expect(|v| v["event"] == "ended", "bob's end of the call");
+    assert_eq!(code, Some(0), "the call failed: {stderr}\n{:#?}\n{}", call.seen, node.log());
+    let bob_ended = answering.expect(|v| v["event"] == "ended", "bob's end of the call");
     for (file, freq) in [("alice_heard.wav", 660.0), ("bob_heard.wav", 440.0)] {
         let r =
             analyze_tone(&read_wav(p(file)).unwrap(), SAMPLE_RATE, freq, &ToneCriteria::default());
@@ -74,7 +77,14 @@ fn call_between(node: &Supernode, a: &Host, b: &Host, secs: u32) -> Value {
             "{file}: the tone stopped at {last:?} of a {secs} s call"
         );
     }
-    call.seen.iter().find(|v| v["event"] == "ended").cloned().unwrap()
+    let alice_ended = call.seen.iter().find(|v| v["event"] == "ended").cloned().unwrap();
+    (alice_ended, bob_ended)
+}
+
+/// `caller` (in `a`) calls `callee` (in `b`); returns the caller's `ended` line after checking
+/// that both heard the other's tone.
+fn call_between(node: &Supernode, a: &Host, b: &Host, secs: u32) -> Value {
+    call_with(node, a, b, secs, &[], &[]).0
 }
 
 #[test]
@@ -122,4 +132,144 @@ fn a_long_call_keeps_its_nat_mappings_open() {
     let ended = call_between(&node, &a, &b, 180);
     assert_eq!(ended["path"]["kind"], "direct", "{ended:#}");
     assert_eq!(ended["reason"], "hung_up_here", "{ended:#}");
+}
+
+/// The secret the lab's supernode and coturn share.
+const TURN_SECRET: &str = "lab-secret-0123456789abcdef0123456789";
+
+/// A lab with the supernode (clients on TCP 443, STUN on 3478) and a coturn relay (UDP/TCP 3478,
+/// TLS 443, with the supernode's certificate) on public addresses, and two clients.
+struct RelayLab {
+    node: Supernode,
+    relay_host: Host,
+    _relay: TurnRelay,
+    a: Host,
+    b: Host,
+    _lab: Lab,
+}
+
+fn host(lab: &mut Lab, name: &str, kind: Option<NatKind>) -> Host {
+    match kind {
+        None => lab.public_host(name).unwrap(),
+        Some(kind) => lab.natted_host(name, kind).unwrap(),
+    }
+}
+
+fn relay_lab(a: Option<NatKind>, b: Option<NatKind>) -> RelayLab {
+    let mut lab = lab();
+    let srv = lab.public_host("srv").unwrap();
+    let relay_host = lab.public_host("relay").unwrap();
+    let a = host(&mut lab, "a", a);
+    let b = host(&mut lab, "b", b);
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let r = &relay_host.ip;
+    std::fs::write(
+        config.path(),
+        format!(
+            "[turn]\nstatic_auth_secret = \"{TURN_SECRET}\"\nurls = [\"turn:{r}:3478?transport=udp\", \
+             \"turn:{r}:3478?transport=tcp\", \"turns:{r}:443?transport=tcp\"]\n"
+        ),
+    )
+    .unwrap();
+    let node =
+        Supernode::start_in_on(&srv, 443, &["--config", config.path().to_str().unwrap()]).unwrap();
+    let (cert, key) = node.tls_files();
+    let relay =
+        TurnRelay::start(&relay_host, TURN_SECRET, &cert, &key, "203.0.113.0-203.0.113.255")
+            .unwrap_or_else(|e| panic!("cannot start coturn in the lab: {e:#}"));
+    RelayLab { node, relay_host, _relay: relay, a, b, _lab: lab }
+}
+
+/// Whether the issue expects a relay between these two networks: a symmetric NAT facing a
+/// filtering one (home router or symmetric), or the UDP-blocked network on either side.
+fn needs_relay(a: Option<NatKind>, b: Option<NatKind>) -> bool {
+    use NatKind::*;
+    let filtering = |k: Option<NatKind>| matches!(k, Some(HomeRouter | Symmetric));
+    let blocked = |k: Option<NatKind>| k == Some(UdpBlocked);
+    blocked(a)
+        || blocked(b)
+        || (a == Some(Symmetric) && filtering(b))
+        || (b == Some(Symmetric) && filtering(a))
+}
+
+/// One cell of the NAT matrix: a 3-second call from `a` to `b`, tones both ways, path checked
+/// on both ends. Prints a `MATRIX` line with the setup time for docs/nat.md.
+fn matrix_call(a: Option<NatKind>, b: Option<NatKind>) {
+    let lab = relay_lab(a, b);
+    let (alice, bob) = call_with(&lab.node, &lab.a, &lab.b, 5, &[], &[]);
+    let relayed = needs_relay(a, b);
+    let want = if relayed { "relay" } else { "direct" };
+    for (who, kind, ended) in [("alice", a, &alice), ("bob", b, &bob)] {
+        let path = &ended["path"];
+        assert_eq!(path["kind"], want, "{who} ({}): {ended:#}", NatKind::name(kind));
+        // Nothing but the peers and the relay carries media: never the supernode.
+        for end in ["local", "remote"] {
+            let addr = path[end].as_str().unwrap();
+            assert!(!addr.starts_with(&format!("{}:", lab.node.addr.split(':').next().unwrap())));
+        }
+        if kind == Some(NatKind::UdpBlocked) {
+            // Only TCP 443 gets out: this side's relay leg must be TURN over TLS on 443.
+            assert_eq!(path["local_type"], "relay", "{who}: {ended:#}");
+            assert_eq!(path["transport"], "tls", "{who}: {ended:#}");
+            assert_eq!(path["relay_server"], format!("{}:443", lab.relay_host.ip), "{ended:#}");
+        }
+        if relayed {
+            let relay_ip = format!("{}:", lab.relay_host.ip);
+            let through_relay = [&path["local"], &path["remote"]]
+                .iter()
+                .any(|v| v.as_str().unwrap().starts_with(&relay_ip));
+            assert!(through_relay, "{who}: a relayed path must use the relay: {ended:#}");
+        }
+    }
+    println!(
+        "MATRIX {} -> {}: {} (caller {} / callee {}), dial->connected {} ms",
+        NatKind::name(a),
+        NatKind::name(b),
+        want,
+        alice["path"]["transport"],
+        bob["path"]["transport"],
+        alice["dial_to_connected_ms"]
+    );
+}
+
+mod matrix {
+    use super::*;
+
+    macro_rules! cell {
+        ($name:ident, $a:expr, $b:expr) => {
+            #[test]
+            fn $name() {
+                matrix_call($a, $b);
+            }
+        };
+    }
+
+    const P: Option<NatKind> = None;
+    const H: Option<NatKind> = Some(NatKind::HomeRouter);
+    const S: Option<NatKind> = Some(NatKind::Symmetric);
+    const B: Option<NatKind> = Some(NatKind::UdpBlocked);
+
+    cell!(public_to_public, P, P);
+    cell!(public_to_home_router, P, H);
+    cell!(public_to_symmetric, P, S);
+    cell!(public_to_udp_blocked, P, B);
+    cell!(home_router_to_home_router, H, H);
+    cell!(home_router_to_symmetric, H, S);
+    cell!(home_router_to_udp_blocked, H, B);
+    cell!(symmetric_to_symmetric, S, S);
+    cell!(symmetric_to_udp_blocked, S, B);
+    cell!(udp_blocked_to_udp_blocked, B, B);
+}
+
+/// `relay_only` (like Signal's "always relay calls"): two home routers that could connect
+/// directly still talk through the relay, and bob never sees an address of alice's network.
+#[test]
+fn relay_only_hides_the_callers_address() {
+    let lab = relay_lab(Some(NatKind::HomeRouter), Some(NatKind::HomeRouter));
+    let (alice, bob) = call_with(&lab.node, &lab.a, &lab.b, 3, &["--relay-only"], &[]);
+    assert_eq!(alice["path"]["local_type"], "relay", "{alice:#}");
+    assert_eq!(alice["path"]["kind"], "relay", "{alice:#}");
+    let relay_ip = format!("{}:", lab.relay_host.ip);
+    assert!(bob["path"]["remote"].as_str().unwrap().starts_with(&relay_ip), "{bob:#}");
+    assert_eq!(bob["path"]["remote_type"], "relay", "{bob:#}");
 }

@@ -14,34 +14,31 @@
 //! changed".
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use peerline_media::lossy::{Impairment, LossySocket};
 use peerline_media::{
     AudioSink, AudioSource, CallMedia, CallStats, LocalCandidate, MediaConfig, MediaError,
-    MediaEvent, Role, RunOptions, SelectedPath, run_media, sdp_dtls_fingerprint,
+    MediaEvent, Role, RunOptions, run_media, sdp_dtls_fingerprint,
 };
 use peerline_wire::{
     CallEndReason, ErrorCode, Event, Reply, Request, SdpRole, call_signature_payload,
 };
 use rand::RngCore;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::client::Client;
 use crate::error::ClientError;
+pub use crate::gather::{CallPath, RelayInfo};
+use crate::gather::{CallSocket, Gathered, gather};
 use crate::home::HomeError;
 use crate::peer_keys::{IdentityChanged, KeyCheck, PeerKeyError};
 
 /// How long the caller waits for an answer before giving up on its own (the supernode ends an
 /// unanswered call after 45 s; this only guards against a lost `call_ended`).
 const RING_GUARD: Duration = Duration::from_secs(60);
-
-/// How long to wait for the STUN responder's answer, per try.
-const STUN_TRY: Duration = Duration::from_millis(200);
 
 /// What can make a call fail.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +73,9 @@ pub enum CallError {
     /// The media task failed.
     #[error("the call's media task stopped unexpectedly: {0}")]
     Task(String),
+    /// No TURN relay could be used (an error only with `relay_only`).
+    #[error("no TURN relay: {0}")]
+    NoRelay(String),
 }
 
 impl From<PeerKeyError> for CallError {
@@ -118,7 +118,7 @@ pub enum CallProgress {
         after: Duration,
     },
     /// The candidate pair carrying the call (again if ICE switches).
-    Path(SelectedPath),
+    Path(CallPath),
     /// The first audio from the peer arrived.
     FirstAudio {
         /// Since the dial.
@@ -176,7 +176,7 @@ pub struct CallSummary {
     /// Setup times.
     pub timings: SetupTimings,
     /// The candidate pair that carried the media.
-    pub path: Option<SelectedPath>,
+    pub path: Option<CallPath>,
     /// How it ended.
     pub end: CallEnd,
     /// Media counters, if media ran.
@@ -239,6 +239,9 @@ pub struct CallOptions {
     pub media: MediaConfig,
     /// Simulates a bad network: drops and delays what this side sends (tests, demos).
     pub impair_sending: Option<Impairment>,
+    /// Offer only relayed candidates, so the peer never learns this side's IP address (like
+    /// Signal's "always relay calls"). The call fails if no relay can be reached.
+    pub relay_only: bool,
 }
 
 fn random_call_id() -> String {
@@ -277,79 +280,15 @@ fn verify_peer(
     Ok(check)
 }
 
-/// Binds the socket for the call's host candidate and asks the supernode's STUN responder for
-/// the server-reflexive address. Returns the socket and the candidates to announce.
-async fn gather(client: &Client) -> Result<(UdpSocket, Vec<LocalCandidate>), CallError> {
-    let (host, port) = client
-        .supernode_host_port()
-        .ok_or_else(|| CallError::Io(std::io::Error::other("the supernode URL has no host")))?;
-    let server = tokio::net::lookup_host((host.as_str(), port))
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
-    // The interface that reaches the supernode is the one that reaches the internet (or, in a
-    // test on loopback, the other peer).
-    let local_ip = if server.ip().is_loopback() {
-        server.ip()
-    } else {
-        let probe = UdpSocket::bind(SocketAddr::new(unspecified(server.ip()), 0)).await?;
-        probe.connect(server).await?;
-        probe.local_addr()?.ip()
-    };
-    let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
-    let base = socket.local_addr()?;
-    let mut candidates = vec![LocalCandidate::Host(base)];
-    if let Some((_, stun_port)) = client.stun_server() {
-        match stun_mapped_address(&socket, SocketAddr::new(server.ip(), stun_port)).await {
-            Some(mapped) if mapped != base => {
-                candidates.push(LocalCandidate::ServerReflexive { addr: mapped, base });
-            }
-            Some(_) => {}
-            None => debug!("no answer from the supernode's STUN responder"),
-        }
-    }
-    Ok((socket, candidates))
-}
-
-fn unspecified(like: IpAddr) -> IpAddr {
-    match like {
-        IpAddr::V4(_) => IpAddr::from([0u8; 4]),
-        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
-    }
-}
-
-/// One STUN Binding transaction with up to three tries.
-async fn stun_mapped_address(socket: &UdpSocket, server: SocketAddr) -> Option<SocketAddr> {
-    let mut tid = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut tid);
-    let request = peerline_stun::client::binding_request(&tid);
-    let mut buf = [0u8; 1500];
-    for _ in 0..3 {
-        socket.send_to(&request, server).await.ok()?;
-        let deadline = tokio::time::Instant::now() + STUN_TRY;
-        while let Ok(Ok((n, from))) =
-            tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
-        {
-            if from == server
-                && let Some(mapped) =
-                    buf.get(..n).and_then(|b| peerline_stun::client::mapped_address(b, &tid))
-            {
-                return Some(mapped);
-            }
-        }
-    }
-    None
-}
-
 /// Adds local candidates to the media session and trickles them through the supernode.
 async fn trickle(
     client: &Client,
     media: &mut CallMedia,
     call_id: &str,
-    candidates: Vec<LocalCandidate>,
+    candidates: &[LocalCandidate],
 ) -> Result<(), CallError> {
     for candidate in candidates {
-        if let Some(line) = media.add_local_candidate(candidate)? {
+        if let Some(line) = media.add_local_candidate(*candidate)? {
             let request = Request::CallCandidate { call_id: call_id.to_owned(), candidate: line };
             if let Err(e) = client.request(request).await {
                 warn!(error = %e, "could not send a candidate");
@@ -394,7 +333,7 @@ where
     let mut media = Box::new(CallMedia::new(Role::Offerer, options.media.clone(), dialed)?);
     let offer = media.create_offer()?;
     let signature = sign(&key, &call_id, SdpRole::Offer, &me, &to, media.local_dtls_fingerprint());
-    let (socket, candidates) = gather(client).await?;
+    let gathered = gather(client, options.relay_only).await?;
 
     let invite = Request::CallInvite {
         call_id: call_id.clone(),
@@ -418,7 +357,7 @@ where
     };
     progress(CallProgress::Dialing { call_id: call_id.clone(), devices });
     // The supernode holds these until a device answers, and gives them to that device only.
-    trickle(client, &mut media, &call_id, candidates).await?;
+    trickle(client, &mut media, &call_id, &gathered.candidates).await?;
 
     tokio::pin!(stop);
     let guard = tokio::time::sleep(RING_GUARD);
@@ -483,7 +422,7 @@ where
             call_id,
             peer: to,
             media,
-            socket,
+            gathered,
             source,
             sink,
             started: dialed,
@@ -565,15 +504,15 @@ where
         key: check,
     });
     // Only now, after accepting, does anything about our network go out.
-    let (socket, candidates) = gather(client).await?;
-    trickle(client, &mut media, &call.call_id, candidates).await?;
+    let gathered = gather(client, options.relay_only).await?;
+    trickle(client, &mut media, &call.call_id, &gathered.candidates).await?;
     Box::pin(talk(
         client,
         Talk {
             call_id: call.call_id,
             peer: call.from,
             media,
-            socket,
+            gathered,
             source,
             sink,
             started: call.received_at,
@@ -599,7 +538,7 @@ struct Talk<Src, Snk> {
     call_id: String,
     peer: String,
     media: Box<CallMedia>,
-    socket: UdpSocket,
+    gathered: Gathered,
     source: Src,
     sink: Snk,
     started: Instant,
@@ -623,7 +562,7 @@ where
         call_id,
         peer,
         media,
-        socket,
+        mut gathered,
         source,
         sink,
         started,
@@ -645,12 +584,15 @@ where
     let stopped = async {
         let _ = media_stopped.await;
     };
+    let sockets = std::mem::take(&mut gathered.sockets);
     let mut task = match impair_sending {
-        None => tokio::spawn(run_media(vec![socket], *media, source, sink, stopped, options)),
+        None => tokio::spawn(run_media(sockets, *media, source, sink, stopped, options)),
         Some(impairment) => {
-            let seed = rand::random();
-            let lossy = LossySocket::new(socket, impairment, seed);
-            tokio::spawn(run_media(vec![lossy], *media, source, sink, stopped, options))
+            let lossy: Vec<LossySocket<CallSocket>> = sockets
+                .into_iter()
+                .map(|s| LossySocket::new(s, impairment, rand::random()))
+                .collect();
+            tokio::spawn(run_media(lossy, *media, source, sink, stopped, options))
         }
     };
     tokio::pin!(stop);
@@ -685,13 +627,13 @@ where
                     }
                 };
                 while let Ok(event) = events_rx.try_recv() {
-                    on_media_event(event, started, &mut timings, &mut path, progress);
+                    on_media_event(event, started, &gathered, &mut timings, &mut path, progress);
                 }
-                path = path.or(stats.selected_path);
+                path = path.or(stats.selected_path.map(|p| gathered.path(p)));
                 return Ok(CallSummary { call_id, peer, timings, path, end, media: Some(stats) });
             }
             Some(event) = events_rx.recv() => {
-                on_media_event(event, started, &mut timings, &mut path, progress);
+                on_media_event(event, started, &gathered, &mut timings, &mut path, progress);
             }
             event = client.next_event(), if signaling => match event {
                 None => {
@@ -738,8 +680,9 @@ async fn wait_for_end(client: &mut Client, call_id: &str) -> Option<CallEndReaso
 fn on_media_event(
     event: MediaEvent,
     started: Instant,
+    gathered: &Gathered,
     timings: &mut SetupTimings,
-    path: &mut Option<SelectedPath>,
+    path: &mut Option<CallPath>,
     progress: &mut (dyn FnMut(CallProgress) + Send),
 ) {
     let after = started.elapsed();
@@ -753,6 +696,7 @@ fn on_media_event(
             progress(CallProgress::FirstAudio { after });
         }
         MediaEvent::SelectedPath(selected) => {
+            let selected = gathered.path(selected);
             *path = Some(selected);
             progress(CallProgress::Path(selected));
         }

@@ -2,6 +2,7 @@
 //! device key, the pinned certificate and the saved session token.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ed25519_dalek::Signer;
 use peerline_wire::{
@@ -11,7 +12,7 @@ use peerline_wire::{
 use crate::connection::{Connection, Endpoint};
 use crate::error::ClientError;
 use crate::home::{Home, SavedSession};
-use crate::tls::{Trust, format_fingerprint};
+use crate::tls::{Trust, client_config, format_fingerprint};
 
 /// How to reach and trust a supernode.
 #[derive(Debug, Clone)]
@@ -24,6 +25,30 @@ pub struct ConnectOptions {
     pub device_name: String,
 }
 
+/// Credentials for the supernode's TURN relays (coturn REST scheme).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnCredentials {
+    /// `EXPIRY:USERNAME`.
+    pub username: String,
+    /// The HMAC password; never logged.
+    pub password: String,
+    /// Seconds they stay valid.
+    pub ttl_secs: u64,
+    /// `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+}
+
+impl std::fmt::Debug for TurnCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ttl_secs", &self.ttl_secs)
+            .field("urls", &self.urls)
+            .finish()
+    }
+}
+
 /// A connection with its home directory.
 pub struct Client {
     conn: Connection,
@@ -33,6 +58,8 @@ pub struct Client {
     pub newly_pinned: Option<String>,
     device_name: String,
     username: Option<String>,
+    /// How the supernode was verified; `turns:` relays are verified the same way.
+    trust: Trust,
 }
 
 impl Client {
@@ -48,9 +75,11 @@ impl Client {
         let (conn, presented) =
             Connection::connect(&endpoint, &trust, &home.known_supernodes_path()).await?;
         let mut newly_pinned = None;
+        let mut trust = trust;
         if let (Trust::Pin { expected: None }, Some(fp)) = (&trust, presented.fingerprint) {
             home.pin_fingerprint(&host_port, &fp)?;
             newly_pinned = Some(format_fingerprint(&fp));
+            trust = Trust::Pin { expected: Some(fp) };
         }
         Ok(Self {
             conn,
@@ -59,6 +88,7 @@ impl Client {
             newly_pinned,
             device_name: options.device_name.clone(),
             username: None,
+            trust,
         })
     }
 
@@ -72,6 +102,25 @@ impl Client {
     /// The supernode's host and port.
     pub fn supernode_host_port(&self) -> Option<(String, u16)> {
         Endpoint::parse(&self.url).ok().map(|e| (e.host, e.port))
+    }
+
+    /// TLS settings for `turns:` relays: the same trust as the supernode's connection. With a
+    /// pinned (self-signed) supernode certificate the relay must present that same certificate;
+    /// with a CA file, a certificate from that CA for the relay's name.
+    pub fn relay_tls_config(&self) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        let (config, _) = client_config(&self.trust)?;
+        Ok(config)
+    }
+
+    /// Short-lived TURN credentials and relay URLs from the supernode (empty URLs when it has
+    /// no relay configured).
+    pub async fn turn_credentials(&self) -> Result<TurnCredentials, ClientError> {
+        match self.request(Request::TurnCredentials).await? {
+            Reply::TurnCredentials { username, password, ttl_secs, urls } => {
+                Ok(TurnCredentials { username, password, ttl_secs, urls })
+            }
+            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
     }
 
     /// This device's signing key.

@@ -9,6 +9,7 @@
 //! | `sessions.json`    | JSON object: supernode URL → [`SavedSession`]              | 0600 |
 //! | `known_supernodes` | one `host:port FINGERPRINT` per line, `#` comments allowed | 0600 |
 //! | `peer_keys.json`   | contacts' device keys pinned on first use (see `peer_keys`) | 0600 |
+//! | `settings.json`    | this user's [`Settings`] (e.g. `relay_only`)               | 0600 |
 //! | `.lock`            | empty; serializes read-modify-write updates across processes | 0600 |
 //!
 //! Every file is replaced atomically (temporary file in the same directory, then rename), so a
@@ -35,6 +36,16 @@ const DEVICE_KEY_FILE: &str = "device.key";
 const SESSIONS_FILE: &str = "sessions.json";
 const KNOWN_SUPERNODES_FILE: &str = "known_supernodes";
 const LOCK_FILE: &str = ".lock";
+const SETTINGS_FILE: &str = "settings.json";
+
+/// The user's settings on this device (`peerline settings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Calls offer only TURN relay candidates, so peers never learn this user's IP address
+    /// (like Signal's "always relay calls"). Costs some latency; needs a relay.
+    pub relay_only: bool,
+}
 
 /// Written at the top of a `known_supernodes` file this module creates, so a user who opens it
 /// knows what the lines mean.
@@ -109,6 +120,14 @@ pub enum HomeError {
     #[error("{path} is corrupt ({source}); fix it, or delete it and log in again")]
     CorruptSessions {
         /// The sessions file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// `settings.json` is not a valid settings file.
+    #[error("{path} is not valid settings ({source}); fix it or delete it")]
+    CorruptSettings {
+        /// The settings file.
         path: PathBuf,
         /// The parse error.
         source: serde_json::Error,
@@ -319,6 +338,25 @@ impl Home {
         write_atomic(&path, join_lines(&kept).as_bytes())
             .map_err(|source| HomeError::Write { path, source })?;
         Ok(true)
+    }
+
+    /// The user's settings (defaults when none were saved).
+    pub fn settings(&self) -> Result<Settings, HomeError> {
+        let path = self.dir.join(SETTINGS_FILE);
+        match read_optional(&path)? {
+            None => Ok(Settings::default()),
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|source| HomeError::CorruptSettings { path, source }),
+        }
+    }
+
+    /// Saves the user's settings.
+    pub fn save_settings(&self, settings: &Settings) -> Result<(), HomeError> {
+        let path = self.dir.join(SETTINGS_FILE);
+        let mut json = serde_json::to_string_pretty(settings)
+            .map_err(|e| HomeError::Write { path: path.clone(), source: io::Error::other(e) })?;
+        json.push('\n');
+        write_atomic(&path, json.as_bytes()).map_err(|source| HomeError::Write { path, source })
     }
 
     /// The path of the `known_supernodes` file, for messages that tell the user where to look.

@@ -111,7 +111,7 @@ fn assert_heard(name: &str, report: &ToneReport, min_fraction: f64) {
 }
 
 fn assert_direct(summary: &CallSummary) {
-    let path = summary.path.expect("a selected path");
+    let path = summary.path.expect("a selected path").selected;
     assert_eq!(path.local_type, CandidateType::Host, "{path:?}");
     assert!(path.is_direct(), "{path:?}");
     assert!(path.local_addr.ip().is_loopback() && path.remote_addr.ip().is_loopback());

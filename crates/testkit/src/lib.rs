@@ -75,11 +75,24 @@ impl Supernode {
     /// Starts one inside a NAT-lab host, on its public address: clients on port 7443, STUN on
     /// port 3478.
     pub fn start_in(host: &netlab::Host, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_in_on(host, 7443, extra)
+    }
+
+    /// Like [`Supernode::start_in`], with clients on `port` (443 for a network that lets only
+    /// HTTPS out).
+    pub fn start_in_on(host: &netlab::Host, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
         let dir = temp.path().join("data");
-        let mut node = Self::spawn(&dir, &format!("{}:7443", host.ip), extra, Some(host))?;
+        let mut node = Self::spawn(&dir, &format!("{}:{port}", host.ip), extra, Some(host))?;
         node._temp = Some(temp);
         Ok(node)
+    }
+
+    /// The self-signed certificate and key it made in its data directory (PEM files), e.g. for
+    /// a TURN server that clients verify against the supernode's pin.
+    pub fn tls_files(&self) -> (PathBuf, PathBuf) {
+        let dir = self.data_dir.join("tls");
+        (dir.join("cert.pem"), dir.join("key.pem"))
     }
 
     /// Starts one with a fresh data directory on a given client address (e.g. to take over

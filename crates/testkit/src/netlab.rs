@@ -17,6 +17,25 @@ pub enum NatKind {
     /// Endpoint-dependent mapping (MASQUERADE --random-fully): a new public port per
     /// destination.
     Symmetric,
+    /// A home router whose network lets only TCP port 443 out (a corporate or hotel network):
+    /// all UDP and every other TCP port is dropped.
+    UdpBlocked,
+}
+
+impl NatKind {
+    /// Every kind, for the NAT matrix.
+    pub const ALL: [Option<NatKind>; 4] =
+        [None, Some(NatKind::HomeRouter), Some(NatKind::Symmetric), Some(NatKind::UdpBlocked)];
+
+    /// A short name for messages and reports (`None` is a public address).
+    pub fn name(kind: Option<NatKind>) -> &'static str {
+        match kind {
+            None => "public",
+            Some(NatKind::HomeRouter) => "home-router",
+            Some(NatKind::Symmetric) => "symmetric",
+            Some(NatKind::UdpBlocked) => "udp-blocked",
+        }
+    }
 }
 
 /// The network namespaces of one lab, deleted on drop.
@@ -169,6 +188,15 @@ impl Lab {
             masquerade.push("--random-fully");
         }
         run(&masquerade)?;
+        if kind == NatKind::UdpBlocked {
+            let forward = ["ip", "netns", "exec", &router, "iptables", "-A", "FORWARD", "-i", &lan];
+            let mut allow_https = forward.to_vec();
+            allow_https.extend(["-p", "tcp", "--dport", "443", "-j", "ACCEPT"]);
+            run(&allow_https)?;
+            let mut drop_rest = forward.to_vec();
+            drop_rest.extend(["-j", "DROP"]);
+            run(&drop_rest)?;
+        }
         // A real router drops unsolicited packets to itself; without this, a punch packet that
         // arrives first claims the port and the NAT turns symmetric (NETLAB.md).
         run(&[
@@ -189,6 +217,91 @@ impl Lab {
             "DROP",
         ])?;
         Ok((Host { netns: host, ip }, Router { netns: router }))
+    }
+}
+
+/// A coturn TURN server running in a lab host with the shipped configuration
+/// (`deploy/coturn/turnserver.conf`), killed on drop.
+pub struct TurnRelay {
+    child: std::process::Child,
+    /// Its log file.
+    pub log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TurnRelay {
+    /// Starts coturn on `host` with the shared `secret`: UDP and TCP on 3478, TLS on 443 with
+    /// the given PEM certificate and key. The shipped config refuses relaying to documentation
+    /// ranges, which the lab's "internet" uses; `allowed_peers` (a coturn range such as
+    /// `203.0.113.0-203.0.113.255`) lets the lab's public addresses through and nothing else.
+    pub fn start(
+        host: &Host,
+        secret: &str,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        allowed_peers: &str,
+    ) -> anyhow::Result<Self> {
+        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/coturn/turnserver.conf");
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("turn.log");
+        let child = host
+            .command("turnserver")
+            .arg("-c")
+            .arg(&config)
+            .arg(format!("--static-auth-secret={secret}"))
+            .arg(format!("--listening-ip={}", host.ip))
+            .arg(format!("--relay-ip={}", host.ip))
+            .arg(format!("--allowed-peer-ip={allowed_peers}"))
+            .arg("--cert")
+            .arg(cert)
+            .arg("--pkey")
+            .arg(key)
+            .arg("--log-file")
+            .arg(&log)
+            .arg("--pidfile")
+            .arg(dir.path().join("turn.pid"))
+            .args(["--no-stdout-log", "--simple-log"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting turnserver (install coturn: run scripts/setup)")?;
+        let mut relay = TurnRelay { child, log, _dir: dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let up = host
+                .command("bash")
+                .args(["-c", &format!("exec 3<>/dev/tcp/{}/443", host.ip)])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if up {
+                return Ok(relay);
+            }
+            if let Some(status) = relay.child.try_wait()? {
+                bail!("turnserver exited ({status}); log:\n{}", relay.log_text());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "turnserver did not listen on {}:443 within 10 s; log:\n{}",
+                    host.ip,
+                    relay.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// What coturn logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TurnRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,289 @@
+//! Candidate gathering for a call (RFC 8445 §5.1.1): one host socket on the interface that
+//! reaches the supernode, its server-reflexive address from the supernode's STUN responder, and
+//! relayed addresses on the supernode's TURN servers (UDP, TCP and TLS), all at once.
+//!
+//! ICE prefers host over server-reflexive over relayed candidates by their type preference, so a
+//! relay only carries a call when no direct pair works. With `relay_only`, only relayed
+//! candidates are gathered: the peer then never learns this user's IP address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use peerline_media::{LocalCandidate, PacketSocket, SelectedPath};
+use rand::RngCore;
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use crate::call::CallError;
+use crate::client::Client;
+use crate::relay::{RelaySocket, RelayTransport, TurnServer};
+
+/// How long to wait for the STUN responder's answer, per try.
+const STUN_TRY: Duration = Duration::from_millis(200);
+
+/// How long a TURN allocation may take before the call goes on without it.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// After the first relay answered, how much longer to wait for the others (a network that
+/// blocks UDP never answers the UDP one).
+const RELAY_STRAGGLERS: Duration = Duration::from_millis(500);
+
+/// At most this many relay URLs are tried per call.
+const MAX_RELAYS: usize = 4;
+
+/// A socket a call sends and receives on.
+#[derive(Debug)]
+pub enum CallSocket {
+    /// The host candidate's UDP socket (also the base of the server-reflexive candidate).
+    Udp(UdpSocket),
+    /// A TURN allocation.
+    Relay(RelaySocket),
+}
+
+impl PacketSocket for CallSocket {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            CallSocket::Udp(s) => s.local_addr(),
+            CallSocket::Relay(s) => PacketSocket::local_addr(s),
+        }
+    }
+
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> std::io::Result<usize> {
+        match self {
+            CallSocket::Udp(s) => s.send_to(buf, target).await,
+            CallSocket::Relay(s) => PacketSocket::send_to(s, buf, target).await,
+        }
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            CallSocket::Udp(s) => s.recv_from(buf).await,
+            CallSocket::Relay(s) => PacketSocket::recv_from(s, buf).await,
+        }
+    }
+}
+
+/// A relay allocation a call holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayInfo {
+    /// The relayed address (the candidate).
+    pub relayed: SocketAddr,
+    /// How this side reaches the TURN server.
+    pub transport: RelayTransport,
+    /// The TURN server.
+    pub server: SocketAddr,
+}
+
+/// The path of a call as the user sees it: the ICE pair, and the relay under it if this side's
+/// candidate is relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallPath {
+    /// The candidate pair.
+    pub selected: SelectedPath,
+    /// This side's relay, when the local candidate is relayed.
+    pub relay: Option<RelayInfo>,
+}
+
+impl CallPath {
+    /// Whether the call goes directly between the peers (no relay on either side).
+    pub fn is_direct(&self) -> bool {
+        self.selected.is_direct()
+    }
+
+    /// How this side's packets travel: the relay's transport (`udp`, `tcp`, `tls`) when
+    /// relayed here, else the pair's transport.
+    pub fn transport(&self) -> String {
+        match self.relay {
+            Some(relay) => relay.transport.as_str().to_owned(),
+            None => self.selected.transport.to_string(),
+        }
+    }
+}
+
+/// What gathering found.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// The sockets, for the media driver.
+    pub sockets: Vec<CallSocket>,
+    /// The candidates to announce, in gathering order.
+    pub candidates: Vec<LocalCandidate>,
+    /// The relay allocations among the sockets.
+    pub relays: Vec<RelayInfo>,
+}
+
+impl Gathered {
+    /// The call path for a selected pair, with this side's relay if it is relayed.
+    pub fn path(&self, selected: SelectedPath) -> CallPath {
+        let relay = self.relays.iter().find(|r| r.relayed == selected.local_addr).copied();
+        CallPath { selected, relay }
+    }
+}
+
+/// Gathers the call's candidates: host and server-reflexive (unless `relay_only`) and relayed
+/// ones, concurrently.
+pub async fn gather(client: &Client, relay_only: bool) -> Result<Gathered, CallError> {
+    let direct =
+        async { if relay_only { Ok(None) } else { gather_direct(client).await.map(Some) } };
+    let (direct, relays) = tokio::join!(direct, gather_relays(client));
+    let mut gathered = Gathered::default();
+    if let Some((socket, candidates)) = direct? {
+        gathered.sockets.push(CallSocket::Udp(socket));
+        gathered.candidates.extend(candidates);
+    }
+    let mut relays = match relays {
+        Ok(relays) => relays,
+        Err(e) if relay_only => return Err(e),
+        Err(e) => {
+            warn!(error = %e, "no relay candidates");
+            Vec::new()
+        }
+    };
+    // The first relayed candidate added gets the highest local preference: UDP before TCP
+    // before TLS.
+    relays.sort_by_key(RelaySocket::transport);
+    for relay in relays {
+        let info = RelayInfo {
+            relayed: relay.relayed_addr(),
+            transport: relay.transport(),
+            server: relay.server_addr(),
+        };
+        gathered.candidates.push(LocalCandidate::Relay { addr: info.relayed, local: info.server });
+        gathered.relays.push(info);
+        gathered.sockets.push(CallSocket::Relay(relay));
+    }
+    if relay_only && gathered.relays.is_empty() {
+        return Err(CallError::NoRelay(
+            "relay_only is set but the supernode offered no TURN relay".to_owned(),
+        ));
+    }
+    Ok(gathered)
+}
+
+/// Binds the host candidate's socket and asks the supernode's STUN responder for the
+/// server-reflexive address.
+async fn gather_direct(client: &Client) -> Result<(UdpSocket, Vec<LocalCandidate>), CallError> {
+    let (host, port) = client
+        .supernode_host_port()
+        .ok_or_else(|| CallError::Io(std::io::Error::other("the supernode URL has no host")))?;
+    let server = tokio::net::lookup_host((host.as_str(), port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
+    // The interface that reaches the supernode is the one that reaches the internet (or, in a
+    // test on loopback, the other peer).
+    let local_ip = if server.ip().is_loopback() {
+        server.ip()
+    } else {
+        let probe = UdpSocket::bind(SocketAddr::new(unspecified(server.ip()), 0)).await?;
+        probe.connect(server).await?;
+        probe.local_addr()?.ip()
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
+    let base = socket.local_addr()?;
+    let mut candidates = vec![LocalCandidate::Host(base)];
+    if let Some((_, stun_port)) = client.stun_server() {
+        match stun_mapped_address(&socket, SocketAddr::new(server.ip(), stun_port)).await {
+            Some(mapped) if mapped != base => {
+                candidates.push(LocalCandidate::ServerReflexive { addr: mapped, base });
+            }
+            Some(_) => {}
+            None => debug!("no answer from the supernode's STUN responder"),
+        }
+    }
+    Ok((socket, candidates))
+}
+
+/// Allocates on every relay the supernode offers, at once; keeps what answered in time.
+async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
+    let credentials = client.turn_credentials().await?;
+    if credentials.urls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let servers: Vec<TurnServer> = credentials
+        .urls
+        .iter()
+        .take(MAX_RELAYS)
+        .filter_map(|url| match TurnServer::parse(url) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                warn!(error = %e, "skipping a relay");
+                None
+            }
+        })
+        .collect();
+    let tls = if servers.iter().any(|s| s.transport == RelayTransport::Tls) {
+        Some(client.relay_tls_config()?)
+    } else {
+        None
+    };
+    let mut pending: FuturesUnordered<_> =
+        servers
+            .iter()
+            .map(|server| {
+                let tls = tls.clone();
+                let (user, pass) = (credentials.username.as_str(), credentials.password.as_str());
+                async move {
+                    (server, RelaySocket::allocate(server, user, pass, tls, RELAY_TIMEOUT).await)
+                }
+            })
+            .collect();
+    let mut relays = Vec::new();
+    let mut errors = Vec::new();
+    let mut deadline = tokio::time::Instant::now() + RELAY_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, pending.next()).await {
+            Ok(Some((server, Ok(relay)))) => {
+                debug!(?server, relayed = %relay.relayed_addr(), "relay candidate");
+                relays.push(relay);
+                let soon = tokio::time::Instant::now() + RELAY_STRAGGLERS;
+                deadline = deadline.min(soon);
+            }
+            Ok(Some((server, Err(e)))) => {
+                info!(?server, error = %e, "no allocation on this relay");
+                errors.push(e.to_string());
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if relays.is_empty() {
+        let why = if errors.is_empty() {
+            "no relay answered in time".to_owned()
+        } else {
+            errors.join("; ")
+        };
+        return Err(CallError::NoRelay(why));
+    }
+    Ok(relays)
+}
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::from([0u8; 4]),
+        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
+    }
+}
+
+/// One STUN Binding transaction with up to three tries.
+async fn stun_mapped_address(socket: &UdpSocket, server: SocketAddr) -> Option<SocketAddr> {
+    let mut tid = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut tid);
+    let request = peerline_stun::client::binding_request(&tid);
+    let mut buf = [0u8; 1500];
+    for _ in 0..3 {
+        socket.send_to(&request, server).await.ok()?;
+        let deadline = tokio::time::Instant::now() + STUN_TRY;
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        {
+            if from == server
+                && let Some(mapped) =
+                    buf.get(..n).and_then(|b| peerline_stun::client::mapped_address(b, &tid))
+            {
+                return Some(mapped);
+            }
+        }
+    }
+    None
+}
