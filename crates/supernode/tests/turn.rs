@@ -1,9 +1,11 @@
 //! TURN credentials against a real coturn: what the supernode hands out opens an allocation and
 //! relays data; expired or forged credentials do not; and the shipped `deploy/coturn` config
-//! refuses to relay into loopback, link-local and private networks (SSRF).
+//! refuses to relay into loopback, link-local, private and special networks (SSRF), IPv4 and
+//! IPv6 alike, IPv4-mapped IPv6 peers (`::ffff:127.0.0.1`) included, whichever way a client asks
+//! (CreatePermission or ChannelBind), and even with `allow-loopback-peers` turned on.
 //!
 //! Needs coturn's `turnserver`, `turnutils_uclient` and `turnutils_peer` (`scripts/setup`
-//! installs them); without them the tests fail and say so.
+//! installs them) and IPv6 on loopback (`::1`); without them the tests fail and say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -52,6 +54,37 @@ fn free_port() -> u16 {
     }
 }
 
+/// A port free for both UDP and TCP right now on 127.0.0.1 and on ::1.
+fn free_port_v4_and_v6() -> u16 {
+    require_ipv6_loopback();
+    loop {
+        let port = free_port();
+        let free = |ip: &str| {
+            std::net::UdpSocket::bind((ip, port)).is_ok()
+                && std::net::TcpListener::bind((ip, port)).is_ok()
+        };
+        if free("::1") {
+            return port;
+        }
+    }
+}
+
+fn require_ipv6_loopback() {
+    assert!(
+        std::net::UdpSocket::bind("[::1]:0").is_ok(),
+        "IPv6 loopback (::1) is unavailable: enable IPv6 (sysctl -w net.ipv6.conf.lo.disable_ipv6=0)"
+    );
+}
+
+/// Waits until `addr` accepts TCP connections.
+fn wait_listening(addr: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "turnserver did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Starts coturn on loopback with `args` and waits until it answers.
 fn turnserver(port: u16, args: &[&str]) -> Running {
     require("turnserver");
@@ -68,11 +101,7 @@ fn turnserver(port: u16, args: &[&str]) -> Running {
         .expect("starting turnserver");
     let running = Running(child);
     // Ready when it accepts a TCP connection on its port.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "turnserver did not start on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(([127, 0, 0, 1], port).into());
     running
 }
 
@@ -85,11 +114,27 @@ fn allocate_and_send(
     peer: &str,
     peer_port: u16,
 ) -> String {
+    uclient("127.0.0.1", port, username, password, peer, peer_port, &[])
+}
+
+/// Runs `turnutils_uclient` against the relay at `server`:`port` with `flags` (`-x`: an IPv6
+/// relay address; `-s`: CreatePermission and Send indications instead of ChannelBind; `-v`:
+/// say what was allocated); returns what it printed.
+fn uclient(
+    server: &str,
+    port: u16,
+    username: &str,
+    password: &str,
+    peer: &str,
+    peer_port: u16,
+    flags: &[&str],
+) -> String {
     require("turnutils_uclient");
     let output = Command::new("timeout")
         .args(["15", "turnutils_uclient", "-u", username, "-w", password])
+        .args(flags)
         .args(["-p", &port.to_string(), "-e", peer, "-r", &peer_port.to_string()])
-        .args(["-n", "5", "-m", "1", "-l", "100", "127.0.0.1"])
+        .args(["-n", "5", "-m", "1", "-l", "100", server])
         .output()
         .expect("running turnutils_uclient");
     format!(
@@ -208,7 +253,7 @@ async fn without_relays_the_supernode_hands_out_nothing() {
 
 #[test]
 fn the_shipped_coturn_config_refuses_loopback_link_local_and_private_peers() {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/coturn/turnserver.conf");
+    let config = shipped_config();
     let port = free_port();
     let _relay = turnserver(port, &["-c", config.to_str().unwrap()]);
     for (i, peer) in [
@@ -231,5 +276,86 @@ fn the_shipped_coturn_config_refuses_loopback_link_local_and_private_peers() {
             out.contains("403 (Forbidden IP)"),
             "the shipped config must refuse relaying to {peer}:\n{out}"
         );
+    }
+}
+
+/// Asks the relay on ::1 for an IPv6 allocation and for permission to reach `peer`, once by
+/// ChannelBind and once by CreatePermission; asserts that the allocation succeeded and both were
+/// refused with 403 (Forbidden IP). `user` must be fresh (the config has a per-user quota).
+fn assert_ipv6_peer_refused(port: u16, user: &str, peer: &str) {
+    for (method, flags, refusal) in [
+        ("ChannelBind", &["-v", "-x"][..], "channel bind: error 403 (Forbidden IP)"),
+        ("CreatePermission", &["-v", "-x", "-s"][..], "create permission error 403 (Forbidden IP)"),
+    ] {
+        let (u, p) = rest_credentials(&format!("{user}-{method}"), now_secs() + 600);
+        let out = uclient("::1", port, &u, &p, peer, 9, flags);
+        assert!(
+            out.contains("IPv6. Received relay addr:"),
+            "the relay should allocate an IPv6 address before refusing {peer}:\n{out}"
+        );
+        assert!(out.contains(refusal), "{method} to {peer} must be refused:\n{out}");
+    }
+}
+
+fn shipped_config() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/coturn/turnserver.conf")
+}
+
+/// IPv6 peers, through an IPv6 allocation on ::1 (so that even a regression relays nothing off
+/// this machine: the kernel does not send loopback-sourced packets out of other interfaces).
+/// coturn's own loopback check misses `::ffff:127.0.0.1`; only the config's
+/// `::ffff:0.0.0.0-::ffff:255.255.255.255` line refuses it.
+#[test]
+fn the_shipped_coturn_config_refuses_ipv6_and_ipv4_mapped_special_peers() {
+    let port = free_port_v4_and_v6();
+    let config = shipped_config();
+    let _relay = turnserver(port, &["-c", config.to_str().unwrap(), "--listening-ip=::1"]);
+    wait_listening((std::net::Ipv6Addr::LOCALHOST, port).into());
+    for (i, peer) in [
+        // Loopback, and the IPv4 loopback and metadata address written as IPv6 (IPv4-mapped,
+        // IPv4-compatible, NAT64, 6to4): the classic ways around a filter of IPv4 literals.
+        "::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "::127.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::1",
+        "::",
+        // IPv4-mapped private and carrier-grade NAT ranges.
+        "::ffff:10.1.2.3",
+        "::ffff:172.16.0.1",
+        "::ffff:192.168.1.1",
+        "::ffff:100.64.0.1",
+        // IPv6 link-local, site-local, unique local, documentation and multicast.
+        "fe80::1",
+        "fec0::1",
+        "fd12:3456:789a::1",
+        "2001:db8::1",
+        "3fff::1",
+        "ff02::1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_ipv6_peer_refused(port, &format!("v6user{i}"), peer);
+    }
+}
+
+/// The config's own deny lines refuse loopback: it does not rest on coturn's default, which one
+/// `allow-loopback-peers` line (a common debugging step) turns off.
+#[test]
+fn the_shipped_coturn_config_refuses_loopback_even_with_allow_loopback_peers() {
+    let port = free_port_v4_and_v6();
+    let config = shipped_config();
+    let _relay = turnserver(
+        port,
+        &["-c", config.to_str().unwrap(), "--listening-ip=::1", "--allow-loopback-peers"],
+    );
+    wait_listening((std::net::Ipv6Addr::LOCALHOST, port).into());
+    let (u, p) = rest_credentials("v4loop", now_secs() + 600);
+    let out = allocate_and_send(port, &u, &p, "127.0.0.1", 9);
+    assert!(out.contains("403 (Forbidden IP)"), "relaying to 127.0.0.1 must be refused:\n{out}");
+    for (i, peer) in ["::1", "::ffff:127.0.0.1", "::127.0.0.1"].into_iter().enumerate() {
+        assert_ipv6_peer_refused(port, &format!("loop{i}"), peer);
     }
 }
