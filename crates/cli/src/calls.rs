@@ -76,6 +76,7 @@ pub fn progress_printer(out: &Out, peer: &str) -> impl FnMut(CallProgress) + Sen
                 }
                 CallProgress::PathLost => json!({"event": "path_lost"}),
                 CallProgress::PathBack => json!({"event": "path_back"}),
+                CallProgress::Restarting => json!({"event": "ice_restart"}),
             };
             println!("{line}");
         } else {
@@ -105,6 +106,7 @@ pub fn progress_printer(out: &Out, peer: &str) -> impl FnMut(CallProgress) + Sen
                 }
                 CallProgress::PathLost => println!("Connection to {peer} lost, reconnecting…"),
                 CallProgress::PathBack => println!("Connection to {peer} is back"),
+                CallProgress::Restarting => println!("The network changed; reconnecting…"),
             }
         }
     }

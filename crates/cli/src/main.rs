@@ -18,6 +18,15 @@ use peerline_client::{CallOptions, Client, ClientError, ConnectOptions, Home};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // Diagnostics go to stderr, warnings only unless PEERLINE_LOG (or RUST_LOG) asks for more;
+    // stdout stays for the command's output.
+    let filter = std::env::var("PEERLINE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let out = Out::new(args.json);
     if let Err(err) = run(args, &out).await {

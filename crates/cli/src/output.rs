@@ -243,6 +243,7 @@ impl Out {
                 | Event::CallRinging { .. }
                 | Event::CallAccepted { .. }
                 | Event::CallCandidate { .. }
+                | Event::CallRestart { .. }
                 | Event::CallEnded { .. }
         ) {
             return;
@@ -282,6 +283,7 @@ impl Out {
             | Event::CallRinging { .. }
             | Event::CallAccepted { .. }
             | Event::CallCandidate { .. }
+            | Event::CallRestart { .. }
             | Event::CallEnded { .. } => {}
         }
     }

@@ -15,7 +15,8 @@ use std::time::Duration;
 use peerline_media::audio::read_wav;
 use peerline_media::tone::{ToneCriteria, analyze_tone};
 use peerline_media::{AudioSink, AudioSource, SAMPLE_RATE, ToneSource, WavSink};
-use peerline_testkit::netlab::{Host, Lab, NatKind, TurnRelay};
+use peerline_testkit::RelayLab;
+use peerline_testkit::netlab::{Host, Lab, NatKind};
 use peerline_testkit::{Supernode, User};
 use serde_json::Value;
 
@@ -134,52 +135,6 @@ fn a_long_call_keeps_its_nat_mappings_open() {
     assert_eq!(ended["reason"], "hung_up_here", "{ended:#}");
 }
 
-/// The secret the lab's supernode and coturn share.
-const TURN_SECRET: &str = "lab-secret-0123456789abcdef0123456789";
-
-/// A lab with the supernode (clients on TCP 443, STUN on 3478) and a coturn relay (UDP/TCP 3478,
-/// TLS 443, with the supernode's certificate) on public addresses, and two clients.
-struct RelayLab {
-    node: Supernode,
-    relay_host: Host,
-    _relay: TurnRelay,
-    a: Host,
-    b: Host,
-    _lab: Lab,
-}
-
-fn host(lab: &mut Lab, name: &str, kind: Option<NatKind>) -> Host {
-    match kind {
-        None => lab.public_host(name).unwrap(),
-        Some(kind) => lab.natted_host(name, kind).unwrap(),
-    }
-}
-
-fn relay_lab(a: Option<NatKind>, b: Option<NatKind>) -> RelayLab {
-    let mut lab = lab();
-    let srv = lab.public_host("srv").unwrap();
-    let relay_host = lab.public_host("relay").unwrap();
-    let a = host(&mut lab, "a", a);
-    let b = host(&mut lab, "b", b);
-    let config = tempfile::NamedTempFile::new().unwrap();
-    let r = &relay_host.ip;
-    std::fs::write(
-        config.path(),
-        format!(
-            "[turn]\nstatic_auth_secret = \"{TURN_SECRET}\"\nurls = [\"turn:{r}:3478?transport=udp\", \
-             \"turn:{r}:3478?transport=tcp\", \"turns:{r}:443?transport=tcp\"]\n"
-        ),
-    )
-    .unwrap();
-    let node =
-        Supernode::start_in_on(&srv, 443, &["--config", config.path().to_str().unwrap()]).unwrap();
-    let (cert, key) = node.tls_files();
-    let relay =
-        TurnRelay::start(&relay_host, TURN_SECRET, &cert, &key, "203.0.113.0-203.0.113.255")
-            .unwrap_or_else(|e| panic!("cannot start coturn in the lab: {e:#}"));
-    RelayLab { node, relay_host, _relay: relay, a, b, _lab: lab }
-}
-
 /// Whether the issue expects a relay between these two networks: a symmetric NAT facing a
 /// filtering one (home router or symmetric), or the UDP-blocked network on either side.
 fn needs_relay(a: Option<NatKind>, b: Option<NatKind>) -> bool {
@@ -195,7 +150,7 @@ fn needs_relay(a: Option<NatKind>, b: Option<NatKind>) -> bool {
 /// One cell of the NAT matrix: a 3-second call from `a` to `b`, tones both ways, path checked
 /// on both ends. Prints a `MATRIX` line with the setup time for docs/nat.md.
 fn matrix_call(a: Option<NatKind>, b: Option<NatKind>) {
-    let lab = relay_lab(a, b);
+    let lab = RelayLab::new(a, b).unwrap_or_else(|e| panic!("cannot build the NAT lab: {e:#}"));
     let (alice, bob) = call_with(&lab.node, &lab.a, &lab.b, 5, &[], &[]);
     let relayed = needs_relay(a, b);
     let want = if relayed { "relay" } else { "direct" };
@@ -265,11 +220,99 @@ mod matrix {
 /// directly still talk through the relay, and bob never sees an address of alice's network.
 #[test]
 fn relay_only_hides_the_callers_address() {
-    let lab = relay_lab(Some(NatKind::HomeRouter), Some(NatKind::HomeRouter));
+    let lab = RelayLab::new(Some(NatKind::HomeRouter), Some(NatKind::HomeRouter))
+        .unwrap_or_else(|e| panic!("cannot build the NAT lab: {e:#}"));
     let (alice, bob) = call_with(&lab.node, &lab.a, &lab.b, 3, &["--relay-only"], &[]);
     assert_eq!(alice["path"]["local_type"], "relay", "{alice:#}");
     assert_eq!(alice["path"]["kind"], "relay", "{alice:#}");
     let relay_ip = format!("{}:", lab.relay_host.ip);
     assert!(bob["path"]["remote"].as_str().unwrap().starts_with(&relay_ip), "{bob:#}");
     assert_eq!(bob["path"]["remote_type"], "relay", "{bob:#}");
+}
+
+/// Path change: one side's router gets a new public address in the middle of a call (its old
+/// mappings and its supernode connection die with it). Both sides notice that nothing arrives,
+/// the moved side reconnects to the supernode and takes the call over, the caller restarts ICE
+/// (asked by the callee if it is the callee that moved), the moved side gathers fresh
+/// candidates, and audio resumes within 5 s, without redialing.
+fn path_change(caller_moves: bool) {
+    let mut lab = lab();
+    let srv = lab.public_host("srv").unwrap();
+    let (a, router_a) = lab.natted_host_with_router("a", NatKind::HomeRouter).unwrap();
+    let (b, router_b) = lab.natted_host_with_router("b", NatKind::HomeRouter).unwrap();
+    let node = Supernode::start_in(&srv, &[]).unwrap();
+    let (alice, bob) = (User::new_in("alice", &node, &a), User::new_in("bob", &node, &b));
+    alice.register();
+    bob.register();
+    alice.ok(&["contacts", "add", "bob"]);
+    bob.ok(&["contacts", "accept", "alice"]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    tone_wav(Path::new(&p("440.wav")), 440.0);
+    tone_wav(Path::new(&p("660.wav")), 660.0);
+    let mut answering = bob.online_with(&[
+        "--auto-answer",
+        "--play",
+        &p("660.wav"),
+        "--record",
+        &p("bob_heard.wav"),
+    ]);
+    let secs = 20;
+    let mut call = alice.start(&[
+        "call",
+        "bob",
+        "--play",
+        &p("440.wav"),
+        "--record",
+        &p("alice_heard.wav"),
+        "--duration",
+        &secs.to_string(),
+    ]);
+    call.expect(|v| v["event"] == "first_audio", "first audio");
+    std::thread::sleep(Duration::from_secs(5));
+    let moved = if caller_moves { &router_a } else { &router_b };
+    moved.change_public_address("203.0.113.200").unwrap();
+    let (code, stderr) = call.wait(Duration::from_secs(secs + 40));
+    assert_eq!(code, Some(0), "the call failed: {stderr}\n{:#?}", call.seen);
+    let bob_ended = answering.expect(|v| v["event"] == "ended", "bob's end of the call");
+    let alice_ended = call.seen.iter().find(|v| v["event"] == "ended").cloned().unwrap();
+    assert!(
+        call.seen.iter().any(|v| v["event"] == "ice_restart"),
+        "the caller must have restarted ICE: {:#?}",
+        call.seen
+    );
+    // The other side now reaches the moved one at its new public address, directly.
+    let other_end = if caller_moves { &bob_ended } else { &alice_ended };
+    assert_eq!(other_end["path"]["kind"], "direct", "{other_end:#}");
+    assert!(
+        other_end["path"]["remote"].as_str().unwrap().starts_with("203.0.113.200:"),
+        "{other_end:#}\nalice: {:#?}\n{stderr}",
+        call.seen
+    );
+    for (file, freq) in [("alice_heard.wav", 660.0), ("bob_heard.wav", 440.0)] {
+        let r =
+            analyze_tone(&read_wav(p(file)).unwrap(), SAMPLE_RATE, freq, &ToneCriteria::default());
+        println!("PATH CHANGE {file}: longest gap {:?}", r.longest_gap);
+        assert!(
+            r.longest_gap <= Duration::from_secs(5),
+            "{file}: audio was gone for {:?} after the address change",
+            r.longest_gap
+        );
+        let last = r.last_tone.unwrap_or_default();
+        assert!(
+            last + Duration::from_secs(2) >= Duration::from_secs(secs),
+            "{file}: the tone stopped at {last:?} of a {secs} s call"
+        );
+        assert!(r.tone_fraction() >= 0.6, "{file}: {:.3}", r.tone_fraction());
+    }
+}
+
+#[test]
+fn audio_resumes_after_the_callers_nat_changes_address() {
+    path_change(true);
+}
+
+#[test]
+fn audio_resumes_after_the_callees_nat_changes_address() {
+    path_change(false);
 }

@@ -14,12 +14,13 @@
 //! changed".
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use peerline_media::lossy::{Impairment, LossySocket};
 use peerline_media::{
-    AudioSink, AudioSource, CallMedia, CallStats, LocalCandidate, MediaConfig, MediaError,
+    AudioSink, AudioSource, CallMedia, CallStats, Control, LocalCandidate, MediaConfig, MediaError,
     MediaEvent, Role, RunOptions, run_media, sdp_dtls_fingerprint,
 };
 use peerline_wire::{
@@ -27,7 +28,7 @@ use peerline_wire::{
 };
 use rand::RngCore;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -128,6 +129,8 @@ pub enum CallProgress {
     PathLost,
     /// The media path came back.
     PathBack,
+    /// ICE is restarting on fresh candidates because the path died (an address changed).
+    Restarting,
 }
 
 /// How a call ended.
@@ -429,6 +432,7 @@ where
             timings,
             early_candidates,
             impair_sending: options.impair_sending,
+            relay_only: options.relay_only,
         },
         stop,
         progress,
@@ -519,6 +523,7 @@ where
             timings,
             early_candidates: Vec::new(),
             impair_sending: options.impair_sending,
+            relay_only: options.relay_only,
         },
         stop,
         progress,
@@ -545,6 +550,7 @@ struct Talk<Src, Snk> {
     timings: SetupTimings,
     early_candidates: Vec<String>,
     impair_sending: Option<Impairment>,
+    relay_only: bool,
 }
 
 /// Runs the media of an answered call next to its signaling until one side ends it.
@@ -569,25 +575,39 @@ where
         mut timings,
         early_candidates,
         impair_sending,
+        relay_only,
     } = call;
+    let caller = media.role() == Role::Offerer;
     let (candidates_tx, candidates_rx) = mpsc::channel(128);
     for candidate in early_candidates {
         let _ = candidates_tx.try_send(candidate);
     }
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let (stop_media, media_stopped) = oneshot::channel::<()>();
-    let options = RunOptions {
-        remote_candidates: Some(candidates_rx),
-        events: Some(events_tx),
-        ..RunOptions::default()
-    };
     let stopped = async {
         let _ = media_stopped.await;
     };
     let sockets = std::mem::take(&mut gathered.sockets);
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let mut restart = Restart::new(caller, relay_only, &gathered);
     let mut task = match impair_sending {
-        None => tokio::spawn(run_media(sockets, *media, source, sink, stopped, options)),
+        None => {
+            let options = RunOptions {
+                remote_candidates: Some(candidates_rx),
+                events: Some(events_tx),
+                control: Some(control_rx),
+                ..RunOptions::default()
+            };
+            tokio::spawn(run_media(sockets, *media, source, sink, stopped, options))
+        }
+        // A simulated bad network is for tests of the audio path; it does not restart ICE.
         Some(impairment) => {
+            let options = RunOptions {
+                remote_candidates: Some(candidates_rx),
+                events: Some(events_tx),
+                stall_after: None,
+                ..RunOptions::default()
+            };
             let lossy: Vec<LossySocket<CallSocket>> = sockets
                 .into_iter()
                 .map(|s| LossySocket::new(s, impairment, rand::random()))
@@ -600,8 +620,38 @@ where
     let mut end: Option<CallEnd> = None;
     let mut path = None;
     let mut signaling = true;
+    // While the supernode connection is down: when to try again, and until when.
+    let mut reconnect: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
     loop {
+        let next_reconnect = reconnect.map(|(at, _)| at);
         tokio::select! {
+            () = sleep_until_some(next_reconnect) => {
+                let Some((_, give_up)) = reconnect else { continue };
+                match tokio::time::timeout(RESUME_TRY, resume(client, &call_id)).await {
+                    Ok(Ok(())) => {
+                        info!("back on the supernode; the call goes on");
+                        signaling = true;
+                        reconnect = None;
+                        progress(CallProgress::Restarting);
+                        restart.resumed(client, &call_id, &control_tx, &mut gathered).await;
+                    }
+                    Ok(Err(e)) if e.code() == Some(ErrorCode::NoSuchCall) => {
+                        // The call ended while we were away.
+                        warn!("the call ended while the supernode connection was down");
+                        reconnect = None;
+                        signaling = true;
+                        end = Some(CallEnd::Remote(CallEndReason::PeerGone));
+                        if let Some(tx) = stop_media.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    failed => {
+                        debug!(?failed, "reconnecting failed");
+                        let now = tokio::time::Instant::now();
+                        reconnect = (now < give_up).then_some((now + RESUME_RETRY, give_up));
+                    }
+                }
+            }
             result = &mut task => {
                 let stats = result.map_err(|e| CallError::Task(e.to_string()))??;
                 let end = match end {
@@ -633,16 +683,27 @@ where
                 return Ok(CallSummary { call_id, peer, timings, path, end, media: Some(stats) });
             }
             Some(event) = events_rx.recv() => {
+                if event == MediaEvent::Stalled && signaling {
+                    progress(CallProgress::Restarting);
+                    restart.path_stalled(client, &call_id, &control_tx, &mut gathered).await;
+                }
                 on_media_event(event, started, &gathered, &mut timings, &mut path, progress);
             }
             event = client.next_event(), if signaling => match event {
                 None => {
-                    // The supernode went away; the media is peer to peer and goes on.
-                    warn!("lost the supernode connection during the call; media continues");
+                    // The supernode connection went away (often because this side's address
+                    // changed); the media is peer to peer and goes on while we reconnect.
+                    warn!("lost the supernode connection during the call; reconnecting");
                     signaling = false;
+                    let now = tokio::time::Instant::now();
+                    reconnect = Some((now, now + RESUME_FOR));
                 }
                 Some(Event::CallCandidate { call_id: id, candidate }) if id == call_id => {
                     let _ = candidates_tx.send(candidate).await;
+                }
+                Some(Event::CallRestart { call_id: id, sdp }) if id == call_id => {
+                    restart.on_signal(client, &call_id, sdp, &control_tx, &mut gathered).await;
+                    progress(CallProgress::Restarting);
                 }
                 Some(Event::CallEnded { call_id: id, reason }) if id == call_id => {
                     end = Some(CallEnd::Remote(reason));
@@ -704,4 +765,218 @@ fn on_media_event(
         MediaEvent::Reconnected => progress(CallProgress::PathBack),
         _ => {}
     }
+}
+
+/// One attempt to reconnect and take the call over.
+const RESUME_TRY: Duration = Duration::from_secs(3);
+/// Between attempts.
+const RESUME_RETRY: Duration = Duration::from_secs(1);
+/// How long to keep trying (the media goes on meanwhile).
+const RESUME_FOR: Duration = Duration::from_secs(30);
+
+/// Reconnects to the supernode and takes the call over on the new connection.
+async fn resume(client: &mut Client, call_id: &str) -> Result<(), ClientError> {
+    client.reconnect().await?;
+    client.done(Request::CallResume { call_id: call_id.to_owned() }).await
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where an ICE restart (RFC 8445 §9) stands on this side of a call.
+///
+/// Only the caller (the offerer) restarts, so offers never cross: the callee asks it to with a
+/// `call_restart` without SDP. The side whose network changed (its public address is not the
+/// one it started with) gathers fresh candidates on new sockets and trickles them after the
+/// offer or answer; the other side keeps its candidates, which still work.
+struct Restart {
+    caller: bool,
+    relay_only: bool,
+    /// The public address the call started with (its server-reflexive candidate's IP).
+    public_ip: Option<IpAddr>,
+    /// When this side last started or asked for a restart.
+    last: Option<Instant>,
+}
+
+/// At most one restart (or request for one) per this long.
+const RESTART_SPACING: Duration = Duration::from_secs(2);
+
+impl Restart {
+    fn new(caller: bool, relay_only: bool, gathered: &Gathered) -> Self {
+        let public_ip = crate::gather::public_ip_of(&gathered.candidates);
+        Restart { caller, relay_only, public_ip, last: None }
+    }
+
+    fn due(&mut self) -> bool {
+        if self.last.is_some_and(|t| t.elapsed() < RESTART_SPACING) {
+            return false;
+        }
+        self.last = Some(Instant::now());
+        true
+    }
+
+    /// The media saw nothing from the peer for a while.
+    async fn path_stalled(
+        &mut self,
+        client: &Client,
+        call_id: &str,
+        control: &mpsc::Sender<Control<CallSocket>>,
+        gathered: &mut Gathered,
+    ) {
+        if !self.due() {
+            return;
+        }
+        if self.caller {
+            self.offer(client, call_id, control, gathered).await;
+        } else {
+            info!("media path stalled: asking the caller to restart ICE");
+            let ask = Request::CallRestart { call_id: call_id.to_owned(), sdp: None };
+            if let Err(e) = client.done(ask).await {
+                warn!(error = %e, "could not ask for an ICE restart");
+            }
+            // Our own address may be the one that changed: the caller learns the fresh
+            // candidates now, and again from our restart answer.
+            self.fresh_candidates(client, call_id, control, gathered, true).await;
+        }
+    }
+
+    /// Back on the supernode after the connection dropped: what this side tried to say while
+    /// it was away was lost, so restart (or ask for it) now.
+    async fn resumed(
+        &mut self,
+        client: &Client,
+        call_id: &str,
+        control: &mpsc::Sender<Control<CallSocket>>,
+        gathered: &mut Gathered,
+    ) {
+        self.last = None;
+        self.path_stalled(client, call_id, control, gathered).await;
+    }
+
+    /// A `call_restart` from the other side.
+    async fn on_signal(
+        &mut self,
+        client: &Client,
+        call_id: &str,
+        sdp: Option<String>,
+        control: &mpsc::Sender<Control<CallSocket>>,
+        gathered: &mut Gathered,
+    ) {
+        match (self.caller, sdp) {
+            (true, None) => {
+                // The callee asks (the supernode limits how often): an offer of ours may have
+                // been lost with its old connection, so no spacing here.
+                self.last = Some(Instant::now());
+                self.offer(client, call_id, control, gathered).await;
+            }
+            (true, Some(answer)) => {
+                let result = ask(control, |tx| Control::AcceptRestartAnswer(answer, tx)).await;
+                if let Err(e) = result {
+                    warn!(error = %e, "refused the ICE restart answer");
+                }
+            }
+            (false, Some(offer)) => {
+                // Fresh candidates first, so that the answer carries them under the new ICE
+                // credentials (a trickled line would carry the old ones and be refused).
+                self.fresh_candidates(client, call_id, control, gathered, false).await;
+                let answer = match ask(control, |tx| Control::AcceptRestartOffer(offer, tx)).await {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        warn!(error = %e, "refused the ICE restart offer");
+                        return;
+                    }
+                };
+                let reply = Request::CallRestart { call_id: call_id.to_owned(), sdp: Some(answer) };
+                if let Err(e) = client.done(reply).await {
+                    warn!(error = %e, "could not answer the ICE restart");
+                }
+            }
+            (false, None) => debug!("ignoring a call_restart without SDP from the caller"),
+        }
+    }
+
+    async fn offer(
+        &mut self,
+        client: &Client,
+        call_id: &str,
+        control: &mpsc::Sender<Control<CallSocket>>,
+        gathered: &mut Gathered,
+    ) {
+        info!("restarting ICE");
+        // Fresh candidates first: the offer carries them under the new ICE credentials.
+        self.fresh_candidates(client, call_id, control, gathered, false).await;
+        let offer = match ask(control, Control::RestartIce).await {
+            Ok(offer) => offer,
+            Err(e) => {
+                warn!(error = %e, "could not restart ICE");
+                return;
+            }
+        };
+        let request = Request::CallRestart { call_id: call_id.to_owned(), sdp: Some(offer) };
+        if let Err(e) = client.done(request).await {
+            warn!(error = %e, "could not send the ICE restart offer");
+        }
+    }
+
+    /// If this side's public address changed, gathers anew on new sockets and hands them to
+    /// the media; with `trickle`, also sends the new candidates to the peer (else the next
+    /// restart offer or answer carries them).
+    async fn fresh_candidates(
+        &mut self,
+        client: &Client,
+        call_id: &str,
+        control: &mpsc::Sender<Control<CallSocket>>,
+        gathered: &mut Gathered,
+        trickle: bool,
+    ) {
+        let moved = self.relay_only || {
+            let now = crate::gather::public_ip(client).await;
+            let moved = now.is_some() && now != self.public_ip;
+            if moved {
+                info!(before = ?self.public_ip, after = ?now, "this side's public address changed");
+                self.public_ip = now;
+            }
+            moved
+        };
+        if !moved {
+            return;
+        }
+        let fresh = match gather(client, self.relay_only).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                warn!(error = %e, "could not gather fresh candidates");
+                return;
+            }
+        };
+        gathered.relays.extend(fresh.relays.iter().copied());
+        let command = |tx| Control::AddSockets(fresh.sockets, fresh.candidates, tx);
+        match ask(control, command).await {
+            Ok(lines) => {
+                for line in lines.into_iter().filter(|_| trickle) {
+                    let request =
+                        Request::CallCandidate { call_id: call_id.to_owned(), candidate: line };
+                    if let Err(e) = client.done(request).await {
+                        warn!(error = %e, "could not send a candidate");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not use the fresh candidates"),
+        }
+    }
+}
+
+/// Sends a command to the media task and waits for its answer.
+async fn ask<T>(
+    control: &mpsc::Sender<Control<CallSocket>>,
+    command: impl FnOnce(oneshot::Sender<Result<T, MediaError>>) -> Control<CallSocket>,
+) -> Result<T, MediaError> {
+    let (tx, rx) = oneshot::channel();
+    let gone =
+        || MediaError::Engine { context: "restarting ICE", message: "the media ended".into() };
+    control.send(command(tx)).await.map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())?
 }

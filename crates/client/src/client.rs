@@ -104,6 +104,17 @@ impl Client {
         Endpoint::parse(&self.url).ok().map(|e| (e.host, e.port))
     }
 
+    /// Connects again after the connection dropped (the network changed under a call) and logs
+    /// in with the saved session.
+    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let endpoint = Endpoint::parse(&self.url)?;
+        let known = self.home.known_supernodes_path();
+        let (conn, _) = Connection::connect(&endpoint, &self.trust, &known).await?;
+        self.conn = conn;
+        self.login_saved().await?;
+        Ok(())
+    }
+
     /// TLS settings for `turns:` relays: the same trust as the supernode's connection. With a
     /// pinned (self-signed) supernode certificate the relay must present that same certificate;
     /// with a CA file, a certificate from that CA for the relay's name.

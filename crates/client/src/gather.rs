@@ -195,6 +195,28 @@ async fn gather_direct(client: &Client) -> Result<(UdpSocket, Vec<LocalCandidate
     Ok((socket, candidates))
 }
 
+/// This side's public IP address now, from a STUN request on a fresh socket (`None` when the
+/// STUN responder does not answer).
+pub async fn public_ip(client: &Client) -> Option<IpAddr> {
+    let (_, candidates) = gather_direct(client).await.ok()?;
+    public_ip_of(&candidates)
+}
+
+/// The public IP address among gathered candidates: the server-reflexive one, or the host's
+/// when the STUN responder saw the host address itself (no NAT).
+pub fn public_ip_of(candidates: &[LocalCandidate]) -> Option<IpAddr> {
+    let srflx = candidates.iter().find_map(|c| match c {
+        LocalCandidate::ServerReflexive { addr, .. } => Some(addr.ip()),
+        _ => None,
+    });
+    srflx.or_else(|| {
+        candidates.iter().find_map(|c| match c {
+            LocalCandidate::Host(addr) => Some(addr.ip()),
+            _ => None,
+        })
+    })
+}
+
 /// Allocates on every relay the supernode offers, at once; keeps what answered in time.
 async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
     let credentials = client.turn_credentials().await?;

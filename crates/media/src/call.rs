@@ -206,6 +206,69 @@ impl CallMedia {
         Ok(())
     }
 
+    /// Starts an ICE restart (RFC 8445 §9) on a negotiated call: new ICE credentials, the
+    /// local candidates kept. Returns the SDP offer for the peer's
+    /// [`CallMedia::accept_restart_offer`]; audio goes on over the old path until the answer
+    /// is in. Only the offerer restarts (the answerer asks it to), so offers never cross.
+    pub fn restart_ice(&mut self) -> Result<String, MediaError> {
+        self.expect_role("restart_ice", Role::Offerer)?;
+        if !self.negotiated {
+            return Err(MediaError::NotNegotiated);
+        }
+        // A restart that was never answered is superseded by this one.
+        self.pending_offer = None;
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let applied = api.apply();
+        self.drain();
+        let Some((offer, pending)) = applied else {
+            return Err(MediaError::Engine {
+                context: "restarting ICE",
+                message: "str0m produced no offer".into(),
+            });
+        };
+        self.pending_offer = Some(pending);
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Accepts the offerer's ICE-restart offer and returns the answer. The DTLS fingerprint
+    /// must be the one signed at the start of the call.
+    pub fn accept_restart_offer(&mut self, sdp: &str) -> Result<String, MediaError> {
+        self.expect_role("accept_restart_offer", Role::Answerer)?;
+        self.check_same_fingerprint(sdp)?;
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let answer = self.rtc.sdp_api().accept_offer(offer);
+        self.drain();
+        let answer = answer.map_err(negotiation_error)?;
+        self.remember_sdp_candidates(sdp);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Accepts the answer to [`CallMedia::restart_ice`].
+    pub fn accept_restart_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+        self.expect_role("accept_restart_answer", Role::Offerer)?;
+        self.check_same_fingerprint(sdp)?;
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let pending = self.pending_offer.take().ok_or(MediaError::NoPendingOffer)?;
+        let result = self.rtc.sdp_api().accept_answer(pending, answer);
+        self.drain();
+        result.map_err(negotiation_error)?;
+        self.remember_sdp_candidates(sdp);
+        Ok(())
+    }
+
+    fn check_same_fingerprint(&self, sdp: &str) -> Result<(), MediaError> {
+        if !self.negotiated {
+            return Err(MediaError::NotNegotiated);
+        }
+        if Some(single_fingerprint(sdp)?) != self.remote_fingerprint {
+            return Err(MediaError::FingerprintChanged);
+        }
+        Ok(())
+    }
+
     /// Adds a local candidate. Returns the `candidate:…` line to trickle to the peer, or `None`
     /// when ICE already has an equivalent candidate (nothing to send).
     pub fn add_local_candidate(

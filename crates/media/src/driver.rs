@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::FRAME_DURATION;
 use crate::audio::{AudioSink, AudioSource, SILENT_FRAME};
 use crate::call::CallMedia;
-use crate::candidate::SelectedPath;
+use crate::candidate::{LocalCandidate, SelectedPath};
 use crate::error::MediaError;
 use crate::interface::{Input, MediaEvent, MediaStats, Output};
 
@@ -68,9 +68,27 @@ impl PacketSocket for UdpSocket {
     }
 }
 
+/// The default of [`RunOptions::stall_after`].
+const STALL_AFTER: Duration = Duration::from_secs(2);
+
+/// Commands from signaling to a running call's media (ICE restart, fresh candidates). Each
+/// carries where to send its result.
+#[derive(Debug)]
+pub enum Control<S> {
+    /// Start an ICE restart ([`CallMedia::restart_ice`], offerer); replies with the offer.
+    RestartIce(oneshot::Sender<Result<String, MediaError>>),
+    /// The peer's restart offer ([`CallMedia::accept_restart_offer`]); replies with the answer.
+    AcceptRestartOffer(String, oneshot::Sender<Result<String, MediaError>>),
+    /// The answer to our restart offer ([`CallMedia::accept_restart_answer`]).
+    AcceptRestartAnswer(String, oneshot::Sender<Result<(), MediaError>>),
+    /// Freshly gathered sockets and their candidates; replies with the `candidate:` lines to
+    /// trickle to the peer.
+    AddSockets(Vec<S>, Vec<LocalCandidate>, oneshot::Sender<Result<Vec<String>, MediaError>>),
+}
+
 /// Options of [`run_media`].
 #[derive(Debug)]
-pub struct RunOptions {
+pub struct RunOptions<S = UdpSocket> {
     /// Candidates the peer trickles after the media started (`candidate:…` lines from
     /// signaling); closing the channel is fine.
     pub remote_candidates: Option<mpsc::Receiver<String>>,
@@ -84,9 +102,15 @@ pub struct RunOptions {
     /// Give up when the path stays lost (ICE disconnected) this long. Default 15 s, half the
     /// RFC 7675 consent lifetime.
     pub lost_path_timeout: Option<Duration>,
+    /// Report [`MediaEvent::Stalled`] when nothing arrived from the peer this long after the
+    /// call connected (audio, even silent with DTX, arrives several times a second). Default
+    /// 2 s; `None` never reports.
+    pub stall_after: Option<Duration>,
+    /// Commands from signaling (ICE restart); closing the channel is fine.
+    pub control: Option<mpsc::Receiver<Control<S>>>,
 }
 
-impl Default for RunOptions {
+impl<S> Default for RunOptions<S> {
     fn default() -> Self {
         RunOptions {
             remote_candidates: None,
@@ -94,6 +118,8 @@ impl Default for RunOptions {
             keep_running_after_close: false,
             connect_timeout: Some(Duration::from_secs(30)),
             lost_path_timeout: Some(Duration::from_secs(15)),
+            stall_after: Some(STALL_AFTER),
+            control: None,
         }
     }
 }
@@ -146,7 +172,7 @@ pub async fn run_media<S, Src, Snk, Stop>(
     mut source: Src,
     mut sink: Snk,
     stop: Stop,
-    options: RunOptions,
+    options: RunOptions<S>,
 ) -> Result<CallStats, MediaError>
 where
     S: PacketSocket,
@@ -165,7 +191,8 @@ where
         routes.push((local, socket.clone()));
         readers.spawn(read_socket(socket, local, to_core.clone()).instrument(span.clone()));
     }
-    drop(to_core);
+    // Kept for sockets added by a later `Control::AddSockets`.
+    let to_core_for_new = to_core;
 
     let mut progress = Progress {
         stats: CallStats {
@@ -180,6 +207,9 @@ where
         started,
         events: options.events.clone(),
     };
+    let mut last_received: Option<Instant> = None;
+    let mut stalled = false;
+    let mut control = options.control;
     let mut ticker = tokio::time::interval(FRAME_DURATION);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     tokio::pin!(stop);
@@ -215,6 +245,18 @@ where
             if let Some((at, _)) = give_up {
                 sleep_until = sleep_until.min(at);
             }
+            if let (Some(limit), Some(last), true) =
+                (options.stall_after, last_received, media.is_connected())
+            {
+                let at = last + limit;
+                if !stalled && now() >= at {
+                    stalled = true;
+                    warn!("nothing from the peer for {limit:?}: the path may be gone");
+                    emit(&progress.events, MediaEvent::Stalled);
+                } else if !stalled {
+                    sleep_until = sleep_until.min(at);
+                }
+            }
             tokio::select! {
                 biased;
                 () = &mut stop => {
@@ -227,7 +269,44 @@ where
                         warn!(error = %e, "ignoring a bad remote candidate");
                     }
                 }
+                Some(command) = next_control(&mut control) => {
+                    match command {
+                        Control::RestartIce(reply) => {
+                            let _ = reply.send(media.restart_ice());
+                        }
+                        Control::AcceptRestartOffer(sdp, reply) => {
+                            let _ = reply.send(media.accept_restart_offer(&sdp));
+                        }
+                        Control::AcceptRestartAnswer(sdp, reply) => {
+                            let _ = reply.send(media.accept_restart_answer(&sdp));
+                        }
+                        Control::AddSockets(sockets, candidates, reply) => {
+                            for socket in sockets {
+                                let local = socket.local_addr()?;
+                                let socket = Arc::new(socket);
+                                routes.push((local, socket.clone()));
+                                let reader = read_socket(socket, local, to_core_for_new.clone());
+                                readers.spawn(reader.instrument(span.clone()));
+                            }
+                            let mut lines = Vec::new();
+                            let mut failed = None;
+                            for candidate in candidates {
+                                match media.add_local_candidate(candidate) {
+                                    Ok(Some(line)) => lines.push(line),
+                                    Ok(None) => {}
+                                    Err(e) => failed = Some(e),
+                                }
+                            }
+                            let _ = reply.send(match failed {
+                                Some(e) if lines.is_empty() => Err(e),
+                                _ => Ok(lines),
+                            });
+                        }
+                    }
+                }
                 Some(d) = from_sockets.recv() => {
+                    last_received = Some(now());
+                    stalled = false;
                     let input = Input::Receive {
                         source: d.source,
                         destination: d.destination,
@@ -352,6 +431,26 @@ async fn read_socket<S: PacketSocket>(
                 tokio::task::yield_now().await;
             }
         }
+    }
+}
+
+/// The next command from signaling; never resolves without a channel or once it closed.
+async fn next_control<S>(channel: &mut Option<mpsc::Receiver<Control<S>>>) -> Option<Control<S>> {
+    match channel {
+        Some(rx) => match rx.recv().await {
+            Some(command) => Some(command),
+            None => {
+                *channel = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn emit(events: &Option<mpsc::Sender<MediaEvent>>, event: MediaEvent) {
+    if let Some(events) = events {
+        let _ = events.try_send(event);
     }
 }
 

@@ -27,6 +27,13 @@ pub enum MediaError {
     /// `accept_answer` was called without an outstanding offer.
     #[error("no offer is outstanding: call create_offer before accept_answer")]
     NoPendingOffer,
+    /// An ICE-restart offer or answer arrived before the call was negotiated.
+    #[error("an ICE restart needs a negotiated call")]
+    NotNegotiated,
+    /// The peer's DTLS fingerprint changed in a renegotiation: it was signed once, at the
+    /// start of the call, so a new one is refused.
+    #[error("the peer's DTLS fingerprint changed in an ICE restart; refused")]
+    FingerprintChanged,
     /// The remote SDP could not be parsed.
     #[error("the remote SDP is malformed: {0}")]
     BadSdp(String),

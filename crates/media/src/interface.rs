@@ -56,6 +56,10 @@ pub enum MediaEvent {
     Reconnected,
     /// The first audio packet from the peer arrived.
     FirstAudio,
+    /// Nothing arrived from the peer for a while ([`RunOptions::stall_after`](crate::RunOptions)):
+    /// the path is probably gone (an address changed, a NAT forgot the mapping). Signaling
+    /// should restart ICE; reported again only after packets flowed in between.
+    Stalled,
     /// The peer closed the DTLS session, or the session failed: the call's media is over.
     Closed,
 }

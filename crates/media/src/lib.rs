@@ -70,7 +70,7 @@ pub use candidate::{CandidateType, LocalCandidate, SelectedPath, Transport};
 pub use config::{MediaConfig, Role};
 #[cfg(feature = "sound-devices")]
 pub use device::{MicrophoneSource, SpeakerSink, devices_available, open_microphone, open_speaker};
-pub use driver::{CallStats, EndReason, PacketSocket, RunOptions, run_media};
+pub use driver::{CallStats, Control, EndReason, PacketSocket, RunOptions, run_media};
 pub use error::{AudioError, MediaError};
 pub use interface::{Input, MediaEvent, MediaStats, Output};
 pub use sdp::sdp_dtls_fingerprint;

@@ -33,8 +33,11 @@ pub struct CallConfig {
     pub invites_per_minute: f64,
     /// Burst of invites.
     pub invite_burst: f64,
-    /// Most candidates one side may trickle in one call.
+    /// Most candidates one side may trickle in one call (counted afresh after each ICE
+    /// restart that side takes part in).
     pub max_candidates_per_side: usize,
+    /// Most `call_restart` messages one side may send in one call.
+    pub max_restarts_per_side: usize,
 }
 
 impl Default for CallConfig {
@@ -46,6 +49,7 @@ impl Default for CallConfig {
             invites_per_minute: 10.0,
             invite_burst: 10.0,
             max_candidates_per_side: 64,
+            max_restarts_per_side: 16,
         }
     }
 }
@@ -121,6 +125,8 @@ struct Call {
     phase: Phase,
     candidates_from_caller: usize,
     candidates_from_callee: usize,
+    restarts_from_caller: usize,
+    restarts_from_callee: usize,
 }
 
 /// Every call on this supernode.
@@ -244,6 +250,8 @@ impl Hub {
             },
             candidates_from_caller: 0,
             candidates_from_callee: 0,
+            restarts_from_caller: 0,
+            restarts_from_callee: 0,
         };
         let devices = self.user_conns(invite.callee);
         let busy = self.calls.in_answered_call(invite.callee)
@@ -424,6 +432,66 @@ impl Hub {
             vec![target],
             Event::CallCandidate { call_id: call_id.to_owned(), candidate },
         );
+        Ok(())
+    }
+
+    /// An ICE restart message on an answered call, forwarded between the caller's connection
+    /// and the answering device only. A side that sends an offer or answer trickles its
+    /// candidates anew, so its candidate count starts again.
+    pub fn call_restart(
+        &mut self,
+        conn: ConnId,
+        call_id: &str,
+        sdp: Option<String>,
+    ) -> Result<(), ErrorBody> {
+        let limit = self.call_config().max_restarts_per_side;
+        let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
+        let Phase::Answered { callee_conn } = call.phase else { return Err(no_such_call()) };
+        let (sent, candidates, target) = if conn == call.caller_conn {
+            if sdp.is_none() {
+                return Err(ErrorBody::with_message(
+                    ErrorCode::InvalidArgument,
+                    "the caller's call_restart carries the restart offer in sdp",
+                ));
+            }
+            (&mut call.restarts_from_caller, &mut call.candidates_from_caller, callee_conn)
+        } else if conn == callee_conn {
+            (&mut call.restarts_from_callee, &mut call.candidates_from_callee, call.caller_conn)
+        } else {
+            return Err(no_such_call());
+        };
+        if *sent >= limit {
+            return Err(ErrorBody::with_message(
+                ErrorCode::InvalidArgument,
+                "too many ICE restarts in this call",
+            ));
+        }
+        *sent += 1;
+        if sdp.is_some() {
+            *candidates = 0;
+        }
+        self.send_call_event(vec![target], Event::CallRestart { call_id: call_id.to_owned(), sdp });
+        Ok(())
+    }
+
+    /// A device whose connection died mid-call (its address changed) takes the answered call
+    /// over on its new connection: the same user and the same device as the party it
+    /// replaces, whose old connection the supernode may not have noticed is gone yet.
+    pub fn call_resume(&mut self, conn: ConnId, call_id: &str) -> Result<(), ErrorBody> {
+        let me = self.login_of(conn).ok_or_else(no_such_call)?;
+        let call = self.calls.calls.get(call_id).ok_or_else(no_such_call)?;
+        let Phase::Answered { callee_conn } = call.phase else { return Err(no_such_call()) };
+        let caller_conn = call.caller_conn;
+        let as_caller = caller_conn == conn || self.login_of(caller_conn) == Some(me);
+        let as_callee = callee_conn == conn || self.login_of(callee_conn) == Some(me);
+        let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
+        if as_caller {
+            call.caller_conn = conn;
+        } else if as_callee {
+            call.phase = Phase::Answered { callee_conn: conn };
+        } else {
+            return Err(no_such_call());
+        }
         Ok(())
     }
 

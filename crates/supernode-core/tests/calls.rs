@@ -336,3 +336,82 @@ fn invites_are_limited_and_checked() {
         ErrorCode::InvalidArgument
     );
 }
+
+fn restarts_to(seen: &Seen, conn: ConnId) -> Vec<Option<String>> {
+    seen.to(conn)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CallRestart { sdp, .. } => Some(sdp.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ice_restarts_pass_only_between_the_two_ends_of_an_answered_call() {
+    let now = Instant::now();
+    let mut hub = hub(now);
+    hub.call_invite(A, invite(1, ALICE, 10, BOB), now).unwrap();
+    // Not while it rings.
+    let offer = Some("v=0\r\nrestart".to_owned());
+    assert_eq!(hub.call_restart(A, &id(1), offer.clone()).unwrap_err().code, ErrorCode::NoSuchCall);
+    hub.call_accept(B1, &id(1), answer(21)).unwrap();
+    hub.drain_outputs();
+    // The caller's restart carries an offer; the callee may ask without one.
+    assert_eq!(hub.call_restart(A, &id(1), None).unwrap_err().code, ErrorCode::InvalidArgument);
+    hub.call_restart(A, &id(1), offer.clone()).unwrap();
+    hub.call_restart(B1, &id(1), None).unwrap();
+    let seen = Seen::of(&mut hub);
+    assert_eq!(restarts_to(&seen, B1), vec![offer.clone()]);
+    assert_eq!(restarts_to(&seen, A), vec![None]);
+    assert!(restarts_to(&seen, B2).is_empty(), "{seen:?}");
+    // Neither the callee's other device nor a stranger may.
+    assert_eq!(hub.call_restart(B2, &id(1), None).unwrap_err().code, ErrorCode::NoSuchCall);
+    assert_eq!(hub.call_restart(C, &id(1), None).unwrap_err().code, ErrorCode::NoSuchCall);
+    // At most 16 from one side.
+    for _ in 1..16 {
+        hub.call_restart(A, &id(1), offer.clone()).unwrap();
+    }
+    let err = hub.call_restart(A, &id(1), offer).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+}
+
+#[test]
+fn a_device_that_lost_its_connection_resumes_the_call_on_a_new_one() {
+    let now = Instant::now();
+    let mut hub = hub(now);
+    hub.call_invite(A, invite(1, ALICE, 10, BOB), now).unwrap();
+    hub.call_accept(B1, &id(1), answer(21)).unwrap();
+    hub.drain_outputs();
+    // Only the same user's same device: not bob's other device, not carol.
+    assert_eq!(hub.call_resume(B2, &id(1)).unwrap_err().code, ErrorCode::NoSuchCall);
+    assert_eq!(hub.call_resume(C, &id(1)).unwrap_err().code, ErrorCode::NoSuchCall);
+    // Bob's device 21 reconnects (its address changed) before the old connection is noticed
+    // gone.
+    let b1_again = ConnId(23);
+    login(&mut hub, b1_again, BOB, 21, now);
+    hub.drain_outputs();
+    hub.call_resume(b1_again, &id(1)).unwrap();
+    let offer = Some("v=0\r\nrestart".to_owned());
+    hub.call_restart(A, &id(1), offer.clone()).unwrap();
+    let seen = Seen::of(&mut hub);
+    assert_eq!(restarts_to(&seen, b1_again), vec![offer]);
+    assert!(restarts_to(&seen, B1).is_empty());
+    // The old connection's end no longer ends the call; the new one's does.
+    hub.disconnect(B1);
+    assert!(Seen::of(&mut hub).ended(A).is_empty());
+    assert_eq!(hub.call_count(), 1);
+    hub.disconnect(b1_again);
+    assert_eq!(Seen::of(&mut hub).ended(A), vec![CallEndReason::PeerGone]);
+
+    // The caller can resume too.
+    login(&mut hub, B1, BOB, 21, now);
+    hub.call_invite(A, invite(2, ALICE, 10, BOB), now).unwrap();
+    hub.call_accept(B1, &id(2), answer(21)).unwrap();
+    hub.drain_outputs();
+    let a_again = ConnId(4);
+    login(&mut hub, a_again, ALICE, 10, now);
+    hub.call_resume(a_again, &id(2)).unwrap();
+    hub.call_restart(B1, &id(2), None).unwrap();
+    assert_eq!(restarts_to(&Seen::of(&mut hub), a_again), vec![None]);
+}

@@ -178,6 +178,8 @@ impl Session {
             Request::CallCandidate { call_id, candidate } => {
                 self.call_candidate(call_id, candidate)
             }
+            Request::CallRestart { call_id, sdp } => self.call_restart(call_id, sdp),
+            Request::CallResume { call_id } => self.call_resume(call_id),
             Request::AckMissedCalls { ids } => self.ack_missed_calls(ids).await,
             Request::TurnCredentials => self.turn_credentials(),
         }

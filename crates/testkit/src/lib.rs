@@ -517,3 +517,61 @@ impl Drop for Online {
         let _ = self.child.wait();
     }
 }
+
+/// The secret the lab's supernode and coturn share.
+const LAB_TURN_SECRET: &str = "lab-secret-0123456789abcdef0123456789";
+
+/// A NAT lab for calls: the supernode (clients on TCP 443, STUN on UDP 3478) and a coturn relay
+/// (UDP and TCP 3478, TLS 443 with the supernode's certificate, the shipped config) on public
+/// addresses, and two clients on networks of the given kinds (`None`: a public address).
+pub struct RelayLab {
+    /// The supernode, with the relay in its `[turn]` config.
+    pub node: Supernode,
+    /// The relay's host.
+    pub relay_host: netlab::Host,
+    /// The relay.
+    pub relay: netlab::TurnRelay,
+    /// The first client's host.
+    pub a: netlab::Host,
+    /// The second client's host.
+    pub b: netlab::Host,
+    _config: tempfile::NamedTempFile,
+    _lab: netlab::Lab,
+}
+
+impl RelayLab {
+    /// Builds the lab and starts the servers.
+    pub fn new(a: Option<netlab::NatKind>, b: Option<netlab::NatKind>) -> anyhow::Result<Self> {
+        let mut lab = netlab::Lab::new()?;
+        let srv = lab.public_host("srv")?;
+        let relay_host = lab.public_host("relay")?;
+        let mut host = |name: &str, kind: Option<netlab::NatKind>| match kind {
+            None => lab.public_host(name),
+            Some(kind) => lab.natted_host(name, kind),
+        };
+        let (a, b) = (host("a", a)?, host("b", b)?);
+        let config = tempfile::NamedTempFile::new()?;
+        let r = &relay_host.ip;
+        std::fs::write(
+            config.path(),
+            format!(
+                "[turn]\nstatic_auth_secret = \"{LAB_TURN_SECRET}\"\nurls = [\
+                 \"turn:{r}:3478?transport=udp\", \"turn:{r}:3478?transport=tcp\", \
+                 \"turns:{r}:443?transport=tcp\"]\n"
+            ),
+        )?;
+        let config_path = config.path().to_str().context("temp path is not UTF-8")?;
+        let node = Supernode::start_in_on(&srv, 443, &["--config", config_path])?;
+        let (cert, key) = node.tls_files();
+        // The shipped config refuses documentation ranges, which the lab's internet uses.
+        let relay = netlab::TurnRelay::start(
+            &relay_host,
+            LAB_TURN_SECRET,
+            &cert,
+            &key,
+            "203.0.113.0-203.0.113.255",
+        )
+        .context("starting coturn in the lab")?;
+        Ok(RelayLab { node, relay_host, relay, a, b, _config: config, _lab: lab })
+    }
+}

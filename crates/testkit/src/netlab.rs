@@ -54,9 +54,21 @@ pub struct Lab {
 pub struct Router {
     /// Its namespace.
     pub netns: String,
+    /// Its WAN interface.
+    wan: String,
 }
 
 impl Router {
+    /// Gives the router a new public address, as when a home router reconnects or a phone
+    /// moves to another network: its old mappings are gone with the old address.
+    pub fn change_public_address(&self, new_ip: &str) -> anyhow::Result<()> {
+        run(&["ip", "-n", &self.netns, "addr", "flush", "dev", &self.wan])?;
+        run(&["ip", "-n", &self.netns, "addr", "add", &format!("{new_ip}/24"), "dev", &self.wan])?;
+        // MASQUERADE forgets the mappings of a removed address; make sure of it.
+        let _ = Command::new("ip").args(["netns", "exec", &self.netns, "conntrack", "-F"]).output();
+        Ok(())
+    }
+
     /// Sets how long the router keeps an idle UDP mapping (conntrack), in seconds.
     pub fn set_udp_timeout(&self, secs: u32) -> anyhow::Result<()> {
         for key in ["nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"] {
@@ -216,7 +228,7 @@ impl Lab {
             "-j",
             "DROP",
         ])?;
-        Ok((Host { netns: host, ip }, Router { netns: router }))
+        Ok((Host { netns: host, ip }, Router { netns: router, wan }))
     }
 }
 
@@ -290,6 +302,11 @@ impl TurnRelay {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// The coturn process id (for CPU measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What coturn logged so far.

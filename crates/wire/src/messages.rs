@@ -215,6 +215,22 @@ pub enum Request {
         /// An SDP `candidate:` attribute value (at most 512 bytes).
         candidate: String,
     },
+    /// Restarts ICE on an answered call whose media path died (RFC 8445 §9): from the caller, an
+    /// SDP offer with new ICE credentials; from the answering device, the answer to the latest
+    /// such offer, or, without `sdp`, a request that the caller restart.
+    CallRestart {
+        /// The call.
+        call_id: CallId,
+        /// The restart offer (caller) or answer (callee); absent: "please restart" (callee).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp: Option<String>,
+    },
+    /// Takes over an answered call on this new connection after the device lost its previous
+    /// one (its network changed mid-call). Only the same user's same device may.
+    CallResume {
+        /// The call.
+        call_id: CallId,
+    },
     /// Short-lived credentials for the TURN relays (used only when no direct path exists).
     TurnCredentials,
     /// Acknowledges pushed missed-call notices; they are not pushed again.
@@ -259,6 +275,8 @@ impl Request {
             Self::CallCancel { .. } => "call_cancel",
             Self::CallHangup { .. } => "call_hangup",
             Self::CallCandidate { .. } => "call_candidate",
+            Self::CallRestart { .. } => "call_restart",
+            Self::CallResume { .. } => "call_resume",
             Self::TurnCredentials => "turn_credentials",
             Self::AckMissedCalls { .. } => "ack_missed_calls",
         }
@@ -298,6 +316,8 @@ pub const REQUEST_TYPES: &[&str] = &[
     "call_cancel",
     "call_hangup",
     "call_candidate",
+    "call_restart",
+    "call_resume",
     "turn_credentials",
     "ack_missed_calls",
 ];
@@ -776,6 +796,15 @@ pub enum Event {
         call_id: CallId,
         /// An SDP `candidate:` attribute value.
         candidate: String,
+    },
+    /// The other side restarts ICE: an offer (to the callee), an answer (to the caller), or,
+    /// without `sdp`, the callee's request that the caller restart.
+    CallRestart {
+        /// The call.
+        call_id: CallId,
+        /// The SDP offer or answer, as the other side sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp: Option<String>,
     },
     /// The call is over (or, for a callee device, over for this device).
     CallEnded {

@@ -173,6 +173,22 @@ impl Session {
         self.on_call(&call_id, |h, conn, id| h.call_candidate(conn, id, candidate))
     }
 
+    pub(crate) fn call_restart(
+        &mut self,
+        call_id: String,
+        sdp: Option<String>,
+    ) -> Result<Reply, ErrorBody> {
+        if let Some(sdp) = &sdp {
+            validate_sdp(sdp)
+                .map_err(|_| bad("sdp must be an SDP offer or answer of at most 8 KiB"))?;
+        }
+        self.on_call(&call_id, |h, conn, id| h.call_restart(conn, id, sdp))
+    }
+
+    pub(crate) fn call_resume(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
+        self.on_call(&call_id, |h, conn, id| h.call_resume(conn, id))
+    }
+
     pub(crate) async fn ack_missed_calls(&mut self, ids: Vec<i64>) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
         if ids.len() > MAX_IDS {
