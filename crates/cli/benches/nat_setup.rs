@@ -1,29 +1,18 @@
 //! Call setup time per NAT pair, and the relay's CPU per relayed call, in the NAT lab (real
 //! binaries, real coturn, real Linux NAT; needs root like `tests/nat.rs`).
 //!
-//! `cargo bench -p peerline-cli --bench nat_setup` (release binaries are built by `cargo bench`;
-//! run `cargo build --release --bins` first). For each pair of network kinds: 20 calls of two
+//! `cargo build --release --bins && cargo bench -p peerline-cli --bench nat_setup` (`cargo bench`
+//! builds this program, not the `peerline` and `peerline-supernode` binaries it runs). For each pair of network kinds: 20 calls of two
 //! seconds, dial → connected p50/p95 from `peerline call --json`. For the relayed pairs, one
 //! 20-second call while coturn's CPU time is read from /proc. Figures go to docs/performance.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use peerline_media::{AudioSink, AudioSource, ToneSource, WavSink};
 use peerline_testkit::netlab::NatKind;
 use peerline_testkit::{RelayLab, User};
 
 const CALLS: usize = 20;
-
-fn tone_wav(path: &Path, freq: f64) {
-    let mut source = ToneSource::new(freq);
-    let mut sink = WavSink::create(path).unwrap();
-    for _ in 0..100 {
-        sink.write_frame(&source.next_frame().unwrap()).unwrap();
-    }
-    sink.finish().unwrap();
-}
 
 /// CPU seconds (user + system) a process used so far.
 fn cpu_secs(pid: u32) -> f64 {
@@ -43,24 +32,27 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("tone.wav");
-    tone_wav(&wav, 440.0);
+    peerline_media::write_tone_wav(&wav, 440.0, 2.0).unwrap();
     let wav = wav.to_str().unwrap().to_owned();
     let kinds = NatKind::ALL;
     println!("| caller | callee | path | dial→connected p50 | p95 | relay CPU per call |");
     println!("|---|---|---|---|---|---|");
     for (i, &a) in kinds.iter().enumerate() {
         for &b in &kinds[i..] {
-            let lab = RelayLab::new(a, b).expect("the NAT lab (run as root after scripts/setup)");
+            // 21 calls in a row from one user: above the default invite rate limit.
+            let lab = RelayLab::with_config(a, b, "[calls]\ninvites_per_minute = 600.0\n")
+                .expect("the NAT lab (run as root after scripts/setup)");
             let (alice, bob) =
                 (User::new_in("alice", &lab.node, &lab.a), User::new_in("bob", &lab.node, &lab.b));
             alice.register();
             bob.register();
-            alice.ok(&["contacts", "add", "bob"]);
-            bob.ok(&["contacts", "accept", "alice"]);
-            let heard = dir.path().join("heard.wav");
-            let heard = heard.to_str().unwrap().to_owned();
+            alice.befriend(&bob);
+            let (alice_heard, bob_heard) =
+                (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
+            let (alice_heard, bob_heard) =
+                (alice_heard.to_str().unwrap(), bob_heard.to_str().unwrap());
             let mut answering =
-                bob.online_with(&["--auto-answer", "--play", &wav, "--record", &heard]);
+                bob.online_with(&["--auto-answer", "--play", &wav, "--record", bob_heard]);
             let call = |secs: &str| {
                 let mut call = alice.start(&[
                     "call",
@@ -68,7 +60,7 @@ fn main() {
                     "--play",
                     &wav,
                     "--record",
-                    &heard,
+                    alice_heard,
                     "--duration",
                     secs,
                 ]);

@@ -8,28 +8,13 @@ use std::time::Duration;
 
 use peerline_media::audio::read_wav;
 use peerline_media::tone::{ToneCriteria, ToneReport, analyze_tone};
-use peerline_media::{AudioSink, AudioSource, SAMPLE_RATE, ToneSource, WavSink};
+use peerline_media::{SAMPLE_RATE, write_tone_wav};
 use peerline_testkit::{Supernode, User};
 use serde_json::Value;
-
-/// Writes `secs` of a tone to a WAV file.
-fn tone_wav(path: &Path, freq: f64, secs: u32) {
-    let mut source = ToneSource::new(freq);
-    let mut sink = WavSink::create(path).unwrap();
-    for _ in 0..secs * 50 {
-        sink.write_frame(&source.next_frame().unwrap()).unwrap();
-    }
-    sink.finish().unwrap();
-}
 
 fn report(path: &Path, freq: f64) -> ToneReport {
     let samples = read_wav(path).unwrap();
     analyze_tone(&samples, SAMPLE_RATE, freq, &ToneCriteria::default())
-}
-
-fn befriend(alice: &User, bob: &User) {
-    alice.ok(&["contacts", "add", &bob.name]);
-    bob.ok(&["contacts", "accept", &alice.name]);
 }
 
 fn event<'a>(lines: &'a [Value], name: &str) -> &'a Value {
@@ -45,11 +30,11 @@ fn a_cli_call_carries_tones_both_ways_and_reports_its_setup() {
     let (alice, bob) = (User::new("alice", &node), User::new("bob", &node));
     alice.register();
     bob.register();
-    befriend(&alice, &bob);
+    alice.befriend(&bob);
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
-    tone_wav(&p("440.wav"), 440.0, 2);
-    tone_wav(&p("660.wav"), 660.0, 2);
+    write_tone_wav(p("440.wav"), 440.0, 2.0).unwrap();
+    write_tone_wav(p("660.wav"), 660.0, 2.0).unwrap();
 
     let mut answering = bob.online_with(&[
         "--auto-answer",
@@ -124,7 +109,7 @@ fn the_echo_service_plays_the_callers_tone_back_and_reports_the_call() {
 
     let dir = tempfile::tempdir().unwrap();
     let (tone, heard) = (dir.path().join("440.wav"), dir.path().join("heard.wav"));
-    tone_wav(&tone, 440.0, 2);
+    write_tone_wav(&tone, 440.0, 2.0).unwrap();
     let mut call = alice.start(&[
         "call",
         "echo",

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use peerline_media::audio::read_wav;
 use peerline_media::tone::{ToneCriteria, ToneReport, analyze_tone};
-use peerline_media::{AudioSink, AudioSource, SAMPLE_RATE, ToneSource, WavSink};
+use peerline_media::{SAMPLE_RATE, write_tone_wav};
 use peerline_testkit::{Supernode, User, bin};
 use serde_json::Value;
 
@@ -149,16 +149,6 @@ impl Drop for AiortcPeer {
     }
 }
 
-/// Two seconds of a tone (a whole number of periods, so it loops without a click).
-fn tone_wav(path: &Path, freq: f64) {
-    let mut source = ToneSource::new(freq);
-    let mut sink = WavSink::create(path).unwrap();
-    for _ in 0..100 {
-        sink.write_frame(&source.next_frame().unwrap()).unwrap();
-    }
-    sink.finish().unwrap();
-}
-
 fn analyze(path: &Path, freq: f64) -> ToneReport {
     let samples = read_wav(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     analyze_tone(&samples, SAMPLE_RATE, freq, &ToneCriteria::default())
@@ -235,8 +225,8 @@ fn peerline_calls_aiortc_and_both_hear_each_other() {
     let dir = alice.home();
     let (play, aio_play) = (dir.join("a440.wav"), dir.join("b660.wav"));
     let (heard, aio_heard) = (dir.join("alice_heard.wav"), dir.join("aio_heard.wav"));
-    tone_wav(&play, PEERLINE_TONE);
-    tone_wav(&aio_play, AIORTC_TONE);
+    write_tone_wav(&play, PEERLINE_TONE, 2.0).unwrap();
+    write_tone_wav(&aio_play, AIORTC_TONE, 2.0).unwrap();
 
     let mut aio = AiortcPeer::start(
         &node,
@@ -288,8 +278,8 @@ fn aiortc_calls_peerline_and_both_hear_each_other() {
     let dir = bob.home();
     let (play, aio_play) = (dir.join("b440.wav"), dir.join("a660.wav"));
     let (heard, aio_heard) = (dir.join("bob_heard.wav"), dir.join("aio_heard.wav"));
-    tone_wav(&play, PEERLINE_TONE);
-    tone_wav(&aio_play, AIORTC_TONE);
+    write_tone_wav(&play, PEERLINE_TONE, 2.0).unwrap();
+    write_tone_wav(&aio_play, AIORTC_TONE, 2.0).unwrap();
 
     // The account and the contact first, in a run of its own: a call placed while bob's only
     // connection is a short-lived `contacts accept` would ring nobody.

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use peerline_media::{AudioSink, AudioSource, ToneSource, WavSink};
+use peerline_media::write_tone_wav;
 use peerline_testkit::netlab::{Host, Lab, NatKind};
 use peerline_testkit::{Supernode, User};
 use serde_json::Value;
@@ -303,16 +303,6 @@ else:
     sys.exit("unknown mode " + mode)
 "##;
 
-/// One second of a 440 Hz tone, for calls without a sound card.
-fn tone_wav(path: &str) {
-    let mut source = ToneSource::new(440.0);
-    let mut sink = WavSink::create(path).unwrap();
-    for _ in 0..50 {
-        sink.write_frame(&source.next_frame().unwrap()).unwrap();
-    }
-    sink.finish().unwrap();
-}
-
 fn lab() -> Lab {
     Lab::new().unwrap_or_else(|e| panic!("cannot build the NAT lab: {e:#}"))
 }
@@ -491,12 +481,11 @@ fn a_flood_of_malformed_stun_neither_crashes_the_supernode_nor_stops_its_users()
     let (alice, bob) = (User::new_in("alice", &node, &a), User::new_in("bob", &node, &b));
     alice.register();
     bob.register();
-    alice.ok(&["contacts", "add", "bob"]);
-    bob.ok(&["contacts", "accept", "alice"]);
+    alice.befriend(&bob);
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let tone = file("440.wav");
-    tone_wav(&tone);
+    write_tone_wav(&tone, 440.0, 1.0).unwrap();
     let before = stun_counters(&node, &srv);
 
     // Garbage from eight source ports, as fast as the attacker can, until the users are done

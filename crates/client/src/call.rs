@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -633,7 +634,12 @@ where
                         signaling = true;
                         reconnect = None;
                         progress(CallProgress::Restarting);
-                        restart.resumed(client, &call_id, &control_tx, &mut gathered).await;
+                        let step = restart.resumed(client, &call_id, &control_tx, &mut gathered);
+                        if tokio::time::timeout(RESTART_STEP, step).await.is_err()
+                            || restart.take_signaling_failed()
+                        {
+                            start_reconnect(&mut reconnect, &mut signaling);
+                        }
                     }
                     Ok(Err(e)) if e.code() == Some(ErrorCode::NoSuchCall) => {
                         // The call ended while we were away.
@@ -685,7 +691,14 @@ where
             Some(event) = events_rx.recv() => {
                 if event == MediaEvent::Stalled && signaling {
                     progress(CallProgress::Restarting);
-                    restart.path_stalled(client, &call_id, &control_tx, &mut gathered).await;
+                    let step = restart.path_stalled(client, &call_id, &control_tx, &mut gathered);
+                    // Bounded: hang-up and the supernode's events wait meanwhile.
+                    if tokio::time::timeout(RESTART_STEP, step).await.is_err()
+                        || restart.take_signaling_failed()
+                    {
+                        warn!("the supernode connection is not answering; reconnecting");
+                        start_reconnect(&mut reconnect, &mut signaling);
+                    }
                 }
                 on_media_event(event, started, &gathered, &mut timings, &mut path, progress);
             }
@@ -694,16 +707,19 @@ where
                     // The supernode connection went away (often because this side's address
                     // changed); the media is peer to peer and goes on while we reconnect.
                     warn!("lost the supernode connection during the call; reconnecting");
-                    signaling = false;
-                    let now = tokio::time::Instant::now();
-                    reconnect = Some((now, now + RESUME_FOR));
+                    start_reconnect(&mut reconnect, &mut signaling);
                 }
                 Some(Event::CallCandidate { call_id: id, candidate }) if id == call_id => {
                     let _ = candidates_tx.send(candidate).await;
                 }
                 Some(Event::CallRestart { call_id: id, sdp }) if id == call_id => {
-                    restart.on_signal(client, &call_id, sdp, &control_tx, &mut gathered).await;
                     progress(CallProgress::Restarting);
+                    let step = restart.on_signal(client, &call_id, sdp, &control_tx, &mut gathered);
+                    if tokio::time::timeout(RESTART_STEP, step).await.is_err()
+                        || restart.take_signaling_failed()
+                    {
+                        start_reconnect(&mut reconnect, &mut signaling);
+                    }
                 }
                 Some(Event::CallEnded { call_id: id, reason }) if id == call_id => {
                     end = Some(CallEnd::Remote(reason));
@@ -767,6 +783,9 @@ fn on_media_event(
     }
 }
 
+/// The longest one step of an ICE restart (gathering, a request) may hold up the call's loop.
+const RESTART_STEP: Duration = Duration::from_secs(5);
+
 /// One attempt to reconnect and take the call over.
 const RESUME_TRY: Duration = Duration::from_secs(3);
 /// Between attempts.
@@ -778,6 +797,16 @@ const RESUME_FOR: Duration = Duration::from_secs(30);
 async fn resume(client: &mut Client, call_id: &str) -> Result<(), ClientError> {
     client.reconnect().await?;
     client.done(Request::CallResume { call_id: call_id.to_owned() }).await
+}
+
+/// Stops signaling until a reconnect (tried at once, then every second for a while) succeeds.
+fn start_reconnect(
+    reconnect: &mut Option<(tokio::time::Instant, tokio::time::Instant)>,
+    signaling: &mut bool,
+) {
+    let now = tokio::time::Instant::now();
+    *reconnect = Some((now, now + RESUME_FOR));
+    *signaling = false;
 }
 
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
@@ -800,6 +829,8 @@ struct Restart {
     public_ip: Option<IpAddr>,
     /// When this side last started or asked for a restart.
     last: Option<Instant>,
+    /// A request to the supernode failed for want of a connection: reconnect.
+    signaling_failed: bool,
 }
 
 /// At most one restart (or request for one) per this long.
@@ -808,7 +839,20 @@ const RESTART_SPACING: Duration = Duration::from_secs(2);
 impl Restart {
     fn new(caller: bool, relay_only: bool, gathered: &Gathered) -> Self {
         let public_ip = crate::gather::public_ip_of(&gathered.candidates);
-        Restart { caller, relay_only, public_ip, last: None }
+        Restart { caller, relay_only, public_ip, last: None, signaling_failed: false }
+    }
+
+    /// Logs a failed request; a failure of the connection (not a refusal) asks for a reconnect.
+    fn sent(&mut self, result: Result<(), ClientError>, what: &str) {
+        if let Err(e) = result {
+            warn!(error = %e, "{what}");
+            self.signaling_failed |= e.code().is_none();
+        }
+    }
+
+    /// Whether a request failed for want of a connection since the last call.
+    fn take_signaling_failed(&mut self) -> bool {
+        std::mem::take(&mut self.signaling_failed)
     }
 
     fn due(&mut self) -> bool {
@@ -835,9 +879,7 @@ impl Restart {
         } else {
             info!("media path stalled: asking the caller to restart ICE");
             let ask = Request::CallRestart { call_id: call_id.to_owned(), sdp: None };
-            if let Err(e) = client.done(ask).await {
-                warn!(error = %e, "could not ask for an ICE restart");
-            }
+            self.sent(client.done(ask).await, "could not ask for an ICE restart");
             // Our own address may be the one that changed: the caller learns the fresh
             // candidates now, and again from our restart answer.
             self.fresh_candidates(client, call_id, control, gathered, true).await;
@@ -891,9 +933,7 @@ impl Restart {
                     }
                 };
                 let reply = Request::CallRestart { call_id: call_id.to_owned(), sdp: Some(answer) };
-                if let Err(e) = client.done(reply).await {
-                    warn!(error = %e, "could not answer the ICE restart");
-                }
+                self.sent(client.done(reply).await, "could not answer the ICE restart");
             }
             (false, None) => debug!("ignoring a call_restart without SDP from the caller"),
         }
@@ -917,9 +957,7 @@ impl Restart {
             }
         };
         let request = Request::CallRestart { call_id: call_id.to_owned(), sdp: Some(offer) };
-        if let Err(e) = client.done(request).await {
-            warn!(error = %e, "could not send the ICE restart offer");
-        }
+        self.sent(client.done(request).await, "could not send the ICE restart offer");
     }
 
     /// If this side's public address changed, gathers anew on new sockets and hands them to
@@ -933,18 +971,25 @@ impl Restart {
         gathered: &mut Gathered,
         trickle: bool,
     ) {
-        let moved = self.relay_only || {
-            let now = crate::gather::public_ip(client).await;
-            let moved = now.is_some() && now != self.public_ip;
-            if moved {
-                info!(before = ?self.public_ip, after = ?now, "this side's public address changed");
-                self.public_ip = now;
-            }
-            moved
-        };
+        // A relay whose connection to its server died (its 5-tuple changed with the address)
+        // must be replaced; with only relays (relay_only, or no UDP) that is the only sign.
+        let relay_died = gathered.relays_alive.iter().any(|alive| !alive.load(Ordering::Relaxed));
+        let moved = relay_died
+            || (!self.relay_only
+                && {
+                    let now = crate::gather::public_ip(client).await;
+                    let moved = now.is_some() && now != self.public_ip;
+                    if moved {
+                        debug!(before = ?self.public_ip, after = ?now, "this side's public address changed");
+                        info!("this side's public address changed");
+                        self.public_ip = now;
+                    }
+                    moved
+                });
         if !moved {
             return;
         }
+        gathered.relays_alive.retain(|alive| alive.load(Ordering::Relaxed));
         let fresh = match gather(client, self.relay_only).await {
             Ok(fresh) => fresh,
             Err(e) => {
@@ -953,15 +998,14 @@ impl Restart {
             }
         };
         gathered.relays.extend(fresh.relays.iter().copied());
+        gathered.relays_alive.extend(fresh.relays_alive.iter().cloned());
         let command = |tx| Control::AddSockets(fresh.sockets, fresh.candidates, tx);
         match ask(control, command).await {
             Ok(lines) => {
                 for line in lines.into_iter().filter(|_| trickle) {
                     let request =
                         Request::CallCandidate { call_id: call_id.to_owned(), candidate: line };
-                    if let Err(e) = client.done(request).await {
-                        warn!(error = %e, "could not send a candidate");
-                    }
+                    self.sent(client.done(request).await, "could not send a candidate");
                 }
             }
             Err(e) => warn!(error = %e, "could not use the fresh candidates"),

@@ -118,9 +118,14 @@ impl Client {
     /// TLS settings for `turns:` relays: the same trust as the supernode's connection. With a
     /// pinned (self-signed) supernode certificate the relay must present that same certificate;
     /// with a CA file, a certificate from that CA for the relay's name.
-    pub fn relay_tls_config(&self) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    /// `None` when there is nothing to verify against (a plain `ws://` test supernode): then
+    /// `turns:` relays are not used.
+    pub fn relay_tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, ClientError> {
+        if self.trust == (Trust::Pin { expected: None }) {
+            return Ok(None);
+        }
         let (config, _) = client_config(&self.trust)?;
-        Ok(config)
+        Ok(Some(config))
     }
 
     /// Short-lived TURN credentials and relay URLs from the supernode (empty URLs when it has

@@ -7,6 +7,8 @@
 //! candidates are gathered: the peer then never learns this user's IP address.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -111,6 +113,8 @@ pub struct Gathered {
     pub candidates: Vec<LocalCandidate>,
     /// The relay allocations among the sockets.
     pub relays: Vec<RelayInfo>,
+    /// Whether each allocation's connection to its TURN server is still up.
+    pub relays_alive: Vec<Arc<AtomicBool>>,
 }
 
 impl Gathered {
@@ -151,6 +155,7 @@ pub async fn gather(client: &Client, relay_only: bool) -> Result<Gathered, CallE
         };
         gathered.candidates.push(LocalCandidate::Relay { addr: info.relayed, local: info.server });
         gathered.relays.push(info);
+        gathered.relays_alive.push(relay.liveness());
         gathered.sockets.push(CallSocket::Relay(relay));
     }
     if relay_only && gathered.relays.is_empty() {
@@ -223,7 +228,7 @@ async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
     if credentials.urls.is_empty() {
         return Ok(Vec::new());
     }
-    let servers: Vec<TurnServer> = credentials
+    let mut servers: Vec<TurnServer> = credentials
         .urls
         .iter()
         .take(MAX_RELAYS)
@@ -236,10 +241,13 @@ async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
         })
         .collect();
     let tls = if servers.iter().any(|s| s.transport == RelayTransport::Tls) {
-        Some(client.relay_tls_config()?)
+        client.relay_tls_config()?
     } else {
         None
     };
+    if tls.is_none() {
+        servers.retain(|s| s.transport != RelayTransport::Tls);
+    }
     let mut pending: FuturesUnordered<_> =
         servers
             .iter()
@@ -280,7 +288,8 @@ async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
     Ok(relays)
 }
 
-fn unspecified(like: IpAddr) -> IpAddr {
+/// The wildcard address of `like`'s family.
+pub(crate) fn unspecified(like: IpAddr) -> IpAddr {
     match like {
         IpAddr::V4(_) => IpAddr::from([0u8; 4]),
         IpAddr::V6(_) => IpAddr::from([0u16; 8]),

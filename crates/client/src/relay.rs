@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use peerline_media::PacketSocket;
@@ -24,7 +25,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, info, warn};
-use turn_client_proto::api::{TurnClientApi, TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
+use turn_client_proto::api::{
+    CreatePermissionError, TurnClientApi, TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet,
+};
 use turn_client_proto::stun::Instant as TurnInstant;
 use turn_client_proto::stun::agent::Transmit;
 use turn_client_proto::stun::types::TransportType;
@@ -161,6 +164,7 @@ pub struct RelaySocket {
     server: SocketAddr,
     outgoing: mpsc::Sender<Packet>,
     incoming: Mutex<mpsc::Receiver<Packet>>,
+    alive: Arc<AtomicBool>,
 }
 
 impl RelaySocket {
@@ -198,6 +202,7 @@ impl RelaySocket {
         let (outgoing, from_media) = mpsc::channel(QUEUE);
         let (to_media, incoming) = mpsc::channel(QUEUE);
         let (ready_tx, ready) = oneshot::channel();
+        let alive = Arc::new(AtomicBool::new(true));
         let task = Allocation {
             client,
             link,
@@ -210,7 +215,11 @@ impl RelaySocket {
             ready: Some(ready_tx),
             outbox: Vec::new(),
         };
-        tokio::spawn(task.run(from_media));
+        let task_alive = alive.clone();
+        tokio::spawn(async move {
+            task.run(from_media).await;
+            task_alive.store(false, Ordering::Relaxed);
+        });
         let relayed = match tokio::time::timeout(timeout, ready).await {
             Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(RelayError::Refused(name)),
@@ -223,7 +232,14 @@ impl RelaySocket {
             server: addr,
             outgoing,
             incoming: Mutex::new(incoming),
+            alive,
         })
+    }
+
+    /// A flag that turns false when the allocation's connection to its TURN server ends (the
+    /// server closed it, it failed, or the allocation could not be refreshed).
+    pub fn liveness(&self) -> Arc<AtomicBool> {
+        self.alive.clone()
     }
 
     /// The relayed address (the candidate's address).
@@ -286,12 +302,7 @@ impl Link {
     ) -> io::Result<Self> {
         match server.transport {
             RelayTransport::Udp => {
-                let any: SocketAddr = if addr.is_ipv4() {
-                    (IpAddr::from([0u8; 4]), 0).into()
-                } else {
-                    (IpAddr::from([0u16; 8]), 0).into()
-                };
-                let socket = UdpSocket::bind(any).await?;
+                let socket = UdpSocket::bind((crate::gather::unspecified(addr.ip()), 0)).await?;
                 socket.connect(addr).await?;
                 Ok(Link::Udp(socket))
             }
@@ -493,8 +504,16 @@ impl Allocation {
             if queue.len() < MAX_PENDING_PER_PEER {
                 queue.push((bytes, peer));
             }
-            if first && let Err(e) = self.client.create_permission(transport, peer.ip(), now) {
-                debug!(error = %e, %peer, "TURN permission");
+            if first {
+                match self.client.create_permission(transport, peer.ip(), now) {
+                    Ok(()) | Err(CreatePermissionError::AlreadyExists) => {}
+                    // No permission will come (no allocation for that address family): do not
+                    // hold packets for it.
+                    Err(e) => {
+                        debug!(error = %e, %peer, "TURN permission");
+                        self.pending.remove(&peer.ip());
+                    }
+                }
             }
             return;
         }

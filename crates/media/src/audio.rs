@@ -90,6 +90,23 @@ impl ToneSource {
     }
 }
 
+/// Writes `secs` seconds (rounded down to whole 20 ms frames) of a sine tone to a 48 kHz mono
+/// WAV file: test input for calls without a sound card (`--play`). Whole seconds of the usual test
+/// frequencies hold whole periods, so the file loops without a click.
+pub fn write_tone_wav(
+    path: impl AsRef<std::path::Path>,
+    freq: f64,
+    secs: f64,
+) -> Result<(), AudioError> {
+    let mut source = ToneSource::new(freq);
+    let mut sink = WavSink::create(path)?;
+    let frames = (secs.max(0.0) * 50.0) as u64;
+    for _ in 0..frames {
+        sink.write_frame(&source.next_frame().unwrap_or(SILENT_FRAME))?;
+    }
+    sink.finish()
+}
+
 impl AudioSource for ToneSource {
     fn next_frame(&mut self) -> Option<Frame> {
         let mut frame = SILENT_FRAME;

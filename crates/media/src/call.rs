@@ -47,6 +47,8 @@ pub struct CallMedia {
     mid: Option<Mid>,
     negotiated: bool,
     pending_offer: Option<SdpPendingOffer>,
+    /// The ICE-restart offer waiting for its answer, to offer again unchanged.
+    restart_offer: Option<String>,
     outputs: VecDeque<Output>,
     next_timeout: Instant,
     last_now: Instant,
@@ -96,6 +98,7 @@ impl CallMedia {
             mid: None,
             negotiated: false,
             pending_offer: None,
+            restart_offer: None,
             outputs: VecDeque::new(),
             next_timeout: now,
             last_now: now,
@@ -215,8 +218,12 @@ impl CallMedia {
         if !self.negotiated {
             return Err(MediaError::NotNegotiated);
         }
-        // A restart that was never answered is superseded by this one.
-        self.pending_offer = None;
+        // A restart still waiting for its answer is offered again, unchanged: a new offer could
+        // cross the answer to the old one, which would then be applied to the wrong credentials.
+        // The peer treats the same credentials as no new restart.
+        if let (Some(_), Some(offer)) = (&self.pending_offer, &self.restart_offer) {
+            return Ok(offer.clone());
+        }
         let mut api = self.rtc.sdp_api();
         api.ice_restart(true);
         let applied = api.apply();
@@ -228,7 +235,9 @@ impl CallMedia {
             });
         };
         self.pending_offer = Some(pending);
-        Ok(offer.to_sdp_string())
+        let offer = offer.to_sdp_string();
+        self.restart_offer = Some(offer.clone());
+        Ok(offer)
     }
 
     /// Accepts the offerer's ICE-restart offer and returns the answer. The DTLS fingerprint
@@ -252,6 +261,7 @@ impl CallMedia {
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let pending = self.pending_offer.take().ok_or(MediaError::NoPendingOffer)?;
+        self.restart_offer = None;
         let result = self.rtc.sdp_api().accept_answer(pending, answer);
         self.drain();
         result.map_err(negotiation_error)?;

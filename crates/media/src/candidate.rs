@@ -26,7 +26,7 @@ pub enum LocalCandidate {
         /// The local socket the Binding request was sent from.
         base: SocketAddr,
     },
-    /// An address allocated on a TURN server (RFC 8656) for the socket bound at `local`.
+    /// An address allocated on a TURN server (RFC 8656).
     ///
     /// Packets [`CallMedia`](crate::CallMedia) emits with `source == addr` must be sent through
     /// the TURN allocation, and packets that arrive through it must be handed in with
@@ -34,7 +34,8 @@ pub enum LocalCandidate {
     Relay {
         /// The relayed transport address allocated by the TURN server.
         addr: SocketAddr,
-        /// The local socket that talks to the TURN server.
+        /// The TURN server the allocation is on (str0m's "local" address of a relayed
+        /// candidate; never announced: the candidate's related address is a placeholder).
         local: SocketAddr,
     },
 }

@@ -4,7 +4,7 @@
 //!
 //! All protocol logic stays in the core; this file only waits. Sockets are abstracted by
 //! [`PacketSocket`] so tests can put a [`LossySocket`](crate::lossy::LossySocket) in between, and
-//! a later TURN transport can be one more implementation.
+//! a TURN allocation is one more implementation (in the client crate).
 
 use std::future::Future;
 use std::io;
@@ -207,8 +207,9 @@ where
         started,
         events: options.events.clone(),
     };
+    // Set once audio flowed (so the connect phase is not a stall).
     let mut last_received: Option<Instant> = None;
-    let mut stalled = false;
+    let mut stalled_at: Option<Instant> = None;
     let mut control = options.control;
     let mut ticker = tokio::time::interval(FRAME_DURATION);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -245,15 +246,15 @@ where
             if let Some((at, _)) = give_up {
                 sleep_until = sleep_until.min(at);
             }
-            if let (Some(limit), Some(last), true) =
-                (options.stall_after, last_received, media.is_connected())
-            {
-                let at = last + limit;
-                if !stalled && now() >= at {
-                    stalled = true;
-                    warn!("nothing from the peer for {limit:?}: the path may be gone");
+            if let (Some(limit), Some(last)) = (options.stall_after, last_received) {
+                // Reported again every 2 × `limit` while nothing arrives, so a restart that did
+                // not help is tried again (signaling spaces them).
+                let at = stalled_at.map_or(last + limit, |t| t + 2 * limit);
+                if now() >= at {
+                    stalled_at = Some(now());
+                    warn!("nothing from the peer for {:?}: the path may be gone", now() - last);
                     emit(&progress.events, MediaEvent::Stalled);
-                } else if !stalled {
+                } else {
                     sleep_until = sleep_until.min(at);
                 }
             }
@@ -282,7 +283,10 @@ where
                         }
                         Control::AddSockets(sockets, candidates, reply) => {
                             for socket in sockets {
-                                let local = socket.local_addr()?;
+                                let Ok(local) = socket.local_addr() else {
+                                    warn!("skipping a new socket without a local address");
+                                    continue;
+                                };
                                 let socket = Arc::new(socket);
                                 routes.push((local, socket.clone()));
                                 let reader = read_socket(socket, local, to_core_for_new.clone());
@@ -305,8 +309,10 @@ where
                     }
                 }
                 Some(d) = from_sockets.recv() => {
-                    last_received = Some(now());
-                    stalled = false;
+                    if media.is_connected() {
+                        last_received = Some(now());
+                        stalled_at = None;
+                    }
                     let input = Input::Receive {
                         source: d.source,
                         destination: d.destination,
@@ -373,7 +379,7 @@ async fn flush<S: PacketSocket>(
                             debug!(error = %e, "send failed");
                         }
                     }
-                    // A relayed source needs a TURN transport, which this driver lacks.
+                    // A candidate whose socket was never handed over (or was dropped).
                     None => debug!(%source, "no socket for this source address"),
                 }
             }

@@ -64,7 +64,7 @@ pub mod lossy;
 mod sdp;
 pub mod tone;
 
-pub use audio::{AudioSink, AudioSource, Frame, ToneSource, WavSink, WavSource};
+pub use audio::{AudioSink, AudioSource, Frame, ToneSource, WavSink, WavSource, write_tone_wav};
 pub use call::CallMedia;
 pub use candidate::{CandidateType, LocalCandidate, SelectedPath, Transport};
 pub use config::{MediaConfig, Role};

@@ -304,6 +304,12 @@ impl User {
         Self { host: Some(host.clone()), ..Self::new(name, node) }
     }
 
+    /// Makes `self` and `other` accepted contacts (request and accept).
+    pub fn befriend(&self, other: &User) {
+        self.ok(&["contacts", "add", &other.name]);
+        other.ok(&["contacts", "accept", &self.name]);
+    }
+
     /// This user's home directory.
     pub fn home(&self) -> &Path {
         self.home.path()
@@ -542,6 +548,15 @@ pub struct RelayLab {
 impl RelayLab {
     /// Builds the lab and starts the servers.
     pub fn new(a: Option<netlab::NatKind>, b: Option<netlab::NatKind>) -> anyhow::Result<Self> {
+        Self::with_config(a, b, "")
+    }
+
+    /// Like [`RelayLab::new`], with more supernode config (TOML sections other than `[turn]`).
+    pub fn with_config(
+        a: Option<netlab::NatKind>,
+        b: Option<netlab::NatKind>,
+        extra_toml: &str,
+    ) -> anyhow::Result<Self> {
         let mut lab = netlab::Lab::new()?;
         let srv = lab.public_host("srv")?;
         let relay_host = lab.public_host("relay")?;
@@ -557,7 +572,7 @@ impl RelayLab {
             format!(
                 "[turn]\nstatic_auth_secret = \"{LAB_TURN_SECRET}\"\nurls = [\
                  \"turn:{r}:3478?transport=udp\", \"turn:{r}:3478?transport=tcp\", \
-                 \"turns:{r}:443?transport=tcp\"]\n"
+                 \"turns:{r}:443?transport=tcp\"]\n{extra_toml}"
             ),
         )?;
         let config_path = config.path().to_str().context("temp path is not UTF-8")?;

@@ -1,6 +1,7 @@
 //! Call signaling: `call_invite`, `call_ringing`, `call_accept`, `call_decline`, `call_cancel`,
-//! `call_hangup`, `call_candidate`, `ack_missed_calls`, the contacts' `device_keys`, and the push
-//! of missed calls at login.
+//! `call_hangup`, `call_candidate`, `call_restart` (ICE restart on a dead path), `call_resume` (a
+//! device takes its call over on a new connection), `ack_missed_calls`, the contacts'
+//! `device_keys`, and the push of missed calls at login.
 //!
 //! Handlers check who may call whom (accepted contacts only) and the shape of every field; the
 //! life of each call is the hub's (`peerline_supernode_core::calls`). Offers are refused if they
