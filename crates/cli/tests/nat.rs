@@ -31,6 +31,8 @@ struct TestCall<'a> {
     bob_flags: &'a [&'a str],
     /// Runs once the caller hears the callee (e.g. change the network).
     during: Box<dyn FnOnce() + 'a>,
+    /// `PEERLINE_LOG` for bob's side (its stderr is returned).
+    bob_log: Option<&'a str>,
     max_gap: Duration,
     min_fraction: f64,
 }
@@ -43,22 +45,30 @@ impl<'a> TestCall<'a> {
             alice_flags: &[],
             bob_flags: &[],
             during: Box::new(|| {}),
+            bob_log: None,
             max_gap: Duration::from_millis(300),
             min_fraction: 0.95,
         }
     }
 }
 
+/// What both ends of a test call printed.
+struct Ended {
+    alice: Value,
+    bob: Value,
+    alice_lines: Vec<Value>,
+    bob_stderr: String,
+}
+
 /// `alice` (in `a`) calls `bob` (in `b`); checks that both heard the other's tone to the end
-/// and returns both `ended` lines (caller's, callee's) and the caller's event lines.
-fn call_with(
-    node: &Supernode,
-    a: &Host,
-    b: &Host,
-    test: TestCall<'_>,
-) -> (Value, Value, Vec<Value>) {
+/// and returns what both printed.
+fn call_with(node: &Supernode, a: &Host, b: &Host, test: TestCall<'_>) -> Ended {
     let secs = test.secs;
-    let (alice, bob) = (User::new_in("alice", node, a), User::new_in("bob", node, b));
+    let mut bob = User::new_in("bob", node, b);
+    if let Some(filter) = test.bob_log {
+        bob = bob.with_env("PEERLINE_LOG", filter);
+    }
+    let alice = User::new_in("alice", node, a);
     alice.register();
     bob.register();
     alice.befriend(&bob);
@@ -96,13 +106,19 @@ fn call_with(
         );
     }
     let alice_ended = call.seen.iter().find(|v| v["event"] == "ended").cloned().unwrap();
-    (alice_ended, bob_ended, std::mem::take(&mut call.seen))
+    let bob_stderr = answering.stop();
+    Ended {
+        alice: alice_ended,
+        bob: bob_ended,
+        alice_lines: std::mem::take(&mut call.seen),
+        bob_stderr,
+    }
 }
 
 /// `caller` (in `a`) calls `callee` (in `b`); returns the caller's `ended` line after checking
 /// that both heard the other's tone.
 fn call_between(node: &Supernode, a: &Host, b: &Host, secs: u32) -> Value {
-    call_with(node, a, b, TestCall::clean(secs)).0
+    call_with(node, a, b, TestCall::clean(secs)).alice
 }
 
 #[test]
@@ -168,7 +184,7 @@ fn needs_relay(a: Option<NatKind>, b: Option<NatKind>) -> bool {
 /// on both ends. Prints a `MATRIX` line with the setup time for docs/nat.md.
 fn matrix_call(a: Option<NatKind>, b: Option<NatKind>) {
     let lab = RelayLab::new(a, b).unwrap_or_else(|e| panic!("cannot build the NAT lab: {e:#}"));
-    let (alice, bob, _) = call_with(&lab.node, &lab.a, &lab.b, TestCall::clean(5));
+    let Ended { alice, bob, .. } = call_with(&lab.node, &lab.a, &lab.b, TestCall::clean(5));
     let relayed = needs_relay(a, b);
     let want = if relayed { "relay" } else { "direct" };
     for (who, kind, ended) in [("alice", a, &alice), ("bob", b, &bob)] {
@@ -234,18 +250,33 @@ mod matrix {
 }
 
 /// `relay_only` (like Signal's "always relay calls"): two home routers that could connect
-/// directly still talk through the relay, and bob never sees an address of alice's network.
+/// directly still talk through the relay, and bob never learns an address of alice's: every
+/// candidate he receives (in his debug log) is a relay's.
 #[test]
 fn relay_only_hides_the_callers_address() {
     let lab = RelayLab::new(Some(NatKind::HomeRouter), Some(NatKind::HomeRouter))
         .unwrap_or_else(|e| panic!("cannot build the NAT lab: {e:#}"));
-    let test = TestCall { alice_flags: &["--relay-only"], ..TestCall::clean(3) };
-    let (alice, bob, _) = call_with(&lab.node, &lab.a, &lab.b, test);
+    let test = TestCall {
+        alice_flags: &["--relay-only"],
+        bob_log: Some("peerline_media::call=debug"),
+        ..TestCall::clean(3)
+    };
+    let Ended { alice, bob, bob_stderr, .. } = call_with(&lab.node, &lab.a, &lab.b, test);
     assert_eq!(alice["path"]["local_type"], "relay", "{alice:#}");
     assert_eq!(alice["path"]["kind"], "relay", "{alice:#}");
     let relay_ip = format!("{}:", lab.relay_host.ip);
     assert!(bob["path"]["remote"].as_str().unwrap().starts_with(&relay_ip), "{bob:#}");
     assert_eq!(bob["path"]["remote_type"], "relay", "{bob:#}");
+    let received: Vec<&str> =
+        bob_stderr.lines().filter(|l| l.contains("remote candidate")).collect();
+    assert!(!received.is_empty(), "bob's log shows no remote candidate:\n{bob_stderr}");
+    let alice_public = &lab.a_router.as_ref().unwrap().public_ip;
+    for line in &received {
+        assert!(line.contains("typ relay"), "bob received a non-relay candidate: {line}");
+        for ip in [alice_public.as_str(), lab.a.ip.as_str()] {
+            assert!(!line.contains(ip), "bob learned alice's address {ip}: {line}");
+        }
+    }
 }
 
 /// Path change: one side's router gets a new public address in the middle of a call (its old
@@ -270,7 +301,8 @@ fn path_change(caller_moves: bool) {
         min_fraction: 0.6,
         ..TestCall::clean(20)
     };
-    let (alice_ended, bob_ended, alice_lines) = call_with(&node, &a, &b, test);
+    let Ended { alice: alice_ended, bob: bob_ended, alice_lines, .. } =
+        call_with(&node, &a, &b, test);
     assert!(
         alice_lines.iter().any(|v| v["event"] == "ice_restart"),
         "the caller never reported a restart: {alice_lines:#?}"

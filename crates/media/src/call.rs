@@ -299,6 +299,7 @@ impl CallMedia {
     pub fn add_remote_candidate(&mut self, line: &str) -> Result<(), MediaError> {
         let candidate = Candidate::from_sdp_string(normalize_candidate_line(line))
             .map_err(|e| MediaError::BadCandidate(e.to_string()))?;
+        debug!(candidate = %normalize_candidate_line(line), "remote candidate");
         self.remote_candidates.push(candidate.clone());
         self.rtc.add_remote_candidate(candidate);
         self.drain();
@@ -477,7 +478,11 @@ impl CallMedia {
             .lines()
             .filter_map(|line| line.trim().strip_prefix("a="))
             .filter(|line| line.starts_with("candidate:"))
-            .filter_map(|line| Candidate::from_sdp_string(line).ok());
+            .filter_map(|line| Candidate::from_sdp_string(line).ok())
+            .collect::<Vec<_>>();
+        for c in &candidates {
+            debug!(candidate = %c.to_sdp_string(), "remote candidate from SDP");
+        }
         self.remote_candidates.extend(candidates);
     }
 

@@ -247,6 +247,7 @@ pub struct User {
     home: TempDir,
     url: String,
     host: Option<netlab::Host>,
+    env: Vec<(String, String)>,
 }
 
 /// A finished CLI run.
@@ -296,6 +297,7 @@ impl User {
             home: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
             url: node.url.clone(),
             host: None,
+            env: Vec::new(),
         }
     }
 
@@ -329,8 +331,15 @@ impl User {
             .env("PEERLINE_SUPERNODE", &self.url)
             .env("PEERLINE_PASSWORD", &self.password)
             .env_remove("PEERLINE_CA")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Sets an environment variable for this user's commands (e.g. `PEERLINE_LOG`).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Runs `peerline --json ARGS...` to completion (60 s at most).
@@ -373,6 +382,7 @@ impl User {
             home: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
             url: self.url.clone(),
             host: self.host.clone(),
+            env: self.env.clone(),
         };
         device.ok(&["login", &device.name]);
         device
@@ -541,6 +551,10 @@ pub struct RelayLab {
     pub a: netlab::Host,
     /// The second client's host.
     pub b: netlab::Host,
+    /// The first client's NAT router, if it has one.
+    pub a_router: Option<netlab::Router>,
+    /// The second client's NAT router, if it has one.
+    pub b_router: Option<netlab::Router>,
     _config: tempfile::NamedTempFile,
     _lab: netlab::Lab,
 }
@@ -561,10 +575,10 @@ impl RelayLab {
         let srv = lab.public_host("srv")?;
         let relay_host = lab.public_host("relay")?;
         let mut host = |name: &str, kind: Option<netlab::NatKind>| match kind {
-            None => lab.public_host(name),
-            Some(kind) => lab.natted_host(name, kind),
+            None => lab.public_host(name).map(|h| (h, None)),
+            Some(kind) => lab.natted_host_with_router(name, kind).map(|(h, r)| (h, Some(r))),
         };
-        let (a, b) = (host("a", a)?, host("b", b)?);
+        let ((a, a_router), (b, b_router)) = (host("a", a)?, host("b", b)?);
         let config = tempfile::NamedTempFile::new()?;
         let r = &relay_host.ip;
         std::fs::write(
@@ -587,6 +601,16 @@ impl RelayLab {
             "203.0.113.0-203.0.113.255",
         )
         .context("starting coturn in the lab")?;
-        Ok(RelayLab { node, relay_host, relay, a, b, _config: config, _lab: lab })
+        Ok(RelayLab {
+            node,
+            relay_host,
+            relay,
+            a,
+            b,
+            a_router,
+            b_router,
+            _config: config,
+            _lab: lab,
+        })
     }
 }

@@ -56,6 +56,8 @@ pub struct Router {
     pub netns: String,
     /// Its WAN interface.
     wan: String,
+    /// Its public address (on the lab's internet), as first assigned.
+    pub public_ip: String,
 }
 
 impl Router {
@@ -179,7 +181,7 @@ impl Lab {
         self.next_net += 1;
         let router = self.netns(&format!("{name}r"))?;
         let wan = format!("{}w{name}r", self.dev);
-        self.attach_public(&router, &format!("{name}r"))?;
+        let public_ip = self.attach_public(&router, &format!("{name}r"))?;
         let host = self.netns(name)?;
         let (lan, cli) = (format!("{}l{name}", self.dev), format!("{}c{name}", self.dev));
         run(&["ip", "link", "add", &lan, "type", "veth", "peer", "name", &cli])?;
@@ -228,7 +230,7 @@ impl Lab {
             "-j",
             "DROP",
         ])?;
-        Ok((Host { netns: host, ip }, Router { netns: router, wan }))
+        Ok((Host { netns: host, ip }, Router { netns: router, wan, public_ip }))
     }
 }
 
