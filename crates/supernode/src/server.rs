@@ -177,7 +177,7 @@ impl Supernode {
         let admin_task = tokio::spawn(async move { axum::serve(admin_listener, admin_app).await });
 
         let (stun_stop, stun_stopped) = tokio::sync::oneshot::channel::<()>();
-        let stun_task = tokio::spawn(stun.run(async move {
+        let mut stun_task = tokio::spawn(stun.run(async move {
             let _ = stun_stopped.await;
         }));
         let timers = tokio::spawn(timer_loop(shared.clone()));
@@ -189,6 +189,12 @@ impl Supernode {
             () = shutdown => info!("shutting down"),
             result = server => {
                 result.context("client server task")?.context("client server failed")?;
+            }
+            // Its loop ends only at shutdown, so this is a bug (a panic): exit with an error so
+            // the service manager restarts the supernode, rather than serve without STUN.
+            result = &mut stun_task => {
+                let why = result.err().map_or("it returned".to_owned(), |e| e.to_string());
+                anyhow::bail!("the STUN responder stopped unexpectedly ({why})");
             }
         }
 
