@@ -151,16 +151,9 @@ impl CallMedia {
         let mut api = self.rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let applied = api.apply();
-        self.drain();
-        let Some((offer, pending)) = applied else {
-            return Err(MediaError::Engine {
-                context: "creating the offer",
-                message: "str0m produced no offer".into(),
-            });
-        };
+        let offer = self.take_offer(applied, "creating the offer")?;
         self.mid = Some(mid);
-        self.pending_offer = Some(pending);
-        Ok(offer.to_sdp_string())
+        Ok(offer)
     }
 
     /// Accepts the caller's SDP offer and returns the SDP answer.
@@ -170,13 +163,8 @@ impl CallMedia {
             return Err(MediaError::AlreadyNegotiated);
         }
         let remote_fingerprint = single_fingerprint(sdp)?;
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        let answer = self.rtc.sdp_api().accept_offer(offer);
-        self.drain();
-        let answer = answer.map_err(negotiation_error)?;
+        let answer = self.apply_remote_offer(sdp)?;
         self.negotiated = true;
-        self.remember_sdp_candidates(sdp);
         self.remote_fingerprint = Some(remote_fingerprint);
         // str0m announces the offered media with Event::MediaAdded only on a later poll, so
         // take the mid from the offer itself.
@@ -187,21 +175,15 @@ impl CallMedia {
         if self.opus_pt().is_none() {
             return Err(MediaError::NoCommonCodec);
         }
-        Ok(answer.to_sdp_string())
+        Ok(answer)
     }
 
     /// Accepts the callee's SDP answer to [`CallMedia::create_offer`].
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
         self.expect_role("accept_answer", Role::Offerer)?;
         let remote_fingerprint = single_fingerprint(sdp)?;
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        let pending = self.pending_offer.take().ok_or(MediaError::NoPendingOffer)?;
-        let result = self.rtc.sdp_api().accept_answer(pending, answer);
-        self.drain();
-        result.map_err(negotiation_error)?;
+        self.apply_remote_answer(sdp)?;
         self.negotiated = true;
-        self.remember_sdp_candidates(sdp);
         self.remote_fingerprint = Some(remote_fingerprint);
         if self.opus_pt().is_none() {
             return Err(MediaError::NoCommonCodec);
@@ -227,15 +209,7 @@ impl CallMedia {
         let mut api = self.rtc.sdp_api();
         api.ice_restart(true);
         let applied = api.apply();
-        self.drain();
-        let Some((offer, pending)) = applied else {
-            return Err(MediaError::Engine {
-                context: "restarting ICE",
-                message: "str0m produced no offer".into(),
-            });
-        };
-        self.pending_offer = Some(pending);
-        let offer = offer.to_sdp_string();
+        let offer = self.take_offer(applied, "restarting ICE")?;
         self.restart_offer = Some(offer.clone());
         Ok(offer)
     }
@@ -245,6 +219,34 @@ impl CallMedia {
     pub fn accept_restart_offer(&mut self, sdp: &str) -> Result<String, MediaError> {
         self.expect_role("accept_restart_offer", Role::Answerer)?;
         self.check_same_fingerprint(sdp)?;
+        self.apply_remote_offer(sdp)
+    }
+
+    /// Accepts the answer to [`CallMedia::restart_ice`].
+    pub fn accept_restart_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+        self.expect_role("accept_restart_answer", Role::Offerer)?;
+        self.check_same_fingerprint(sdp)?;
+        self.apply_remote_answer(sdp)?;
+        self.restart_offer = None;
+        Ok(())
+    }
+
+    /// Keeps the pending half of an offer str0m just made (the answer completes it).
+    fn take_offer(
+        &mut self,
+        applied: Option<(SdpOffer, SdpPendingOffer)>,
+        context: &'static str,
+    ) -> Result<String, MediaError> {
+        self.drain();
+        let Some((offer, pending)) = applied else {
+            return Err(MediaError::Engine { context, message: "str0m produced no offer".into() });
+        };
+        self.pending_offer = Some(pending);
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Applies the peer's offer (first or ICE restart) and returns the answer.
+    fn apply_remote_offer(&mut self, sdp: &str) -> Result<String, MediaError> {
         let offer =
             SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let answer = self.rtc.sdp_api().accept_offer(offer);
@@ -254,14 +256,11 @@ impl CallMedia {
         Ok(answer.to_sdp_string())
     }
 
-    /// Accepts the answer to [`CallMedia::restart_ice`].
-    pub fn accept_restart_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
-        self.expect_role("accept_restart_answer", Role::Offerer)?;
-        self.check_same_fingerprint(sdp)?;
+    /// Applies the peer's answer to the pending offer (first or ICE restart).
+    fn apply_remote_answer(&mut self, sdp: &str) -> Result<(), MediaError> {
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let pending = self.pending_offer.take().ok_or(MediaError::NoPendingOffer)?;
-        self.restart_offer = None;
         let result = self.rtc.sdp_api().accept_answer(pending, answer);
         self.drain();
         result.map_err(negotiation_error)?;
