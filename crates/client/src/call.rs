@@ -590,7 +590,7 @@ where
     };
     let sockets = std::mem::take(&mut gathered.sockets);
     let (control_tx, control_rx) = mpsc::channel(8);
-    let mut restart = Restart::new(caller, relay_only, &gathered);
+    let mut restart = Restart::new(&call_id, control_tx, caller, relay_only, &gathered);
     let mut task = match impair_sending {
         None => {
             let options = RunOptions {
@@ -634,10 +634,7 @@ where
                         signaling = true;
                         reconnect = None;
                         progress(CallProgress::Restarting);
-                        let step = restart.resumed(client, &call_id, &control_tx, &mut gathered);
-                        if tokio::time::timeout(RESTART_STEP, step).await.is_err()
-                            || restart.take_signaling_failed()
-                        {
+                        if !restart.step(Step::Resumed, client, &mut gathered).await {
                             start_reconnect(&mut reconnect, &mut signaling);
                         }
                     }
@@ -691,11 +688,7 @@ where
             Some(event) = events_rx.recv() => {
                 if event == MediaEvent::Stalled && signaling {
                     progress(CallProgress::Restarting);
-                    let step = restart.path_stalled(client, &call_id, &control_tx, &mut gathered);
-                    // Bounded: hang-up and the supernode's events wait meanwhile.
-                    if tokio::time::timeout(RESTART_STEP, step).await.is_err()
-                        || restart.take_signaling_failed()
-                    {
+                    if !restart.step(Step::Stalled, client, &mut gathered).await {
                         warn!("the supernode connection is not answering; reconnecting");
                         start_reconnect(&mut reconnect, &mut signaling);
                     }
@@ -714,10 +707,7 @@ where
                 }
                 Some(Event::CallRestart { call_id: id, sdp }) if id == call_id => {
                     progress(CallProgress::Restarting);
-                    let step = restart.on_signal(client, &call_id, sdp, &control_tx, &mut gathered);
-                    if tokio::time::timeout(RESTART_STEP, step).await.is_err()
-                        || restart.take_signaling_failed()
-                    {
+                    if !restart.step(Step::Signal(sdp), client, &mut gathered).await {
                         start_reconnect(&mut reconnect, &mut signaling);
                     }
                 }
@@ -823,6 +813,9 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 /// one it started with) gathers fresh candidates on new sockets and trickles them after the
 /// offer or answer; the other side keeps its candidates, which still work.
 struct Restart {
+    call_id: String,
+    /// The media task's commands.
+    control: mpsc::Sender<Control<CallSocket>>,
     caller: bool,
     relay_only: bool,
     /// The public address the call started with (its server-reflexive candidate's IP).
@@ -833,13 +826,56 @@ struct Restart {
     signaling_failed: bool,
 }
 
+/// What moves a restart on.
+enum Step {
+    /// The media saw nothing from the peer for a while.
+    Stalled,
+    /// Back on the supernode after the connection dropped.
+    Resumed,
+    /// A `call_restart` from the other side.
+    Signal(Option<String>),
+}
+
 /// At most one restart (or request for one) per this long.
 const RESTART_SPACING: Duration = Duration::from_secs(2);
 
 impl Restart {
-    fn new(caller: bool, relay_only: bool, gathered: &Gathered) -> Self {
+    fn new(
+        call_id: &str,
+        control: mpsc::Sender<Control<CallSocket>>,
+        caller: bool,
+        relay_only: bool,
+        gathered: &Gathered,
+    ) -> Self {
         let public_ip = crate::gather::public_ip_of(&gathered.candidates);
-        Restart { caller, relay_only, public_ip, last: None, signaling_failed: false }
+        Restart {
+            call_id: call_id.to_owned(),
+            control,
+            caller,
+            relay_only,
+            public_ip,
+            last: None,
+            signaling_failed: false,
+        }
+    }
+
+    /// Runs one step, for at most [`RESTART_STEP`] (hang-up and the supernode's events wait
+    /// meanwhile). Returns whether the supernode connection held up.
+    async fn step(&mut self, step: Step, client: &Client, gathered: &mut Gathered) -> bool {
+        let run = async {
+            match step {
+                Step::Stalled => self.path_stalled(client, gathered).await,
+                Step::Resumed => {
+                    // What this side tried to say while it was away was lost: restart (or ask
+                    // for it) now.
+                    self.last = None;
+                    self.path_stalled(client, gathered).await;
+                }
+                Step::Signal(sdp) => self.on_signal(client, sdp, gathered).await,
+            }
+        };
+        let in_time = tokio::time::timeout(RESTART_STEP, run).await.is_ok();
+        in_time && !std::mem::take(&mut self.signaling_failed)
     }
 
     /// Logs a failed request; a failure of the connection (not a refusal) asks for a reconnect.
@@ -850,11 +886,6 @@ impl Restart {
         }
     }
 
-    /// Whether a request failed for want of a connection since the last call.
-    fn take_signaling_failed(&mut self) -> bool {
-        std::mem::take(&mut self.signaling_failed)
-    }
-
     fn due(&mut self) -> bool {
         if self.last.is_some_and(|t| t.elapsed() < RESTART_SPACING) {
             return false;
@@ -863,114 +894,76 @@ impl Restart {
         true
     }
 
-    /// The media saw nothing from the peer for a while.
-    async fn path_stalled(
-        &mut self,
-        client: &Client,
-        call_id: &str,
-        control: &mpsc::Sender<Control<CallSocket>>,
-        gathered: &mut Gathered,
-    ) {
+    async fn path_stalled(&mut self, client: &Client, gathered: &mut Gathered) {
         if !self.due() {
             return;
         }
         if self.caller {
-            self.offer(client, call_id, control, gathered).await;
+            self.offer(client, gathered).await;
         } else {
             info!("media path stalled: asking the caller to restart ICE");
-            let ask = Request::CallRestart { call_id: call_id.to_owned(), sdp: None };
+            let ask = Request::CallRestart { call_id: self.call_id.clone(), sdp: None };
             self.sent(client.done(ask).await, "could not ask for an ICE restart");
             // Our own address may be the one that changed: the caller learns the fresh
             // candidates now, and again from our restart answer.
-            self.fresh_candidates(client, call_id, control, gathered, true).await;
+            self.fresh_candidates(client, gathered, true).await;
         }
     }
 
-    /// Back on the supernode after the connection dropped: what this side tried to say while
-    /// it was away was lost, so restart (or ask for it) now.
-    async fn resumed(
-        &mut self,
-        client: &Client,
-        call_id: &str,
-        control: &mpsc::Sender<Control<CallSocket>>,
-        gathered: &mut Gathered,
-    ) {
-        self.last = None;
-        self.path_stalled(client, call_id, control, gathered).await;
-    }
-
-    /// A `call_restart` from the other side.
-    async fn on_signal(
-        &mut self,
-        client: &Client,
-        call_id: &str,
-        sdp: Option<String>,
-        control: &mpsc::Sender<Control<CallSocket>>,
-        gathered: &mut Gathered,
-    ) {
+    async fn on_signal(&mut self, client: &Client, sdp: Option<String>, gathered: &mut Gathered) {
         match (self.caller, sdp) {
             (true, None) => {
                 // The callee asks (the supernode limits how often): an offer of ours may have
                 // been lost with its old connection, so no spacing here.
                 self.last = Some(Instant::now());
-                self.offer(client, call_id, control, gathered).await;
+                self.offer(client, gathered).await;
             }
             (true, Some(answer)) => {
-                let result = ask(control, |tx| Control::AcceptRestartAnswer(answer, tx)).await;
+                let result =
+                    ask(&self.control, |tx| Control::AcceptRestartAnswer(answer, tx)).await;
                 if let Err(e) = result {
                     warn!(error = %e, "refused the ICE restart answer");
                 }
             }
             (false, Some(offer)) => {
-                // Fresh candidates first, so that the answer carries them under the new ICE
-                // credentials (a trickled line would carry the old ones and be refused).
-                self.fresh_candidates(client, call_id, control, gathered, false).await;
-                let answer = match ask(control, |tx| Control::AcceptRestartOffer(offer, tx)).await {
-                    Ok(answer) => answer,
-                    Err(e) => {
-                        warn!(error = %e, "refused the ICE restart offer");
-                        return;
-                    }
-                };
-                let reply = Request::CallRestart { call_id: call_id.to_owned(), sdp: Some(answer) };
-                self.sent(client.done(reply).await, "could not answer the ICE restart");
+                let answer = |tx| Control::AcceptRestartOffer(offer, tx);
+                self.send_sdp(client, gathered, answer, "answer the ICE restart").await;
             }
             (false, None) => debug!("ignoring a call_restart without SDP from the caller"),
         }
     }
 
-    async fn offer(
+    async fn offer(&mut self, client: &Client, gathered: &mut Gathered) {
+        info!("restarting ICE");
+        self.send_sdp(client, gathered, Control::RestartIce, "restart ICE").await;
+    }
+
+    /// Has the media make this side's restart offer or answer and sends it. Fresh candidates
+    /// come first, so that the SDP carries them under the new ICE credentials (a trickled line
+    /// would carry the old ones and be refused).
+    async fn send_sdp(
         &mut self,
         client: &Client,
-        call_id: &str,
-        control: &mpsc::Sender<Control<CallSocket>>,
         gathered: &mut Gathered,
+        command: impl FnOnce(oneshot::Sender<Result<String, MediaError>>) -> Control<CallSocket>,
+        what: &str,
     ) {
-        info!("restarting ICE");
-        // Fresh candidates first: the offer carries them under the new ICE credentials.
-        self.fresh_candidates(client, call_id, control, gathered, false).await;
-        let offer = match ask(control, Control::RestartIce).await {
-            Ok(offer) => offer,
+        self.fresh_candidates(client, gathered, false).await;
+        let sdp = match ask(&self.control, command).await {
+            Ok(sdp) => sdp,
             Err(e) => {
-                warn!(error = %e, "could not restart ICE");
+                warn!(error = %e, "could not {what}");
                 return;
             }
         };
-        let request = Request::CallRestart { call_id: call_id.to_owned(), sdp: Some(offer) };
-        self.sent(client.done(request).await, "could not send the ICE restart offer");
+        let request = Request::CallRestart { call_id: self.call_id.clone(), sdp: Some(sdp) };
+        self.sent(client.done(request).await, &format!("could not send the SDP to {what}"));
     }
 
     /// If this side's public address changed, gathers anew on new sockets and hands them to
     /// the media; with `trickle`, also sends the new candidates to the peer (else the next
     /// restart offer or answer carries them).
-    async fn fresh_candidates(
-        &mut self,
-        client: &Client,
-        call_id: &str,
-        control: &mpsc::Sender<Control<CallSocket>>,
-        gathered: &mut Gathered,
-        trickle: bool,
-    ) {
+    async fn fresh_candidates(&mut self, client: &Client, gathered: &mut Gathered, trickle: bool) {
         // A relay whose connection to its server died (its 5-tuple changed with the address)
         // must be replaced; with only relays (relay_only, or no UDP) that is the only sign.
         let relay_died = gathered.relays_alive.iter().any(|alive| !alive.load(Ordering::Relaxed));
@@ -1000,11 +993,11 @@ impl Restart {
         gathered.relays.extend(fresh.relays.iter().copied());
         gathered.relays_alive.extend(fresh.relays_alive.iter().cloned());
         let command = |tx| Control::AddSockets(fresh.sockets, fresh.candidates, tx);
-        match ask(control, command).await {
+        match ask(&self.control, command).await {
             Ok(lines) => {
                 for line in lines.into_iter().filter(|_| trickle) {
                     let request =
-                        Request::CallCandidate { call_id: call_id.to_owned(), candidate: line };
+                        Request::CallCandidate { call_id: self.call_id.clone(), candidate: line };
                     self.sent(client.done(request).await, "could not send a candidate");
                 }
             }
