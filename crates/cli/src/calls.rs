@@ -5,11 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use peerline_client::call::{decline, ring};
-use peerline_client::media::{AudioSink, AudioSource, WavSink, WavSource};
-use peerline_client::peer_keys::{KeyCheck, safety_number};
+use peerline_call::media::{AudioSink, AudioSource, WavSink, WavSource};
+use peerline_call::{
+    CallOptions, CallPath, CallProgress, CallSummary, IncomingCall, KeyCheck, decline, ring,
+};
+use peerline_client::Client;
+use peerline_client::peer_keys::safety_number;
 use peerline_client::wire::{Event, Reply, Request};
-use peerline_client::{CallOptions, CallPath, CallProgress, CallSummary, Client, IncomingCall};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
@@ -22,11 +24,11 @@ pub type Audio = (Box<dyn AudioSource>, Box<dyn AudioSink>);
 pub fn open_audio(play: Option<&Path>, record: Option<&Path>) -> anyhow::Result<Audio> {
     let source: Box<dyn AudioSource> = match play {
         Some(path) => Box::new(WavSource::open(path, true)?),
-        None => Box::new(peerline_client::media::open_microphone()?),
+        None => Box::new(peerline_call::media::open_microphone()?),
     };
     let sink: Box<dyn AudioSink> = match record {
         Some(path) => Box::new(WavSink::create(path)?),
-        None => Box::new(peerline_client::media::open_speaker()?),
+        None => Box::new(peerline_call::media::open_speaker()?),
     };
     Ok((source, sink))
 }
@@ -179,7 +181,7 @@ pub async fn call(
 ) -> anyhow::Result<()> {
     let mut progress = progress_printer(out, to);
     let (source, sink) = audio;
-    let summary = peerline_client::place_call(
+    let summary = peerline_call::place_call(
         client,
         to,
         source,
@@ -244,7 +246,7 @@ pub async fn incoming(
     let peer = call.from.clone();
     let mut progress = progress_printer(out, &peer);
     let (source, sink) = audio;
-    let summary = peerline_client::answer_call(
+    let summary = peerline_call::answer_call(
         client,
         call,
         source,

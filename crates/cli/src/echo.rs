@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use peerline_client::call::ring;
-use peerline_client::media::{AudioError, AudioSink, AudioSource, FRAME_SAMPLES, Frame};
+use peerline_call::media::{AudioError, AudioSink, AudioSource, FRAME_SAMPLES, Frame};
+use peerline_call::{CallOptions, CallSummary, IncomingCall, ring};
 use peerline_client::wire::{ContactState, Event, Request};
-use peerline_client::{CallOptions, CallSummary, Client, ConnectOptions, Home, IncomingCall};
+use peerline_client::{Client, ConnectOptions, Home};
 use rand::RngCore;
 use tracing::{info, warn};
 
@@ -183,7 +183,7 @@ async fn echo_call(client: &mut Client, call: IncomingCall, delay: Duration) {
         return;
     }
     let (source, sink) = echo_pair(delay);
-    let result = peerline_client::answer_call(
+    let result = peerline_call::answer_call(
         client,
         call,
         source,

@@ -13,8 +13,9 @@ use anyhow::Context;
 use args::{Args, Command, ContactsCommand, DevicesCommand};
 use clap::Parser;
 use output::Out;
+use peerline_call::CallOptions;
 use peerline_client::wire::{EndReason, Event, Reply, Request, Status};
-use peerline_client::{CallOptions, Client, ClientError, ConnectOptions, Home};
+use peerline_client::{Client, ClientError, ConnectOptions, Home};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -335,7 +336,7 @@ async fn online(
                 if let Event::MissedCall { missed } = &event {
                     client.done(Request::AckMissedCalls { ids: vec![missed.id] }).await?;
                 }
-                if let Some(call) = peerline_client::IncomingCall::from_event(&event) {
+                if let Some(call) = peerline_call::IncomingCall::from_event(&event) {
                     // A call in progress ends with the session (--exit-after).
                     answering.duration = deadline.map(|at| {
                         at.saturating_duration_since(tokio::time::Instant::now()).as_secs_f64()

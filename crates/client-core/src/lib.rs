@@ -5,7 +5,17 @@
 //!
 //! The async driver in `peerline-client` feeds it frames and the time, and sends what
 //! [`ClientSession::poll_transmit`] returns.
+//!
+//! [`login`] holds the handshake that opens every connection (`hello`, then `login` with a
+//! password or a saved token, signed by the device key); the client library and the load
+//! generator both build their `hello` and `login` requests there.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+pub mod login;
+
+pub use login::{
+    Credential, HandshakeError, LoggedIn, LoginAttempt, LoginHandshake, LoginOutcome, ServerHello,
+};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

@@ -1,15 +1,17 @@
 //! A logged-in (or logging-in) user: the connection plus the home directory that holds the
 //! device key, the pinned certificate and the saved session token.
+//!
+//! Logins are built and judged by the sans-IO handshake of `peerline-client-core`
+//! ([`peerline_client_core::LoginHandshake`]); this module supplies the device key, the saved
+//! token and the network round trip, and keeps the home directory in step with the outcome.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ed25519_dalek::Signer;
-use peerline_wire::{
-    ChatMessage, Contact, DeviceProof, ErrorCode, Event, Login, Reply, Request, login_challenge,
-};
+use peerline_client_core::{Credential, LoggedIn, LoginOutcome};
+use peerline_wire::{ChatMessage, Contact, Event, Reply, Request};
 
-use crate::connection::{Connection, Endpoint};
+use crate::connection::{Connection, Endpoint, handshake_error, server_answer};
 use crate::error::ClientError;
 use crate::home::{Home, SavedSession};
 use crate::tls::{Trust, client_config, format_fingerprint};
@@ -23,30 +25,6 @@ pub struct ConnectOptions {
     pub ca_file: Option<PathBuf>,
     /// Device name shown in `devices`.
     pub device_name: String,
-}
-
-/// Credentials for the supernode's TURN relays (coturn REST scheme).
-#[derive(Clone, PartialEq, Eq)]
-pub struct TurnCredentials {
-    /// `EXPIRY:USERNAME`.
-    pub username: String,
-    /// The HMAC password; never logged.
-    pub password: String,
-    /// Seconds they stay valid.
-    pub ttl_secs: u64,
-    /// `turn:` / `turns:` URLs.
-    pub urls: Vec<String>,
-}
-
-impl std::fmt::Debug for TurnCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnCredentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .field("ttl_secs", &self.ttl_secs)
-            .field("urls", &self.urls)
-            .finish()
-    }
 }
 
 /// A connection with its home directory.
@@ -128,17 +106,6 @@ impl Client {
         Ok(Some(config))
     }
 
-    /// Short-lived TURN credentials and relay URLs from the supernode (empty URLs when it has
-    /// no relay configured).
-    pub async fn turn_credentials(&self) -> Result<TurnCredentials, ClientError> {
-        match self.request(Request::TurnCredentials).await? {
-            Reply::TurnCredentials { username, password, ttl_secs, urls } => {
-                Ok(TurnCredentials { username, password, ttl_secs, urls })
-            }
-            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
-        }
-    }
-
     /// This device's signing key.
     pub fn device_key(&self) -> Result<ed25519_dalek::SigningKey, ClientError> {
         Ok(self.home.device_key()?)
@@ -182,14 +149,18 @@ impl Client {
         self.conn.try_event()
     }
 
-    fn device_proof(&self) -> Result<DeviceProof, ClientError> {
+    /// Sends one `login` signed by this device's key over this connection's nonce; a refusal
+    /// is an outcome, transport trouble and replies of the wrong kind are errors.
+    async fn attempt_login(
+        &self,
+        username: &str,
+        credential: Credential,
+    ) -> Result<LoginOutcome, ClientError> {
         let key = self.home.device_key()?;
-        let signature = key.sign(&login_challenge(self.conn.nonce()));
-        Ok(DeviceProof {
-            public_key: hex::encode(key.verifying_key().to_bytes()),
-            signature: hex::encode(signature.to_bytes()),
-            name: self.device_name.clone(),
-        })
+        let attempt =
+            self.conn.server_hello().login(username, credential, &key, self.device_name.as_str());
+        let answer = server_answer(self.request(attempt.request()).await)?;
+        attempt.handle_answer(answer).map_err(handshake_error)
     }
 
     /// Creates an account (does not log in).
@@ -216,15 +187,12 @@ impl Client {
         username: &str,
         password: &str,
     ) -> Result<Reply, ClientError> {
-        let login = Login {
-            username: username.to_owned(),
-            password: Some(password.to_owned()),
-            token: None,
-            device: self.device_proof()?,
-        };
-        let reply = self.request(Request::Login(login)).await?;
-        self.remember(&reply)?;
-        Ok(reply)
+        match self.attempt_login(username, Credential::Password(password.to_owned())).await? {
+            LoginOutcome::LoggedIn(logged_in) => self.remember(logged_in),
+            LoginOutcome::ForgetToken(body) | LoginOutcome::Failed(body) => {
+                Err(ClientError::Server(body))
+            }
+        }
     }
 
     /// Logs in with the session saved in the home directory (no password, no Argon2 on the
@@ -234,38 +202,28 @@ impl Client {
             .home
             .session(&self.url)?
             .ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone() })?;
-        let login = Login {
-            username: saved.username.clone(),
-            password: None,
-            token: Some(saved.token.clone()),
-            device: self.device_proof()?,
-        };
-        match self.request(Request::Login(login)).await {
-            Ok(reply) => {
-                self.remember(&reply)?;
-                Ok(reply)
-            }
-            Err(err) if err.code() == Some(ErrorCode::InvalidToken) => {
+        match self.attempt_login(&saved.username, Credential::Token(saved.token)).await? {
+            LoginOutcome::LoggedIn(logged_in) => self.remember(logged_in),
+            LoginOutcome::ForgetToken(_) => {
                 self.home.clear_session(&self.url)?;
                 Err(ClientError::NotLoggedIn { url: self.url.clone() })
             }
-            Err(err) => Err(err),
+            LoginOutcome::Failed(body) => Err(ClientError::Server(body)),
         }
     }
 
-    fn remember(&mut self, reply: &Reply) -> Result<(), ClientError> {
-        if let Reply::LoggedIn { username, token, device_id, .. } = reply {
-            self.home.save_session(
-                &self.url,
-                &SavedSession {
-                    username: username.clone(),
-                    token: token.clone(),
-                    device_id: *device_id,
-                },
-            )?;
-            self.username = Some(username.clone());
-        }
-        Ok(())
+    /// Saves the session for password-free reconnects and returns the `logged_in` reply.
+    fn remember(&mut self, logged_in: LoggedIn) -> Result<Reply, ClientError> {
+        self.home.save_session(
+            &self.url,
+            &SavedSession {
+                username: logged_in.username.clone(),
+                token: logged_in.token.clone(),
+                device_id: logged_in.device_id,
+            },
+        )?;
+        self.username = Some(logged_in.username.clone());
+        Ok(logged_in.into())
     }
 
     /// Logs out: the supernode revokes the token and the saved session is forgotten.
@@ -300,5 +258,159 @@ impl Client {
             Reply::Messages { messages } => Ok(messages),
             other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    use peerline_wire::{
+        ClientFrame, ErrorCode, Login, PROTOCOL_VERSION, ServerFrame, Status, login_challenge,
+    };
+
+    use super::*;
+    use crate::connection::scripted;
+
+    const URL: &str = "wss://127.0.0.1:7443";
+    const NONCE: &str = "0badc0de";
+
+    /// A supernode that greets with [`NONCE`], accepts the password `right` and the token
+    /// `good` (issuing `fresh` for a password), and refuses anything else as the real one does.
+    fn supernode(frame: &ClientFrame) -> ServerFrame {
+        let id = frame.id;
+        let result = match &frame.request {
+            Request::Hello { .. } => Reply::Hello {
+                version: PROTOCOL_VERSION,
+                server: "test".into(),
+                nonce: NONCE.into(),
+                heartbeat_timeout_secs: 60,
+                stun_port: None,
+            },
+            Request::Login(Login { username, password, token, .. }) => {
+                let issued = match (password.as_deref(), token.as_deref()) {
+                    (Some("right"), None) => "fresh",
+                    (None, Some("good")) => "good",
+                    (Some(_), None) => {
+                        return ServerFrame::Error {
+                            id: Some(id),
+                            error: ErrorCode::InvalidCredentials.into(),
+                        };
+                    }
+                    _ => {
+                        return ServerFrame::Error {
+                            id: Some(id),
+                            error: ErrorCode::InvalidToken.into(),
+                        };
+                    }
+                };
+                Reply::LoggedIn {
+                    username: username.clone(),
+                    display_name: username.clone(),
+                    device_id: 3,
+                    token: issued.into(),
+                    status: Status::Online,
+                }
+            }
+            _ => Reply::Done,
+        };
+        ServerFrame::Ok { id, result }
+    }
+
+    async fn client(home: &std::path::Path) -> (Client, tokio::task::JoinHandle<Vec<ClientFrame>>) {
+        let (conn, received) = scripted::connect(supernode).await;
+        let client = Client {
+            conn: conn.unwrap(),
+            home: Home::open(home).unwrap(),
+            url: URL.into(),
+            newly_pinned: None,
+            device_name: "test device".into(),
+            username: None,
+            trust: Trust::Pin { expected: None },
+        };
+        (client, received)
+    }
+
+    fn saved(token: &str) -> SavedSession {
+        SavedSession { username: "alice".into(), token: token.into(), device_id: 3 }
+    }
+
+    fn logins(frames: Vec<ClientFrame>) -> Vec<Login> {
+        frames
+            .into_iter()
+            .filter_map(|f| match f.request {
+                Request::Login(login) => Some(login),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn password_login_saves_the_token_and_signs_the_nonce_with_the_device_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, received) = client(dir.path()).await;
+        let reply = client.login_with_password("alice", "right").await.unwrap();
+        assert!(matches!(&reply, Reply::LoggedIn { token, .. } if token == "fresh"), "{reply:?}");
+        assert_eq!(client.username(), Some("alice"));
+        assert_eq!(client.home().session(URL).unwrap(), Some(saved("fresh")));
+
+        let key = client.device_key().unwrap().verifying_key();
+        drop(client);
+        let logins = logins(received.await.unwrap());
+        let [login] = logins.as_slice() else { panic!("{logins:?}") };
+        assert_eq!((login.password.as_deref(), login.token.as_deref()), (Some("right"), None));
+        assert_eq!(login.device.name, "test device");
+        let public: [u8; 32] = hex::decode(&login.device.public_key).unwrap().try_into().unwrap();
+        assert_eq!(VerifyingKey::from_bytes(&public).unwrap(), key);
+        let signature: [u8; 64] = hex::decode(&login.device.signature).unwrap().try_into().unwrap();
+        key.verify(&login_challenge(NONCE), &Signature::from_bytes(&signature)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_the_servers_error_and_saves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, _received) = client(dir.path()).await;
+        let err = client.login_with_password("alice", "wrong").await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidCredentials));
+        assert_eq!(client.username(), None);
+        assert_eq!(client.home().session(URL).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn saved_token_logs_in_without_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, received) = client(dir.path()).await;
+        client.home().save_session(URL, &saved("good")).unwrap();
+        let reply = client.login_saved().await.unwrap();
+        assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+        assert_eq!(client.logged_in_username().unwrap(), "alice");
+        drop(client);
+        let logins = logins(received.await.unwrap());
+        let [login] = logins.as_slice() else { panic!("{logins:?}") };
+        assert_eq!((login.password.as_deref(), login.token.as_deref()), (None, Some("good")));
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_forgotten_and_the_password_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, _received) = client(dir.path()).await;
+        client.home().save_session(URL, &saved("revoked")).unwrap();
+        let err = client.login_saved().await.unwrap_err();
+        assert!(matches!(&err, ClientError::NotLoggedIn { url } if url == URL), "{err:?}");
+        assert_eq!(client.home().session(URL).unwrap(), None, "the rejected token is forgotten");
+        assert_eq!(client.username(), None);
+
+        // Same connection, same nonce: the password login that follows is accepted.
+        client.login_with_password("alice", "right").await.unwrap();
+        assert_eq!(client.home().session(URL).unwrap(), Some(saved("fresh")));
+    }
+
+    #[tokio::test]
+    async fn no_saved_session_is_not_logged_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, received) = client(dir.path()).await;
+        assert!(matches!(client.login_saved().await, Err(ClientError::NotLoggedIn { .. })));
+        drop(client);
+        assert!(logins(received.await.unwrap()).is_empty(), "nothing was sent");
     }
 }

@@ -1,12 +1,19 @@
 //! One connection to a supernode: TCP, TLS with the chosen trust, WebSocket, `hello`; then a
 //! background task that drives the sans-IO [`ClientSession`] and hands out answers and events.
+//!
+//! `hello` (and, in `client`, `login`) are built by the sans-IO [`login::LoginHandshake`] of
+//! `peerline-client-core`, re-exported here as [`login`] for drivers that speak the protocol
+//! themselves (the load generator). The driver takes its time from tokio's clock, so its tests
+//! can run under `tokio::time::pause()`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use peerline_client_core::{ClientEvent, ClientSession, Failure, SessionConfig};
-use peerline_wire::{EndReason, Event, MAX_FRAME_BYTES, PROTOCOL_VERSION, Reply, Request, WS_PATH};
+use peerline_client_core::{
+    ClientEvent, ClientSession, Failure, HandshakeError, LoginHandshake, ServerHello, SessionConfig,
+};
+use peerline_wire::{EndReason, ErrorBody, Event, MAX_FRAME_BYTES, Reply, Request, WS_PATH};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -18,8 +25,12 @@ use tracing::debug;
 use crate::error::ClientError;
 use crate::tls::{PinObservation, Trust, client_config, format_fingerprint, pin_mismatch};
 
+pub use peerline_client_core::login;
+
 /// Seconds to connect, finish TLS and the WebSocket upgrade.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How this library names itself in `hello`.
+const CLIENT_NAME: &str = concat!("peerline/", env!("CARGO_PKG_VERSION"));
 
 /// A parsed supernode URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +119,19 @@ enum Command {
 pub struct Connection {
     commands: mpsc::Sender<Command>,
     events: mpsc::UnboundedReceiver<Event>,
-    nonce: String,
-    heartbeat_timeout_secs: u64,
-    stun_port: Option<u16>,
-    task: tokio::task::JoinHandle<()>,
+    hello: ServerHello,
+    /// Declared last: the driver stops when the connection (or a half-built one) is dropped.
+    _driver: AbortOnDrop,
+}
+
+/// The driver task, aborted when dropped, so that a connection given up half-way (an error or
+/// the connect timeout during `hello`) leaves nothing running.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a successful TLS connection presented.
@@ -163,51 +183,42 @@ impl Connection {
             tokio_tungstenite::client_async_with_config(endpoint.ws_url(), stream, Some(config))
                 .await
                 .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+        let conn = Self::start(ws).await?;
+        Ok((conn, Presented { fingerprint }))
+    }
 
+    /// Starts the driver on an upgraded WebSocket and says `hello`.
+    async fn start(
+        ws: tokio_tungstenite::WebSocketStream<Box<dyn Io>>,
+    ) -> Result<Self, ClientError> {
         let (commands, command_rx) = mpsc::channel(64);
         let (event_tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(ws, command_rx, event_tx));
-        let mut conn = Self {
-            commands,
-            events,
-            nonce: String::new(),
-            heartbeat_timeout_secs: 60,
-            stun_port: None,
-            task,
-        };
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: concat!("peerline/", env!("CARGO_PKG_VERSION")).into(),
-        };
-        match conn.request(hello).await? {
-            Reply::Hello { nonce, heartbeat_timeout_secs, stun_port, .. } => {
-                conn.nonce = nonce;
-                conn.heartbeat_timeout_secs = heartbeat_timeout_secs;
-                conn.stun_port = stun_port;
-            }
-            other => return Err(ClientError::UnexpectedReply(format!("{other:?}"))),
-        }
-        Ok((conn, Presented { fingerprint }))
+        let driver = AbortOnDrop(tokio::spawn(drive(ws, command_rx, event_tx)));
+        let handshake = LoginHandshake::new(CLIENT_NAME);
+        let answer = server_answer(ask(&commands, handshake.hello_request()).await)?;
+        let hello = handshake.handle_hello(answer).map_err(handshake_error)?;
+        Ok(Self { commands, events, hello, _driver: driver })
+    }
+
+    /// What the supernode said in its `hello`: the nonce to sign at login, its heartbeat
+    /// timeout and STUN port.
+    pub fn server_hello(&self) -> &ServerHello {
+        &self.hello
     }
 
     /// The nonce from the supernode's `hello`, to sign at login.
     pub fn nonce(&self) -> &str {
-        &self.nonce
+        &self.hello.nonce
     }
 
     /// The UDP port of the supernode's STUN responder, from its `hello`.
     pub fn stun_port(&self) -> Option<u16> {
-        self.stun_port
+        self.hello.stun_port
     }
 
     /// Sends a request and waits for its answer.
     pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Request(request, tx))
-            .await
-            .map_err(|_| ClientError::Closed(None))?;
-        rx.await.map_err(|_| ClientError::Closed(None))?
+        ask(&self.commands, request).await
     }
 
     /// The next pushed event; `None` once the connection is closed.
@@ -221,10 +232,40 @@ impl Connection {
     }
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.task.abort();
+/// Hands a request to the driver and waits for its answer.
+async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Result<Reply, ClientError> {
+    let (tx, rx) = oneshot::channel();
+    commands.send(Command::Request(request, tx)).await.map_err(|_| ClientError::Closed(None))?;
+    rx.await.map_err(|_| ClientError::Closed(None))?
+}
+
+/// Splits an answer into what the handshake judges (the reply or the supernode's refusal) and
+/// what only the driver can handle (timeouts, a closed connection).
+pub(crate) fn server_answer(
+    answer: Result<Reply, ClientError>,
+) -> Result<Result<Reply, ErrorBody>, ClientError> {
+    match answer {
+        Ok(reply) => Ok(Ok(reply)),
+        Err(ClientError::Server(body)) => Ok(Err(body)),
+        Err(other) => Err(other),
     }
+}
+
+/// A broken handshake as a client error: a refusal is the supernode's error, a reply of the wrong
+/// kind is named in full.
+pub(crate) fn handshake_error(err: HandshakeError) -> ClientError {
+    match err {
+        HandshakeError::HelloRefused(body) => ClientError::Server(body),
+        HandshakeError::UnexpectedReply { reply, .. } => {
+            ClientError::UnexpectedReply(format!("{reply:?}"))
+        }
+    }
+}
+
+/// The driver's clock: tokio's, so that `tokio::time::pause()` drives heartbeats and timeouts
+/// in tests.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 fn tls_error(
@@ -250,7 +291,7 @@ async fn drive(
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let mut session = ClientSession::new(SessionConfig::default(), Instant::now());
+    let mut session = ClientSession::new(SessionConfig::default(), now());
     let mut waiting: HashMap<u64, oneshot::Sender<Reply_>> = HashMap::new();
     let (mut sink, mut stream) = ws.split();
     let mut ended: Option<EndReason> = None;
@@ -286,12 +327,12 @@ async fn drive(
         let deadline = tokio::time::Instant::from_std(session.poll_timeout());
         tokio::select! {
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => session.handle_frame(text.as_bytes(), Instant::now()),
+                Some(Ok(Message::Text(text))) => session.handle_frame(text.as_bytes(), now()),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return fail_all(waiting, ended),
                 Some(Ok(_)) => {}
             },
             command = commands.recv() => match command {
-                Some(Command::Request(request, tx)) => match session.request(request, Instant::now()) {
+                Some(Command::Request(request, tx)) => match session.request(request, now()) {
                     Ok(id) => { waiting.insert(id, tx); }
                     Err(_) => { let _ = tx.send(Err(ClientError::Busy)); }
                 },
@@ -300,7 +341,7 @@ async fn drive(
                     return;
                 }
             },
-            () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
+            () = tokio::time::sleep_until(deadline) => session.handle_timeout(now()),
         }
     }
 }
@@ -311,10 +352,96 @@ fn fail_all(waiting: HashMap<u64, oneshot::Sender<Reply_>>, ended: Option<EndRea
     }
 }
 
+/// A scripted supernode on an in-memory WebSocket, for tests of the connection and the client.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod scripted {
+    use futures_util::{SinkExt, StreamExt};
+    use peerline_wire::{ClientFrame, ServerFrame, decode_client_frame, encode};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::{Connection, Io};
+    use crate::error::ClientError;
+
+    /// Connects to a supernode that answers every request with `answer`, until the connection
+    /// closes; the task returns the requests it received, in order.
+    pub(crate) async fn connect(
+        mut answer: impl FnMut(&ClientFrame) -> ServerFrame + Send + 'static,
+    ) -> (Result<Connection, ClientError>, tokio::task::JoinHandle<Vec<ClientFrame>>) {
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let client_ws = WebSocketStream::from_raw_socket(
+            Box::new(client_end) as Box<dyn Io>,
+            Role::Client,
+            None,
+        )
+        .await;
+        let mut server_ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        let supernode = tokio::spawn(async move {
+            let mut received = Vec::new();
+            while let Some(Ok(message)) = server_ws.next().await {
+                let Message::Text(text) = message else { continue };
+                let frame = decode_client_frame(text.as_bytes()).unwrap();
+                let reply = answer(&frame);
+                received.push(frame);
+                if server_ws.send(Message::text(encode(&reply))).await.is_err() {
+                    break;
+                }
+            }
+            received
+        });
+        (Connection::start(client_ws).await, supernode)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use peerline_wire::{ErrorCode, PROTOCOL_VERSION, ServerFrame};
+
+    fn hello(id: u64) -> ServerFrame {
+        ServerFrame::Ok {
+            id,
+            result: Reply::Hello {
+                version: PROTOCOL_VERSION,
+                server: "peerline-supernode/test".into(),
+                nonce: "abcd".into(),
+                heartbeat_timeout_secs: 30,
+                stun_port: Some(3478),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn hello_names_the_client_and_keeps_the_nonce_and_stun_port() {
+        let (conn, supernode) = scripted::connect(|frame| hello(frame.id)).await;
+        let conn = conn.unwrap();
+        assert_eq!(conn.nonce(), "abcd");
+        assert_eq!(conn.stun_port(), Some(3478));
+        assert_eq!(conn.server_hello().heartbeat_timeout_secs, 30);
+        drop(conn);
+        let received = supernode.await.unwrap();
+        assert_eq!(
+            received.iter().map(|f| &f.request).collect::<Vec<_>>(),
+            [&Request::Hello { version: PROTOCOL_VERSION, client: CLIENT_NAME.into() }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_or_odd_hello_fails_the_connection() {
+        let (conn, _supernode) = scripted::connect(|frame| ServerFrame::Error {
+            id: Some(frame.id),
+            error: ErrorCode::UnsupportedVersion.into(),
+        })
+        .await;
+        assert_eq!(conn.err().and_then(|e| e.code()), Some(ErrorCode::UnsupportedVersion));
+
+        let (conn, _supernode) =
+            scripted::connect(|frame| ServerFrame::Ok { id: frame.id, result: Reply::Done }).await;
+        assert!(matches!(conn, Err(ClientError::UnexpectedReply(text)) if text == "Done"));
+    }
 
     #[test]
     fn endpoints() {

@@ -6,23 +6,15 @@
 //! adds login, device keys and saved sessions; `home` and `tls` keep the client's files and
 //! trust decisions.
 
-pub mod call;
 pub mod client;
 pub mod connection;
 pub mod error;
-pub mod gather;
 pub mod home;
 pub mod peer_keys;
-pub mod relay;
 pub mod tls;
 
-pub use call::{
-    CallEnd, CallError, CallOptions, CallPath, CallProgress, CallSummary, IncomingCall, RelayInfo,
-    SetupTimings, answer_call, place_call,
-};
 pub use client::{Client, ConnectOptions};
 pub use connection::Connection;
 pub use error::ClientError;
 pub use home::{Home, SavedSession, Settings};
-pub use peerline_media as media;
 pub use peerline_wire as wire;

@@ -18,14 +18,8 @@ const PEER_KEYS_FILE: &str = "peer_keys.json";
 /// username → device id (as a string, for JSON) → Ed25519 public key, hex.
 type Pins = BTreeMap<String, BTreeMap<String, String>>;
 
-/// What [`Home::check_peer_key`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyCheck {
-    /// The key was pinned before and matches.
-    Known,
-    /// First time this device is seen: now pinned.
-    NewlyPinned,
-}
+/// What [`Home::check_peer_key`] found (the call core's vocabulary, which reports it).
+pub use peerline_call_core::KeyCheck;
 
 /// A contact's device presented a key other than the pinned one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! `calls`: what voice calls cost, measured through a real supernode with the client library on
-//! both ends (`peerline_client::place_call` and `answer_call`, tones both ways, real ICE, DTLS-SRTP
+//! both ends (`peerline_call::place_call` and `answer_call`, tones both ways, real ICE, DTLS-SRTP
 //! and Opus). Sequentially, user A calls user B again and again, B answering at once, and the
 //! setup times of every call are reported (dial → ringing, connected, first audio); with
 //! `--concurrent N`, N pairs of users hold N calls at once and this process's CPU time per active
@@ -17,14 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use peerline_client::call::ring;
-use peerline_client::connection::Endpoint;
-use peerline_client::media::{AudioError, AudioSink, EndReason, Frame, ToneSource};
-use peerline_client::wire::{CallEndReason, ErrorCode, Request};
-use peerline_client::{
-    CallEnd, CallError, CallOptions, CallProgress, CallSummary, Client, ClientError,
-    ConnectOptions, Home, IncomingCall, answer_call, place_call,
+use peerline_call::media::{AudioError, AudioSink, EndReason, Frame, ToneSource};
+use peerline_call::ring;
+use peerline_call::{
+    CallEnd, CallError, CallOptions, CallProgress, CallSummary, IncomingCall, answer_call,
+    place_call,
 };
+use peerline_client::connection::Endpoint;
+use peerline_client::wire::{CallEndReason, ErrorCode, Request};
+use peerline_client::{Client, ClientError, ConnectOptions, Home};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;

@@ -5,6 +5,8 @@
 //! channels per connection; tens of thousands of idle connections need neither, so the load
 //! generator speaks the protocol directly (the frames are the `peerline-wire` types, the TLS
 //! configuration is `peerline_client::tls::client_config`, so the bytes on the wire are the same).
+//! `hello` and `login` are built and judged by the same sans-IO handshake as the client library's
+//! (`peerline_client::connection::login`); only the round trips are done here.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,13 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
 use peerline_client::connection::Endpoint;
+use peerline_client::connection::login::{
+    Credential, HandshakeError, LoginHandshake, LoginOutcome, ServerHello,
+};
 use peerline_client::tls::{Trust, client_config};
 use peerline_wire::{
-    ClientFrame, DeviceProof, ErrorBody, Event, Login, MAX_FRAME_BYTES, PROTOCOL_VERSION, Reply,
-    Request, ServerFrame, decode_server_frame, encode, login_challenge,
+    ClientFrame, ErrorBody, Event, MAX_FRAME_BYTES, Reply, Request, ServerFrame,
+    decode_server_frame, encode,
 };
 use rustls::pki_types::ServerName;
 use serde::Serialize;
@@ -61,6 +66,17 @@ impl Failure {
 
     fn timed_out(what: &str) -> Self {
         Self::new("timeout", format!("no answer to {what} in time"))
+    }
+
+    /// A broken handshake: a refused `hello` is the supernode's error, a reply of the wrong kind a
+    /// protocol failure naming it.
+    fn handshake(err: HandshakeError) -> Self {
+        match err {
+            HandshakeError::HelloRefused(body) => Self::server(&body),
+            HandshakeError::UnexpectedReply { request, reply } => {
+                Self::new("protocol", format!("{request} answered {reply:?}"))
+            }
+        }
     }
 
     fn server(body: &ErrorBody) -> Self {
@@ -206,20 +222,7 @@ impl Dialer {
         )
         .await
         .map_err(|e| Failure::new("websocket", e))?;
-        let mut session =
-            Session { ws, nonce: String::new(), heartbeat_timeout_secs: 60, next_id: 1 };
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: concat!("peerline-loadgen/", env!("CARGO_PKG_VERSION")).into(),
-        };
-        match session.call(hello).await? {
-            Reply::Hello { nonce, heartbeat_timeout_secs, .. } => {
-                session.nonce = nonce;
-                session.heartbeat_timeout_secs = heartbeat_timeout_secs;
-                Ok(session)
-            }
-            other => Err(Failure::new("protocol", format!("hello answered {other:?}"))),
-        }
+        Session::greet(ws).await
     }
 }
 
@@ -227,60 +230,80 @@ impl Dialer {
 pub struct Session {
     /// The WebSocket.
     pub ws: Ws,
-    /// The nonce to sign at login.
-    nonce: String,
+    /// The supernode's `hello`: the nonce to sign at login.
+    hello: ServerHello,
     /// From `hello`: the supernode closes connections silent for longer.
     pub heartbeat_timeout_secs: u64,
     next_id: u64,
 }
 
-impl Session {
-    /// Sends one request and waits for its answer, skipping pushed events.
-    pub async fn call(&mut self, request: Request) -> Result<Reply, Failure> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let what = request.kind();
-        tokio::time::timeout(REQUEST_TIMEOUT, async {
-            self.send(id, request).await?;
-            loop {
-                match self.ws.next().await {
-                    Some(Ok(Message::Text(text))) => match decode_server_frame(text.as_bytes()) {
-                        Ok(ServerFrame::Ok { id: got, result }) if got == id => return Ok(result),
-                        Ok(ServerFrame::Error { id: got, error })
-                            if got == Some(id) || got.is_none() =>
-                        {
-                            return Err(Failure::server(&error));
-                        }
-                        Ok(ServerFrame::Event { event: Event::SessionEnded { reason } }) => {
-                            // Say why (login_timeout, slow_reader, …) rather than just "closed".
-                            return Err(Failure::new(
-                                "session_ended",
-                                format!("supernode ended the session: {reason:?}"),
-                            ));
-                        }
-                        Ok(_) => {}
-                        Err(e) => return Err(Failure::new("protocol", e)),
-                    },
-                    Some(Ok(Message::Close(frame))) => {
+/// Sends request `id` as one text frame.
+async fn send_frame(ws: &mut Ws, id: u64, request: Request) -> Result<(), Failure> {
+    let text = encode(&ClientFrame { id, request });
+    ws.send(Message::text(text)).await.map_err(|e| Failure::new("websocket", e))
+}
+
+/// Sends request `id` and waits for its answer (the reply, or the supernode's error), skipping
+/// pushed events.
+async fn exchange(
+    ws: &mut Ws,
+    id: u64,
+    request: Request,
+) -> Result<Result<Reply, ErrorBody>, Failure> {
+    let what = request.kind();
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        send_frame(ws, id, request).await?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => match decode_server_frame(text.as_bytes()) {
+                    Ok(ServerFrame::Ok { id: got, result }) if got == id => return Ok(Ok(result)),
+                    Ok(ServerFrame::Error { id: got, error })
+                        if got == Some(id) || got.is_none() =>
+                    {
+                        return Ok(Err(error));
+                    }
+                    Ok(ServerFrame::Event { event: Event::SessionEnded { reason } }) => {
+                        // Say why (login_timeout, slow_reader, …) rather than just "closed".
                         return Err(Failure::new(
-                            "closed",
-                            format!("closed by supernode: {frame:?}"),
+                            "session_ended",
+                            format!("supernode ended the session: {reason:?}"),
                         ));
                     }
-                    None => return Err(Failure::new("closed", "connection closed")),
-                    Some(Err(e)) => return Err(Failure::new("websocket", e)),
-                    Some(Ok(_)) => {}
+                    Ok(_) => {}
+                    Err(e) => return Err(Failure::new("protocol", e)),
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Failure::new("closed", format!("closed by supernode: {frame:?}")));
                 }
+                None => return Err(Failure::new("closed", "connection closed")),
+                Some(Err(e)) => return Err(Failure::new("websocket", e)),
+                Some(Ok(_)) => {}
             }
-        })
-        .await
-        .map_err(|_| Failure::timed_out(what))?
+        }
+    })
+    .await
+    .map_err(|_| Failure::timed_out(what))?
+}
+
+impl Session {
+    /// Says `hello` on an upgraded WebSocket.
+    async fn greet(mut ws: Ws) -> Result<Self, Failure> {
+        let handshake =
+            LoginHandshake::new(concat!("peerline-loadgen/", env!("CARGO_PKG_VERSION")));
+        let answer = exchange(&mut ws, 1, handshake.hello_request()).await?;
+        let hello = handshake.handle_hello(answer).map_err(Failure::handshake)?;
+        Ok(Self { ws, heartbeat_timeout_secs: hello.heartbeat_timeout_secs, hello, next_id: 2 })
+    }
+
+    /// Sends one request and waits for its answer, skipping pushed events.
+    pub async fn call(&mut self, request: Request) -> Result<Reply, Failure> {
+        let id = self.next_id();
+        exchange(&mut self.ws, id, request).await?.map_err(|error| Failure::server(&error))
     }
 
     /// Sends a request without waiting for the answer (`ping` from an idle connection).
     pub async fn send(&mut self, id: u64, request: Request) -> Result<(), Failure> {
-        let text = encode(&ClientFrame { id, request });
-        self.ws.send(Message::text(text)).await.map_err(|e| Failure::new("websocket", e))
+        send_frame(&mut self.ws, id, request).await
     }
 
     /// A fresh request id for [`Session::send`].
@@ -288,15 +311,6 @@ impl Session {
         let id = self.next_id;
         self.next_id += 1;
         id
-    }
-
-    fn proof(&self, key: &SigningKey) -> DeviceProof {
-        let signature = key.sign(&login_challenge(&self.nonce));
-        DeviceProof {
-            public_key: hex::encode(key.verifying_key().to_bytes()),
-            signature: hex::encode(signature.to_bytes()),
-            name: DEVICE_NAME.to_owned(),
-        }
     }
 
     /// `register`.
@@ -319,15 +333,20 @@ impl Session {
         key: &SigningKey,
         secret: LoginSecret<'_>,
     ) -> Result<String, Failure> {
-        let (password, token) = match secret {
-            LoginSecret::Password(p) => (Some(p.to_owned()), None),
-            LoginSecret::Token(t) => (None, Some(t.to_owned())),
+        let credential = match secret {
+            LoginSecret::Password(p) => Credential::Password(p.to_owned()),
+            LoginSecret::Token(t) => Credential::Token(t.to_owned()),
         };
-        let login =
-            Login { username: username.to_owned(), password, token, device: self.proof(key) };
-        match self.call(Request::Login(login)).await? {
-            Reply::LoggedIn { token, .. } => Ok(token),
-            other => Err(Failure::new("protocol", format!("login answered {other:?}"))),
+        let attempt = self.hello.login(username, credential, key, DEVICE_NAME);
+        let id = self.next_id();
+        let answer = exchange(&mut self.ws, id, attempt.request()).await?;
+        match attempt.handle_answer(answer).map_err(Failure::handshake)? {
+            LoginOutcome::LoggedIn(logged_in) => Ok(logged_in.token),
+            // The load generator keeps its tokens in the state file and never rewrites it here:
+            // a rejected token is reported as `server:invalid_token` like any other refusal.
+            LoginOutcome::ForgetToken(error) | LoginOutcome::Failed(error) => {
+                Err(Failure::server(&error))
+            }
         }
     }
 
@@ -366,6 +385,103 @@ mod tests {
         let f = Failure::server(&ErrorBody::new(peerline_wire::ErrorCode::RateLimited));
         assert!(f.is_server("rate_limited"));
         assert!(!f.is_server("username_taken"));
+    }
+
+    /// A session with a supernode on an in-memory WebSocket that answers `hello` (nonce
+    /// `0badc0de`, heartbeat 45 s) and then every request with `answer`.
+    async fn scripted(
+        answer: impl Fn(&ClientFrame) -> ServerFrame + Send + 'static,
+    ) -> Result<Session, Failure> {
+        use peerline_wire::{PROTOCOL_VERSION, decode_client_frame};
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let ws = WebSocketStream::from_raw_socket(
+            Box::new(client_end) as Box<dyn Io>,
+            Role::Client,
+            None,
+        )
+        .await;
+        let mut server = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = server.next().await {
+                let frame = decode_client_frame(text.as_bytes()).unwrap();
+                let reply = match &frame.request {
+                    Request::Hello { .. } => ServerFrame::Ok {
+                        id: frame.id,
+                        result: Reply::Hello {
+                            version: PROTOCOL_VERSION,
+                            server: "test".into(),
+                            nonce: "0badc0de".into(),
+                            heartbeat_timeout_secs: 45,
+                            stun_port: None,
+                        },
+                    },
+                    _ => answer(&frame),
+                };
+                if server.send(Message::text(encode(&reply))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Session::greet(ws).await
+    }
+
+    fn refuse(frame: &ClientFrame, code: peerline_wire::ErrorCode) -> ServerFrame {
+        ServerFrame::Error { id: Some(frame.id), error: code.into() }
+    }
+
+    #[tokio::test]
+    async fn token_logins_return_the_token_signed_over_the_nonce() {
+        use ed25519_dalek::{Signature, Verifier};
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let public = key.verifying_key();
+        let mut session = scripted(move |frame| match &frame.request {
+            Request::Login(login) => {
+                let signature: [u8; 64] =
+                    hex::decode(&login.device.signature).unwrap().try_into().unwrap();
+                let signed = public.verify(
+                    &peerline_wire::login_challenge("0badc0de"),
+                    &Signature::from_bytes(&signature),
+                );
+                assert!(signed.is_ok(), "the device proof signs this connection's nonce");
+                assert_eq!(login.device.name, DEVICE_NAME);
+                ServerFrame::Ok {
+                    id: frame.id,
+                    result: Reply::LoggedIn {
+                        username: login.username.clone(),
+                        display_name: login.username.clone(),
+                        device_id: 1,
+                        token: login.token.clone().unwrap(),
+                        status: peerline_wire::Status::Online,
+                    },
+                }
+            }
+            _ => refuse(frame, peerline_wire::ErrorCode::BadRequest),
+        })
+        .await
+        .unwrap();
+        assert_eq!(session.heartbeat_timeout_secs, 45);
+        let token = session.login("u1", &key, LoginSecret::Token("tok")).await.unwrap();
+        assert_eq!(token, "tok");
+    }
+
+    #[tokio::test]
+    async fn refused_and_odd_logins_are_named_failures() {
+        use peerline_wire::ErrorCode;
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let mut session = scripted(|frame| refuse(frame, ErrorCode::InvalidToken)).await.unwrap();
+        let failure = session.login("u1", &key, LoginSecret::Token("old")).await.unwrap_err();
+        assert!(failure.is_server("invalid_token"), "{failure}");
+
+        let mut session =
+            scripted(|frame| refuse(frame, ErrorCode::InvalidCredentials)).await.unwrap();
+        let failure = session.login("u1", &key, LoginSecret::Password("pw")).await.unwrap_err();
+        assert!(failure.is_server("invalid_credentials"), "{failure}");
+
+        let mut session =
+            scripted(|frame| ServerFrame::Ok { id: frame.id, result: Reply::Done }).await.unwrap();
+        let failure = session.login("u1", &key, LoginSecret::Password("pw")).await.unwrap_err();
+        assert_eq!(failure, Failure::new("protocol", "login answered Done"));
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! core, fires its timers, and every 20 ms moves one frame from the [`AudioSource`] into the call
 //! and one frame from the call into the [`AudioSink`].
 //!
-//! All protocol logic stays in the core; this file only waits. Sockets are abstracted by
+//! All protocol logic stays in the core, and every policy decision (when to give up on a call
+//! that does not connect, on a lost path, when to restart ICE) is the call core's
+//! (`peerline-call-core`); this file only waits and reports. Sockets are abstracted by
 //! [`PacketSocket`] so tests can put a [`LossySocket`](crate::lossy::LossySocket) in between, and
 //! a TURN allocation is one more implementation (in the client crate).
 
@@ -68,8 +70,8 @@ impl PacketSocket for UdpSocket {
     }
 }
 
-/// The default of [`RunOptions::stall_after`].
-const STALL_AFTER: Duration = Duration::from_secs(2);
+/// [`MediaEvent::Received`] is reported at most this often.
+const RECEIVED_EVERY: Duration = Duration::from_millis(250);
 
 /// Commands from signaling to a running call's media (ICE restart, fresh candidates). Each
 /// carries where to send its result.
@@ -97,15 +99,6 @@ pub struct RunOptions<S = UdpSocket> {
     pub events: Option<mpsc::Sender<MediaEvent>>,
     /// Keep running after the peer closed the media session (default: return).
     pub keep_running_after_close: bool,
-    /// Give up when ICE and DTLS are not up this long after the start. Default 30 s.
-    pub connect_timeout: Option<Duration>,
-    /// Give up when the path stays lost (ICE disconnected) this long. Default 15 s, half the
-    /// RFC 7675 consent lifetime.
-    pub lost_path_timeout: Option<Duration>,
-    /// Report [`MediaEvent::Stalled`] when nothing arrived from the peer this long after the
-    /// call connected (audio, even silent with DTX, arrives several times a second). Default
-    /// 2 s; `None` never reports.
-    pub stall_after: Option<Duration>,
     /// Commands from signaling (ICE restart); closing the channel is fine.
     pub control: Option<mpsc::Receiver<Control<S>>>,
 }
@@ -116,9 +109,6 @@ impl<S> Default for RunOptions<S> {
             remote_candidates: None,
             events: None,
             keep_running_after_close: false,
-            connect_timeout: Some(Duration::from_secs(30)),
-            lost_path_timeout: Some(Duration::from_secs(15)),
-            stall_after: Some(STALL_AFTER),
             control: None,
         }
     }
@@ -131,9 +121,10 @@ pub enum EndReason {
     Stopped,
     /// The peer closed the media session, or it failed.
     PeerClosed,
-    /// No path to the peer was found within [`RunOptions::connect_timeout`].
+    /// No path to the peer was found in time (decided by the call's policy, which stops the
+    /// media; [`run_media`] itself never returns it).
     ConnectTimeout,
-    /// The path was lost for longer than [`RunOptions::lost_path_timeout`].
+    /// The path stayed lost too long (decided by the call's policy, like `ConnectTimeout`).
     PathLost,
 }
 
@@ -203,19 +194,16 @@ where
             duration: Duration::ZERO,
             end: EndReason::Stopped,
         },
-        lost_since: None,
         started,
         events: options.events.clone(),
     };
-    // Set once audio flowed (so the connect phase is not a stall).
-    let mut last_received: Option<Instant> = None;
-    let mut stalled_at: Option<Instant> = None;
+    // When `MediaEvent::Received` was last reported.
+    let mut reported_received: Option<Instant> = None;
     let mut control = options.control;
     let mut ticker = tokio::time::interval(FRAME_DURATION);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     tokio::pin!(stop);
 
-    let connect_deadline = options.connect_timeout.and_then(|t| started.checked_add(t));
     let mut remote_candidates = options.remote_candidates;
     let result: Result<(), MediaError> = async {
         loop {
@@ -224,40 +212,7 @@ where
                 progress.stats.end = EndReason::PeerClosed;
                 return Ok(());
             }
-            let give_up = if progress.stats.time_to_connected.is_none() {
-                connect_deadline.map(|at| (at, EndReason::ConnectTimeout))
-            } else {
-                progress
-                    .lost_since
-                    .zip(options.lost_path_timeout)
-                    .and_then(|(since, limit)| since.checked_add(limit))
-                    .map(|at| (at, EndReason::PathLost))
-            };
-            if let Some((at, reason)) = give_up
-                && now() >= at
-            {
-                warn!(?reason, "ending the call's media");
-                progress.stats.end = reason;
-                media.close();
-                flush(&mut media, &routes, &mut progress).await;
-                return Ok(());
-            }
-            let mut sleep_until = wake_at.min(now() + MAX_SLEEP);
-            if let Some((at, _)) = give_up {
-                sleep_until = sleep_until.min(at);
-            }
-            if let (Some(limit), Some(last)) = (options.stall_after, last_received) {
-                // Reported again every 2 × `limit` while nothing arrives, so a restart that did
-                // not help is tried again (signaling spaces them).
-                let at = stalled_at.map_or(last + limit, |t| t + 2 * limit);
-                if now() >= at {
-                    stalled_at = Some(now());
-                    warn!("nothing from the peer for {:?}: the path may be gone", now() - last);
-                    emit(&progress.events, MediaEvent::Stalled);
-                } else {
-                    sleep_until = sleep_until.min(at);
-                }
-            }
+            let sleep_until = wake_at.min(now() + MAX_SLEEP);
             tokio::select! {
                 biased;
                 () = &mut stop => {
@@ -309,9 +264,12 @@ where
                     }
                 }
                 Some(d) = from_sockets.recv() => {
-                    if media.is_connected() {
-                        last_received = Some(now());
-                        stalled_at = None;
+                    let at = now();
+                    if media.is_connected()
+                        && reported_received.is_none_or(|t| at.saturating_duration_since(t) >= RECEIVED_EVERY)
+                    {
+                        reported_received = Some(at);
+                        emit(&progress.events, MediaEvent::Received);
                     }
                     let input = Input::Receive {
                         source: d.source,
@@ -357,7 +315,6 @@ where
 /// What the driver learned from the core's events so far.
 struct Progress {
     stats: CallStats,
-    lost_since: Option<Instant>,
     started: Instant,
     events: Option<mpsc::Sender<MediaEvent>>,
 }
@@ -398,14 +355,8 @@ async fn flush<S: PacketSocket>(
                         stats.selected_path = Some(*path);
                         info!(%path, "selected path");
                     }
-                    MediaEvent::Disconnected => {
-                        progress.lost_since.get_or_insert(now());
-                        warn!("media path lost");
-                    }
-                    MediaEvent::Reconnected => {
-                        progress.lost_since = None;
-                        info!("media path back");
-                    }
+                    MediaEvent::Disconnected => warn!("media path lost"),
+                    MediaEvent::Reconnected => info!("media path back"),
                     _ => debug!(?event, "media event"),
                 }
                 if let Some(events) = &progress.events {

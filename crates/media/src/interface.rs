@@ -56,10 +56,10 @@ pub enum MediaEvent {
     Reconnected,
     /// The first audio packet from the peer arrived.
     FirstAudio,
-    /// Nothing arrived from the peer for a while ([`RunOptions::stall_after`](crate::RunOptions)):
-    /// the path is probably gone (an address changed, a NAT forgot the mapping). Signaling
-    /// should restart ICE; reported again only after packets flowed in between.
-    Stalled,
+    /// Packets arrive from the peer on a connected call. Reported by the driver
+    /// ([`run_media`](crate::run_media)), at most every 250 ms, so that the call's policy can
+    /// tell a stalled path (nothing arrives) without hearing of every packet.
+    Received,
     /// The peer closed the DTLS session, or the session failed: the call's media is over.
     Closed,
 }

@@ -11,13 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestNode, User, befriend, within};
-use peerline_client::media::lossy::Impairment;
-use peerline_client::media::tone::{ToneCriteria, ToneReport, analyze_tone};
-use peerline_client::media::{
-    AudioError, AudioSink, CandidateType, Frame, SAMPLE_RATE, ToneSource,
-};
+use peerline_call::media::lossy::Impairment;
+use peerline_call::media::tone::{ToneCriteria, ToneReport, analyze_tone};
+use peerline_call::media::{AudioError, AudioSink, CandidateType, Frame, SAMPLE_RATE, ToneSource};
+use peerline_call::{CallEnd, CallOptions, CallSummary, IncomingCall};
 use peerline_client::wire::{CallEndReason, Event};
-use peerline_client::{CallEnd, CallOptions, CallSummary, IncomingCall};
 
 /// A sink the test can read after the call moved it into the media task.
 #[derive(Clone, Default)]
@@ -52,7 +50,7 @@ async fn call(
         let options = options.clone();
         let client = &mut alice.client;
         async move {
-            peerline_client::place_call(
+            peerline_call::place_call(
                 client,
                 "bob",
                 ToneSource::new(440.0),
@@ -72,8 +70,8 @@ async fn call(
             let event = bob.expect("the call", |e| matches!(e, Event::CallIncoming { .. })).await;
             let incoming = IncomingCall::from_event(&event).unwrap();
             assert_eq!(incoming.from, "alice");
-            peerline_client::call::ring(&bob.client, &incoming).await.unwrap();
-            peerline_client::answer_call(
+            peerline_call::ring(&bob.client, &incoming).await.unwrap();
+            peerline_call::answer_call(
                 &mut bob.client,
                 incoming,
                 ToneSource::new(660.0),

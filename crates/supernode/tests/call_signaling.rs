@@ -20,8 +20,9 @@ use std::time::Duration;
 use common::{TestNode, User, befriend, within};
 use ed25519_dalek::{Signer, SigningKey};
 use futures_util::{SinkExt, StreamExt};
-use peerline_client::media::{ToneSource, sdp_dtls_fingerprint};
-use peerline_client::{CallEnd, CallError, CallOptions, CallSummary, Client, IncomingCall};
+use peerline_call::media::{ToneSource, sdp_dtls_fingerprint};
+use peerline_call::{CallEnd, CallError, CallOptions, CallSummary, IncomingCall};
+use peerline_client::Client;
 use peerline_wire::{
     CallEndReason, ErrorCode, Event, Presence, Reply, Request, SdpRole, ServerFrame, WS_PATH,
     call_signature_payload, decode_server_frame, encode,
@@ -510,11 +511,11 @@ async fn intercepted_call(tamper: Tamper, pin_first: bool) -> Intercepted {
     let bob_device = device_id(&alice, "bob", &bob_key).await;
     if pin_first {
         let check = alice.client.home().check_peer_key("bob", bob_device, &bob_key).unwrap();
-        assert_eq!(check, peerline_client::peer_keys::KeyCheck::NewlyPinned);
+        assert_eq!(check, peerline_call::KeyCheck::NewlyPinned);
     }
 
     let mut alice_progress = |_| {};
-    let caller = peerline_client::place_call(
+    let caller = peerline_call::place_call(
         &mut alice.client,
         "bob",
         ToneSource::new(440.0),
@@ -526,8 +527,8 @@ async fn intercepted_call(tamper: Tamper, pin_first: bool) -> Intercepted {
     let callee = async {
         let event = bob.expect("the call", |e| matches!(e, Event::CallIncoming { .. })).await;
         let incoming = IncomingCall::from_event(&event).unwrap();
-        peerline_client::call::ring(&bob.client, &incoming).await.unwrap();
-        peerline_client::answer_call(
+        peerline_call::ring(&bob.client, &incoming).await.unwrap();
+        peerline_call::answer_call(
             &mut bob.client,
             incoming,
             ToneSource::new(660.0),

@@ -18,8 +18,6 @@ use rand::RngCore;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
-use crate::call::CallError;
-use crate::client::Client;
 use crate::relay::{RelaySocket, RelayTransport, TurnServer};
 
 /// How long to wait for the STUN responder's answer, per try.
@@ -34,6 +32,56 @@ const RELAY_STRAGGLERS: Duration = Duration::from_millis(500);
 
 /// At most this many relay URLs are tried per call.
 const MAX_RELAYS: usize = 4;
+
+/// Why gathering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    /// A socket or a name lookup failed.
+    #[error("network error while gathering candidates: {0}")]
+    Io(#[from] std::io::Error),
+    /// No TURN relay could be used (an error only with `relay_only`).
+    #[error("no TURN relay: {0}")]
+    NoRelay(String),
+}
+
+/// Short-lived credentials for the supernode's TURN relays (coturn REST scheme).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnCredentials {
+    /// `EXPIRY:USERNAME`.
+    pub username: String,
+    /// The HMAC password; never logged.
+    pub password: String,
+    /// Seconds they stay valid.
+    pub ttl_secs: u64,
+    /// `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+}
+
+impl std::fmt::Debug for TurnCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ttl_secs", &self.ttl_secs)
+            .field("urls", &self.urls)
+            .finish()
+    }
+}
+
+/// The servers a call gathers against, as the supernode connection knows them.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// The supernode's host (name or IP literal) and port: the interface that reaches it
+    /// carries the host candidate, and its STUN responder answers on the same host.
+    pub supernode: (String, u16),
+    /// The UDP port of the supernode's STUN responder, if it runs one.
+    pub stun_port: Option<u16>,
+    /// TURN credentials and relay URLs, or why there are none.
+    pub turn: Result<TurnCredentials, String>,
+    /// TLS settings for `turns:` relays (`None`: nothing to verify them against, so they are
+    /// skipped).
+    pub relay_tls: Option<Arc<rustls::ClientConfig>>,
+}
 
 /// A socket a call sends and receives on.
 #[derive(Debug)]
@@ -127,10 +175,10 @@ impl Gathered {
 
 /// Gathers the call's candidates: host and server-reflexive (unless `relay_only`) and relayed
 /// ones, concurrently.
-pub async fn gather(client: &Client, relay_only: bool) -> Result<Gathered, CallError> {
+pub async fn gather(servers: &Servers, relay_only: bool) -> Result<Gathered, GatherError> {
     let direct =
-        async { if relay_only { Ok(None) } else { gather_direct(client).await.map(Some) } };
-    let (direct, relays) = tokio::join!(direct, gather_relays(client));
+        async { if relay_only { Ok(None) } else { gather_direct(servers).await.map(Some) } };
+    let (direct, relays) = tokio::join!(direct, gather_relays(servers));
     let mut gathered = Gathered::default();
     if let Some((socket, candidates)) = direct? {
         gathered.sockets.push(CallSocket::Udp(socket));
@@ -159,7 +207,7 @@ pub async fn gather(client: &Client, relay_only: bool) -> Result<Gathered, CallE
         gathered.sockets.push(CallSocket::Relay(relay));
     }
     if relay_only && gathered.relays.is_empty() {
-        return Err(CallError::NoRelay(
+        return Err(GatherError::NoRelay(
             "relay_only is set but the supernode offered no TURN relay".to_owned(),
         ));
     }
@@ -168,10 +216,9 @@ pub async fn gather(client: &Client, relay_only: bool) -> Result<Gathered, CallE
 
 /// Binds the host candidate's socket and asks the supernode's STUN responder for the
 /// server-reflexive address.
-async fn gather_direct(client: &Client) -> Result<(UdpSocket, Vec<LocalCandidate>), CallError> {
-    let (host, port) = client
-        .supernode_host_port()
-        .ok_or_else(|| CallError::Io(std::io::Error::other("the supernode URL has no host")))?;
+async fn gather_direct(servers: &Servers) -> Result<(UdpSocket, Vec<LocalCandidate>), GatherError> {
+    let (host, port) = &servers.supernode;
+    let (host, port) = (host.clone(), *port);
     let server = tokio::net::lookup_host((host.as_str(), port))
         .await?
         .next()
@@ -188,7 +235,7 @@ async fn gather_direct(client: &Client) -> Result<(UdpSocket, Vec<LocalCandidate
     let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
     let base = socket.local_addr()?;
     let mut candidates = vec![LocalCandidate::Host(base)];
-    if let Some((_, stun_port)) = client.stun_server() {
+    if let Some(stun_port) = servers.stun_port {
         match stun_mapped_address(&socket, SocketAddr::new(server.ip(), stun_port)).await {
             Some(mapped) if mapped != base => {
                 candidates.push(LocalCandidate::ServerReflexive { addr: mapped, base });
@@ -202,8 +249,8 @@ async fn gather_direct(client: &Client) -> Result<(UdpSocket, Vec<LocalCandidate
 
 /// This side's public IP address now, from a STUN request on a fresh socket (`None` when the
 /// STUN responder does not answer).
-pub async fn public_ip(client: &Client) -> Option<IpAddr> {
-    let (_, candidates) = gather_direct(client).await.ok()?;
+pub async fn public_ip(servers: &Servers) -> Option<IpAddr> {
+    let (_, candidates) = gather_direct(servers).await.ok()?;
     public_ip_of(&candidates)
 }
 
@@ -223,12 +270,12 @@ pub fn public_ip_of(candidates: &[LocalCandidate]) -> Option<IpAddr> {
 }
 
 /// Allocates on every relay the supernode offers, at once; keeps what answered in time.
-async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
-    let credentials = client.turn_credentials().await?;
+async fn gather_relays(servers: &Servers) -> Result<Vec<RelaySocket>, GatherError> {
+    let credentials = servers.turn.as_ref().map_err(|e| GatherError::NoRelay(e.clone()))?;
     if credentials.urls.is_empty() {
         return Ok(Vec::new());
     }
-    let mut servers: Vec<TurnServer> = credentials
+    let mut turn_servers: Vec<TurnServer> = credentials
         .urls
         .iter()
         .take(MAX_RELAYS)
@@ -240,16 +287,12 @@ async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
             }
         })
         .collect();
-    let tls = if servers.iter().any(|s| s.transport == RelayTransport::Tls) {
-        client.relay_tls_config()?
-    } else {
-        None
-    };
+    let tls = servers.relay_tls.clone();
     if tls.is_none() {
-        servers.retain(|s| s.transport != RelayTransport::Tls);
+        turn_servers.retain(|s| s.transport != RelayTransport::Tls);
     }
     let mut pending: FuturesUnordered<_> =
-        servers
+        turn_servers
             .iter()
             .map(|server| {
                 let tls = tls.clone();
@@ -283,7 +326,7 @@ async fn gather_relays(client: &Client) -> Result<Vec<RelaySocket>, CallError> {
         } else {
             errors.join("; ")
         };
-        return Err(CallError::NoRelay(why));
+        return Err(GatherError::NoRelay(why));
     }
     Ok(relays)
 }
