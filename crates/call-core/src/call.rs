@@ -94,14 +94,14 @@ impl Call {
             now,
         );
         call.restart.set_public_ip(dial.public_ip);
-        let setup = Setup::dial(&mut call_ops(&mut call), dial, now);
+        let setup = Setup::dial(&mut call_ops(&mut call), dial);
         call.setup = Some(setup);
         call
     }
 
     /// Answers an invite (the user or `--auto-answer` said yes; `started` is when it arrived):
     /// the first actions verify the caller.
-    pub fn answer(invite: Invite, config: CallConfig, started: Instant, now: Instant) -> Self {
+    pub fn answer(invite: Invite, config: CallConfig, started: Instant) -> Self {
         let mut call = Call::new(
             config,
             invite.call_id.clone(),
@@ -110,12 +110,17 @@ impl Call {
             Side::Callee,
             started,
         );
-        let (setup, next) = Setup::answer(&mut call_ops(&mut call), invite, now);
+        let (setup, next) = Setup::answer(&mut call_ops(&mut call), invite);
         call.setup = Some(setup);
         if let setup::Next::End(outcome) = next {
             call.end(outcome);
         }
         call
+    }
+
+    /// The timers and limits the call runs with.
+    pub fn config(&self) -> &CallConfig {
+        &self.config
     }
 
     /// The call's id.
@@ -221,7 +226,7 @@ impl Call {
                     sdp,
                     signature: fingerprint_signature,
                 };
-                self.with_setup(now, |setup, ops, now| setup.on_accepted(ops, claim, now));
+                self.with_setup(now, |setup, ops, _| setup.on_accepted(ops, claim));
             }
             Event::CallCandidate { call_id, candidate } if call_id == self.call_id => {
                 if let Some(setup) = &mut self.setup {
@@ -240,7 +245,7 @@ impl Call {
                     self.setup = None;
                     self.end(Ok(CallEnd::Remote(reason)));
                 } else {
-                    self.finish(CallEnd::Remote(reason), now);
+                    self.finish(CallEnd::Remote(reason));
                 }
             }
             _ => {}
@@ -285,17 +290,15 @@ impl Call {
     }
 
     /// The user hung up (or cancelled, or the call's duration is over).
-    pub fn hang_up(&mut self, now: Instant) {
+    pub fn hang_up(&mut self, _now: Instant) {
         if self.ended {
             return;
         }
-        if let Some(setup) = self.setup.take() {
-            let request = setup.hang_up_request(&self.call_id);
-            self.send(request, Purpose::Ignore);
-            self.end(Ok(CallEnd::HungUpHere));
+        if self.setup.is_some() {
+            self.abandon_setup(CallEnd::HungUpHere);
             return;
         }
-        self.finish(CallEnd::HungUpHere, now);
+        self.finish(CallEnd::HungUpHere);
     }
 
     /// The supernode connection closed. During setup the call fails with it; during the call
@@ -306,7 +309,8 @@ impl Call {
         }
         if self.setup.is_some() {
             self.setup = None;
-            let op = self.op(Purpose::Ignore);
+            // No operation failed: the driver reports the closed connection for this id.
+            let op = call_ops(self).failure();
             self.end(Err(Failure::Op(op)));
             return;
         }
@@ -323,12 +327,9 @@ impl Call {
         if self.ended {
             return;
         }
-        if let Some(setup) = &mut self.setup {
+        if let Some(setup) = &self.setup {
             if setup.ring_guard_expired(now) {
-                let request = setup.hang_up_request(&self.call_id);
-                self.setup = None;
-                self.send(request, Purpose::Ignore);
-                self.end(Ok(CallEnd::Remote(CallEndReason::NoAnswer)));
+                self.abandon_setup(CallEnd::Remote(CallEndReason::NoAnswer));
             }
             return;
         }
@@ -336,10 +337,7 @@ impl Call {
             Some(talk::Due::GiveUp(end)) => {
                 // This side gives up on the media: tell the supernode the call is over.
                 self.send_hangup();
-                self.abort_restart();
-                self.talk.media_stopping();
-                self.actions.push_back(Action::StopMedia);
-                self.decide(end);
+                self.finish(end);
             }
             Some(talk::Due::NoEndWord(media_end)) => {
                 self.send_hangup();
@@ -349,7 +347,7 @@ impl Call {
             Some(talk::Due::ResumeExpired) => {
                 // The call cannot be signaled any more (no hang-up, no restart): end it
                 // rather than leave a call nobody can end but this side.
-                self.finish(CallEnd::SupernodeLost, now);
+                self.finish(CallEnd::SupernodeLost);
             }
             Some(talk::Due::Resume) => self.resume_if_due(now),
             None => {}
@@ -405,7 +403,7 @@ impl Call {
 
     /// Ends an answered call for `end`: tells the supernode when this side ends it, stops the
     /// media and ends once it stopped.
-    fn finish(&mut self, end: CallEnd, _now: Instant) {
+    fn finish(&mut self, end: CallEnd) {
         if let Some(media_end) = self.talk.waiting_for_end_word() {
             // The media already ended; the supernode's word is what we waited for.
             let end =
@@ -426,10 +424,19 @@ impl Call {
         if self.talk.media_running() {
             self.talk.media_stopping();
             self.actions.push_back(Action::StopMedia);
-            self.decide(end);
+            self.talk.decide(end);
         } else {
             self.end(Ok(end));
         }
+    }
+
+    /// Gives up a call that is still being set up: cancels, hangs up or declines, as this
+    /// side's setup stands, and ends.
+    fn abandon_setup(&mut self, end: CallEnd) {
+        if let Some(setup) = self.setup.take() {
+            self.send(setup.hang_up_request(&self.call_id), Purpose::Ignore);
+        }
+        self.end(Ok(end));
     }
 
     /// Forgets the restart in progress; the results of its operations still in flight are
@@ -447,11 +454,6 @@ impl Call {
                 )
             )
         });
-    }
-
-    /// Records the end to report once the media stopped.
-    fn decide(&mut self, end: CallEnd) {
-        self.talk.decide(end);
     }
 
     fn send_hangup(&mut self) {
@@ -477,9 +479,8 @@ impl Call {
 
     fn resume_if_due(&mut self, now: Instant) {
         if self.talk.resume_due(now) && !self.ops.values().any(|p| *p == Purpose::Resume) {
-            self.talk.resume_started(now, &self.config);
-            let op = self.op(Purpose::Resume);
-            self.actions.push_back(Action::Run { op, step: Step::Resume });
+            self.talk.resume_started();
+            call_ops(self).run(Step::Resume, Purpose::Resume);
         }
     }
 
@@ -497,11 +498,11 @@ impl Call {
             OpResult::Refused(ErrorCode::NoSuchCall) => {
                 // The call ended while we were away.
                 self.talk.signaling_back();
-                self.finish(CallEnd::Remote(CallEndReason::PeerGone), now);
+                self.finish(CallEnd::Remote(CallEndReason::PeerGone));
             }
             _ => {
                 if !self.talk.resume_failed(now, &self.config) {
-                    self.finish(CallEnd::SupernodeLost, now);
+                    self.finish(CallEnd::SupernodeLost);
                 }
             }
         }
@@ -529,20 +530,11 @@ impl Call {
     }
 
     fn progress(&mut self, progress: Progress) {
-        self.actions.push_back(Action::Progress(progress));
+        call_ops(self).progress(progress);
     }
 
-    fn op(&mut self, purpose: Purpose) -> OpId {
-        let id = OpId(self.next_op);
-        self.next_op += 1;
-        self.ops.insert(id, purpose);
-        id
-    }
-
-    fn send(&mut self, request: Request, purpose: Purpose) -> OpId {
-        let op = self.op(purpose);
-        self.actions.push_back(Action::Send { op, request });
-        op
+    fn send(&mut self, request: Request, purpose: Purpose) {
+        call_ops(self).send(request, purpose);
     }
 
     fn end(&mut self, outcome: Outcome) {

@@ -35,6 +35,13 @@ impl Ops<'_> {
         op
     }
 
+    /// An id for a failure that has no operation of its own: nothing awaits a result for it.
+    pub(crate) fn failure(&mut self) -> OpId {
+        let id = OpId(*self.next_op);
+        *self.next_op += 1;
+        id
+    }
+
     pub(crate) fn run(&mut self, step: Step, purpose: Purpose) -> OpId {
         let op = self.op(purpose);
         self.actions.push_back(Action::Run { op, step });
@@ -45,10 +52,11 @@ impl Ops<'_> {
         self.actions.push_back(Action::Progress(progress));
     }
 
-    pub(crate) fn trickle(&mut self, lines: Vec<String>) {
+    /// Sends this side's candidates to the peer, each awaited for `purpose`.
+    pub(crate) fn trickle(&mut self, lines: Vec<String>, purpose: Purpose) {
         for candidate in lines {
             let request = Request::CallCandidate { call_id: self.call_id.to_owned(), candidate };
-            self.send(request, Purpose::Ignore);
+            self.send(request, purpose.clone());
         }
     }
 }

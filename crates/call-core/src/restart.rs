@@ -230,11 +230,7 @@ impl Restart {
             }
             (Wait::Regather, OpResult::Gathered { lines, .. }) => {
                 if self.plan == Some(Plan::Candidates) {
-                    for candidate in lines {
-                        let call_id = ops.call_id.to_owned();
-                        let request = Request::CallCandidate { call_id, candidate };
-                        ops.send(request, Purpose::Restart(Wait::Sent));
-                    }
+                    ops.trickle(lines, Purpose::Restart(Wait::Sent));
                 }
                 self.proceed(ops, now)
             }

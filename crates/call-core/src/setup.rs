@@ -76,7 +76,7 @@ enum Side {
 
 impl Setup {
     /// Sends the invite.
-    pub(crate) fn dial(ops: &mut Ops<'_>, dial: Dial, _now: Instant) -> Self {
+    pub(crate) fn dial(ops: &mut Ops<'_>, dial: Dial) -> Self {
         let invite = Request::CallInvite {
             call_id: dial.call_id,
             to: dial.to,
@@ -96,7 +96,7 @@ impl Setup {
 
     /// Checks the caller's claim; declines at once when its signature is bad (then the
     /// returned [`Next`] ends the call).
-    pub(crate) fn answer(ops: &mut Ops<'_>, invite: Invite, _now: Instant) -> (Self, Next) {
+    pub(crate) fn answer(ops: &mut Ops<'_>, invite: Invite) -> (Self, Next) {
         let mut setup = Setup {
             side: Side::Callee,
             candidates: Vec::new(),
@@ -123,10 +123,10 @@ impl Setup {
     /// the caller (a hang-up once the callee accepted), a decline from the callee.
     pub(crate) fn hang_up_request(&self, call_id: &str) -> Request {
         let call_id = call_id.to_owned();
-        match (self.side, &self.claim, self.key) {
-            (Side::Caller, None, None) => Request::CallCancel { call_id },
-            (Side::Caller, _, _) => Request::CallHangup { call_id },
-            (Side::Callee, _, _) => Request::CallDecline { call_id, busy: false },
+        match (self.side, &self.claim) {
+            (Side::Caller, None) => Request::CallCancel { call_id },
+            (Side::Caller, Some(_)) => Request::CallHangup { call_id },
+            (Side::Callee, _) => Request::CallDecline { call_id, busy: false },
         }
     }
 
@@ -139,12 +139,7 @@ impl Setup {
     }
 
     /// Caller: a callee device accepted.
-    pub(crate) fn on_accepted(
-        &mut self,
-        ops: &mut Ops<'_>,
-        claim: PeerClaim,
-        _now: Instant,
-    ) -> Next {
+    pub(crate) fn on_accepted(&mut self, ops: &mut Ops<'_>, claim: PeerClaim) -> Next {
         if self.side != Side::Caller || self.claim.is_some() || self.ring_guard.is_none() {
             return Next::Wait;
         }
@@ -154,25 +149,22 @@ impl Setup {
 
     /// Checks the signature (here, pure), then asks the driver for the key check.
     fn check_claim(&mut self, ops: &mut Ops<'_>, claim: PeerClaim, role: SdpRole) -> Next {
-        if !signature_ok(&claim, ops.call_id, role, ops.me) {
-            let failure =
-                Failure::BadSignature { peer: claim.peer.clone(), device_id: claim.device_id };
+        let signed = signature_ok(&claim, ops.call_id, role, ops.me);
+        let failure =
+            Failure::BadSignature { peer: claim.peer.clone(), device_id: claim.device_id };
+        // Held from here on, so that giving up is a hang-up (caller) or a decline (callee).
+        let claim = self.claim.insert(claim);
+        if !signed {
             self.give_up(ops);
             return Next::End(Err(failure));
         }
         ops.run(Step::CheckKey(claim.clone()), Purpose::Setup(Wait::Key));
-        self.claim = Some(claim);
         Next::Wait
     }
 
-    /// Tells the supernode this side gives up (hang-up or decline).
-    fn give_up(&mut self, ops: &mut Ops<'_>) {
-        let call_id = ops.call_id.to_owned();
-        let request = match self.side {
-            Side::Caller => Request::CallHangup { call_id },
-            Side::Callee => Request::CallDecline { call_id, busy: false },
-        };
-        ops.send(request, Purpose::Ignore);
+    /// Tells the supernode this side gives up on the call.
+    fn give_up(&self, ops: &mut Ops<'_>) {
+        ops.send(self.hang_up_request(ops.call_id), Purpose::Ignore);
     }
 
     /// The result of a setup step.
@@ -188,7 +180,7 @@ impl Setup {
             (Wait::Invite, OpResult::Reply(Reply::CallPlaced { ringing_devices, .. })) => {
                 let call_id = ops.call_id.to_owned();
                 ops.progress(Progress::Dialing { call_id, devices: ringing_devices });
-                ops.trickle(std::mem::take(&mut self.candidates));
+                ops.trickle(std::mem::take(&mut self.candidates), Purpose::Ignore);
                 self.ring_guard = Some(now + ops.config.ring_guard);
                 Next::Wait
             }
@@ -240,7 +232,7 @@ impl Setup {
                 Next::End(Ok(CallEnd::Remote(CallEndReason::AnsweredElsewhere)))
             }
             (Wait::Gather, OpResult::Gathered { lines, public_ip }) => {
-                ops.trickle(lines);
+                ops.trickle(lines, Purpose::Ignore);
                 Next::Talk {
                     remote_candidates: std::mem::take(&mut self.early_candidates),
                     public_ip,

@@ -148,7 +148,7 @@ impl Talk {
         matches!(self.signaling, Signaling::Reconnecting { next_try: Some(at), .. } if now >= at)
     }
 
-    pub(crate) fn resume_started(&mut self, _now: Instant, _config: &CallConfig) {
+    pub(crate) fn resume_started(&mut self) {
         if let Signaling::Reconnecting { next_try, .. } = &mut self.signaling {
             *next_try = None;
         }
@@ -181,22 +181,19 @@ impl Talk {
     }
 
     pub(crate) fn poll_timeout(&self, config: &CallConfig) -> Option<Instant> {
-        let mut at: Vec<Instant> = Vec::with_capacity(4);
-        if let Some((deadline, _)) = self.end_word {
-            at.push(deadline);
-        }
-        if self.media == Media::Running && self.decided.is_none() {
-            if !self.connected {
-                at.extend(self.media_started.map(|t| t + config.connect_timeout));
-            }
-            at.extend(self.lost_since.map(|t| t + config.lost_path_timeout));
-            at.extend(self.stall_at(config));
-        }
+        let media = (self.media == Media::Running && self.decided.is_none()).then(|| {
+            let connect =
+                self.media_started.filter(|_| !self.connected).map(|t| t + config.connect_timeout);
+            let lost = self.lost_since.map(|t| t + config.lost_path_timeout);
+            [connect, lost, self.stall_at(config)]
+        });
         // While an attempt runs (`next_try` is `None`) its result, not a timer, moves on.
-        if let Signaling::Reconnecting { give_up, next_try: Some(t) } = self.signaling {
-            at.push(t.min(give_up));
-        }
-        at.into_iter().min()
+        let resume = match self.signaling {
+            Signaling::Reconnecting { give_up, next_try: Some(t) } => Some(t.min(give_up)),
+            _ => None,
+        };
+        let end_word = self.end_word.map(|(deadline, _)| deadline);
+        media.into_iter().flatten().chain([resume, end_word]).flatten().min()
     }
 
     pub(crate) fn on_timeout(&mut self, now: Instant, config: &CallConfig) -> Option<Due> {

@@ -151,13 +151,7 @@ where
                         let _ = candidates.try_send(line);
                     }
                 }
-                Action::StopMedia => {
-                    if let MediaSlot::Running { stop, .. } = &mut self.media
-                        && let Some(stop) = stop.take()
-                    {
-                        let _ = stop.send(());
-                    }
-                }
+                Action::StopMedia => self.stop_media(),
                 Action::Progress(p) => {
                     progress(p.map_path(|selected| self.gathered.path(selected)))
                 }
@@ -169,14 +163,11 @@ where
 
     /// Sends a request for the core, bounded by its step time.
     async fn request(&mut self, op: OpId, request: peerline_wire::Request) -> OpResult {
-        let limit = self.options.policy().step_timeout;
+        let limit = self.call.config().step_timeout;
         match tokio::time::timeout(limit, self.client.request(request)).await {
             Ok(Ok(reply)) => OpResult::Reply(reply),
             Ok(Err(e)) => {
-                let result = match e.code() {
-                    Some(code) => OpResult::Refused(code),
-                    None => OpResult::Broken,
-                };
+                let result = refusal(&e);
                 debug!(error = %e, "request failed");
                 self.errors.insert(op, e.into());
                 result
@@ -236,14 +227,21 @@ where
         };
     }
 
+    /// Asks the running media to stop (once).
+    fn stop_media(&mut self) {
+        if let MediaSlot::Running { stop, .. } = &mut self.media
+            && let Some(stop) = stop.take()
+        {
+            let _ = stop.send(());
+        }
+    }
+
     /// Builds the summary, or the error, of the call's end.
     async fn finish(mut self, outcome: Outcome) -> Result<CallSummary, CallError> {
         if let Some(task) = self.task.take() {
             // The core ends with the media still running only when the media is moot (an
             // error): stop it and keep its counters.
-            if let MediaSlot::Running { stop: Some(stop), .. } = &mut self.media {
-                let _ = std::mem::replace(stop, oneshot::channel().0).send(());
-            }
+            self.stop_media();
             match tokio::time::timeout(MEDIA_STOP, task).await {
                 Ok(Ok(Ok(stats))) => self.stats = Some(stats),
                 other => debug!(?other, "the media did not stop cleanly"),
@@ -267,6 +265,15 @@ where
             end,
             media: self.stats,
         })
+    }
+}
+
+/// What a failed request means to the core: the supernode's refusal, or a broken connection
+/// when no answer came.
+pub(crate) fn refusal(error: &ClientError) -> OpResult {
+    match error.code() {
+        Some(code) => OpResult::Refused(code),
+        None => OpResult::Broken,
     }
 }
 

@@ -295,7 +295,7 @@ where
             signature: call.fingerprint_signature,
         },
     };
-    let core = Call::answer(invite, options.policy(), call.received_at, now());
+    let core = Call::answer(invite, options.policy(), call.received_at);
     let gathered = Default::default();
     let driver = Driver::new(client, core, media, gathered, source, sink, options, key, me);
     Box::pin(driver.run(stop, progress)).await

@@ -13,25 +13,27 @@ use peerline_wire::{Reply, Request, SdpRole};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::driver::{Driver, MediaSlot};
+use crate::driver::{Driver, MediaSlot, refusal};
 use crate::{CallError, sign};
 
 /// The servers a call gathers against, from the supernode connection. With `turn`, asks the
 /// supernode for fresh TURN credentials (an error is kept: without `relay_only` a call goes on
-/// without relays).
+/// without relays) and builds the TLS settings for `turns:` relays; a STUN probe of the public
+/// address needs neither.
 pub(crate) async fn servers(client: &Client, turn: bool) -> Result<Servers, CallError> {
     let supernode = client
         .supernode_host_port()
         .ok_or_else(|| CallError::Io(std::io::Error::other("the supernode URL has no host")))?;
-    let turn = if turn {
-        turn_credentials(client).await.map_err(|e| e.to_string())
+    let (turn, relay_tls) = if turn {
+        let credentials = turn_credentials(client).await.map_err(|e| e.to_string());
+        let tls = client.relay_tls_config().unwrap_or_else(|e| {
+            warn!(error = %e, "no TLS settings for turns: relays");
+            None
+        });
+        (credentials, tls)
     } else {
-        Err("not asked for".to_owned())
+        (Err("not asked for".to_owned()), None)
     };
-    let relay_tls = client.relay_tls_config().unwrap_or_else(|e| {
-        warn!(error = %e, "no TLS settings for turns: relays");
-        None
-    });
     Ok(Servers {
         supernode,
         stun_port: client.stun_server().map(|(_, port)| port),
@@ -58,7 +60,7 @@ where
 {
     /// Carries out one step, bounded in time.
     pub(crate) async fn step(&mut self, op: OpId, step: Step) -> OpResult {
-        let policy = self.options.policy();
+        let policy = self.call.config();
         let (limit, on_timeout) = match step {
             Step::Resume => (policy.resume_try, OpResult::Broken),
             _ => (policy.step_timeout, OpResult::Failed),
@@ -67,10 +69,7 @@ where
             Ok(Ok(result)) => result,
             Ok(Err(e)) => {
                 let result = match &e {
-                    CallError::Client(e) => match e.code() {
-                        Some(code) => OpResult::Refused(code),
-                        None => OpResult::Broken,
-                    },
+                    CallError::Client(e) => refusal(e),
                     _ => OpResult::Failed,
                 };
                 self.errors.insert(op, e);

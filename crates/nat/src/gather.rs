@@ -217,9 +217,8 @@ pub async fn gather(servers: &Servers, relay_only: bool) -> Result<Gathered, Gat
 /// Binds the host candidate's socket and asks the supernode's STUN responder for the
 /// server-reflexive address.
 async fn gather_direct(servers: &Servers) -> Result<(UdpSocket, Vec<LocalCandidate>), GatherError> {
-    let (host, port) = &servers.supernode;
-    let (host, port) = (host.clone(), *port);
-    let server = tokio::net::lookup_host((host.as_str(), port))
+    let (host, port) = (servers.supernode.0.as_str(), servers.supernode.1);
+    let server = tokio::net::lookup_host((host, port))
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;

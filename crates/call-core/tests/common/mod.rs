@@ -95,7 +95,7 @@ impl World {
     pub fn callee_with(config: CallConfig, caller: PeerClaim) -> Self {
         let t0 = Instant::now();
         let invite = Invite { call_id: CALL_ID.into(), me: ME.into(), caller };
-        Self::new(Call::answer(invite, config, t0, t0), t0)
+        Self::new(Call::answer(invite, config, t0), t0)
     }
 
     fn new(call: Call, t0: Instant) -> Self {
