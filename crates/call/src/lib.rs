@@ -20,6 +20,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod driver;
+pub mod live;
 pub mod steps;
 
 use std::future::Future;
@@ -40,6 +41,7 @@ pub use peerline_media as media;
 pub use peerline_nat::{CallPath, RelayInfo};
 
 use crate::driver::Driver;
+use crate::live::Live;
 
 /// Progress of a call, reported as it happens, with the path as the user sees it.
 pub type CallProgress = peerline_call_core::Progress<CallPath>;
@@ -261,7 +263,8 @@ where
         public_ip: public_ip_of(&gathered.candidates),
     };
     let call = Call::dial(dial, options.policy(), dialed);
-    let driver = Driver::new(client, call, media, gathered, source, sink, options, key, me);
+    let io = Live::new(client, media, gathered, source, sink, options, key, me);
+    let driver = Driver::new(call, io);
     Box::pin(driver.run(stop, progress)).await
 }
 
@@ -297,7 +300,8 @@ where
     };
     let core = Call::answer(invite, options.policy(), call.received_at);
     let gathered = Default::default();
-    let driver = Driver::new(client, core, media, gathered, source, sink, options, key, me);
+    let io = Live::new(client, media, gathered, source, sink, options, key, me);
+    let driver = Driver::new(core, io);
     Box::pin(driver.run(stop, progress)).await
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use peerline_call_core::{OpId, OpResult, PeerClaim, Step};
+use peerline_call_core::{Call, OpId, OpResult, PeerClaim, Step};
 use peerline_client::{Client, ClientError};
 use peerline_media::{AudioSink, AudioSource, Control, MediaError};
 use peerline_nat::{CallSocket, Servers, TurnCredentials, gather, public_ip, public_ip_of};
@@ -13,7 +13,7 @@ use peerline_wire::{Reply, Request, SdpRole};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::driver::{Driver, MediaSlot, refusal};
+use crate::live::{Live, MediaSlot, refusal};
 use crate::{CallError, sign};
 
 /// The servers a call gathers against, from the supernode connection. With `turn`, asks the
@@ -53,19 +53,19 @@ async fn turn_credentials(client: &Client) -> Result<TurnCredentials, ClientErro
     }
 }
 
-impl<Src, Snk> Driver<'_, Src, Snk>
+impl<Src, Snk> Live<'_, Src, Snk>
 where
     Src: AudioSource + 'static,
     Snk: AudioSink + 'static,
 {
     /// Carries out one step, bounded in time.
-    pub(crate) async fn step(&mut self, op: OpId, step: Step) -> OpResult {
-        let policy = self.call.config();
+    pub(crate) async fn run_step(&mut self, op: OpId, step: Step, call: &Call) -> OpResult {
+        let policy = call.config();
         let (limit, on_timeout) = match step {
             Step::Resume => (policy.resume_try, OpResult::Broken),
             _ => (policy.step_timeout, OpResult::Failed),
         };
-        match tokio::time::timeout(limit, self.step_inner(step)).await {
+        match tokio::time::timeout(limit, self.step_inner(step, call)).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => {
                 let result = match &e {
@@ -83,7 +83,7 @@ where
         }
     }
 
-    async fn step_inner(&mut self, step: Step) -> Result<OpResult, CallError> {
+    async fn step_inner(&mut self, step: Step, call: &Call) -> Result<OpResult, CallError> {
         match step {
             Step::CheckKey(claim) => self.check_key(&claim),
             Step::AcceptAnswer(sdp) => {
@@ -94,8 +94,8 @@ where
                 let media = self.idle_media()?;
                 let answer = media.accept_offer(&sdp)?;
                 let fingerprint = media.local_dtls_fingerprint().to_owned();
-                let call_id = self.call.call_id().to_owned();
-                let peer = self.call.peer().to_owned();
+                let call_id = call.call_id().to_owned();
+                let peer = call.peer().to_owned();
                 let signature =
                     sign(&self.key, &call_id, SdpRole::Answer, &self.me, &peer, &fingerprint);
                 Ok(OpResult::Signed { sdp: answer, signature })
@@ -140,7 +140,7 @@ where
             }
             Step::Resume => {
                 self.client.reconnect().await?;
-                let call_id = self.call.call_id().to_owned();
+                let call_id = call.call_id().to_owned();
                 self.client.done(Request::CallResume { call_id }).await?;
                 info!("back on the supernode; the call goes on");
                 Ok(OpResult::Done)
