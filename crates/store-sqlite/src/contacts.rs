@@ -1,23 +1,29 @@
 //! Contact lists: one row per (owner, peer), each side of a pair written together.
 
-use peerline_store::{ContactEntry, ContactRow, ContactSide, StoreResult, TimestampMs, UserId};
+use peerline_store::{
+    ContactEntry, ContactLink, ContactRow, ContactSide, ContactStates, ContactVersion, StoreResult,
+    TimestampMs, UserId,
+};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::decode::{self, column, failed};
 
 /// Both rows of the pair, `(a about b, b about a)`, read in one statement (one snapshot).
-pub(crate) async fn pair(
-    pool: &SqlitePool,
+pub(crate) async fn pair<'e, E>(
+    executor: E,
     a: UserId,
     b: UserId,
-) -> StoreResult<(Option<ContactRow>, Option<ContactRow>)> {
+) -> StoreResult<(Option<ContactRow>, Option<ContactRow>)>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
     let rows = sqlx::query(
-        "SELECT owner, peer, state, message, updated_at FROM contacts
+        "SELECT owner, peer, state, message, updated_at, version FROM contacts
          WHERE (owner = ?1 AND peer = ?2) OR (owner = ?2 AND peer = ?1)",
     )
     .bind(a)
     .bind(b)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await
     .map_err(failed("reading contact pair"))?;
     let (mut a_row, mut b_row) = (None, None);
@@ -28,6 +34,7 @@ pub(crate) async fn pair(
             state: decode::contact_state(row)?,
             message: column(row, "contacts", "message")?,
             updated_at: column(row, "contacts", "updated_at")?,
+            version: column(row, "contacts", "version")?,
         };
         if contact.owner == a && contact.peer == b {
             a_row = Some(contact.clone());
@@ -46,22 +53,25 @@ async fn write_side(
     peer: UserId,
     side: ContactSide,
     now: TimestampMs,
+    version: ContactVersion,
 ) -> StoreResult<()> {
     match side {
         Some((state, message)) => {
             sqlx::query(
-                "INSERT INTO contacts (owner, peer, state, message, updated_at)
-                 VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO contacts (owner, peer, state, message, updated_at, version)
+                 VALUES (?, ?, ?, ?, ?, ?)
                  ON CONFLICT (owner, peer) DO UPDATE SET
                      state = excluded.state,
                      message = excluded.message,
-                     updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at,
+                     version = excluded.version",
             )
             .bind(owner)
             .bind(peer)
             .bind(state.as_str())
             .bind(message)
             .bind(now)
+            .bind(version)
             .execute(&mut **tx)
             .await
             .map_err(failed("writing contact"))?;
@@ -78,19 +88,36 @@ async fn write_side(
     Ok(())
 }
 
-/// Writes both sides of the pair in one transaction.
+/// Writes both sides of the pair in one transaction, if they are in the `expected` states (any
+/// states without `expected`); returns the change's version, or `None` if a row changed.
+///
+/// The writer pool has one connection, so the read, the comparison and the write run with no
+/// other write in between.
 pub(crate) async fn write_pair(
     pool: &SqlitePool,
     a: UserId,
     b: UserId,
-    a_side: ContactSide,
-    b_side: ContactSide,
+    expected: Option<ContactStates>,
+    (a_side, b_side): (ContactSide, ContactSide),
     now: TimestampMs,
-) -> StoreResult<()> {
+) -> StoreResult<Option<ContactVersion>> {
     let mut tx = pool.begin().await.map_err(failed("writing contact pair"))?;
-    write_side(&mut tx, a, b, a_side, now).await?;
-    write_side(&mut tx, b, a, b_side, now).await?;
-    tx.commit().await.map_err(failed("writing contact pair"))
+    if let Some(expected) = expected {
+        let (a_row, b_row) = pair(&mut *tx, a, b).await?;
+        let state = |row: &Option<ContactRow>| row.as_ref().map(|r| r.state);
+        if (state(&a_row), state(&b_row)) != expected {
+            return Ok(None);
+        }
+    }
+    let version: ContactVersion =
+        sqlx::query_scalar("UPDATE contact_version SET value = value + 1 RETURNING value")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed("numbering a contact change"))?;
+    write_side(&mut tx, a, b, a_side, now, version).await?;
+    write_side(&mut tx, b, a, b_side, now, version).await?;
+    tx.commit().await.map_err(failed("writing contact pair"))?;
+    Ok(Some(version))
 }
 
 /// The owner's list, joined with each peer's names, ordered by username.
@@ -118,16 +145,28 @@ pub(crate) async fn list(pool: &SqlitePool, owner: UserId) -> StoreResult<Vec<Co
         .collect()
 }
 
-/// Peers with an accepted row on both sides, by id.
-pub(crate) async fn mutual(pool: &SqlitePool, owner: UserId) -> StoreResult<Vec<UserId>> {
-    sqlx::query_scalar(
-        "SELECT mine.peer FROM contacts mine
-         JOIN contacts theirs ON theirs.owner = mine.peer AND theirs.peer = mine.owner
-         WHERE mine.owner = ? AND mine.state = 'accepted' AND theirs.state = 'accepted'
-         ORDER BY mine.peer",
+/// Every peer with a row about or from the owner: mutual or not, and the newest version.
+pub(crate) async fn links(pool: &SqlitePool, owner: UserId) -> StoreResult<Vec<ContactLink>> {
+    let rows = sqlx::query(
+        "SELECT peer, MAX(version) AS version,
+                SUM(state = 'accepted') = 2 AS mutual
+         FROM (SELECT peer, state, version FROM contacts WHERE owner = ?1
+               UNION ALL
+               SELECT owner AS peer, state, version FROM contacts WHERE peer = ?1)
+         GROUP BY peer
+         ORDER BY peer",
     )
     .bind(owner)
     .fetch_all(pool)
     .await
-    .map_err(failed("listing mutual contacts"))
+    .map_err(failed("listing contact links"))?;
+    rows.iter()
+        .map(|row| {
+            Ok(ContactLink {
+                peer: column(row, "contacts", "peer")?,
+                mutual: column(row, "contacts", "mutual")?,
+                version: column(row, "contacts", "version")?,
+            })
+        })
+        .collect()
 }

@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use peerline_store::{
-    Account, ContactEntry, ContactRow, ContactSide, Device, DeviceId, MessageId, NewAccount,
-    SessionRecord, Status, Store, StoreError, StoreResult, StoredMessage, StoredMissedCall,
-    TimestampMs, UserHit, UserId,
+    Account, ContactEntry, ContactLink, ContactRow, ContactSide, ContactStates, ContactVersion,
+    Device, DeviceId, MessageId, NewAccount, SessionRecord, Status, Store, StoreError, StoreResult,
+    StoredMessage, StoredMissedCall, TimestampMs, UserHit, UserId,
 };
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -237,16 +237,29 @@ impl Store for SqliteStore {
         a_side: ContactSide,
         b_side: ContactSide,
         now: TimestampMs,
-    ) -> StoreResult<()> {
-        contacts::write_pair(&self.writer, a, b, a_side, b_side, now).await
+    ) -> StoreResult<ContactVersion> {
+        let written = contacts::write_pair(&self.writer, a, b, None, (a_side, b_side), now).await?;
+        written.ok_or_else(|| StoreError::Backend("an unconditional write was refused".into()))
+    }
+
+    async fn update_contact_pair(
+        &self,
+        a: UserId,
+        b: UserId,
+        expected: ContactStates,
+        a_side: ContactSide,
+        b_side: ContactSide,
+        now: TimestampMs,
+    ) -> StoreResult<Option<ContactVersion>> {
+        contacts::write_pair(&self.writer, a, b, Some(expected), (a_side, b_side), now).await
     }
 
     async fn contacts(&self, owner: UserId) -> StoreResult<Vec<ContactEntry>> {
         contacts::list(&self.reader, owner).await
     }
 
-    async fn mutual_contacts(&self, owner: UserId) -> StoreResult<Vec<UserId>> {
-        contacts::mutual(&self.reader, owner).await
+    async fn contact_links(&self, owner: UserId) -> StoreResult<Vec<ContactLink>> {
+        contacts::links(&self.reader, owner).await
     }
 
     async fn search(&self, query: &str, exclude: UserId, limit: u32) -> StoreResult<Vec<UserHit>> {

@@ -11,6 +11,7 @@ use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "missed calls", include_str!("../migrations/0002_missed_calls.sql")),
+    (3, "contact versions", include_str!("../migrations/0003_contact_versions.sql")),
 ];
 
 /// A migrator over `migrations` (a prefix of [`MIGRATIONS`]; tests use shorter ones to build
@@ -81,7 +82,7 @@ mod tests {
                 .fetch_all(&again.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2], "each migration recorded once");
+        assert_eq!(versions, [1, 2, 3], "each migration recorded once");
         again.close().await;
     }
 }

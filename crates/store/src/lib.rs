@@ -24,9 +24,21 @@ pub enum StoreError {
     /// `create_account` with a username that exists (compared case-insensitively).
     #[error("username already taken")]
     UsernameTaken,
-    /// The backend failed (I/O, corruption, connection lost). The write did not happen.
+    /// The backend failed (I/O, corruption, a broken schema). The write did not happen.
     #[error("storage backend failed: {0}")]
     Backend(String),
+    /// The backend is briefly unable to answer (connection lost or refused, pool exhausted,
+    /// lock or serialization conflict, server shutting down). The write did not happen; the
+    /// same call may succeed if retried after a short wait.
+    #[error("storage backend unavailable, try again: {0}")]
+    Retryable(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Retryable(_))
+    }
 }
 
 /// Result alias for storage calls.
@@ -90,6 +102,11 @@ pub struct SessionRecord {
     pub expires_at: TimestampMs,
 }
 
+/// The order of contact changes: every write of a pair takes a version larger than any version
+/// the store gave before (to any pair), so of two changes of one pair the later one has the
+/// larger version. Listeners that hear of changes out of order keep the newest.
+pub type ContactVersion = i64;
+
 /// One row of a user's contact list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactRow {
@@ -103,7 +120,25 @@ pub struct ContactRow {
     pub message: Option<String>,
     /// When the row was last written.
     pub updated_at: TimestampMs,
+    /// The version of the pair change that wrote the row.
+    pub version: ContactVersion,
 }
+
+/// What one user's rows say about a peer, for presence: whether the two are mutual contacts,
+/// as of which change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactLink {
+    /// The other user.
+    pub peer: UserId,
+    /// Both rows are `accepted`.
+    pub mutual: bool,
+    /// The version of the newest change of the pair.
+    pub version: ContactVersion,
+}
+
+/// The states a pair is expected to be in for a conditional write: `(a about b, b about a)`,
+/// `None` for a missing row.
+pub type ContactStates = (Option<ContactState>, Option<ContactState>);
 
 /// A contact list entry joined with the peer's names, for listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,7 +275,9 @@ pub trait Store: Send + Sync + 'static {
         a: UserId,
         b: UserId,
     ) -> StoreResult<(Option<ContactRow>, Option<ContactRow>)>;
-    /// Writes both rows of a pair in one transaction (`None` deletes that row).
+    /// Writes both rows of a pair in one transaction (`None` deletes that row), whatever they
+    /// were; returns the change's version. For imports and tests: request handlers use
+    /// [`Store::update_contact_pair`].
     async fn write_contact_pair(
         &self,
         a: UserId,
@@ -248,11 +285,25 @@ pub trait Store: Send + Sync + 'static {
         a_side: ContactSide,
         b_side: ContactSide,
         now: TimestampMs,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<ContactVersion>;
+    /// Compare-and-set of a pair: writes both rows in one transaction only if they are still in
+    /// the `expected` states, and returns the change's version; `None` (nothing written) if
+    /// either row changed since it was read. Concurrent calls on one pair, from any number of
+    /// processes, behave as if they ran one after the other.
+    async fn update_contact_pair(
+        &self,
+        a: UserId,
+        b: UserId,
+        expected: ContactStates,
+        a_side: ContactSide,
+        b_side: ContactSide,
+        now: TimestampMs,
+    ) -> StoreResult<Option<ContactVersion>>;
     /// The owner's whole contact list, ordered by username.
     async fn contacts(&self, owner: UserId) -> StoreResult<Vec<ContactEntry>>;
-    /// Ids of users with whom the owner has an accepted row on both sides.
-    async fn mutual_contacts(&self, owner: UserId) -> StoreResult<Vec<UserId>>;
+    /// For every user the owner has a row about, or who has a row about the owner: whether the
+    /// two are mutual contacts, and the version of the pair's newest change. Ordered by peer.
+    async fn contact_links(&self, owner: UserId) -> StoreResult<Vec<ContactLink>>;
 
     // ---- directory ----
 

@@ -5,7 +5,7 @@
 //! removal breaks the link, so a blocked user sees the blocker offline. `invisible` is sent as
 //! `offline`. Each user's effective presence is remembered so that a change is announced once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,21 @@ pub enum Output {
     },
 }
 
+/// The order of contact changes, from storage: of two changes of one pair, the later one has
+/// the larger version.
+pub type LinkVersion = i64;
+
+/// What storage says of a user and a peer: mutual contacts or not, as of which change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The other user.
+    pub peer: UserId,
+    /// Both rows are `accepted`: presence flows between the two.
+    pub mutual: bool,
+    /// The change this is as of.
+    pub version: LinkVersion,
+}
+
 /// What the driver knows about a user at login, from storage.
 #[derive(Debug, Clone)]
 pub struct OnlineLogin {
@@ -108,8 +123,9 @@ pub struct OnlineLogin {
     pub device_id: DeviceId,
     /// The stored status.
     pub status: Status,
-    /// Users with an accepted row on both sides.
-    pub mutual_contacts: Vec<UserId>,
+    /// Every peer the user has a contact row with (or who has one about the user), as read
+    /// from storage at login. Changes the hub heard of since, with newer versions, win.
+    pub contacts: Vec<Link>,
 }
 
 #[derive(Debug)]
@@ -128,7 +144,8 @@ struct OnlineUser {
     username: String,
     status: Status,
     conns: Vec<(ConnId, DeviceId)>,
-    mutual: HashSet<UserId>,
+    /// Per peer: mutual or not, as of which change.
+    links: HashMap<UserId, (bool, LinkVersion)>,
     announced: Presence,
 }
 
@@ -136,7 +153,38 @@ impl OnlineUser {
     fn presence(&self) -> Presence {
         if self.conns.is_empty() { Presence::Offline } else { self.status.into() }
     }
+
+    fn is_mutual(&self, peer: UserId) -> bool {
+        self.links.get(&peer).is_some_and(|(mutual, _)| *mutual)
+    }
+
+    /// Takes a change of the link to `peer` unless a newer one is known; returns whether it
+    /// was taken.
+    fn take_link(&mut self, peer: UserId, mutual: bool, version: LinkVersion) -> bool {
+        match self.links.get(&peer) {
+            Some((_, known)) if *known >= version => false,
+            _ => {
+                self.links.insert(peer, (mutual, version));
+                true
+            }
+        }
+    }
 }
+
+/// A contact change the hub heard of, kept a while for logins whose read of storage may be
+/// older.
+#[derive(Debug, Clone, Copy)]
+struct RecentLink {
+    a: UserId,
+    b: UserId,
+    mutual: bool,
+    version: LinkVersion,
+    at: Instant,
+}
+
+/// How long contact changes are kept for logins in progress: longer than a login takes from
+/// its read of the contact list to going live.
+const RECENT_LINKS_FOR: Duration = Duration::from_secs(60);
 
 /// The supernode's live state. One per supernode process.
 #[derive(Debug)]
@@ -149,6 +197,7 @@ pub struct Hub {
     throttle: LoginThrottle,
     outputs: Vec<Output>,
     next_sweep: Instant,
+    recent_links: VecDeque<RecentLink>,
     pub(crate) calls: Calls,
 }
 
@@ -175,6 +224,7 @@ impl Hub {
             throttle,
             outputs: Vec::new(),
             next_sweep: now + SWEEP_INTERVAL,
+            recent_links: VecDeque::new(),
             calls: Calls::default(),
         }
     }
@@ -303,8 +353,10 @@ impl Hub {
         self.throttle.failed(username, addr, now);
     }
 
-    /// Binds a connection to a user and device. If the user was offline (or had no visible
-    /// presence), their contacts are told. Returns `false` if the connection is gone.
+    /// Binds a connection to a user and device, and queues for it the presence of each visible
+    /// contact in the same step, so that no change of theirs can fall between the snapshot and
+    /// the events that follow it. If the user was offline (or had no visible presence), their
+    /// contacts are told. Returns `false` if the connection is gone.
     pub fn login(&mut self, conn: ConnId, login: OnlineLogin, now: Instant) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
@@ -312,15 +364,27 @@ impl Hub {
         c.login = Some((login.user_id, login.device_id));
         c.last_activity = now;
         self.throttle.succeeded(&login.username);
-        let user = self.users.entry(login.user_id).or_insert_with(|| OnlineUser {
+        let user_id = login.user_id;
+        let user = self.users.entry(user_id).or_insert_with(|| OnlineUser {
             username: login.username.clone(),
             status: login.status,
             conns: Vec::new(),
-            mutual: login.mutual_contacts.iter().copied().collect(),
+            links: HashMap::new(),
             announced: Presence::Offline,
         });
+        for link in &login.contacts {
+            user.take_link(link.peer, link.mutual, link.version);
+        }
+        // Changes heard of while the login read storage are newer than what it read.
+        for r in self.recent_links.iter().filter(|r| r.a == user_id || r.b == user_id) {
+            let peer = if r.a == user_id { r.b } else { r.a };
+            user.take_link(peer, r.mutual, r.version);
+        }
         user.conns.push((conn, login.device_id));
-        self.announce(login.user_id);
+        for event in self.presence_snapshot(user_id) {
+            self.outputs.push(Output::Send { conns: vec![conn], event });
+        }
+        self.announce(user_id);
         true
     }
 
@@ -330,15 +394,19 @@ impl Hub {
         let Some(u) = self.users.get(&user) else {
             return Vec::new();
         };
-        let mut events: Vec<Event> = u
-            .mutual
+        let mut visible: Vec<(&str, Presence)> = u
+            .links
             .iter()
-            .filter_map(|peer| self.users.get(peer).filter(|p| p.mutual.contains(&user)))
+            .filter(|(_, (mutual, _))| *mutual)
+            .filter_map(|(peer, _)| self.users.get(peer).filter(|p| p.is_mutual(user)))
             .filter(|p| p.presence() != Presence::Offline)
-            .map(|p| Event::Presence { username: p.username.clone(), presence: p.presence() })
+            .map(|p| (p.username.as_str(), p.presence()))
             .collect();
-        events.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-        events
+        visible.sort_unstable_by_key(|(name, _)| *name);
+        visible
+            .into_iter()
+            .map(|(name, presence)| Event::Presence { username: name.to_owned(), presence })
+            .collect()
     }
 
     /// Removes a connection (closed by either side). Idempotent.
@@ -368,36 +436,36 @@ impl Hub {
         }
     }
 
-    /// `a` and `b` just became mutual contacts: each sees the other's presence from now on.
-    pub fn link(&mut self, a: UserId, b: UserId) {
+    /// Storage says `a` and `b` are (or are no longer) mutual contacts as of change
+    /// `version`. Presence starts or stops flowing between them, and each is told what they now
+    /// see of the other if it changed. A change older than one already taken is ignored: changes
+    /// of one pair may be heard of out of order (two requests at once, or over the cluster bus).
+    pub fn set_link(
+        &mut self,
+        a: UserId,
+        b: UserId,
+        mutual: bool,
+        version: LinkVersion,
+        now: Instant,
+    ) {
+        self.recent_links.push_back(RecentLink { a, b, mutual, version, at: now });
+        let before = [(a, b), (b, a)].map(|(v, s)| self.presence_seen_by(v, s));
         for (x, y) in [(a, b), (b, a)] {
             if let Some(u) = self.users.get_mut(&x) {
-                u.mutual.insert(y);
+                u.take_link(y, mutual, version);
             }
         }
-        for (viewer, subject) in [(a, b), (b, a)] {
-            let presence = self.presence_seen_by(viewer, subject);
-            self.send_to_subject_viewer(viewer, subject, presence);
+        for (i, (viewer, subject)) in [(a, b), (b, a)].into_iter().enumerate() {
+            let after = self.presence_seen_by(viewer, subject);
+            if before.get(i) != Some(&after) {
+                self.send_to_subject_viewer(viewer, subject, after);
+            }
         }
     }
 
-    /// `a` and `b` are no longer mutual contacts (removal, block): each now sees the other
-    /// offline, and is told so if they could see them before.
-    pub fn unlink(&mut self, a: UserId, b: UserId) {
-        let mut were_visible = Vec::new();
-        for (viewer, subject) in [(a, b), (b, a)] {
-            if self.presence_seen_by(viewer, subject) != Presence::Offline {
-                were_visible.push((viewer, subject));
-            }
-        }
-        for (x, y) in [(a, b), (b, a)] {
-            if let Some(u) = self.users.get_mut(&x) {
-                u.mutual.remove(&y);
-            }
-        }
-        for (viewer, subject) in were_visible {
-            self.send_to_subject_viewer(viewer, subject, Presence::Offline);
-        }
+    /// Whether `a` lists `b` as a mutual contact here.
+    pub fn is_linked(&self, a: UserId, b: UserId) -> bool {
+        self.users.get(&a).is_some_and(|u| u.is_mutual(b))
     }
 
     fn send_to_subject_viewer(&mut self, viewer: UserId, subject: UserId, presence: Presence) {
@@ -416,8 +484,9 @@ impl Hub {
     /// What `viewer` may see of `subject`: their presence if they are mutual contacts and the
     /// subject is online and not invisible, otherwise offline.
     pub fn presence_seen_by(&self, viewer: UserId, subject: UserId) -> Presence {
-        match self.users.get(&subject) {
-            Some(s) if s.mutual.contains(&viewer) => s.presence(),
+        match (self.users.get(&viewer), self.users.get(&subject)) {
+            (Some(v), Some(s)) if s.is_mutual(viewer) && v.is_mutual(subject) => s.presence(),
+            (None, Some(s)) if s.is_mutual(viewer) => s.presence(),
             _ => Presence::Offline,
         }
     }
@@ -433,11 +502,12 @@ impl Hub {
         }
         u.announced = presence;
         let username = u.username.clone();
-        let mutual: Vec<UserId> = u.mutual.iter().copied().collect();
+        let mutual: Vec<UserId> =
+            u.links.iter().filter(|(_, (mutual, _))| *mutual).map(|(peer, _)| *peer).collect();
         let mut conns: Vec<ConnId> = mutual
             .iter()
             .filter_map(|peer| self.users.get(peer))
-            .filter(|p| p.mutual.contains(&user))
+            .filter(|p| p.is_mutual(user))
             .flat_map(|p| self.live_conns(p))
             .collect();
         if !conns.is_empty() {
@@ -561,6 +631,13 @@ impl Hub {
         self.contact_quota.retain(|_, b| !b.is_full(now));
         self.registrations.retain(|_, b| !b.is_full(now));
         self.throttle.expire(now);
+        while self
+            .recent_links
+            .front()
+            .is_some_and(|r| now.saturating_duration_since(r.at) >= RECENT_LINKS_FOR)
+        {
+            self.recent_links.pop_front();
+        }
         self.calls_timeout(now);
     }
 

@@ -8,11 +8,13 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod calls;
+pub mod contacts;
 pub mod hub;
 pub mod rate;
 pub mod throttle;
 
 pub use calls::{CallAnswer, CallConfig, CallInvite, InviteRefused};
-pub use hub::{ConnId, Hub, HubConfig, OnlineLogin, Output, UserId};
+pub use contacts::{ContactAction, Notice, Transition};
+pub use hub::{ConnId, Hub, HubConfig, Link, LinkVersion, OnlineLogin, Output, UserId};
 pub use rate::TokenBucket;
 pub use throttle::{LoginThrottle, ThrottleConfig};

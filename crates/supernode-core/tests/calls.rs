@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use peerline_supernode_core::{
-    CallAnswer, CallInvite, ConnId, Hub, HubConfig, InviteRefused, OnlineLogin, Output,
+    CallAnswer, CallInvite, ConnId, Hub, HubConfig, InviteRefused, Link, OnlineLogin, Output,
 };
 use peerline_wire::{CallEndReason, ErrorCode, Event, Status};
 
@@ -20,17 +20,23 @@ const C: ConnId = ConnId(3);
 
 fn login(hub: &mut Hub, conn: ConnId, user: i64, device: i64, now: Instant) {
     hub.connect(conn, now);
-    assert!(hub.login(
-        conn,
-        OnlineLogin {
-            user_id: user,
-            username: format!("user{user}"),
-            device_id: device,
-            status: Status::Online,
-            mutual_contacts: vec![ALICE, BOB, CAROL].into_iter().filter(|u| *u != user).collect(),
-        },
-        now,
-    ));
+    assert!(
+        hub.login(
+            conn,
+            OnlineLogin {
+                user_id: user,
+                username: format!("user{user}"),
+                device_id: device,
+                status: Status::Online,
+                contacts: [ALICE, BOB, CAROL]
+                    .into_iter()
+                    .filter(|u| *u != user)
+                    .map(|peer| Link { peer, mutual: true, version: 1 })
+                    .collect(),
+            },
+            now,
+        )
+    );
 }
 
 /// Alice on one device, Bob on two, Carol on one; outputs of the logins discarded.

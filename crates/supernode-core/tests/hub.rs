@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use peerline_supernode_core::{ConnId, Hub, HubConfig, OnlineLogin, Output};
+use peerline_supernode_core::{ConnId, Hub, HubConfig, Link, OnlineLogin, Output};
 use peerline_wire::{EndReason, ErrorCode, Event, Presence, Status};
 
 const ALICE: i64 = 1;
@@ -29,7 +29,7 @@ fn login(
             username: name.into(),
             device_id: device,
             status: Status::Online,
-            mutual_contacts: mutual.to_vec(),
+            contacts: mutual.iter().map(|&peer| Link { peer, mutual: true, version: 1 }).collect(),
         },
         now,
     ));
@@ -65,7 +65,11 @@ fn mutual_contacts_see_each_other_come_and_go() {
     login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
     assert!(presence_events(&mut hub).is_empty(), "nobody online to tell");
     login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
-    assert_eq!(presence_events(&mut hub), vec![(10, "alice".into(), Presence::Online)]);
+    assert_eq!(
+        presence_events(&mut hub),
+        vec![(20, "bob".into(), Presence::Online), (10, "alice".into(), Presence::Online)],
+        "alice's snapshot is queued as she goes live, then bob hears of her"
+    );
     assert_eq!(
         hub.presence_snapshot(ALICE),
         vec![Event::Presence { username: "bob".into(), presence: Presence::Online }]
@@ -87,7 +91,8 @@ fn a_second_device_does_not_reannounce_and_the_last_one_going_offline_does() {
     login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
     login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0);
     login(&mut hub, 21, ALICE, "alice", 201, &[BOB], t0);
-    assert_eq!(presence_events(&mut hub).len(), 1);
+    let to_bob = presence_events(&mut hub).into_iter().filter(|(c, _, _)| *c == 10).count();
+    assert_eq!(to_bob, 1, "bob hears of alice once");
     hub.disconnect(ConnId(20));
     assert!(presence_events(&mut hub).is_empty(), "alice still online on device 201");
     assert!(hub.is_device_online(ALICE, 201));
@@ -122,15 +127,15 @@ fn link_and_unlink_update_both_sides() {
     login(&mut hub, 10, BOB, "bob", 100, &[], t0);
     login(&mut hub, 20, ALICE, "alice", 200, &[], t0);
     assert!(presence_events(&mut hub).is_empty());
-    hub.link(ALICE, BOB);
+    hub.set_link(ALICE, BOB, true, 1, t0);
     let mut ev = presence_events(&mut hub);
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
     assert_eq!(
         ev,
         vec![(10, "alice".into(), Presence::Online), (20, "bob".into(), Presence::Online)]
     );
-    // A block (unlink): each now sees the other offline.
-    hub.unlink(BOB, ALICE);
+    // A block (no longer mutual): each now sees the other offline.
+    hub.set_link(BOB, ALICE, false, 2, t0);
     let mut ev = presence_events(&mut hub);
     ev.sort_by_key(|(c, u, _)| (*c, u.clone()));
     assert_eq!(
@@ -140,6 +145,37 @@ fn link_and_unlink_update_both_sides() {
     hub.set_status(BOB, Status::Away);
     assert!(presence_events(&mut hub).is_empty(), "blocked user learns nothing");
     assert_eq!(hub.presence_seen_by(ALICE, BOB), Presence::Offline);
+}
+
+#[test]
+fn an_older_contact_change_heard_late_never_overwrites_a_newer_one() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[], t0);
+    login(&mut hub, 20, ALICE, "alice", 200, &[], t0);
+    // Bob's block (version 8) is applied before alice's accept (version 7) is heard of.
+    hub.set_link(BOB, ALICE, false, 8, t0);
+    hub.set_link(ALICE, BOB, true, 7, t0);
+    assert!(!hub.is_linked(ALICE, BOB) && !hub.is_linked(BOB, ALICE), "the block stands");
+    assert!(presence_events(&mut hub).is_empty(), "presence never flowed across the block");
+    assert_eq!(hub.presence_seen_by(ALICE, BOB), Presence::Offline);
+}
+
+#[test]
+fn a_login_that_read_its_contacts_before_a_change_gets_the_change() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
+    // Alice's login read "mutual with bob, version 1"; meanwhile bob blocked her (version 2),
+    // and the hub heard of it before her login went live.
+    hub.set_link(BOB, ALICE, false, 2, t0);
+    login(&mut hub, 20, ALICE, "alice", 200, &[BOB], t0 + Duration::from_secs(1));
+    assert!(!hub.is_linked(ALICE, BOB), "the newer change wins over the login's read");
+    assert!(presence_events(&mut hub).is_empty(), "neither sees the other");
+    // A minute later the change is forgotten: logins read storage after it anyway.
+    hub.handle_timeout(t0 + Duration::from_secs(61));
+    login(&mut hub, 30, CAROL, "carol", 300, &[], t0 + Duration::from_secs(61));
+    assert!(!hub.is_linked(ALICE, BOB));
 }
 
 #[test]

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use peerline_supernode_core::{ConnId, Hub, HubConfig, OnlineLogin, Output};
+use peerline_supernode_core::{ConnId, Hub, HubConfig, Link, OnlineLogin, Output};
 use peerline_wire::{Event, Presence, Status};
 use proptest::prelude::*;
 
@@ -153,6 +153,8 @@ proptest! {
         let mut now = Instant::now();
         let mut hub = Hub::new(HubConfig::default(), now);
         let mut model = Model::default();
+        // Each contact change is newer than the last; a login reads the newest.
+        let mut version = 0;
         for op in ops {
             match op {
                 Op::Connect(c) if !model.connected.contains(&c) => {
@@ -160,22 +162,21 @@ proptest! {
                     model.connected.insert(c);
                 }
                 Op::Login(c, u) if model.connected.contains(&c) && !model.logged_in.contains_key(&c) => {
-                    let mutual = (0..USERS).filter(|o| *o != u && model.is_mutual(u, *o)).collect();
+                    let contacts = (0..USERS)
+                        .filter(|o| *o != u)
+                        .map(|o| Link { peer: o, mutual: model.is_mutual(u, o), version })
+                        .collect();
                     let login = OnlineLogin {
                         user_id: u,
                         username: name(u),
                         device_id: c as i64,
                         status: model.status.get(&u).copied().unwrap_or(Status::Online),
-                        mutual_contacts: mutual,
+                        contacts,
                     };
+                    // The snapshot comes out of the hub with the other outputs.
                     assert!(hub.login(ConnId(c), login, now));
                     model.logged_in.insert(c, u);
-                    let heard = model.heard.entry(c).or_default();
-                    for e in hub.presence_snapshot(u) {
-                        if let Event::Presence { username, presence } = e {
-                            heard.insert(username, presence);
-                        }
-                    }
+                    model.heard.entry(c).or_default();
                 }
                 Op::Disconnect(c) if model.connected.contains(&c) => {
                     hub.disconnect(ConnId(c));
@@ -189,11 +190,13 @@ proptest! {
                 }
                 Op::Link(a, b) if a != b => {
                     model.mutual.insert((a.min(b), a.max(b)));
-                    hub.link(a, b);
+                    version += 1;
+                    hub.set_link(a, b, true, version, now);
                 }
                 Op::Unlink(a, b) if a != b => {
                     model.mutual.remove(&(a.min(b), a.max(b)));
-                    hub.unlink(a, b);
+                    version += 1;
+                    hub.set_link(a, b, false, version, now);
                 }
                 Op::Request(c) if model.connected.contains(&c) => {
                     let _ = hub.admit(ConnId(c), now);

@@ -27,8 +27,7 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
     let (tx, rx) = mpsc::channel(shared.config.limits.send_queue_frames);
     let kill = Arc::new(Notify::new());
-    let Some(conn) =
-        shared.register(ConnHandle { tx: tx.clone(), kill: kill.clone() }, Instant::now())
+    let Some(conn) = shared.register(ConnHandle::new(tx.clone(), kill.clone()), Instant::now())
     else {
         metrics::counter!(m::CONNECTIONS_REFUSED).increment(1);
         let mut socket = socket;

@@ -30,3 +30,6 @@ pub const CALLS_ANSWERED: &str = "peerline_calls_answered_total";
 pub const MISSED_CALLS: &str = "peerline_missed_calls_total";
 /// Gauge: calls ringing or answered now.
 pub const CALLS: &str = "peerline_calls";
+/// Counter: contact changes decided again because a concurrent change of the same pair was
+/// stored first.
+pub const CONTACT_CONFLICTS: &str = "peerline_contact_conflicts_total";

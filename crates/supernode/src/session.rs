@@ -8,11 +8,10 @@ use std::time::Duration;
 use peerline_store::{StoreError, StoreResult, UserId};
 use peerline_supernode_core::ConnId;
 use peerline_wire::{
-    ContactState, DeviceId, ErrorBody, ErrorCode, Event, Reply, Request, ServerFrame, encode,
-    validate,
+    ContactState, DeviceId, ErrorBody, ErrorCode, Reply, Request, ServerFrame, encode, validate,
 };
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::metrics as m;
 use crate::state::{Outbound, Shared};
@@ -35,8 +34,8 @@ pub struct Identity {
 /// Work to do right after the current reply has been queued.
 #[derive(Debug, Default)]
 pub(crate) struct AfterReply {
-    /// Events to push (presence snapshot, ...).
-    pub events: Vec<Event>,
+    /// Let the events held back since login follow the reply (presence snapshot first).
+    pub release: bool,
     /// Push stored undelivered messages to this device.
     pub push_undelivered: bool,
 }
@@ -59,6 +58,12 @@ pub(crate) fn db<T>(result: StoreResult<T>) -> Result<T, ErrorBody> {
         StoreError::Backend(msg) => {
             error!(error = %msg, "storage failed");
             ErrorBody::new(ErrorCode::Internal)
+        }
+        StoreError::Retryable(msg) => {
+            warn!(error = %msg, "storage unavailable");
+            let mut body = ErrorBody::new(ErrorCode::Unavailable);
+            body.retry_after_secs = Some(1);
+            body
         }
     })
 }
@@ -189,10 +194,8 @@ impl Session {
     /// messages that waited while this user was offline, in order).
     pub async fn after_reply(&mut self) -> bool {
         let after = std::mem::take(&mut self.after);
-        for event in after.events {
-            if !self.send(ServerFrame::Event { event }).await {
-                return false;
-            }
+        if after.release && !self.shared.release(self.conn, &self.tx).await {
+            return false;
         }
         if after.push_undelivered {
             return self.push_undelivered().await && self.push_missed_calls().await;

@@ -2,14 +2,14 @@
 //! senders of every connection, so events leave in the order the hub produced them), the password
 //! hasher and the configuration.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use peerline_store::{Store, StoredMissedCall, UserId};
-use peerline_supernode_core::{ConnId, Hub, Output};
+use peerline_supernode_core::{ConnId, Hub, OnlineLogin, Output};
 use peerline_wire::{EndReason, Event, MissedCall, ServerFrame, encode};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
@@ -35,6 +35,32 @@ pub struct ConnHandle {
     pub tx: mpsc::Sender<Outbound>,
     /// Wakes the connection's reader to tear it down at once.
     pub kill: Arc<Notify>,
+    /// Events held back from a connection that just logged in, until its `logged_in` reply is
+    /// queued: the snapshot and whatever changed after it then follow the reply in order.
+    pub held: Option<VecDeque<Utf8Bytes>>,
+}
+
+/// Most events held back for a connection between its login and the reply: a snapshot of many
+/// contacts fits; past that the client is not reading.
+const MAX_HELD: usize = 4096;
+
+impl ConnHandle {
+    /// A handle for a new connection.
+    pub fn new(tx: mpsc::Sender<Outbound>, kill: Arc<Notify>) -> Self {
+        ConnHandle { tx, kill, held: None }
+    }
+
+    /// Queues a frame, or holds it back; `false` if the queue is full (a slow reader).
+    fn push(&mut self, frame: Utf8Bytes) -> bool {
+        match &mut self.held {
+            Some(held) if held.len() < MAX_HELD => {
+                held.push_back(frame);
+                true
+            }
+            Some(_) => false,
+            None => self.tx.try_send(Outbound::Frame(frame)).is_ok(),
+        }
+    }
 }
 
 /// A missed call the hub reported, waiting to be stored.
@@ -64,9 +90,8 @@ impl Core {
                 Output::Send { conns, event } => {
                     let frame = Utf8Bytes::from(encode(&ServerFrame::Event { event }));
                     for conn in conns {
-                        let full = self.conns.get(&conn).is_some_and(|h| {
-                            h.tx.try_send(Outbound::Frame(frame.clone())).is_err()
-                        });
+                        let full =
+                            self.conns.get_mut(&conn).is_some_and(|h| !h.push(frame.clone()));
                         if full {
                             // A full queue means the client does not read: drop it rather than
                             // buffer without bound.
@@ -75,10 +100,15 @@ impl Core {
                     }
                 }
                 Output::Close { conn, reason } => {
-                    if let Some(h) = self.conns.get(&conn)
-                        && h.tx.try_send(Outbound::End(reason)).is_err()
-                    {
-                        h.kill.notify_one();
+                    if let Some(h) = self.conns.get_mut(&conn) {
+                        // What was held back goes first: the goodbye comes last.
+                        let held = h.held.take().unwrap_or_default();
+                        let sent = held
+                            .into_iter()
+                            .all(|frame| h.tx.try_send(Outbound::Frame(frame)).is_ok());
+                        if !sent || h.tx.try_send(Outbound::End(reason)).is_err() {
+                            h.kill.notify_one();
+                        }
                     }
                 }
                 Output::MissedCall { callee, caller, call_id } => {
@@ -193,6 +223,46 @@ impl Shared {
         core.conns.insert(id, handle);
         core.hub.connect(id, now);
         Some(id)
+    }
+
+    /// Logs a connection in: it goes live in the hub, with its presence snapshot, and events to
+    /// it are held back until [`Shared::release`]. `false` if the connection is gone.
+    pub fn login(&self, conn: ConnId, login: OnlineLogin, now: Instant) -> bool {
+        let mut core = self.lock();
+        let Some(handle) = core.conns.get_mut(&conn) else { return false };
+        handle.held = Some(VecDeque::new());
+        let live = core.hub.login(conn, login, now);
+        core.flush();
+        live
+    }
+
+    /// Lets the events held back since login go, after the login reply, waiting for room in
+    /// the connection's queue as a reply does. Events that come meanwhile stay behind them.
+    /// `false` if the connection is gone.
+    pub async fn release(&self, conn: ConnId, tx: &mpsc::Sender<Outbound>) -> bool {
+        loop {
+            let Ok(permit) = tx.reserve().await else { return false };
+            let mut core = self.lock();
+            let Some(handle) = core.conns.get_mut(&conn) else { return false };
+            let Some(held) = handle.held.as_mut() else { return true };
+            let Some(first) = held.pop_front() else {
+                handle.held = None;
+                return true;
+            };
+            permit.send(Outbound::Frame(first));
+            while let Some(frame) = held.pop_front() {
+                if let Err(e) = handle.tx.try_send(Outbound::Frame(frame)) {
+                    if let mpsc::error::TrySendError::Full(Outbound::Frame(frame)) = e {
+                        held.push_front(frame);
+                    }
+                    break;
+                }
+            }
+            if held.is_empty() {
+                handle.held = None;
+                return true;
+            }
+        }
     }
 
     /// Forgets a connection and tells the hub (presence may change).

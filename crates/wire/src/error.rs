@@ -78,6 +78,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The supernode failed; the request may be retried.
     Internal,
+    /// The supernode cannot reach its database or its cluster right now; nothing was changed.
+    /// Retry after `retry_after_secs` seconds.
+    Unavailable,
     /// A code this build does not know (from a newer supernode); treat as a generic failure.
     #[serde(other)]
     Unknown,
@@ -124,6 +127,7 @@ impl ErrorCode {
             Self::CalleeUnavailable => "the callee is not online; they will see a missed call",
             Self::ShuttingDown => "supernode is shutting down",
             Self::Internal => "internal error, try again",
+            Self::Unavailable => "the supernode's storage is unavailable for a moment; try again",
             Self::Unknown => "request failed",
         }
     }

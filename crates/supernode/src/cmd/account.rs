@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use peerline_store::NewAccount;
-use peerline_supernode_core::OnlineLogin;
+use peerline_supernode_core::{Link, OnlineLogin};
 use peerline_wire::{
     DeviceInfo, EndReason, ErrorBody, ErrorCode, Login, PROTOCOL_VERSION, Profile, Reply,
     login_challenge, validate,
@@ -186,19 +186,22 @@ impl Session {
             let lifetime = i64::from(self.shared.config.sessions.token_lifetime_days) * 86_400_000;
             db(store.create_session(&hash, account.id, device.id, now + lifetime).await)?;
         }
-        let mutual_contacts = db(store.mutual_contacts(account.id).await)?;
+        let contacts = db(store.contact_links(account.id).await)?;
         let online = OnlineLogin {
             user_id: account.id,
             username: account.username.clone(),
             device_id: device.id,
             status: account.status,
-            mutual_contacts,
+            contacts: contacts
+                .into_iter()
+                .map(|l| Link { peer: l.peer, mutual: l.mutual, version: l.version })
+                .collect(),
         };
-        let conn = self.conn;
-        let snapshot = self.shared.with_hub(|h| {
-            h.login(conn, online, Instant::now()).then(|| h.presence_snapshot(account.id))
-        });
-        let snapshot = snapshot.ok_or(ErrorCode::ShuttingDown)?;
+        // Live and given its presence snapshot in one step; events to it wait until the reply
+        // went out.
+        if !self.shared.login(self.conn, online, Instant::now()) {
+            return Err(ErrorCode::ShuttingDown.into());
+        }
         self.identity = Some(Identity {
             user_id: account.id,
             username: account.username.clone(),
@@ -206,7 +209,7 @@ impl Session {
             device_key: hex::encode(device.public_key.as_slice()),
             token_hash: hash,
         });
-        self.after.events = snapshot;
+        self.after.release = true;
         self.after.push_undelivered = true;
         Ok(Reply::LoggedIn {
             username: account.username,

@@ -1,21 +1,25 @@
 //! Contacts, presence and the directory: `contacts`, `contact_*`, `set_status`, `search`.
 //!
-//! Both users of a pair have a row about the other; presence and messages need both rows to be
-//! `accepted`. A block sets the blocker's row and leaves the blocked user's row alone, so the
-//! blocked user learns nothing except that the blocker now looks offline.
+//! What a contact change does is decided by `peerline_supernode_core::contacts` from the states
+//! of the pair; here it is read, written with a compare-and-set, and announced.
 
 use std::time::Instant;
 
-use peerline_store::{Account, ContactRow, ContactSide, UserId};
+use peerline_store::{Account, ContactRow};
+use peerline_supernode_core::contacts::{self, ContactAction, Notice, Transition};
 use peerline_wire::{
     Contact, ContactState, ErrorBody, ErrorCode, Event, MAX_SEARCH_RESULTS, Presence, Reply,
     Status, UserSummary, validate,
 };
+use tracing::warn;
 
+use crate::metrics as m;
 use crate::session::{Identity, Session, db};
 use crate::state::now_ms;
 
-use ContactState::{Accepted, Blocked, Incoming, Outgoing};
+/// How often a contact change is decided again after concurrent changes of the same pair won:
+/// each loss means another change committed, so this is only reached under a flood.
+const MAX_CONTACT_ATTEMPTS: usize = 16;
 
 fn state(row: &Option<ContactRow>) -> Option<ContactState> {
     row.as_ref().map(|r| r.state)
@@ -55,7 +59,7 @@ impl Session {
             entries
                 .into_iter()
                 .map(|e| Contact {
-                    presence: if e.state == Accepted {
+                    presence: if e.state == ContactState::Accepted {
                         h.presence_seen_by(me.user_id, e.peer)
                     } else {
                         Presence::Offline
@@ -75,156 +79,116 @@ impl Session {
         username: String,
         message: Option<String>,
     ) -> Result<Reply, ErrorBody> {
-        let me = self.me()?.clone();
         let greeting = validate::greeting(message.as_deref())?;
-        let other = self.other_user(&username).await?;
-        let store = self.shared.store.clone();
-        let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
-        match (state(&mine), state(&theirs)) {
-            (Some(Accepted), Some(Accepted)) | (Some(Outgoing), _) => {
-                Err(ErrorCode::AlreadyContacts.into())
-            }
-            // They asked first, or still list us: adding them completes the pair.
-            (_, Some(Outgoing | Accepted)) => {
-                self.make_mutual(&me, &other).await?;
-                Ok(Reply::Done)
-            }
-            // Blocked by them: look as if the request went out, deliver nothing.
-            (_, Some(Blocked)) => {
-                self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
-                self.write_pair(
-                    me.user_id,
-                    other.id,
-                    Some((Outgoing, greeting)),
-                    Some((Blocked, None)),
-                )
-                .await?;
-                Ok(Reply::Done)
-            }
-            _ => {
-                self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
-                self.write_pair(
-                    me.user_id,
-                    other.id,
-                    Some((Outgoing, greeting.clone())),
-                    Some((Incoming, greeting.clone())),
-                )
-                .await?;
-                let me_account =
-                    db(store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
-                let event = Event::ContactRequest {
-                    username: me.username.clone(),
-                    display_name: me_account.display_name,
-                    message: greeting,
-                };
-                self.shared.with_hub(|h| h.send_to_user(other.id, event, None));
-                Ok(Reply::Done)
-            }
-        }
-    }
-
-    /// Writes both rows of a pair, durably.
-    async fn write_pair(
-        &self,
-        a: UserId,
-        b: UserId,
-        a_side: ContactSide,
-        b_side: ContactSide,
-    ) -> Result<(), ErrorBody> {
-        db(self.shared.store.write_contact_pair(a, b, a_side, b_side, now_ms()).await)
-    }
-
-    /// Makes a pair mutual, then tells the hub (presence starts flowing) and both users (all
-    /// their devices but this one).
-    async fn make_mutual(&self, me: &Identity, other: &Account) -> Result<(), ErrorBody> {
-        self.write_pair(me.user_id, other.id, Some((Accepted, None)), Some((Accepted, None)))
-            .await?;
-        let conn = self.conn;
-        let (mine, theirs) = (me.username.clone(), other.username.clone());
-        self.shared.with_hub(|h| {
-            h.link(me.user_id, other.id);
-            h.send_to_user(other.id, Event::ContactAccepted { username: mine }, None);
-            h.send_to_user(me.user_id, Event::ContactAccepted { username: theirs }, Some(conn));
-        });
-        Ok(())
+        self.change_contact(&username, ContactAction::Add { greeting }).await
     }
 
     pub(crate) async fn contact_accept(&mut self, username: String) -> Result<Reply, ErrorBody> {
-        let me = self.me()?.clone();
-        let other = self.other_user(&username).await?;
-        let store = self.shared.store.clone();
-        let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
-        if state(&mine) != Some(Incoming) || state(&theirs) != Some(Outgoing) {
-            return Err(ErrorCode::NoPendingRequest.into());
-        }
-        self.make_mutual(&me, &other).await?;
-        Ok(Reply::Done)
+        self.change_contact(&username, ContactAction::Accept).await
     }
 
     pub(crate) async fn contact_decline(&mut self, username: String) -> Result<Reply, ErrorBody> {
-        let me = self.me()?.clone();
-        let other = self.other_user(&username).await?;
-        let store = self.shared.store.clone();
-        let (mine, _) = db(store.contact_pair(me.user_id, other.id).await)?;
-        if state(&mine) != Some(Incoming) {
-            return Err(ErrorCode::NoPendingRequest.into());
-        }
-        // The requester is not told; their request simply disappears.
-        self.write_pair(me.user_id, other.id, None, None).await?;
-        let conn = self.conn;
-        let event = Event::ContactRemoved { username: other.username.clone() };
-        self.shared.with_hub(|h| h.send_to_user(me.user_id, event, Some(conn)));
-        Ok(Reply::Done)
+        self.change_contact(&username, ContactAction::Decline).await
     }
 
     pub(crate) async fn contact_remove(&mut self, username: String) -> Result<Reply, ErrorBody> {
-        let me = self.me()?.clone();
-        let other = self.other_user(&username).await?;
-        let store = self.shared.store.clone();
-        let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
-        if mine.is_none() {
-            return Err(ErrorCode::NotContact.into());
-        }
-        // Their block stays: removing someone who blocked you must not lift it.
-        let their_side = match theirs {
-            Some(row) if row.state == Blocked => Some((Blocked, None)),
-            _ => None,
-        };
-        let they_blocked = their_side.is_some();
-        self.write_pair(me.user_id, other.id, None, their_side).await?;
-        let conn = self.conn;
-        self.shared.with_hub(|h| {
-            h.unlink(me.user_id, other.id);
-            if !they_blocked {
-                h.send_to_user(
-                    other.id,
-                    Event::ContactRemoved { username: me.username.clone() },
-                    None,
-                );
-            }
-            h.send_to_user(
-                me.user_id,
-                Event::ContactRemoved { username: other.username.clone() },
-                Some(conn),
-            );
-        });
-        Ok(Reply::Done)
+        self.change_contact(&username, ContactAction::Remove).await
     }
 
     pub(crate) async fn contact_block(&mut self, username: String) -> Result<Reply, ErrorBody> {
+        self.change_contact(&username, ContactAction::Block).await
+    }
+
+    /// Applies a contact change: read the pair, let the core decide, write with a
+    /// compare-and-set on the states read (again from the start if either row changed
+    /// meanwhile), then let the hub follow the stored outcome and tell whom the core names.
+    async fn change_contact(
+        &mut self,
+        username: &str,
+        action: ContactAction,
+    ) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
-        let other = self.other_user(&username).await?;
+        let other = self.other_user(username).await?;
         let store = self.shared.store.clone();
-        let (_, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
-        // Pending requests between the two vanish; an accepted row on their side stays, so
-        // they see a contact who is always offline.
-        let their_side = match theirs {
-            Some(row) if matches!(row.state, Accepted | Blocked) => Some((row.state, None)),
+        let mut charged = false;
+        for _ in 0..MAX_CONTACT_ATTEMPTS {
+            let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
+            let read = (state(&mine), state(&theirs));
+            let change = contacts::decide(&action, read)?;
+            if change.costs_request && !charged {
+                self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
+                charged = true;
+            }
+            let (mine_side, theirs_side) = (change.mine.clone(), change.theirs.clone());
+            let written = store
+                .update_contact_pair(me.user_id, other.id, read, mine_side, theirs_side, now_ms())
+                .await;
+            if let Some(version) = db(written)? {
+                self.announce_contact_change(&me, &other, &change, version).await?;
+                return Ok(Reply::Done);
+            }
+            // A concurrent change of the pair won; decide again from what it wrote.
+            metrics::counter!(m::CONTACT_CONFLICTS).increment(1);
+        }
+        warn!(user = me.user_id, peer = other.id, "a contact change kept losing to others");
+        let mut body = ErrorBody::new(ErrorCode::Unavailable);
+        body.retry_after_secs = Some(1);
+        Err(body)
+    }
+
+    /// After a stored change: the hub follows the rows as of `version`, and the core's notice
+    /// goes out (to the other user's devices, and to mine but the one that asked).
+    async fn announce_contact_change(
+        &self,
+        me: &Identity,
+        other: &Account,
+        change: &Transition,
+        version: i64,
+    ) -> Result<(), ErrorBody> {
+        let request_event = match &change.notice {
+            Notice::Request(greeting) => {
+                let account = db(self.shared.store.account_by_id(me.user_id).await)?
+                    .ok_or(ErrorCode::Internal)?;
+                Some(Event::ContactRequest {
+                    username: me.username.clone(),
+                    display_name: account.display_name,
+                    message: greeting.clone(),
+                })
+            }
             _ => None,
         };
-        self.write_pair(me.user_id, other.id, Some((Blocked, None)), their_side).await?;
-        self.shared.with_hub(|h| h.unlink(me.user_id, other.id));
-        Ok(Reply::Done)
+        let conn = self.conn;
+        let (mine, theirs) = (me.username.clone(), other.username.clone());
+        self.shared.with_hub(|h| {
+            h.set_link(me.user_id, other.id, change.mutual(), version, Instant::now());
+            match &change.notice {
+                Notice::None => {}
+                Notice::Request(_) => {
+                    if let Some(event) = request_event {
+                        h.send_to_user(other.id, event, None);
+                    }
+                }
+                Notice::Accepted => {
+                    h.send_to_user(other.id, Event::ContactAccepted { username: mine }, None);
+                    h.send_to_user(
+                        me.user_id,
+                        Event::ContactAccepted { username: theirs },
+                        Some(conn),
+                    );
+                }
+                Notice::Removed { tell_them } => {
+                    if *tell_them {
+                        h.send_to_user(other.id, Event::ContactRemoved { username: mine }, None);
+                    }
+                    h.send_to_user(
+                        me.user_id,
+                        Event::ContactRemoved { username: theirs },
+                        Some(conn),
+                    );
+                }
+            }
+        });
+        Ok(())
     }
 
     pub(crate) async fn set_status(&mut self, status: Status) -> Result<Reply, ErrorBody> {
