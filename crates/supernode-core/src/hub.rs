@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use peerline_wire::{DeviceId, EndReason, ErrorBody, ErrorCode, Event, Presence, Status};
 
 use crate::calls::{CallConfig, Calls};
+use crate::cluster::{BusMessage, Route};
+use crate::presence::Remote;
 use crate::rate::TokenBucket;
 use crate::throttle::{LoginThrottle, ThrottleConfig};
 
@@ -85,6 +87,13 @@ pub enum Output {
         /// Why.
         reason: EndReason,
     },
+    /// Publish this message on the cluster bus (to other supernodes only; nothing comes back).
+    Bus {
+        /// Where.
+        to: Route,
+        /// What.
+        msg: BusMessage,
+    },
     /// Store a missed call for `callee` (and tell its live devices once stored): a call rang
     /// unanswered, was cancelled, or could not ring because the callee was offline or busy.
     MissedCall {
@@ -140,29 +149,38 @@ struct Conn {
 }
 
 #[derive(Debug)]
-struct OnlineUser {
-    username: String,
-    status: Status,
-    conns: Vec<(ConnId, DeviceId)>,
+pub(crate) struct OnlineUser {
+    pub(crate) username: String,
+    pub(crate) status: Status,
+    pub(crate) conns: Vec<(ConnId, DeviceId)>,
     /// Per peer: mutual or not, as of which change.
-    links: HashMap<UserId, (bool, LinkVersion)>,
-    announced: Presence,
+    pub(crate) links: HashMap<UserId, (bool, LinkVersion)>,
+    /// The presence here last published to other supernodes.
+    pub(crate) published: Presence,
 }
 
 impl OnlineUser {
-    fn presence(&self) -> Presence {
+    pub(crate) fn presence(&self) -> Presence {
         if self.conns.is_empty() { Presence::Offline } else { self.status.into() }
     }
 
-    fn is_mutual(&self, peer: UserId) -> bool {
+    pub(crate) fn is_mutual(&self, peer: UserId) -> bool {
         self.links.get(&peer).is_some_and(|(mutual, _)| *mutual)
     }
 
+    pub(crate) fn mutual_peers(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.links.iter().filter(|(_, (mutual, _))| *mutual).map(|(peer, _)| *peer)
+    }
+
     /// Takes a change of the link to `peer` unless a newer one is known; returns whether it
-    /// was taken.
-    fn take_link(&mut self, peer: UserId, mutual: bool, version: LinkVersion) -> bool {
+    /// changed what is known.
+    pub(crate) fn take_link(&mut self, peer: UserId, mutual: bool, version: LinkVersion) -> bool {
         match self.links.get(&peer) {
             Some((_, known)) if *known >= version => false,
+            Some((was, _)) if *was == mutual => {
+                self.links.insert(peer, (mutual, version));
+                false
+            }
             _ => {
                 self.links.insert(peer, (mutual, version));
                 true
@@ -174,12 +192,12 @@ impl OnlineUser {
 /// A contact change the hub heard of, kept a while for logins whose read of storage may be
 /// older.
 #[derive(Debug, Clone, Copy)]
-struct RecentLink {
-    a: UserId,
-    b: UserId,
-    mutual: bool,
-    version: LinkVersion,
-    at: Instant,
+pub(crate) struct RecentLink {
+    pub(crate) a: UserId,
+    pub(crate) b: UserId,
+    pub(crate) mutual: bool,
+    pub(crate) version: LinkVersion,
+    pub(crate) at: Instant,
 }
 
 /// How long contact changes are kept for logins in progress: longer than a login takes from
@@ -191,13 +209,21 @@ const RECENT_LINKS_FOR: Duration = Duration::from_secs(60);
 pub struct Hub {
     config: HubConfig,
     conns: HashMap<ConnId, Conn>,
-    users: HashMap<UserId, OnlineUser>,
+    pub(crate) users: HashMap<UserId, OnlineUser>,
     contact_quota: HashMap<UserId, TokenBucket>,
     registrations: HashMap<IpAddr, TokenBucket>,
     throttle: LoginThrottle,
-    outputs: Vec<Output>,
+    pub(crate) outputs: Vec<Output>,
     next_sweep: Instant,
-    recent_links: VecDeque<RecentLink>,
+    pub(crate) recent_links: VecDeque<RecentLink>,
+    /// Local users who see each subject (their mutual contacts online here).
+    pub(crate) viewers_of: HashMap<UserId, Vec<UserId>>,
+    /// What other supernodes reported about subjects with viewers here.
+    pub(crate) remote: HashMap<UserId, Remote>,
+    /// The effective presence last told to viewers here, per subject (offline: absent).
+    pub(crate) announced: HashMap<UserId, Presence>,
+    /// The number of the last presence report this supernode sent.
+    pub(crate) next_seq: u64,
     pub(crate) calls: Calls,
 }
 
@@ -225,12 +251,16 @@ impl Hub {
             outputs: Vec::new(),
             next_sweep: now + SWEEP_INTERVAL,
             recent_links: VecDeque::new(),
+            viewers_of: HashMap::new(),
+            remote: HashMap::new(),
+            announced: HashMap::new(),
+            next_seq: 0,
             calls: Calls::default(),
         }
     }
 
     /// Connections that are logged in and not being closed: the only ones events go to.
-    fn live_conns(&self, user: &OnlineUser) -> Vec<ConnId> {
+    pub(crate) fn live_conns(&self, user: &OnlineUser) -> Vec<ConnId> {
         user.conns
             .iter()
             .map(|(c, _)| *c)
@@ -365,12 +395,13 @@ impl Hub {
         c.last_activity = now;
         self.throttle.succeeded(&login.username);
         let user_id = login.user_id;
+        let first_device = !self.users.contains_key(&user_id);
         let user = self.users.entry(user_id).or_insert_with(|| OnlineUser {
             username: login.username.clone(),
             status: login.status,
             conns: Vec::new(),
             links: HashMap::new(),
-            announced: Presence::Offline,
+            published: Presence::Offline,
         });
         for link in &login.contacts {
             user.take_link(link.peer, link.mutual, link.version);
@@ -381,32 +412,8 @@ impl Hub {
             user.take_link(peer, r.mutual, r.version);
         }
         user.conns.push((conn, login.device_id));
-        for event in self.presence_snapshot(user_id) {
-            self.outputs.push(Output::Send { conns: vec![conn], event });
-        }
-        self.announce(user_id);
+        self.presence_login(user_id, conn, first_device);
         true
-    }
-
-    /// The events a freshly logged-in connection needs: the presence of each visible contact
-    /// that is not offline.
-    pub fn presence_snapshot(&self, user: UserId) -> Vec<Event> {
-        let Some(u) = self.users.get(&user) else {
-            return Vec::new();
-        };
-        let mut visible: Vec<(&str, Presence)> = u
-            .links
-            .iter()
-            .filter(|(_, (mutual, _))| *mutual)
-            .filter_map(|(peer, _)| self.users.get(peer).filter(|p| p.is_mutual(user)))
-            .filter(|p| p.presence() != Presence::Offline)
-            .map(|p| (p.username.as_str(), p.presence()))
-            .collect();
-        visible.sort_unstable_by_key(|(name, _)| *name);
-        visible
-            .into_iter()
-            .map(|(name, presence)| Event::Presence { username: name.to_owned(), presence })
-            .collect()
     }
 
     /// Removes a connection (closed by either side). Idempotent.
@@ -422,103 +429,24 @@ impl Hub {
         if let Some(user) = self.users.get_mut(&user_id) {
             user.conns.retain(|(id, _)| *id != conn);
             if user.conns.is_empty() {
-                self.announce(user_id);
+                self.presence_logout(user_id);
                 self.users.remove(&user_id);
             }
         }
     }
 
-    /// The user's chosen status changed.
-    pub fn set_status(&mut self, user: UserId, status: Status) {
-        if let Some(u) = self.users.get_mut(&user) {
-            u.status = status;
-            self.announce(user);
-        }
-    }
-
-    /// Storage says `a` and `b` are (or are no longer) mutual contacts as of change
-    /// `version`. Presence starts or stops flowing between them, and each is told what they now
-    /// see of the other if it changed. A change older than one already taken is ignored: changes
-    /// of one pair may be heard of out of order (two requests at once, or over the cluster bus).
-    pub fn set_link(
-        &mut self,
-        a: UserId,
-        b: UserId,
-        mutual: bool,
-        version: LinkVersion,
-        now: Instant,
-    ) {
-        self.recent_links.push_back(RecentLink { a, b, mutual, version, at: now });
-        let before = [(a, b), (b, a)].map(|(v, s)| self.presence_seen_by(v, s));
-        for (x, y) in [(a, b), (b, a)] {
-            if let Some(u) = self.users.get_mut(&x) {
-                u.take_link(y, mutual, version);
-            }
-        }
-        for (i, (viewer, subject)) in [(a, b), (b, a)].into_iter().enumerate() {
-            let after = self.presence_seen_by(viewer, subject);
-            if before.get(i) != Some(&after) {
-                self.send_to_subject_viewer(viewer, subject, after);
-            }
-        }
-    }
-
-    /// Whether `a` lists `b` as a mutual contact here.
-    pub fn is_linked(&self, a: UserId, b: UserId) -> bool {
-        self.users.get(&a).is_some_and(|u| u.is_mutual(b))
-    }
-
-    fn send_to_subject_viewer(&mut self, viewer: UserId, subject: UserId, presence: Presence) {
-        let (Some(v), Some(username)) =
-            (self.users.get(&viewer), self.users.get(&subject).map(|s| s.username.clone()))
-        else {
-            return;
-        };
-        let conns = self.live_conns(v);
-        if !conns.is_empty() {
-            self.outputs
-                .push(Output::Send { conns, event: Event::Presence { username, presence } });
-        }
-    }
-
-    /// What `viewer` may see of `subject`: their presence if they are mutual contacts and the
-    /// subject is online and not invisible, otherwise offline.
-    pub fn presence_seen_by(&self, viewer: UserId, subject: UserId) -> Presence {
-        match (self.users.get(&viewer), self.users.get(&subject)) {
-            (Some(v), Some(s)) if s.is_mutual(viewer) && v.is_mutual(subject) => s.presence(),
-            (None, Some(s)) if s.is_mutual(viewer) => s.presence(),
-            _ => Presence::Offline,
-        }
-    }
-
-    /// Announces a user's presence to their online mutual contacts if it changed.
-    fn announce(&mut self, user: UserId) {
-        let Some(u) = self.users.get_mut(&user) else {
-            return;
-        };
-        let presence = u.presence();
-        if presence == u.announced {
-            return;
-        }
-        u.announced = presence;
-        let username = u.username.clone();
-        let mutual: Vec<UserId> =
-            u.links.iter().filter(|(_, (mutual, _))| *mutual).map(|(peer, _)| *peer).collect();
-        let mut conns: Vec<ConnId> = mutual
-            .iter()
-            .filter_map(|peer| self.users.get(peer))
-            .filter(|p| p.is_mutual(user))
-            .flat_map(|p| self.live_conns(p))
-            .collect();
-        if !conns.is_empty() {
-            conns.sort();
-            self.outputs
-                .push(Output::Send { conns, event: Event::Presence { username, presence } });
-        }
-    }
-
-    /// Sends an event to every connection of a user, except one (the sender's own).
+    /// Sends an event to every device of a user, here (except one connection: the sender's own)
+    /// and on every other supernode holding one.
     pub fn send_to_user(&mut self, user: UserId, event: Event, except: Option<ConnId>) {
+        self.outputs.push(Output::Bus {
+            to: Route::User(user),
+            msg: BusMessage::Deliver { user, event: event.clone() },
+        });
+        self.deliver_here(user, event, except);
+    }
+
+    /// Sends an event to the user's connections here (except one).
+    pub(crate) fn deliver_here(&mut self, user: UserId, event: Event, except: Option<ConnId>) {
         let Some(u) = self.users.get(&user) else {
             return;
         };
@@ -539,14 +467,18 @@ impl Hub {
         self.users.get(&user).is_some_and(|u| u.conns.iter().any(|(_, d)| *d == device))
     }
 
-    /// Closes every connection of one device (device removed).
+    /// Closes every connection of one device (device removed), here and elsewhere.
     pub fn close_device(&mut self, user: UserId, device: DeviceId, reason: EndReason) {
         self.close_where(user, reason, |_, d| d == device);
+        let msg = BusMessage::Close { user, device: Some(device), reason };
+        self.outputs.push(Output::Bus { to: Route::User(user), msg });
     }
 
-    /// Closes every connection of a user except one (password changed).
+    /// Closes every connection of a user except one (password changed), here and elsewhere.
     pub fn close_user_except(&mut self, user: UserId, keep: ConnId, reason: EndReason) {
         self.close_where(user, reason, |c, _| c != keep);
+        let msg = BusMessage::Close { user, device: None, reason };
+        self.outputs.push(Output::Bus { to: Route::User(user), msg });
     }
 
     /// Whether the hub has decided to close this connection (further requests are ignored).
@@ -576,7 +508,7 @@ impl Hub {
         }
     }
 
-    fn close_where(
+    pub(crate) fn close_where(
         &mut self,
         user: UserId,
         reason: EndReason,

@@ -8,12 +8,15 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod calls;
+pub mod cluster;
 pub mod contacts;
 pub mod hub;
+mod presence;
 pub mod rate;
 pub mod throttle;
 
 pub use calls::{CallAnswer, CallConfig, CallInvite, InviteRefused};
+pub use cluster::{BusMessage, Route};
 pub use contacts::{ContactAction, Notice, Transition};
 pub use hub::{ConnId, Hub, HubConfig, Link, LinkVersion, OnlineLogin, Output, UserId};
 pub use rate::TokenBucket;

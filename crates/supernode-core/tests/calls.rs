@@ -95,7 +95,7 @@ impl Seen {
                     }
                 }
                 Output::MissedCall { callee, caller, .. } => seen.missed.push((callee, caller)),
-                Output::Close { .. } => {}
+                Output::Close { .. } | Output::Bus { .. } => {}
             }
         }
         seen

@@ -1,5 +1,7 @@
 //! Property test: random sequences of connects, logins, disconnects, status changes, contact
-//! links and unlinks, requests and clock jumps, checked against an independent model.
+//! links and unlinks, requests, clock jumps and supernode crashes, on three hubs joined by a fake
+//! bus (each message encoded as JSON on the way, as the real bus does), checked against an
+//! independent model of one network.
 //!
 //! Invariants after every step:
 //! - a non-offline presence event about S only ever reaches connections of users who are mutual
@@ -12,12 +14,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use peerline_supernode_core::{ConnId, Hub, HubConfig, Link, OnlineLogin, Output};
+use peerline_supernode_core::{
+    BusMessage, ConnId, Hub, HubConfig, Link, OnlineLogin, Output, Route,
+};
 use peerline_wire::{Event, Presence, Status};
 use proptest::prelude::*;
 
 const USERS: i64 = 5;
 const CONNS: u64 = 8;
+/// Supernodes; connection `c` is on hub `c % HUBS`.
+const HUBS: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -29,6 +35,8 @@ enum Op {
     Unlink(i64, i64),
     Request(u64),
     Advance(u64),
+    /// A supernode dies: its connections are gone, the others hear it is down, it restarts empty.
+    Crash(usize),
 }
 
 fn status() -> impl Strategy<Value = Status> {
@@ -50,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..USERS, 0..USERS).prop_map(|(a, b)| Op::Unlink(a, b)),
         (0..CONNS).prop_map(Op::Request),
         (0..40_000u64).prop_map(Op::Advance),
+        (0..HUBS).prop_map(Op::Crash),
     ]
 }
 
@@ -83,44 +92,69 @@ fn name(u: i64) -> String {
     format!("u{u}")
 }
 
-/// Applies the hub's outputs the way the driver would: deliver events, and for a close, drop the
-/// connection and tell the hub.
-fn pump(hub: &mut Hub, model: &mut Model) {
+fn hub_of(conn: u64) -> usize {
+    (conn % HUBS as u64) as usize
+}
+
+/// Applies the hubs' outputs the way the drivers and the bus would: deliver events, carry bus
+/// messages (as JSON) to the hubs holding a device of the user or to the named hub, and for a
+/// close, drop the connection and tell its hub.
+fn pump(hubs: &mut [Hub], model: &mut Model, now: Instant) {
     loop {
-        let outputs = hub.drain_outputs();
-        if outputs.is_empty() {
-            return;
-        }
-        for o in outputs {
-            match o {
-                Output::Send { conns, event: Event::Presence { username, presence } } => {
-                    let subject: i64 = username[1..].parse().unwrap();
-                    for c in conns {
-                        let viewer =
-                            *model.logged_in.get(&c.0).expect("presence to a logged-in conn");
-                        if presence != Presence::Offline {
-                            assert!(
-                                model.is_mutual(viewer, subject),
-                                "u{subject}'s presence leaked to u{viewer}"
-                            );
+        let mut quiet = true;
+        for h in 0..hubs.len() {
+            let outputs = hubs[h].drain_outputs();
+            quiet &= outputs.is_empty();
+            for o in outputs {
+                match o {
+                    Output::Send { conns, event: Event::Presence { username, presence } } => {
+                        let subject: i64 = username[1..].parse().unwrap();
+                        for c in conns {
+                            assert_eq!(hub_of(c.0), h, "hub {h} sent to another hub's connection");
+                            let viewer =
+                                *model.logged_in.get(&c.0).expect("presence to a logged-in conn");
+                            if presence != Presence::Offline {
+                                assert!(
+                                    model.is_mutual(viewer, subject),
+                                    "u{subject}'s presence leaked to u{viewer}"
+                                );
+                            }
+                            model.heard.entry(c.0).or_default().insert(username.clone(), presence);
                         }
-                        model.heard.entry(c.0).or_default().insert(username.clone(), presence);
+                    }
+                    Output::Send { .. } | Output::MissedCall { .. } => {}
+                    Output::Close { conn, .. } => {
+                        hubs[h].disconnect(conn);
+                        model.connected.remove(&conn.0);
+                        model.logged_in.remove(&conn.0);
+                        model.heard.remove(&conn.0);
+                    }
+                    Output::Bus { to, msg } => {
+                        let json = serde_json::to_string(&msg).unwrap();
+                        let targets: Vec<usize> = match to {
+                            // The bus: every other hub watching the user (a device there).
+                            Route::User(u) => (0..hubs.len())
+                                .filter(|t| *t != h && hubs[*t].is_online(u))
+                                .collect(),
+                            Route::Node(n) => vec![n.parse().unwrap()],
+                        };
+                        for t in targets {
+                            let msg: BusMessage = serde_json::from_str(&json).unwrap();
+                            hubs[t].handle_bus(&h.to_string(), msg, now);
+                        }
                     }
                 }
-                Output::Send { .. } | Output::MissedCall { .. } => {}
-                Output::Close { conn, .. } => {
-                    hub.disconnect(conn);
-                    model.connected.remove(&conn.0);
-                    model.logged_in.remove(&conn.0);
-                    model.heard.remove(&conn.0);
-                }
             }
+        }
+        if quiet {
+            return;
         }
     }
 }
 
-fn check(hub: &Hub, model: &Model) {
+fn check(hubs: &[Hub], model: &Model) {
     for (conn, viewer) in &model.logged_in {
+        let hub = &hubs[hub_of(*conn)];
         for subject in 0..USERS {
             if subject == *viewer {
                 continue;
@@ -129,7 +163,8 @@ fn check(hub: &Hub, model: &Model) {
             assert_eq!(
                 hub.presence_seen_by(*viewer, subject),
                 want,
-                "hub view u{viewer}→u{subject}"
+                "hub {} view u{viewer}→u{subject}",
+                hub_of(*conn)
             );
             let heard = model
                 .heard
@@ -140,9 +175,8 @@ fn check(hub: &Hub, model: &Model) {
             assert_eq!(heard, want, "conn {conn} (u{viewer}) heard wrong presence of u{subject}");
         }
     }
-    assert_eq!(hub.connection_count(), model.connected.len());
-    let online: BTreeSet<i64> = model.logged_in.values().copied().collect();
-    assert_eq!(hub.online_user_count(), online.len());
+    let conns: usize = hubs.iter().map(Hub::connection_count).sum();
+    assert_eq!(conns, model.connected.len());
 }
 
 proptest! {
@@ -151,14 +185,14 @@ proptest! {
     #[test]
     fn presence_is_private_and_converges(ops in proptest::collection::vec(op(), 1..120)) {
         let mut now = Instant::now();
-        let mut hub = Hub::new(HubConfig::default(), now);
+        let mut hubs: Vec<Hub> = (0..HUBS).map(|_| Hub::new(HubConfig::default(), now)).collect();
         let mut model = Model::default();
         // Each contact change is newer than the last; a login reads the newest.
         let mut version = 0;
         for op in ops {
             match op {
                 Op::Connect(c) if !model.connected.contains(&c) => {
-                    hub.connect(ConnId(c), now);
+                    hubs[hub_of(c)].connect(ConnId(c), now);
                     model.connected.insert(c);
                 }
                 Op::Login(c, u) if model.connected.contains(&c) && !model.logged_in.contains_key(&c) => {
@@ -174,41 +208,61 @@ proptest! {
                         contacts,
                     };
                     // The snapshot comes out of the hub with the other outputs.
-                    assert!(hub.login(ConnId(c), login, now));
+                    assert!(hubs[hub_of(c)].login(ConnId(c), login, now));
                     model.logged_in.insert(c, u);
                     model.heard.entry(c).or_default();
                 }
                 Op::Disconnect(c) if model.connected.contains(&c) => {
-                    hub.disconnect(ConnId(c));
+                    hubs[hub_of(c)].disconnect(ConnId(c));
                     model.connected.remove(&c);
                     model.logged_in.remove(&c);
                     model.heard.remove(&c);
                 }
                 Op::SetStatus(u, s) => {
                     model.status.insert(u, s);
-                    hub.set_status(u, s);
+                    // Asked on one of the user's devices; stored for logins anywhere later.
+                    if let Some(h) = (0..HUBS).find(|h| hubs[*h].is_online(u)) {
+                        hubs[h].set_status(u, s);
+                    }
                 }
                 Op::Link(a, b) if a != b => {
                     model.mutual.insert((a.min(b), a.max(b)));
                     version += 1;
-                    hub.set_link(a, b, true, version, now);
+                    hubs[(a as usize) % HUBS].set_link(a, b, true, version, now);
                 }
                 Op::Unlink(a, b) if a != b => {
                     model.mutual.remove(&(a.min(b), a.max(b)));
                     version += 1;
-                    hub.set_link(a, b, false, version, now);
+                    hubs[(b as usize) % HUBS].set_link(a, b, false, version, now);
                 }
                 Op::Request(c) if model.connected.contains(&c) => {
-                    let _ = hub.admit(ConnId(c), now);
+                    let _ = hubs[hub_of(c)].admit(ConnId(c), now);
                 }
                 Op::Advance(ms) => {
                     now += Duration::from_millis(ms);
-                    hub.handle_timeout(now);
+                    for hub in &mut hubs {
+                        hub.handle_timeout(now);
+                    }
+                }
+                Op::Crash(h) => {
+                    hubs[h] = Hub::new(HubConfig::default(), now);
+                    let gone: Vec<u64> =
+                        model.connected.iter().copied().filter(|c| hub_of(*c) == h).collect();
+                    for c in gone {
+                        model.connected.remove(&c);
+                        model.logged_in.remove(&c);
+                        model.heard.remove(&c);
+                    }
+                    for (other, hub) in hubs.iter_mut().enumerate() {
+                        if other != h {
+                            hub.node_gone(&h.to_string());
+                        }
+                    }
                 }
                 _ => {}
             }
-            pump(&mut hub, &mut model);
-            check(&hub, &model);
+            pump(&mut hubs, &mut model, now);
+            check(&hubs, &model);
         }
     }
 }

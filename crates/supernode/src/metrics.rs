@@ -33,3 +33,5 @@ pub const CALLS: &str = "peerline_calls";
 /// Counter: contact changes decided again because a concurrent change of the same pair was
 /// stored first.
 pub const CONTACT_CONFLICTS: &str = "peerline_contact_conflicts_total";
+/// Counter: messages for other supernodes dropped because the bus queue was full.
+pub const BUS_DROPPED: &str = "peerline_bus_dropped_total";

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use peerline_store::{Store, StoredMissedCall, UserId};
-use peerline_supernode_core::{ConnId, Hub, OnlineLogin, Output};
+use peerline_supernode_core::{BusMessage, ConnId, Hub, OnlineLogin, Output, Route};
 use peerline_wire::{EndReason, Event, MissedCall, ServerFrame, encode};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
@@ -80,6 +80,8 @@ pub struct Core {
     pub conns: HashMap<ConnId, ConnHandle>,
     /// Missed calls to store (the writer task drains it; bounded by the hub's call limits).
     missed: mpsc::UnboundedSender<MissedCallJob>,
+    /// Messages for other supernodes, to the bus publisher task (none without a cluster).
+    bus_out: Option<mpsc::Sender<(Route, BusMessage)>>,
 }
 
 impl Core {
@@ -109,6 +111,15 @@ impl Core {
                         if !sent || h.tx.try_send(Outbound::End(reason)).is_err() {
                             h.kill.notify_one();
                         }
+                    }
+                }
+                Output::Bus { to, msg } => {
+                    // At most once, like the bus itself: a full queue means the bus is down or
+                    // far behind, and what must not be lost is in the database already.
+                    if let Some(bus) = &self.bus_out
+                        && bus.try_send((to, msg)).is_err()
+                    {
+                        metrics::counter!(m::BUS_DROPPED).increment(1);
                     }
                 }
                 Output::MissedCall { callee, caller, call_id } => {
@@ -163,7 +174,7 @@ impl Shared {
             store,
             passwords,
             stun_port,
-            core: Mutex::new(Core { hub, conns: HashMap::new(), missed }),
+            core: Mutex::new(Core { hub, conns: HashMap::new(), missed, bus_out: None }),
             next_conn: AtomicU64::new(1),
             missed_rx: Mutex::new(Some(missed_rx)),
         }

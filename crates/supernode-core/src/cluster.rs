@@ -1,0 +1,116 @@
+//! What supernodes tell each other over the cluster bus, and what a hub does with it.
+//!
+//! A hub addresses users, not connections: whatever concerns a user with devices on other
+//! supernodes goes out as [`Output::Bus`] to [`Route::User`], and the bus brings it to exactly
+//! the supernodes holding a device of that user (see `peerline-bus`). What comes in is fed to
+//! [`Hub::handle_bus`]; it is applied here and never sent on, so nothing loops.
+
+use std::time::Instant;
+
+use peerline_wire::{DeviceId, EndReason, Event, Presence, Status};
+use serde::{Deserialize, Serialize};
+
+use crate::hub::{Hub, LinkVersion, UserId};
+
+/// Where a bus message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The other supernodes holding a device of this user.
+    User(UserId),
+    /// One supernode.
+    Node(String),
+}
+
+/// A message between supernodes. Encoded as JSON with a `t` tag; docs/scaling.md lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum BusMessage {
+    /// An event for every device of `user` on the receiving supernode.
+    Deliver {
+        /// The user.
+        user: UserId,
+        /// The event, as sent to clients.
+        event: Event,
+    },
+    /// The presence of `subject` on the sending supernode (offline: no device there any more).
+    /// Sent to the subject's mutual contacts; `seq` orders the sender's reports.
+    Presence {
+        /// The user.
+        subject: UserId,
+        /// Their username, for the event.
+        username: String,
+        /// Their presence there, as contacts may see it (`invisible` is `offline`).
+        presence: Presence,
+        /// The sending supernode's report number.
+        seq: u64,
+    },
+    /// A viewer came online on the sending supernode and knows nothing of `subject`: the
+    /// subject's supernodes answer with a [`BusMessage::Presence`] to the asking supernode.
+    PresenceProbe {
+        /// The user asked about.
+        subject: UserId,
+        /// The viewer who asks (answered only if the two are mutual contacts).
+        viewer: UserId,
+    },
+    /// The user chose another status on a device elsewhere.
+    Status {
+        /// The user.
+        user: UserId,
+        /// The status.
+        status: Status,
+    },
+    /// A contact change was stored.
+    Link {
+        /// One user of the pair.
+        a: UserId,
+        /// The other.
+        b: UserId,
+        /// Both rows are accepted now.
+        mutual: bool,
+        /// The change's version from storage.
+        version: LinkVersion,
+    },
+    /// Close the connections of one device of the user (removed), or of all its devices.
+    Close {
+        /// The user.
+        user: UserId,
+        /// Only this device; all of the user's devices without it.
+        device: Option<DeviceId>,
+        /// Told to the client.
+        reason: EndReason,
+    },
+}
+
+impl Hub {
+    /// A message from supernode `from`.
+    pub fn handle_bus(&mut self, from: &str, msg: BusMessage, now: Instant) {
+        match msg {
+            BusMessage::Deliver { user, event } => self.deliver_here(user, event, None),
+            BusMessage::Presence { subject, username, presence, seq } => {
+                self.remote_presence(from, subject, username, presence, seq);
+            }
+            BusMessage::PresenceProbe { subject, viewer } => {
+                if let Some(s) = self.users.get(&subject)
+                    && s.is_mutual(viewer)
+                {
+                    self.next_seq += 1;
+                    let msg = BusMessage::Presence {
+                        subject,
+                        username: s.username.clone(),
+                        presence: s.presence(),
+                        seq: self.next_seq,
+                    };
+                    self.push_output(crate::Output::Bus { to: Route::Node(from.to_owned()), msg });
+                }
+            }
+            BusMessage::Status { user, status } => self.apply_status(user, status),
+            BusMessage::Link { a, b, mutual, version } => {
+                self.apply_link(a, b, mutual, version, now)
+            }
+            BusMessage::Close { user, device, reason } => match device {
+                Some(device) => self.close_where(user, reason, |_, d| d == device),
+                None => self.close_where(user, reason, |_, _| true),
+            },
+        }
+    }
+}
