@@ -145,6 +145,14 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map(|_| ())
+            .map_err(decode::failed("checking the database"))
+    }
+
     async fn close(&self) {
         SqliteStore::close(self).await;
     }

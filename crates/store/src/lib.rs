@@ -380,6 +380,11 @@ pub trait Store: Send + Sync + 'static {
     /// for messages); returns how many.
     async fn purge_missed_calls_before(&self, cutoff: TimestampMs) -> StoreResult<u64>;
 
+    /// Whether the backend answers now (for health checks): a round trip that reads nothing.
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Flushes and releases the backend at shutdown. Calls after it fail with `Backend`.
     async fn close(&self) {}
 }

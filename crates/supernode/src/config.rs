@@ -41,6 +41,8 @@ pub struct Config {
     pub calls: Calls,
     /// TURN relays (coturn with `use-auth-secret`) for calls without a direct path.
     pub turn: Turn,
+    /// Cluster mode: many supernodes as one network.
+    pub cluster: Cluster,
     /// Log filter in `tracing` syntax (`info`, `peerline=debug,warn`); `RUST_LOG` overrides it.
     pub log: String,
 }
@@ -116,6 +118,62 @@ impl Default for Calls {
     }
 }
 
+/// Cluster mode. Without `database_url` and `nats_url` the supernode runs alone on SQLite with
+/// an in-process bus; with both, it is one of many supernodes sharing one PostgreSQL and one NATS.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This supernode's id in the network: unique, `[a-z0-9-]`, 1 to 32 characters.
+    pub node_id: String,
+    /// `postgres://user:password@host:port/database`; absent: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// `nats://host:port` of the bus between supernodes; absent: this supernode is alone.
+    pub nats_url: Option<String>,
+    /// The network's name: supernodes on one bus with different names never hear each other.
+    pub network: String,
+    /// Client URLs of the network's supernodes (`wss://host:port`), told to clients at login
+    /// so they know where to go if this one fails.
+    pub supernodes: Vec<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            node_id: "sn1".into(),
+            database_url: None,
+            nats_url: None,
+            network: "peerline".into(),
+            supernodes: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("network", &self.network)
+            .field("supernodes", &self.supernodes)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// TURN relay settings: the supernode hands logged-in users short-lived credentials in the coturn
 /// "TURN REST API" scheme; it never relays media itself.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +220,7 @@ impl Default for Config {
             messages: Messages::default(),
             calls: Calls::default(),
             turn: Turn::default(),
+            cluster: Cluster::default(),
             log: "info".into(),
         }
     }
@@ -245,6 +304,34 @@ impl Config {
         {
             bail!("limits: heartbeat_timeout_secs must be at least 5, timeouts must be positive");
         }
+        let c = &self.cluster;
+        if !peerline_bus::valid_node_id(&c.node_id) {
+            bail!("cluster.node_id {:?} must be 1 to 32 characters of a-z 0-9 -", c.node_id);
+        }
+        if !peerline_bus::valid_node_id(&c.network) {
+            bail!("cluster.network {:?} must be 1 to 32 characters of a-z 0-9 -", c.network);
+        }
+        if let Some(url) = &c.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            bail!("cluster.database_url must start with postgres:// (got {})", redact_url(url));
+        }
+        if let Some(url) = &c.nats_url
+            && !url.starts_with("nats://")
+        {
+            bail!("cluster.nats_url must start with nats:// (got {})", redact_url(url));
+        }
+        if c.nats_url.is_some() && c.database_url.is_none() {
+            bail!(
+                "cluster.nats_url needs cluster.database_url: supernodes of one network must share \
+                 one PostgreSQL database (SQLite is one supernode's own)"
+            );
+        }
+        if let Some(url) =
+            c.supernodes.iter().find(|u| !(u.starts_with("wss://") || u.starts_with("ws://")))
+        {
+            bail!("cluster.supernodes entry {url:?} must start with wss://");
+        }
         if l.password_hash_concurrency == 0 {
             bail!("limits.password_hash_concurrency must be at least 1");
         }
@@ -274,6 +361,34 @@ mod tests {
         config.validate().unwrap();
         let err = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_and_urls_keep_their_passwords_out_of_logs() {
+        let mut c = Config::default();
+        c.cluster.nats_url = Some("nats://127.0.0.1:4222".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("database_url"), "a shared database is required: {err}");
+        c.cluster.database_url = Some("postgres://peerline:s3cret@db:5432/peerline".into());
+        c.validate().unwrap();
+        c.cluster.node_id = "Node 1".into();
+        assert!(c.validate().is_err(), "node ids are a-z 0-9 -");
+        c.cluster.node_id = "sn-2".into();
+        c.cluster.database_url = Some("mysql://x".into());
+        assert!(c.validate().is_err());
+        let shown = format!(
+            "{:?}",
+            Config {
+                cluster: Cluster {
+                    database_url: Some("postgres://peerline:s3cret@db:5432/peerline".into()),
+                    ..Cluster::default()
+                },
+                ..Config::default()
+            }
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(redact_url("postgres://u:p@h/d"), "postgres://u:<redacted>@h/d");
+        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
     }
 
     #[test]

@@ -49,7 +49,11 @@ pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
         let mut stream = stream;
         let we_closed = read_loop(&shared, conn, peer, &mut stream, tx, &kill).await;
         // Presence and counts change now, not after the drain below.
-        shared.unregister(conn);
+        if let Some(user) = shared.unregister(conn)
+            && let Err(e) = shared.bus.unwatch(user).await
+        {
+            debug!(error = %e, "unwatching on the bus failed");
+        }
         if we_closed {
             drain(&mut stream).await;
         }

@@ -6,6 +6,7 @@
 //! requests, `state` holds what they share. The protocol logic that needs no IO lives in
 //! `peerline-supernode-core`; durable state behind `peerline-store`.
 
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;

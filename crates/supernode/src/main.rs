@@ -47,6 +47,16 @@ struct Args {
     /// Keep instant messages this many days [default: 90].
     #[arg(long)]
     message_retention_days: Option<u32>,
+    /// This supernode's id in a cluster (unique; a-z 0-9 -) [default: sn1].
+    #[arg(long, env = "PEERLINE_NODE_ID")]
+    node_id: Option<String>,
+    /// PostgreSQL shared by the cluster, `postgres://user:password@host/db` [default: SQLite in
+    /// the data dir].
+    #[arg(long, env = "PEERLINE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// NATS bus between the cluster's supernodes, `nats://host:4222` [default: none, alone].
+    #[arg(long, env = "PEERLINE_NATS_URL")]
+    nats_url: Option<String>,
     /// Log filter, e.g. `info` or `peerline_supernode=debug` [default: info]; RUST_LOG wins.
     #[arg(long)]
     log: Option<String>,
@@ -87,6 +97,15 @@ impl Args {
         }
         if let Some(v) = self.message_retention_days {
             c.messages.retention_days = v;
+        }
+        if let Some(v) = self.node_id {
+            c.cluster.node_id = v;
+        }
+        if let Some(v) = self.database_url {
+            c.cluster.database_url = Some(v);
+        }
+        if let Some(v) = self.nats_url {
+            c.cluster.nats_url = Some(v);
         }
         if let Some(v) = self.log {
             c.log = v;

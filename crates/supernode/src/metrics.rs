@@ -35,3 +35,17 @@ pub const CALLS: &str = "peerline_calls";
 pub const CONTACT_CONFLICTS: &str = "peerline_contact_conflicts_total";
 /// Counter: messages for other supernodes dropped because the bus queue was full.
 pub const BUS_DROPPED: &str = "peerline_bus_dropped_total";
+/// Histogram: seconds to hand a message to the bus.
+pub const BUS_PUBLISH_SECONDS: &str = "peerline_bus_publish_seconds";
+/// Counter: messages received from other supernodes.
+pub const BUS_RECEIVED: &str = "peerline_bus_received_total";
+/// Counter: messages from other supernodes that could not be decoded.
+pub const BUS_BAD_MESSAGES: &str = "peerline_bus_bad_messages_total";
+/// Gauge: users this supernode watches on the bus (its share of the network's directory).
+pub const DIRECTORY_USERS: &str = "peerline_directory_users";
+/// Gauge: other supernodes heard on the bus and not down.
+pub const LIVE_NODES: &str = "peerline_live_nodes";
+/// Gauge: users whose presence viewers here follow.
+pub const PRESENCE_SUBJECTS: &str = "peerline_presence_subjects";
+/// Gauge: of those, users known from other supernodes' reports.
+pub const PRESENCE_REMOTE: &str = "peerline_presence_remote_subjects";

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,7 +18,6 @@ use axum::{Json, Router};
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use peerline_store_sqlite::SqliteStore;
 use peerline_supernode_core::{CallConfig, Hub, HubConfig, ThrottleConfig};
 use peerline_wire::{EndReason, MAX_FRAME_BYTES, WS_PATH};
 use tracing::{info, warn};
@@ -94,10 +94,8 @@ impl Supernode {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let store =
-            Arc::new(SqliteStore::open(&config.database_path()).await.with_context(|| {
-                format!("opening database {}", config.database_path().display())
-            })?);
+        let store = crate::cluster::open_store(&config).await?;
+        let bus = crate::cluster::open_bus(&config).await?;
         let tls = if config.insecure_plaintext { None } else { Some(load_identity(&config)?) };
         let client = bind(config.listen, "client")?;
         let admin = bind(config.admin_listen, "admin")?;
@@ -111,7 +109,7 @@ impl Supernode {
         let hub = Hub::new(hub_config(&config), Instant::now());
         let _ = prometheus();
         let stun_port = stun.local_addr().ok().map(|a| a.port());
-        let shared = Arc::new(Shared::new(config, store, hub, passwords, stun_port));
+        let shared = Arc::new(Shared::new(config, store, hub, passwords, stun_port, bus));
         Ok(Self { shared, client, admin, stun, tls })
     }
 
@@ -181,6 +179,13 @@ impl Supernode {
             let _ = stun_stopped.await;
         }));
         let timers = tokio::spawn(timer_loop(shared.clone()));
+        let publisher = shared
+            .take_bus_queue()
+            .map(|queue| tokio::spawn(crate::cluster::publish_loop(shared.bus.clone(), queue)));
+        let receiver = shared
+            .bus
+            .events()
+            .map(|events| tokio::spawn(crate::cluster::receive_loop(shared.clone(), events)));
         let retention = tokio::spawn(retention_loop(shared.clone()));
         let (missed_stop, missed_stopped) = tokio::sync::oneshot::channel();
         let missed_calls = tokio::spawn(shared.clone().record_missed_calls(missed_stopped));
@@ -213,6 +218,10 @@ impl Supernode {
         let _ = missed_stop.send(());
         let _ = missed_calls.await;
         admin_task.abort();
+        for task in [publisher, receiver].into_iter().flatten() {
+            task.abort();
+        }
+        shared.bus.close().await;
         shared.store.close().await;
         info!("shutdown complete");
         Ok(())
@@ -233,13 +242,47 @@ async fn ws_upgrade(
         .into_response()
 }
 
-async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+/// Health of the supernode and of each engine it depends on: `status` is `ok`, or `degraded`
+/// while the database or the bus cannot be reached (answered `503`, so a load balancer sends
+/// new clients elsewhere).
+async fn healthz(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<serde_json::Value>) {
     let (connections, online_users) = shared.counts();
-    Json(serde_json::json!({
-        "status": "ok",
-        "connections": connections,
-        "online_users": online_users,
-    }))
+    let started = Instant::now();
+    let store = tokio::time::timeout(Duration::from_secs(2), shared.store.ping()).await;
+    let store_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let store_error = match store {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 2 s".to_owned()),
+    };
+    let bus = shared.bus.health();
+    let clustered = shared.config.cluster.nats_url.is_some();
+    let ok = store_error.is_none() && (bus.connected || !clustered);
+    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    metrics::gauge!(m::DIRECTORY_USERS).set(bus.watched_users as f64);
+    (
+        code,
+        Json(serde_json::json!({
+            "status": if ok { "ok" } else { "degraded" },
+            "node_id": shared.config.cluster.node_id,
+            "connections": connections,
+            "online_users": online_users,
+            "store": {
+                "ok": store_error.is_none(),
+                "backend": if shared.config.cluster.database_url.is_some() { "postgres" } else { "sqlite" },
+                "latency_ms": store_ms,
+                "error": store_error,
+            },
+            "bus": {
+                "ok": bus.connected,
+                "backend": if clustered { "nats" } else { "local" },
+                "connected": bus.connected,
+                "live_nodes": bus.live_nodes,
+                "watched_users": bus.watched_users,
+                "error": bus.error,
+            },
+        })),
+    )
 }
 
 async fn metrics_page(State(shared): State<Arc<Shared>>) -> String {
@@ -247,6 +290,12 @@ async fn metrics_page(State(shared): State<Arc<Shared>>) -> String {
     metrics::gauge!(m::CONNECTIONS).set(connections as f64);
     metrics::gauge!(m::ONLINE_USERS).set(online_users as f64);
     metrics::gauge!(m::CALLS).set(shared.with_hub(|h| h.call_count()) as f64);
+    let bus = shared.bus.health();
+    metrics::gauge!(m::DIRECTORY_USERS).set(bus.watched_users as f64);
+    metrics::gauge!(m::LIVE_NODES).set(bus.live_nodes as f64);
+    let (subjects, remote) = shared.with_hub(|h| h.presence_table_sizes());
+    metrics::gauge!(m::PRESENCE_SUBJECTS).set(subjects as f64);
+    metrics::gauge!(m::PRESENCE_REMOTE).set(remote as f64);
     prometheus().render()
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
+use peerline_bus::Bus;
 use peerline_store::{Store, StoredMissedCall, UserId};
 use peerline_supernode_core::{BusMessage, ConnId, Hub, OnlineLogin, Output, Route};
 use peerline_wire::{EndReason, Event, MissedCall, ServerFrame, encode};
@@ -154,10 +155,17 @@ pub struct Shared {
     pub passwords: Passwords,
     /// The UDP port of the STUN responder, told to clients in `hello`.
     pub stun_port: Option<u16>,
+    /// The bus to the other supernodes (in-process when alone).
+    pub bus: Arc<dyn Bus>,
     core: Mutex<Core>,
     next_conn: AtomicU64,
     missed_rx: Mutex<Option<mpsc::UnboundedReceiver<MissedCallJob>>>,
+    bus_rx: Mutex<Option<mpsc::Receiver<(Route, BusMessage)>>>,
 }
+
+/// Messages waiting for the bus publisher: a burst of presence after mass reconnects fits, a
+/// bus that is down for long does not make memory grow.
+const BUS_QUEUE: usize = 65_536;
 
 impl Shared {
     /// Builds the shared state.
@@ -167,17 +175,26 @@ impl Shared {
         hub: Hub,
         passwords: Passwords,
         stun_port: Option<u16>,
+        bus: Arc<dyn Bus>,
     ) -> Self {
         let (missed, missed_rx) = mpsc::unbounded_channel();
+        let (bus_out, bus_rx) = mpsc::channel(BUS_QUEUE);
         Self {
             config,
             store,
             passwords,
             stun_port,
-            core: Mutex::new(Core { hub, conns: HashMap::new(), missed, bus_out: None }),
+            bus,
+            core: Mutex::new(Core { hub, conns: HashMap::new(), missed, bus_out: Some(bus_out) }),
             next_conn: AtomicU64::new(1),
             missed_rx: Mutex::new(Some(missed_rx)),
+            bus_rx: Mutex::new(Some(bus_rx)),
         }
+    }
+
+    /// The queue of messages for other supernodes; only the first call gets it.
+    pub fn take_bus_queue(&self) -> Option<mpsc::Receiver<(Route, BusMessage)>> {
+        self.bus_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Stores the missed calls the hub reports and tells the callee's online devices, until
@@ -276,12 +293,15 @@ impl Shared {
         }
     }
 
-    /// Forgets a connection and tells the hub (presence may change).
-    pub fn unregister(&self, conn: ConnId) {
+    /// Forgets a connection and tells the hub (presence may change). Returns the user it was
+    /// logged in as, whose watch on the bus it held.
+    pub fn unregister(&self, conn: ConnId) -> Option<UserId> {
         let mut core = self.lock();
         core.conns.remove(&conn);
+        let user = core.hub.login_of(conn).map(|(user, _)| user);
         core.hub.disconnect(conn);
         core.flush();
+        user
     }
 
     /// Drops a connection that does not read what it is sent.

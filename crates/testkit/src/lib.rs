@@ -6,7 +6,9 @@
 //! `$PEERLINE_BIN_DIR`. Build them first: `cargo build --bins` (the test scripts do).
 #![allow(clippy::missing_panics_doc)]
 
+pub mod nats;
 pub mod netlab;
+pub mod postgres;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

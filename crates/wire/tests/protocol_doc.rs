@@ -59,6 +59,7 @@ const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::CalleeUnavailable,
     ErrorCode::ShuttingDown,
     ErrorCode::Internal,
+    ErrorCode::Unavailable,
 ];
 
 /// One ```json block: the line of its opening fence (1-based) and its text.
@@ -370,7 +371,8 @@ fn error_code_list_is_complete() {
             | ErrorCode::CalleeBusy
             | ErrorCode::CalleeUnavailable
             | ErrorCode::ShuttingDown
-            | ErrorCode::Internal => ALL_ERROR_CODES.contains(&code),
+            | ErrorCode::Internal
+            | ErrorCode::Unavailable => ALL_ERROR_CODES.contains(&code),
         }
     }
     assert!(ALL_ERROR_CODES.iter().all(|c| listed(*c)));

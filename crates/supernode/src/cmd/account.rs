@@ -186,7 +186,21 @@ impl Session {
             let lifetime = i64::from(self.shared.config.sessions.token_lifetime_days) * 86_400_000;
             db(store.create_session(&hash, account.id, device.id, now + lifetime).await)?;
         }
-        let contacts = db(store.contact_links(account.id).await)?;
+        // Watch first, read second: a contact change published after the read reaches this
+        // supernode, and the hub applies whichever is newer.
+        if let Err(e) = self.shared.bus.watch(account.id).await {
+            tracing::warn!(error = %e, "the cluster bus refused a watch");
+            let mut body = ErrorBody::new(ErrorCode::Unavailable);
+            body.retry_after_secs = Some(1);
+            return Err(body);
+        }
+        let contacts = match store.contact_links(account.id).await {
+            Ok(contacts) => contacts,
+            Err(e) => {
+                let _ = self.shared.bus.unwatch(account.id).await;
+                return db(Err(e));
+            }
+        };
         let online = OnlineLogin {
             user_id: account.id,
             username: account.username.clone(),
@@ -200,6 +214,7 @@ impl Session {
         // Live and given its presence snapshot in one step; events to it wait until the reply
         // went out.
         if !self.shared.login(self.conn, online, Instant::now()) {
+            let _ = self.shared.bus.unwatch(account.id).await;
             return Err(ErrorCode::ShuttingDown.into());
         }
         self.identity = Some(Identity {

@@ -1,0 +1,163 @@
+//! What goes on the NATS wire: subject names, the sender header, and the heartbeat payload.
+//! Pure functions, so that the formats documented in the crate root are tested in one place.
+
+use peerline_bus::{Address, UserId, valid_node_id};
+
+/// The header that carries the sending supernode's id on every message.
+pub const FROM_HEADER: &str = "Peerline-From";
+
+/// The subjects of one network.
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    /// Subjects under `peerline.<network>.`; `network` must be a valid network name (checked by
+    /// `BusConfig::validate`), so it is a single subject token.
+    pub fn new(network: &str) -> Subjects {
+        Subjects { prefix: format!("peerline.{network}") }
+    }
+
+    /// `peerline.<network>.u.<user id>`: messages to a user's watchers.
+    pub fn user(&self, user: UserId) -> String {
+        format!("{}.u.{user}", self.prefix)
+    }
+
+    /// `peerline.<network>.n.<node id>`: messages to one supernode.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}.n.{node}", self.prefix)
+    }
+
+    /// Where a message to `to` goes.
+    pub fn address(&self, to: &Address) -> String {
+        match to {
+            Address::User(user) => self.user(*user),
+            Address::Node(node) => self.node(node),
+        }
+    }
+
+    /// `peerline.<network>.hb`: heartbeats and goodbyes of every supernode.
+    pub fn heartbeat(&self) -> String {
+        format!("{}.hb", self.prefix)
+    }
+
+    /// `peerline.<network>.sync`: a subject nobody subscribes to. A request to it comes back as
+    /// "no responders" only after the server has processed everything this connection sent
+    /// before, subscriptions included: a cheap barrier.
+    pub fn sync(&self) -> String {
+        format!("{}.sync", self.prefix)
+    }
+}
+
+/// The JetStream key-value bucket of the call registry: `peerline_<network>_calls`.
+pub fn calls_bucket(network: &str) -> String {
+    format!("peerline_{network}_calls")
+}
+
+/// What a heartbeat-subject payload says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Beat {
+    /// `up <node id> <incarnation>`: the node is alive.
+    Up {
+        /// The node's id.
+        node: String,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// `down <node id> <incarnation>`: the node is leaving (sent by `close`).
+    Down {
+        /// The node's id.
+        node: String,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+}
+
+impl Beat {
+    /// The payload: ASCII `up|down`, a space, the node id, a space, the incarnation as 16
+    /// lowercase hex digits.
+    pub fn encode(&self) -> String {
+        let (kind, node, incarnation) = match self {
+            Beat::Up { node, incarnation } => ("up", node, incarnation),
+            Beat::Down { node, incarnation } => ("down", node, incarnation),
+        };
+        format!("{kind} {node} {incarnation:016x}")
+    }
+
+    /// Reads a payload; `None` for anything that is not exactly what [`Beat::encode`] writes.
+    pub fn decode(payload: &[u8]) -> Option<Beat> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let mut parts = text.split(' ');
+        let (kind, node, incarnation) = (parts.next()?, parts.next()?, parts.next()?);
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if parts.next().is_some()
+            || !valid_node_id(node)
+            || incarnation.len() != 16
+            || !incarnation.bytes().all(hex)
+        {
+            return None;
+        }
+        let incarnation = u64::from_str_radix(incarnation, 16).ok()?;
+        let node = node.to_owned();
+        match kind {
+            "up" => Some(Beat::Up { node, incarnation }),
+            "down" => Some(Beat::Down { node, incarnation }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_as_documented() {
+        let s = Subjects::new("prod");
+        assert_eq!(s.user(42), "peerline.prod.u.42");
+        assert_eq!(s.user(-1), "peerline.prod.u.-1");
+        assert_eq!(s.node("sn-1"), "peerline.prod.n.sn-1");
+        assert_eq!(s.address(&Address::Node("b".into())), "peerline.prod.n.b");
+        assert_eq!(s.heartbeat(), "peerline.prod.hb");
+        assert_eq!(s.sync(), "peerline.prod.sync");
+        assert_eq!(calls_bucket("prod"), "peerline_prod_calls");
+    }
+
+    #[test]
+    fn beats_round_trip() {
+        for beat in [
+            Beat::Up { node: "sn-1".into(), incarnation: 0 },
+            Beat::Down { node: "a".into(), incarnation: u64::MAX },
+            Beat::Up { node: "x".repeat(32), incarnation: 0x0123_4567_89ab_cdef },
+        ] {
+            assert_eq!(Beat::decode(beat.encode().as_bytes()), Some(beat));
+        }
+        assert_eq!(
+            Beat::Up { node: "a".into(), incarnation: 255 }.encode(),
+            "up a 00000000000000ff"
+        );
+    }
+
+    #[test]
+    fn bad_beats_are_rejected() {
+        for bad in [
+            &b""[..],
+            b"up",
+            b"up a",
+            b"up a 00000000000000ff extra",
+            b"up A 00000000000000ff",
+            b"up a.b 00000000000000ff",
+            b"up a 0xff",
+            b"up a ff",
+            b"up a 00000000000000fg",
+            b"up a +0000000000000ff",
+            b"up a 00000000000000FF",
+            b"sideways a 00000000000000ff",
+            b"up  a 00000000000000ff",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(Beat::decode(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Cluster mode end to end: three real `peerline-supernode` processes sharing one PostgreSQL and
+//! one nats-server on loopback (each test starts its own), users on different supernodes using
+//! the real `peerline` CLI.
+//!
+//! These tests need PostgreSQL and nats-server: `scripts/setup` installs both. They fail, never
+//! skip, when either cannot start.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::Duration;
+
+use peerline_testkit::nats::TestNats;
+use peerline_testkit::postgres::TestPostgres;
+use peerline_testkit::{Supernode, User};
+use serde_json::Value;
+
+/// One network of three supernodes.
+struct Cluster {
+    nodes: Vec<Supernode>,
+    _nats: TestNats,
+    _postgres: TestPostgres,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let postgres = TestPostgres::start().expect("PostgreSQL must start (run scripts/setup)");
+        let database = postgres.create_database("peerline").expect("creating the database");
+        let nats = TestNats::start().expect("nats-server must start (run scripts/setup)");
+        let nodes = (1..=3)
+            .map(|i| {
+                let id = format!("sn{i}");
+                Supernode::start_with(&[
+                    "--node-id",
+                    &id,
+                    "--database-url",
+                    &database,
+                    "--nats-url",
+                    &nats.url(),
+                ])
+                .unwrap_or_else(|e| panic!("starting supernode {id}: {e:#}"))
+            })
+            .collect();
+        let cluster = Cluster { nodes, _nats: nats, _postgres: postgres };
+        cluster.wait_until_joined();
+        cluster
+    }
+
+    /// Until every supernode hears the two others (their heartbeats reached it).
+    fn wait_until_joined(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        for node in &self.nodes {
+            loop {
+                let health: Value = serde_json::from_str(&node.admin_get("/healthz").unwrap())
+                    .expect("healthz is JSON");
+                if health["bus"]["live_nodes"] == 2 {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "the cluster did not form: {health}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn presence(v: &Value, user: &str, presence: &str) -> bool {
+    v["type"] == "presence" && v["username"] == user && v["presence"] == presence
+}
+
+fn contact<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["username"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {list:#}"))
+}
+
+#[test]
+fn users_on_different_supernodes_are_contacts_see_presence_and_exchange_messages() {
+    let cluster = Cluster::start();
+    let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    let alice = User::new("alice", a);
+    let mut bob = User::new("bob", b);
+    alice.register();
+    bob.register();
+
+    // A request made on one supernode reaches a user online on another.
+    let mut bob_online = bob.online();
+    alice.ok(&["contacts", "add", "bob", "--message", "hi from sn1"]);
+    bob_online.expect(
+        |v| {
+            v["type"] == "contact_request"
+                && v["username"] == "alice"
+                && v["message"] == "hi from sn1"
+        },
+        "alice's request, across supernodes",
+    );
+    bob.ok(&["contacts", "accept", "alice"]);
+
+    // Presence both ways: alice comes online on sn1 while bob is on sn2.
+    let mut alice_online = alice.online();
+    alice_online.expect(|v| presence(v, "bob", "online"), "bob online, seen from sn1");
+    bob_online.expect(|v| presence(v, "alice", "online"), "alice online, seen from sn2");
+    assert_eq!(contact(&alice.ok(&["contacts"]), "bob")["presence"], "online");
+
+    bob.ok(&["status", "away"]);
+    alice_online.expect(|v| presence(v, "bob", "away"), "bob away");
+    bob.ok(&["status", "invisible"]);
+    alice_online.expect(|v| presence(v, "bob", "offline"), "invisible stays invisible");
+    assert_eq!(contact(&alice.ok(&["contacts"]), "bob")["presence"], "offline");
+    bob.ok(&["status", "online"]);
+    alice_online.expect(|v| presence(v, "bob", "online"), "bob visible again");
+
+    // Messages and receipts across supernodes.
+    alice.ok(&["send", "bob", "hello across the cluster"]);
+    let got = bob_online.expect(|v| v["type"] == "message", "the message on sn2");
+    assert_eq!(got["message"]["from"], "alice");
+    assert_eq!(got["message"]["text"], "hello across the cluster");
+    alice_online
+        .expect(|v| v["type"] == "receipt" && v["kind"] == "delivered", "the receipt on sn1");
+
+    // bob goes offline; a message waits in PostgreSQL; bob comes back on the third supernode.
+    bob_online.stop();
+    alice_online.expect(|v| presence(v, "bob", "offline"), "bob offline");
+    alice.ok(&["send", "bob", "while you were away"]);
+    bob.set_url(&c.url);
+    bob.ok(&["login", "bob"]);
+    let mut bob_online = bob.online();
+    let got = bob_online.expect(|v| v["type"] == "message", "the offline message on sn3");
+    assert_eq!(got["message"]["text"], "while you were away");
+    alice_online.expect(|v| presence(v, "bob", "online"), "bob online again, on sn3");
+    let seen = bob_online.drain_for(Duration::from_millis(500));
+    let messages = seen.iter().filter(|v| v["type"] == "message").count();
+    assert_eq!(messages, 1, "the message arrives exactly once: {seen:#?}");
+}
+
+#[test]
+fn a_block_wins_over_a_concurrent_re_add_from_another_supernode() {
+    let cluster = Cluster::start();
+    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let alice = User::new("alice", a);
+    let bob = User::new("bob", b);
+    alice.register();
+    bob.register();
+    alice.ok(&["contacts", "add", "bob"]);
+    bob.ok(&["contacts", "accept", "alice"]);
+    let mut alice_online = alice.online();
+
+    for round in 0..8 {
+        // alice removes bob and adds him again on sn1 while bob blocks her on sn2.
+        alice.ok(&["contacts", "remove", "bob"]);
+        let re_add = {
+            let alice = &alice;
+            std::thread::scope(|s| {
+                let add = s.spawn(move || alice.run(&["contacts", "add", "bob"]));
+                let block = bob.run(&["contacts", "block", "alice"]);
+                assert_eq!(block.code, Some(0), "block failed: {}", block.stdout);
+                add.join().unwrap()
+            })
+        };
+        assert_eq!(re_add.code, Some(0), "round {round}: re-add failed: {}", re_add.stdout);
+        let list = bob.ok(&["contacts"]);
+        assert_eq!(contact(&list, "alice")["state"], "blocked", "round {round}: the block won");
+        // Undo for the next round: bob unblocks by removing, alice and bob become contacts
+        // (alice's row may be gone already, depending on which change came second).
+        bob.ok(&["contacts", "remove", "alice"]);
+        let _ = alice.run(&["contacts", "remove", "bob"]);
+        alice.ok(&["contacts", "add", "bob"]);
+        bob.ok(&["contacts", "accept", "alice"]);
+    }
+    // Presence never flows across a block: bob blocks, then comes online.
+    bob.ok(&["contacts", "block", "alice"]);
+    let before = alice_online.drain_for(Duration::from_millis(500)).len();
+    let _bob_online = bob.online();
+    let seen = alice_online.drain_for(Duration::from_millis(1500));
+    let after_block = &seen[before..];
+    assert!(
+        !after_block.iter().any(|v| presence(v, "bob", "online")),
+        "alice saw bob online across a block: {after_block:#?}"
+    );
+    assert_eq!(contact(&alice.ok(&["contacts"]), "bob")["presence"], "offline");
+}

@@ -1,0 +1,100 @@
+//! Turning rows into store types.
+//!
+//! Nothing read from the database is trusted: a value of the wrong type, an unknown enum string
+//! or a key of the wrong length becomes `StoreError::Backend("corrupt ...")`, never a panic.
+
+use peerline_store::{
+    Account, ContactState, Device, SessionRecord, Status, StoreError, StoredMessage,
+    StoredMissedCall,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{Decode, Postgres, Row, Type};
+
+use crate::error::corrupt;
+
+/// One column of a row; a missing column or a value of the wrong type is corruption.
+pub(crate) fn column<'r, T>(row: &'r PgRow, table: &str, name: &str) -> Result<T, StoreError>
+where
+    T: Decode<'r, Postgres> + Type<Postgres>,
+{
+    row.try_get(name).map_err(|e| corrupt(format!("{table}.{name}: {e}")))
+}
+
+/// A 32-byte key or hash stored as BYTEA.
+fn key32(row: &PgRow, table: &str, name: &str) -> Result<[u8; 32], StoreError> {
+    let bytes: Vec<u8> = column(row, table, name)?;
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| corrupt(format!("{table}.{name}: {len} bytes, expected 32")))
+}
+
+/// A row of `accounts` (all columns of [`Account`]).
+pub(crate) fn account(row: &PgRow) -> Result<Account, StoreError> {
+    let id = column(row, "accounts", "id")?;
+    let status: String = column(row, "accounts", "status")?;
+    let status = Status::parse(&status)
+        .ok_or_else(|| corrupt(format!("accounts.status {status:?} of account {id}")))?;
+    Ok(Account {
+        id,
+        username: column(row, "accounts", "username")?,
+        display_name: column(row, "accounts", "display_name")?,
+        password_hash: column(row, "accounts", "password_hash")?,
+        status,
+        discoverable: column(row, "accounts", "discoverable")?,
+        created_at: column(row, "accounts", "created_at")?,
+    })
+}
+
+/// A row of `devices`.
+pub(crate) fn device(row: &PgRow) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: column(row, "devices", "id")?,
+        user_id: column(row, "devices", "user_id")?,
+        public_key: key32(row, "devices", "public_key")?,
+        name: column(row, "devices", "name")?,
+        created_at: column(row, "devices", "created_at")?,
+        last_seen_at: column(row, "devices", "last_seen_at")?,
+    })
+}
+
+/// A row of `sessions` (without the token hash, which the caller already has).
+pub(crate) fn session(row: &PgRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        user_id: column(row, "sessions", "user_id")?,
+        device_id: column(row, "sessions", "device_id")?,
+        expires_at: column(row, "sessions", "expires_at")?,
+    })
+}
+
+/// The `state` column of a `contacts` row.
+pub(crate) fn contact_state(row: &PgRow) -> Result<ContactState, StoreError> {
+    let state: String = column(row, "contacts", "state")?;
+    ContactState::parse(&state).ok_or_else(|| corrupt(format!("contacts.state {state:?}")))
+}
+
+/// A row of the message select (see `messages::select_message!`), with both usernames joined in.
+pub(crate) fn message(row: &PgRow) -> Result<StoredMessage, StoreError> {
+    Ok(StoredMessage {
+        id: column(row, "messages", "id")?,
+        from_id: column(row, "messages", "sender")?,
+        from: column(row, "messages", "sender_name")?,
+        to_id: column(row, "messages", "recipient")?,
+        to: column(row, "messages", "recipient_name")?,
+        text: column(row, "messages", "text")?,
+        sent_at: column(row, "messages", "sent_at")?,
+        delivered_at: column(row, "messages", "delivered_at")?,
+        read_at: column(row, "messages", "read_at")?,
+    })
+}
+
+/// A row of the missed-call select (see `missed_calls::select_missed_call!`), with the caller's
+/// username joined in.
+pub(crate) fn missed_call(row: &PgRow) -> Result<StoredMissedCall, StoreError> {
+    Ok(StoredMissedCall {
+        id: column(row, "missed_calls", "id")?,
+        call_id: column(row, "missed_calls", "call_id")?,
+        caller_id: column(row, "missed_calls", "caller")?,
+        caller: column(row, "missed_calls", "caller_name")?,
+        callee_id: column(row, "missed_calls", "callee")?,
+        at: column(row, "missed_calls", "at")?,
+    })
+}

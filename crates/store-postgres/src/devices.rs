@@ -1,0 +1,134 @@
+//! Devices registered to accounts, and the resumable sessions issued to them.
+
+use peerline_store::{Device, DeviceId, SessionRecord, StoreResult, TimestampMs, UserId};
+use sqlx::PgPool;
+
+use crate::decode;
+use crate::error::failed;
+
+/// Registers the key for the account, or refreshes the name and last-seen time of the device that
+/// already has it. One statement, so two logins of the same new device cannot make two rows.
+pub(crate) async fn upsert(
+    pool: &PgPool,
+    user: UserId,
+    public_key: &[u8; 32],
+    name: &str,
+    now: TimestampMs,
+) -> StoreResult<Device> {
+    let row = sqlx::query(
+        "INSERT INTO devices (user_id, public_key, name, created_at, last_seen_at)
+         VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (user_id, public_key)
+             DO UPDATE SET name = excluded.name, last_seen_at = excluded.last_seen_at
+         RETURNING id, user_id, public_key, name, created_at, last_seen_at",
+    )
+    .bind(user)
+    .bind(public_key.as_slice())
+    .bind(name)
+    .bind(now)
+    .fetch_one(pool)
+    .await
+    .map_err(failed("registering device"))?;
+    decode::device(&row)
+}
+
+/// The account's devices, oldest first.
+pub(crate) async fn of_user(pool: &PgPool, user: UserId) -> StoreResult<Vec<Device>> {
+    sqlx::query(
+        "SELECT id, user_id, public_key, name, created_at, last_seen_at FROM devices
+         WHERE user_id = $1
+         ORDER BY created_at, id",
+    )
+    .bind(user)
+    .fetch_all(pool)
+    .await
+    .map_err(failed("listing devices"))?
+    .iter()
+    .map(decode::device)
+    .collect()
+}
+
+/// Deletes the account's device and its sessions; `false` if the account has no such device.
+pub(crate) async fn remove(pool: &PgPool, user: UserId, device: DeviceId) -> StoreResult<bool> {
+    let mut tx = pool.begin().await.map_err(failed("removing device"))?;
+    // Sessions first: the foreign key would cascade, but this does not depend on it.
+    sqlx::query("DELETE FROM sessions WHERE device_id = $1 AND user_id = $2")
+        .bind(device)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("removing device's sessions"))?;
+    let removed = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
+        .bind(device)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("removing device"))?
+        .rows_affected();
+    tx.commit().await.map_err(failed("removing device"))?;
+    Ok(removed > 0)
+}
+
+/// Stores a session under its token hash.
+pub(crate) async fn create_session(
+    pool: &PgPool,
+    token_hash: &[u8; 32],
+    user: UserId,
+    device: DeviceId,
+    expires_at: TimestampMs,
+) -> StoreResult<()> {
+    // A plain INSERT: a second session under the same hash is an error, never a silent takeover.
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, device_id, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash.as_slice())
+    .bind(user)
+    .bind(device)
+    .bind(expires_at)
+    .execute(pool)
+    .await
+    .map_err(failed("creating session"))?;
+    Ok(())
+}
+
+/// The session with this token hash, expired or not.
+pub(crate) async fn session(
+    pool: &PgPool,
+    token_hash: &[u8; 32],
+) -> StoreResult<Option<SessionRecord>> {
+    sqlx::query("SELECT user_id, device_id, expires_at FROM sessions WHERE token_hash = $1")
+        .bind(token_hash.as_slice())
+        .fetch_optional(pool)
+        .await
+        .map_err(failed("looking up session"))?
+        .as_ref()
+        .map(decode::session)
+        .transpose()
+}
+
+/// Deletes one session (nothing if there is none).
+pub(crate) async fn delete_session(pool: &PgPool, token_hash: &[u8; 32]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash.as_slice())
+        .execute(pool)
+        .await
+        .map_err(failed("deleting session"))?;
+    Ok(())
+}
+
+/// Deletes every session of the account but `keep`.
+pub(crate) async fn delete_sessions_except(
+    pool: &PgPool,
+    user: UserId,
+    keep: Option<&[u8; 32]>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR token_hash <> $2)",
+    )
+    .bind(user)
+    .bind(keep.map(<[u8; 32]>::as_slice))
+    .execute(pool)
+    .await
+    .map_err(failed("deleting other sessions"))?;
+    Ok(())
+}
