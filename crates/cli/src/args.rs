@@ -11,9 +11,17 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "peerline", version)]
 pub struct Args {
-    /// Supernode URL.
-    #[arg(long, global = true, env = "PEERLINE_SUPERNODE", default_value = "wss://127.0.0.1:7443")]
-    pub supernode: String,
+    /// Supernode URL. Several (repeat the option, or separate them with commas) are supernodes
+    /// of one network, tried in this order; the network's other supernodes, learned at login,
+    /// come after them.
+    #[arg(
+        long,
+        global = true,
+        env = "PEERLINE_SUPERNODE",
+        value_delimiter = ',',
+        default_value = "wss://127.0.0.1:7443"
+    )]
+    pub supernode: Vec<String>,
     /// Directory for this client's device key, pinned certificates and session
     /// [default: the user's data dir, e.g. ~/.local/share/peerline].
     #[arg(long, global = true, env = "PEERLINE_HOME")]
@@ -120,6 +128,7 @@ pub enum Command {
     },
     /// Stay online and print events (messages, presence, contact requests, calls) until Ctrl-C.
     /// Incoming calls ring here: answer on the terminal, or automatically with --auto-answer.
+    /// A lost supernode is replaced by another of the network, with the saved session.
     Online {
         /// Set this status first.
         #[arg(long)]
@@ -189,9 +198,10 @@ pub enum Command {
         #[arg(long)]
         exit_after: Option<u64>,
     },
-    /// Show the pinned certificate of the supernode, or forget it to re-trust a new one.
+    /// Show the pinned certificate of the supernode's network, or forget it to re-trust a new
+    /// one.
     Trust {
-        /// Forget the pin; the next connection pins whatever the supernode presents.
+        /// Forget the network's pin; the next connection pins whatever its supernode presents.
         #[arg(long)]
         forget: bool,
     },

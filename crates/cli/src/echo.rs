@@ -148,7 +148,13 @@ pub async fn run(
             () = &mut stop => return Ok(()),
             event = client.next_event() => {
                 let Some(event) = event else {
-                    anyhow::bail!("lost the connection to the supernode");
+                    // Its supernode is gone: go on with another of the network.
+                    let back = tokio::select! {
+                        () = &mut stop => return Ok(()),
+                        back = client.reconnect() => back?,
+                    };
+                    info!(supernode = %back.url, "echo service reconnected");
+                    continue;
                 };
                 match &event {
                     Event::ContactRequest { username, .. } => accept_contact(&client, username).await,

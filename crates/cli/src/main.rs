@@ -51,20 +51,25 @@ fn home_dir(args: &Args) -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
-async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
-    let home = Home::open(&home_dir(args)?)?;
-    let options = ConnectOptions {
-        url: args.supernode.clone(),
+/// How to reach the supernodes named by `--supernode` (one or several of one network).
+fn connect_options(args: &Args) -> ConnectOptions {
+    ConnectOptions {
+        url: args.supernode.join(","),
         ca_file: args.ca.clone(),
         device_name: device_name(),
-    };
-    let client = Client::connect(&options, home).await?;
+    }
+}
+
+async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
+    let home = Home::open(&home_dir(args)?)?;
+    let client = Client::connect(&connect_options(args), home).await?;
     if let Some(fp) = &client.newly_pinned {
         out.note(&format!(
             "Trusting supernode {} on first use; its certificate SHA-256 fingerprint is\n  {fp}\n\
-             Compare it with the one the supernode printed at start. It is pinned in {}.",
-            args.supernode,
-            client.home().known_supernodes_path().display()
+             Compare it with the one the supernode printed at start. It is pinned, for every \
+             supernode of its network, in {}.",
+            client.supernode_url(),
+            client.home().networks_path().display()
         ));
     }
     Ok(client)
@@ -242,11 +247,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         }
         Command::EchoService { username, delay, exit_after } => {
             let home = Home::open(&home_dir(&args)?)?;
-            let options = ConnectOptions {
-                url: args.supernode.clone(),
-                ca_file: args.ca.clone(),
-                device_name: device_name(),
-            };
+            let options = connect_options(&args);
             let delay = Duration::from_secs_f64(delay.clamp(0.0, 10.0));
             echo::run(&options, &home, out, username, delay, *exit_after).await?;
         }
@@ -254,26 +255,27 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             let home_dir =
                 args.home.clone().or_else(|| dirs::data_dir().map(|d| d.join("peerline")));
             let home = Home::open(&home_dir.context("set PEERLINE_HOME or --home")?)?;
-            let endpoint = peerline_client::connection::Endpoint::parse(&args.supernode)?;
+            let urls = connect_options(&args).urls();
+            let named = urls.join(", ");
             if *forget {
-                let removed = home.forget_fingerprint(&endpoint.host_port())?;
+                let removed = home.forget_pin(&urls)?;
                 out.done(&if removed {
                     format!(
-                        "Forgot the pinned certificate of {}; the next connection pins anew.",
-                        endpoint.host_port()
+                        "Forgot the pinned certificate of the network of {named}; the next \
+                         connection pins anew."
                     )
                 } else {
-                    format!("No certificate was pinned for {}.", endpoint.host_port())
+                    format!("No certificate was pinned for the network of {named}.")
                 });
             } else {
-                match home.pinned_fingerprint(&endpoint.host_port())? {
+                let network = home.network(&urls)?;
+                let hosts = network.hosts.hosts().len();
+                match network.pin {
                     Some(fp) => out.done(&format!(
-                        "{} is pinned to {}",
-                        endpoint.host_port(),
+                        "The network of {named} ({hosts} known supernode(s)) is pinned to {}",
                         peerline_client::tls::format_fingerprint(&fp)
                     )),
-                    None => out
-                        .done(&format!("No certificate pinned for {} yet.", endpoint.host_port())),
+                    None => out.done(&format!("No certificate pinned for {named} yet.")),
                 }
             }
         }
@@ -319,14 +321,28 @@ async fn online(
             () = &mut stop => return Ok(()),
             event = client.next_event() => {
                 let Some(event) = event else {
-                    return Err(ClientError::Closed(None).into());
+                    // The supernode is gone (it died, or this machine's network changed): go on
+                    // with another supernode of the network, on the saved session.
+                    let lost_at = tokio::time::Instant::now();
+                    out.connection_lost(client.supernode_url());
+                    let reconnected = tokio::select! {
+                        () = &mut stop => return Ok(()),
+                        result = client.reconnect() => result?,
+                    };
+                    out.reconnected(&reconnected, lost_at.elapsed());
+                    continue;
                 };
                 if let Event::SessionEnded { reason } = &event {
                     out.event(&event);
-                    if *reason == EndReason::Shutdown {
+                    // The token died with these; the others (shutdown, a timeout) only end this
+                    // connection, which closes next and is replaced.
+                    if matches!(
+                        reason,
+                        EndReason::LoggedOut | EndReason::DeviceRemoved | EndReason::PasswordChanged
+                    ) {
                         return Err(ClientError::Closed(Some(*reason)).into());
                     }
-                    return Err(ClientError::Closed(Some(*reason)).into());
+                    continue;
                 }
                 out.event(&event);
                 if let Event::Message { message } = &event

@@ -2,7 +2,7 @@
 //! (JSON lines for `online`). The JSON shapes are documented in docs/cli.md.
 
 use peerline_client::wire::{ChatMessage, Contact, Event, Presence, Reply, Status};
-use peerline_client::{ClientError, Settings};
+use peerline_client::{ClientError, Reconnected, Settings};
 use serde_json::{Value, json};
 
 /// The printer.
@@ -58,8 +58,10 @@ impl Out {
     /// An error: to stderr as text, or to stdout as `{"error":{...}}` with `--json`.
     pub fn error(&self, err: &anyhow::Error) {
         if self.json {
+            let mut retry_after_secs = None;
             let (code, message) = match err.downcast_ref::<ClientError>() {
                 Some(ClientError::Server(body)) => {
+                    retry_after_secs = body.retry_after_secs;
                     (serde_json::to_value(body.code).unwrap_or(Value::Null), body.message.clone())
                 }
                 Some(e @ ClientError::CertificateChanged { .. }) => {
@@ -71,7 +73,11 @@ impl Out {
                 Some(e @ ClientError::Connect { .. }) => (json!("unreachable"), e.to_string()),
                 _ => (json!("client_error"), format!("{err:#}")),
             };
-            self.print_json(&json!({"error": {"code": code, "message": message}}));
+            let mut error = json!({"code": code, "message": message});
+            if let (Some(secs), Some(map)) = (retry_after_secs, error.as_object_mut()) {
+                map.insert("retry_after_secs".into(), json!(secs));
+            }
+            self.print_json(&json!({ "error": error }));
         } else {
             eprintln!("error: {err:#}");
         }
@@ -230,6 +236,30 @@ impl Out {
             self.print_json(&json!({"type": "connected", "username": username}));
         } else {
             println!("Online as {username}. Ctrl-C to quit.");
+        }
+    }
+
+    /// `online` lost its supernode and is reconnecting.
+    pub fn connection_lost(&self, supernode: &str) {
+        if self.json {
+            self.print_json(&json!({"type": "connection_lost", "supernode": supernode}));
+        } else {
+            println!("Lost the connection to {supernode}; reconnecting…");
+        }
+    }
+
+    /// `online` is back, on `reconnected.url`, `after` the loss.
+    pub fn reconnected(&self, reconnected: &Reconnected, after: std::time::Duration) {
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        if self.json {
+            self.print_json(&json!({
+                "type": "reconnected",
+                "supernode": reconnected.url,
+                "attempts": reconnected.attempts,
+                "after_ms": after_ms,
+            }));
+        } else {
+            println!("Back online via {} after {after_ms} ms.", reconnected.url);
         }
     }
 

@@ -16,8 +16,8 @@ use serde_json::Value;
 /// One network of three supernodes.
 struct Cluster {
     nodes: Vec<Supernode>,
-    _nats: TestNats,
-    _postgres: TestPostgres,
+    nats: TestNats,
+    postgres: TestPostgres,
 }
 
 impl Cluster {
@@ -39,7 +39,7 @@ impl Cluster {
                 .unwrap_or_else(|e| panic!("starting supernode {id}: {e:#}"))
             })
             .collect();
-        let cluster = Cluster { nodes, _nats: nats, _postgres: postgres };
+        let cluster = Cluster { nodes, nats, postgres };
         cluster.wait_until_joined();
         cluster
     }
@@ -177,4 +177,147 @@ fn a_block_wins_over_a_concurrent_re_add_from_another_supernode() {
         "alice saw bob online across a block: {after_block:#?}"
     );
     assert_eq!(contact(&alice.ok(&["contacts"]), "bob")["presence"], "offline");
+}
+
+/// The tone heard in a recording.
+fn heard(path: &std::path::Path, freq: f64) -> peerline_media::tone::ToneReport {
+    let samples = peerline_media::audio::read_wav(path).unwrap();
+    peerline_media::tone::analyze_tone(
+        &samples,
+        peerline_media::SAMPLE_RATE,
+        freq,
+        &peerline_media::tone::ToneCriteria::default(),
+    )
+}
+
+#[test]
+fn users_on_different_supernodes_call_each_other_and_hear_both_tones() {
+    let cluster = Cluster::start();
+    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let alice = User::new("alice", a);
+    let bob = User::new("bob", b);
+    alice.register();
+    bob.register();
+    alice.ok(&["contacts", "add", "bob"]);
+    bob.ok(&["contacts", "accept", "alice"]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    peerline_media::write_tone_wav(p("440.wav"), 440.0, 2.0).unwrap();
+    peerline_media::write_tone_wav(p("660.wav"), 660.0, 2.0).unwrap();
+
+    let mut answering = bob.online_with(&[
+        "--auto-answer",
+        "--play",
+        p("660.wav").to_str().unwrap(),
+        "--record",
+        p("bob_heard.wav").to_str().unwrap(),
+    ]);
+    // alice's supernode learns that bob's device is on another one before she dials.
+    let mut alice_online = alice.online();
+    alice_online.expect(|v| presence(v, "bob", "online"), "bob online, seen from sn1");
+    alice_online.stop();
+    let mut call = alice.start(&[
+        "call",
+        "bob",
+        "--play",
+        p("440.wav").to_str().unwrap(),
+        "--record",
+        p("alice_heard.wav").to_str().unwrap(),
+        "--duration",
+        "3",
+    ]);
+    let (code, stderr) = call.wait(Duration::from_secs(40));
+    assert_eq!(code, Some(0), "peerline call failed: {stderr}\n{:#?}", call.seen);
+    let ended = call.seen.iter().find(|v| v["event"] == "ended").expect("an ended line");
+    assert_eq!(ended["reason"], "hung_up_here", "{ended:#}");
+    assert_eq!(ended["path"]["kind"], "direct", "the media went peer to peer: {ended:#}");
+    answering
+        .expect(|v| v["event"] == "ended" && v["reason"] == "hung_up", "bob hears the hang-up");
+    for (who, r) in
+        [("alice", heard(&p("alice_heard.wav"), 660.0)), ("bob", heard(&p("bob_heard.wav"), 440.0))]
+    {
+        assert!(r.tone_windows >= 20, "{who} heard the tone in only {} windows", r.tone_windows);
+        assert!(r.tone_fraction() >= 0.95, "{who}: {:.3}", r.tone_fraction());
+    }
+}
+
+#[test]
+fn a_message_acknowledged_just_before_kill_9_is_delivered_exactly_once() {
+    let mut cluster = Cluster::start();
+    let alice = User::new("alice", &cluster.nodes[0]);
+    let mut bob = User::new("bob", &cluster.nodes[1]);
+    alice.register();
+    bob.register();
+    alice.ok(&["contacts", "add", "bob"]);
+    bob.ok(&["contacts", "accept", "alice"]);
+    let sent = alice.ok(&["send", "bob", "acknowledged, then the supernode died"]);
+    assert!(sent["id"].as_i64().is_some(), "acknowledged with an id: {sent}");
+    cluster.nodes[0].kill9();
+    bob.set_url(&cluster.nodes[2].url);
+    bob.ok(&["login", "bob"]);
+    let mut bob_online = bob.online();
+    let got = bob_online.expect(|v| v["type"] == "message", "the message, from PostgreSQL");
+    assert_eq!(got["message"]["text"], "acknowledged, then the supernode died");
+    let seen = bob_online.drain_for(Duration::from_millis(700));
+    let messages = seen.iter().filter(|v| v["type"] == "message").count();
+    assert_eq!(messages, 1, "exactly once: {seen:#?}");
+}
+
+#[test]
+fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
+    let mut cluster = Cluster::start();
+    let alice = User::new("alice", &cluster.nodes[0]);
+    let bob = User::new("bob", &cluster.nodes[1]);
+    alice.register();
+    bob.register();
+    alice.ok(&["contacts", "add", "bob"]);
+    bob.ok(&["contacts", "accept", "alice"]);
+    let mut bob_online = bob.online();
+
+    // PostgreSQL stops for ten seconds: requests that need it say `unavailable`; the supernode
+    // says it is degraded; nothing crashes.
+    cluster.postgres.stop().unwrap();
+    let refused = alice.run(&["send", "bob", "while the database is down"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+    let code = refused.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(code, "unavailable", "a clear error, not a hang: {}", refused.stdout);
+    assert!(refused.json()["error"]["retry_after_secs"].as_u64().is_some(), "{}", refused.stdout);
+    let health = cluster.nodes[1].admin_get("/healthz").unwrap();
+    assert!(health.contains("\"degraded\""), "{health}");
+    std::thread::sleep(Duration::from_secs(10));
+    cluster.postgres.restart().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = alice.run(&["send", "bob", "after the database came back"]);
+        if sent.code == Some(0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no recovery: {}", sent.stdout);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bob_online.expect(
+        |v| v["type"] == "message" && v["message"]["text"] == "after the database came back",
+        "the message once the database is back",
+    );
+
+    // nats-server is killed and restarted: a message acknowledged meanwhile is not lost (it is
+    // in PostgreSQL; bob reads it), and pushes between supernodes work again afterwards.
+    cluster.nats.kill9();
+    alice.ok(&["send", "bob", "while the bus is down"]);
+    cluster.nats.restart().unwrap();
+    cluster.wait_until_joined();
+    let inbox = bob.ok(&["inbox"]);
+    assert!(
+        inbox.to_string().contains("while the bus is down"),
+        "acknowledged during the bus outage, then read: {inbox}"
+    );
+    alice.ok(&["send", "bob", "after the bus came back"]);
+    bob_online.expect(
+        |v| v["type"] == "message" && v["message"]["text"] == "after the bus came back",
+        "pushes across supernodes work again",
+    );
+    for node in &cluster.nodes {
+        let health = node.admin_get("/healthz").unwrap();
+        assert!(health.contains("\"ok\""), "healed: {health}");
+    }
 }

@@ -373,3 +373,22 @@ fn metrics_and_health_are_served_on_the_admin_address() {
     assert!(metrics.contains("peerline_logins_total"), "{metrics}");
     assert!(metrics.contains("peerline_online_users 1"), "{metrics}");
 }
+
+#[test]
+fn logins_past_the_admission_rate_are_refused_with_a_time_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("supernode.toml");
+    std::fs::write(&config, "[limits]\nlogins_per_second = 0.05\nlogin_burst = 3.0\n").unwrap();
+    let node = Supernode::start_with(&["--config", config.to_str().unwrap()]).unwrap();
+    let alice = User::new("alice", &node);
+    alice.register(); // one login
+    alice.ok(&["whoami"]); // two
+    alice.ok(&["whoami"]); // three: the burst is spent
+    let refused = alice.run(&["whoami"]);
+    assert_eq!(refused.error_code(), "rate_limited", "{}", refused.stdout);
+    let retry = refused.json()["error"]["retry_after_secs"].as_u64().unwrap_or(0);
+    // One login per 20 s: come back after 20 to 40 s (spread at random).
+    assert!((20..=41).contains(&retry), "retry_after_secs {retry}: {}", refused.stdout);
+    let metrics = node.admin_get("/metrics").unwrap();
+    assert!(metrics.contains("peerline_logins_refused_total 1"), "{metrics}");
+}

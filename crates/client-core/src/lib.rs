@@ -6,13 +6,20 @@
 //! The async driver in `peerline-client` feeds it frames and the time, and sends what
 //! [`ClientSession::poll_transmit`] returns.
 //!
+//! [`failover`] decides where and when to reconnect after a connection is lost (full-jitter
+//! backoff over the network's host cache, [`hosts`]); the driver only sleeps and dials.
+//!
 //! [`login`] holds the handshake that opens every connection (`hello`, then `login` with a
 //! password or a saved token, signed by the device key); the client library and the load
 //! generator both build their `hello` and `login` requests there.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod failover;
+pub mod hosts;
 pub mod login;
 
+pub use failover::{Attempt, Failover, FailoverConfig};
+pub use hosts::{HostCache, MAX_HOSTS};
 pub use login::{
     Credential, HandshakeError, LoggedIn, LoginAttempt, LoginHandshake, LoginOutcome, ServerHello,
 };
@@ -77,6 +84,9 @@ pub enum ClientEvent {
     },
     /// A push from the supernode.
     Event(Event),
+    /// An error the supernode sent without a request id: it is full (`shutting_down`, and closes
+    /// the connection next), or it failed to push queued messages after a login (`internal`).
+    Notice(ErrorBody),
     /// The supernode sent something this client cannot use (logged, not fatal).
     ProtocolError(String),
 }
@@ -165,7 +175,7 @@ impl ClientSession {
                 self.answer(id, Err(Failure::Server(error)))
             }
             ServerFrame::Error { id: None, error } => {
-                self.events.push_back(ClientEvent::ProtocolError(error.to_string()));
+                self.events.push_back(ClientEvent::Notice(error));
             }
             ServerFrame::Event { event } => {
                 if let Event::Message { message } = &event
@@ -326,6 +336,16 @@ mod tests {
         s.handle_frame(&frame, t0);
         assert!(matches!(s.poll_event(), Some(ClientEvent::Event(Event::Message { .. }))));
         assert_eq!(s.poll_event(), None);
+    }
+
+    #[test]
+    fn errors_without_an_id_are_notices_with_their_retry_delay() {
+        let t0 = Instant::now();
+        let mut s = ClientSession::new(SessionConfig::default(), t0);
+        let mut full = ErrorBody::with_message(ErrorCode::ShuttingDown, "supernode is full");
+        full.retry_after_secs = Some(7);
+        s.handle_frame(&server(&ServerFrame::Error { id: None, error: full.clone() }), t0);
+        assert_eq!(s.poll_event(), Some(ClientEvent::Notice(full)));
     }
 
     #[test]

@@ -144,15 +144,21 @@ impl LoginAttempt {
         answer: Result<Reply, ErrorBody>,
     ) -> Result<LoginOutcome, HandshakeError> {
         match answer {
-            Ok(Reply::LoggedIn { username, display_name, device_id, token, status }) => {
-                Ok(LoginOutcome::LoggedIn(LoggedIn {
-                    username,
-                    display_name,
-                    device_id,
-                    token,
-                    status,
-                }))
-            }
+            Ok(Reply::LoggedIn {
+                username,
+                display_name,
+                device_id,
+                token,
+                status,
+                supernodes,
+            }) => Ok(LoginOutcome::LoggedIn(LoggedIn {
+                username,
+                display_name,
+                device_id,
+                token,
+                status,
+                supernodes,
+            })),
             Ok(other) => {
                 Err(HandshakeError::UnexpectedReply { request: "login", reply: Box::new(other) })
             }
@@ -199,6 +205,9 @@ pub struct LoggedIn {
     pub token: String,
     /// The account's chosen status.
     pub status: Status,
+    /// Client URLs of the network's supernodes, where the token is valid too (the host cache
+    /// for failover); empty when the supernode lists none.
+    pub supernodes: Vec<String>,
 }
 
 impl From<LoggedIn> for Reply {
@@ -209,6 +218,7 @@ impl From<LoggedIn> for Reply {
             device_id: l.device_id,
             token: l.token,
             status: l.status,
+            supernodes: l.supernodes,
         }
     }
 }
@@ -221,6 +231,7 @@ impl std::fmt::Debug for LoggedIn {
             .field("device_id", &self.device_id)
             .field("token", &"<redacted>")
             .field("status", &self.status)
+            .field("supernodes", &self.supernodes)
             .finish()
     }
 }
@@ -282,6 +293,7 @@ mod tests {
             device_id: 4,
             token: token.into(),
             status: Status::Online,
+            supernodes: vec!["wss://sn2.example:7443".into()],
         }
     }
 

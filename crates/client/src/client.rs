@@ -1,25 +1,37 @@
-//! A logged-in (or logging-in) user: the connection plus the home directory that holds the
-//! device key, the pinned certificate and the saved session token.
+//! A logged-in (or logging-in) user on a network of supernodes: the connection to one of them,
+//! plus the home directory that holds the device key and the network's host cache, pinned
+//! certificate and saved session token.
 //!
 //! Logins are built and judged by the sans-IO handshake of `peerline-client-core`
 //! ([`peerline_client_core::LoginHandshake`]); this module supplies the device key, the saved
 //! token and the network round trip, and keeps the home directory in step with the outcome.
+//! Where to connect, first and after a loss, is decided by the sans-IO
+//! [`peerline_client_core::Failover`]; `reconnect` drives it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use peerline_client_core::{Credential, LoggedIn, LoginOutcome};
+use peerline_client_core::{
+    Credential, Failover, FailoverConfig, LoggedIn, LoginOutcome, MAX_HOSTS,
+};
 use peerline_wire::{ChatMessage, Contact, Event, Reply, Request};
+use tracing::debug;
 
 use crate::connection::{Connection, Endpoint, handshake_error, server_answer};
 use crate::error::ClientError;
 use crate::home::{Home, SavedSession};
-use crate::tls::{Trust, client_config, format_fingerprint};
+use crate::reconnect::{self, Opened, jitter, now};
+use crate::tls::{Trust, client_config};
 
-/// How to reach and trust a supernode.
+/// How many supernodes a command tries before it gives up (the first at once, the others after
+/// full-jitter delays of at most 0.5, 1 and 2 s): a person waits for the answer.
+const FIRST_CONNECT_ATTEMPTS: usize = 4;
+
+/// How to reach and trust a network of supernodes.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// `wss://host:port`.
+    /// `wss://host:port` of a supernode. Several, separated by commas, are supernodes of one
+    /// network, tried in this order before the rest of the network's host cache.
     pub url: String,
     /// Verify against this CA file instead of pinning on first use.
     pub ca_file: Option<PathBuf>,
@@ -27,47 +39,100 @@ pub struct ConnectOptions {
     pub device_name: String,
 }
 
+impl ConnectOptions {
+    /// The URLs in [`ConnectOptions::url`], in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
+    }
+}
+
 /// A connection with its home directory.
 pub struct Client {
-    conn: Connection,
-    home: Home,
-    url: String,
+    pub(crate) conn: Connection,
+    pub(crate) home: Home,
+    /// The URLs the user gave, canonical: the key of the network in the home.
+    pub(crate) given: Vec<String>,
+    /// The supernode this connection goes to, canonical.
+    pub(crate) url: String,
     /// Set when this connection pinned a new certificate (first use): its fingerprint.
     pub newly_pinned: Option<String>,
-    device_name: String,
-    username: Option<String>,
+    pub(crate) device_name: String,
+    pub(crate) username: Option<String>,
+    /// A CA file to verify every supernode against, or `None` to pin on first use.
+    pub(crate) ca_file: Option<PathBuf>,
     /// How the supernode was verified; `turns:` relays are verified the same way.
-    trust: Trust,
+    pub(crate) trust: Trust,
+    /// Where to connect next.
+    pub(crate) failover: Failover,
 }
 
 impl Client {
-    /// Connects and says hello. With no CA file, the certificate is pinned on first use and must
-    /// match the pin afterwards.
+    /// Connects to a supernode of the network and says hello: the URLs given first, then the
+    /// rest of the network's host cache, up to four attempts. With no CA file, the certificate
+    /// is pinned for the whole network on first use and must match the pin afterwards; a
+    /// supernode presenting another certificate stops the attempt with
+    /// [`ClientError::CertificateChanged`].
     pub async fn connect(options: &ConnectOptions, home: Home) -> Result<Self, ClientError> {
-        let endpoint = Endpoint::parse(&options.url)?;
-        let host_port = endpoint.host_port();
-        let trust = match &options.ca_file {
-            Some(ca_file) => Trust::Ca { ca_file: ca_file.clone() },
-            None => Trust::Pin { expected: home.pinned_fingerprint(&host_port)? },
-        };
-        let (conn, presented) =
-            Connection::connect(&endpoint, &trust, &home.known_supernodes_path()).await?;
-        let mut newly_pinned = None;
-        let mut trust = trust;
-        if let (Trust::Pin { expected: None }, Some(fp)) = (&trust, presented.fingerprint) {
-            home.pin_fingerprint(&host_port, &fp)?;
-            newly_pinned = Some(format_fingerprint(&fp));
-            trust = Trust::Pin { expected: Some(fp) };
+        let mut given = Vec::new();
+        for raw in options.urls() {
+            given.push(Endpoint::parse(&raw)?.canonical_url());
         }
-        Ok(Self {
-            conn,
-            home,
-            url: options.url.clone(),
-            newly_pinned,
-            device_name: options.device_name.clone(),
-            username: None,
-            trust,
-        })
+        if given.is_empty() {
+            return Err(ClientError::BadUrl {
+                url: options.url.clone(),
+                reason: "no supernode URL".into(),
+            });
+        }
+        let mut network = home.network(&given)?;
+        network.hosts.give(&given);
+        let mut failover = Failover::new(network.hosts.hosts(), FailoverConfig::default());
+        let mut first_error = None;
+        for _ in 0..FIRST_CONNECT_ATTEMPTS.min(failover.hosts().len()) {
+            let Some(attempt) = failover.plan(now(), jitter()) else { break };
+            tokio::time::sleep_until(tokio::time::Instant::from_std(attempt.at)).await;
+            failover.started();
+            let ca_file = options.ca_file.as_deref();
+            match reconnect::open(&home, &given, &attempt.host, ca_file).await {
+                Ok(Opened { conn, trust, newly_pinned }) => {
+                    failover.connected(now());
+                    return Ok(Self {
+                        conn,
+                        home,
+                        given,
+                        url: attempt.host,
+                        newly_pinned,
+                        device_name: options.device_name.clone(),
+                        username: None,
+                        ca_file: options.ca_file.clone(),
+                        trust,
+                        failover,
+                    });
+                }
+                // Possibly an attacker: the user must hear of it, not be quietly moved on.
+                Err(e @ ClientError::CertificateChanged { .. }) => return Err(e),
+                Err(e) => {
+                    debug!(supernode = %attempt.host, error = %e, "cannot connect");
+                    reconnect::judge(&mut failover, &e);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(ClientError::Closed(None)))
+    }
+
+    /// The URL of the supernode this connection goes to.
+    pub fn supernode_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The supernodes of this client's network, in the order failover tries them.
+    pub fn supernodes(&self) -> &[String] {
+        self.failover.hosts()
+    }
+
+    /// The URLs that find this client's network in the home: the given ones, then the current.
+    pub(crate) fn network_key(&self) -> Vec<String> {
+        self.given.iter().chain([&self.url]).cloned().collect()
     }
 
     /// The supernode's host (name or IP literal) and its STUN port, for gathering
@@ -80,17 +145,6 @@ impl Client {
     /// The supernode's host and port.
     pub fn supernode_host_port(&self) -> Option<(String, u16)> {
         Endpoint::parse(&self.url).ok().map(|e| (e.host, e.port))
-    }
-
-    /// Connects again after the connection dropped (the network changed under a call) and logs
-    /// in with the saved session.
-    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
-        let endpoint = Endpoint::parse(&self.url)?;
-        let known = self.home.known_supernodes_path();
-        let (conn, _) = Connection::connect(&endpoint, &self.trust, &known).await?;
-        self.conn = conn;
-        self.login_saved().await?;
-        Ok(())
     }
 
     /// TLS settings for `turns:` relays: the same trust as the supernode's connection. With a
@@ -195,33 +249,48 @@ impl Client {
         }
     }
 
-    /// Logs in with the session saved in the home directory (no password, no Argon2 on the
-    /// supernode). A rejected token is forgotten.
+    /// Logs in with the session saved for the network in the home directory (no password, no
+    /// Argon2 on the supernode). A rejected token is forgotten.
     pub async fn login_saved(&mut self) -> Result<Reply, ClientError> {
         let saved = self
             .home
-            .session(&self.url)?
+            .network(&self.network_key())?
+            .session
             .ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone() })?;
         match self.attempt_login(&saved.username, Credential::Token(saved.token)).await? {
             LoginOutcome::LoggedIn(logged_in) => self.remember(logged_in),
             LoginOutcome::ForgetToken(_) => {
-                self.home.clear_session(&self.url)?;
+                self.home.update_network(&self.network_key(), |n| n.session = None)?;
                 Err(ClientError::NotLoggedIn { url: self.url.clone() })
             }
             LoginOutcome::Failed(body) => Err(ClientError::Server(body)),
         }
     }
 
-    /// Saves the session for password-free reconnects and returns the `logged_in` reply.
+    /// Saves the session for password-free reconnects and the network's list of supernodes for
+    /// failover, and returns the `logged_in` reply.
     fn remember(&mut self, logged_in: LoggedIn) -> Result<Reply, ClientError> {
-        self.home.save_session(
-            &self.url,
-            &SavedSession {
-                username: logged_in.username.clone(),
-                token: logged_in.token.clone(),
-                device_id: logged_in.device_id,
-            },
-        )?;
+        // The list comes from a supernode we verified, but it is still outside input: only
+        // URLs a client may dial, and no more than the cache holds.
+        let learned: Vec<String> = logged_in
+            .supernodes
+            .iter()
+            .filter_map(|u| Endpoint::parse(u).ok())
+            .map(|e| e.canonical_url())
+            .take(MAX_HOSTS)
+            .collect();
+        let session = SavedSession {
+            username: logged_in.username.clone(),
+            token: logged_in.token.clone(),
+            device_id: logged_in.device_id,
+        };
+        let given = self.given.clone();
+        let saved = self.home.update_network(&self.network_key(), |n| {
+            n.hosts.give(&given);
+            n.hosts.learn(&learned);
+            n.session = Some(session);
+        })?;
+        self.failover.set_hosts(saved.hosts.hosts());
         self.username = Some(logged_in.username.clone());
         Ok(logged_in.into())
     }
@@ -310,6 +379,12 @@ mod tests {
                     device_id: 3,
                     token: issued.into(),
                     status: Status::Online,
+                    supernodes: vec![
+                        URL.into(),
+                        "wss://sn2.example:7443/v1/ws".into(),
+                        "http://not-a-supernode".into(),
+                        "ws://192.0.2.1:80".into(),
+                    ],
                 }
             }
             _ => Reply::Done,
@@ -322,11 +397,14 @@ mod tests {
         let client = Client {
             conn: conn.unwrap(),
             home: Home::open(home).unwrap(),
+            given: vec![URL.into()],
             url: URL.into(),
             newly_pinned: None,
             device_name: "test device".into(),
             username: None,
+            ca_file: None,
             trust: Trust::Pin { expected: None },
+            failover: Failover::new(vec![URL.into()], FailoverConfig::default()),
         };
         (client, received)
     }
@@ -364,6 +442,20 @@ mod tests {
         assert_eq!(VerifyingKey::from_bytes(&public).unwrap(), key);
         let signature: [u8; 64] = hex::decode(&login.device.signature).unwrap().try_into().unwrap();
         key.verify(&login_challenge(NONCE), &Signature::from_bytes(&signature)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_login_keeps_the_networks_supernodes_for_failover() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut client, _received) = client(dir.path()).await;
+        client.login_with_password("alice", "right").await.unwrap();
+        // Canonical, deduplicated, and only URLs a client may dial (no http://, no plain ws://
+        // to a public address).
+        let expected = [URL, "wss://sn2.example:7443"];
+        assert_eq!(client.supernodes(), expected);
+        let network = client.home().network(&["wss://sn2.example:7443".into()]).unwrap();
+        assert_eq!(network.hosts.hosts(), expected);
+        assert_eq!(network.session, Some(saved("fresh")), "the session holds on sn2 too");
     }
 
     #[tokio::test]

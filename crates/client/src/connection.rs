@@ -13,7 +13,9 @@ use futures_util::{SinkExt, StreamExt};
 use peerline_client_core::{
     ClientEvent, ClientSession, Failure, HandshakeError, LoginHandshake, ServerHello, SessionConfig,
 };
-use peerline_wire::{EndReason, ErrorBody, Event, MAX_FRAME_BYTES, Reply, Request, WS_PATH};
+use peerline_wire::{
+    EndReason, ErrorBody, ErrorCode, Event, MAX_FRAME_BYTES, Reply, Request, WS_PATH,
+};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -103,6 +105,15 @@ impl Endpoint {
     fn ws_url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         format!("{scheme}://{}{}", self.host_port(), self.path)
+    }
+
+    /// The one spelling of this supernode's URL that the home stores and compares:
+    /// `wss://host:port` (lower-case host, port always written), with the path only when it is
+    /// not the default `/v1/ws`.
+    pub fn canonical_url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let path = if self.path == WS_PATH { "" } else { self.path.as_str() };
+        format!("{scheme}://{}{path}", self.host_port())
     }
 }
 
@@ -264,7 +275,7 @@ pub(crate) fn handshake_error(err: HandshakeError) -> ClientError {
 
 /// The driver's clock: tokio's, so that `tokio::time::pause()` drives heartbeats and timeouts
 /// in tests.
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
@@ -295,11 +306,14 @@ async fn drive(
     let mut waiting: HashMap<u64, oneshot::Sender<Reply_>> = HashMap::new();
     let (mut sink, mut stream) = ws.split();
     let mut ended: Option<EndReason> = None;
+    // A refusal the supernode sent without an id before closing (it is full): what the
+    // requests still waiting fail with, so that the caller sees its retry_after_secs.
+    let mut refusal: Option<ErrorBody> = None;
     loop {
         // Send what the session queued, hand out what it produced.
         while let Some(text) = session.poll_transmit() {
             if sink.send(Message::text(text)).await.is_err() {
-                return fail_all(waiting, ended);
+                return fail_all(waiting, ended, refusal);
             }
         }
         while let Some(ev) = session.poll_event() {
@@ -321,6 +335,12 @@ async fn drive(
                     }
                     let _ = events.send(event);
                 }
+                ClientEvent::Notice(body) => {
+                    debug!(code = ?body.code, message = %body.message, "supernode notice");
+                    if is_refusal(body.code) {
+                        refusal = Some(body);
+                    }
+                }
                 ClientEvent::ProtocolError(text) => debug!(%text, "supernode protocol error"),
             }
         }
@@ -328,7 +348,9 @@ async fn drive(
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => session.handle_frame(text.as_bytes(), now()),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return fail_all(waiting, ended),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    return fail_all(waiting, ended, refusal);
+                }
                 Some(Ok(_)) => {}
             },
             command = commands.recv() => match command {
@@ -346,9 +368,23 @@ async fn drive(
     }
 }
 
-fn fail_all(waiting: HashMap<u64, oneshot::Sender<Reply_>>, ended: Option<EndReason>) {
+/// Whether an error code says "not now, try later (or elsewhere)": the refusals a reconnect
+/// waits out with their `retry_after_secs`.
+pub(crate) fn is_refusal(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::ShuttingDown | ErrorCode::Unavailable | ErrorCode::RateLimited)
+}
+
+fn fail_all(
+    waiting: HashMap<u64, oneshot::Sender<Reply_>>,
+    ended: Option<EndReason>,
+    refusal: Option<ErrorBody>,
+) {
     for (_, tx) in waiting {
-        let _ = tx.send(Err(ClientError::Closed(ended)));
+        let error = match &refusal {
+            Some(body) => ClientError::Server(body.clone()),
+            None => ClientError::Closed(ended),
+        };
+        let _ = tx.send(Err(error));
     }
 }
 
@@ -441,6 +477,53 @@ mod tests {
         let (conn, _supernode) =
             scripted::connect(|frame| ServerFrame::Ok { id: frame.id, result: Reply::Done }).await;
         assert!(matches!(conn, Err(ClientError::UnexpectedReply(text)) if text == "Done"));
+    }
+
+    #[tokio::test]
+    async fn a_full_supernode_refuses_with_its_retry_delay() {
+        use futures_util::{SinkExt, StreamExt};
+        use peerline_wire::encode;
+        use tokio_tungstenite::WebSocketStream;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+
+        // A supernode at its connection limit: an error without id, then it closes.
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+            let _hello = ws.next().await;
+            let mut full = ErrorBody::with_message(ErrorCode::ShuttingDown, "supernode is full");
+            full.retry_after_secs = Some(9);
+            let frame = ServerFrame::Error { id: None, error: full };
+            ws.send(Message::text(encode(&frame))).await.unwrap();
+            ws.close(None).await.unwrap();
+        });
+        let client_ws = WebSocketStream::from_raw_socket(
+            Box::new(client_end) as Box<dyn Io>,
+            Role::Client,
+            None,
+        )
+        .await;
+        let err = Connection::start(client_ws).await.err().unwrap();
+        match err {
+            ClientError::Server(body) => {
+                assert_eq!((body.code, body.retry_after_secs), (ErrorCode::ShuttingDown, Some(9)));
+            }
+            other => panic!("{other:?}"),
+        }
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn canonical_urls() {
+        for (raw, canonical) in [
+            ("wss://127.0.0.1:7443", "wss://127.0.0.1:7443"),
+            ("wss://127.0.0.1:7443/v1/ws", "wss://127.0.0.1:7443"),
+            ("wss://SN1.Example.org", "wss://sn1.example.org:7443"),
+            ("wss://[::1]:9/other", "wss://[::1]:9/other"),
+            ("ws://localhost:80", "ws://localhost:80"),
+        ] {
+            assert_eq!(Endpoint::parse(raw).unwrap().canonical_url(), canonical, "{raw}");
+        }
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub enum ClientError {
         "the certificate of supernode {host_port} has CHANGED.\n  pinned:    {pinned}\n  presented: {presented}\n\
          This can mean someone is intercepting the connection. If the operator really replaced the \
          certificate, compare the new fingerprint with the one the supernode printed at start, then \
-         remove the line for {host_port} from {known_file} (or run `peerline trust --forget`) and connect again."
+         run `peerline trust --forget` (it forgets the pin of this supernode's network, kept in \
+         {known_file}) and connect again."
     )]
     CertificateChanged {
         /// host:port of the supernode.
@@ -40,7 +41,7 @@ pub enum ClientError {
         pinned: String,
         /// Presented fingerprint.
         presented: String,
-        /// The pins file.
+        /// The file that keeps the pin (`networks.json` in the home).
         known_file: PathBuf,
     },
     /// TLS failed for another reason.

@@ -1,25 +1,29 @@
-//! The client's home directory (`$PEERLINE_HOME`): device key, saved sessions and pinned supernode
-//! certificates, written so that several CLI processes can share one home safely.
+//! The client's home directory (`$PEERLINE_HOME`): device key, the networks it knows (hosts,
+//! pinned certificate, saved session) and settings, written so that several CLI processes can
+//! share one home safely.
 //!
 //! Layout:
 //!
 //! | file               | content                                                    | mode |
 //! | ------------------ | ---------------------------------------------------------- | ---- |
 //! | `device.key`       | the ed25519 device secret key, 64 hex digits               | 0600 |
-//! | `sessions.json`    | JSON object: supernode URL → [`SavedSession`]              | 0600 |
-//! | `known_supernodes` | one `host:port FINGERPRINT` per line, `#` comments allowed | 0600 |
+//! | `networks.json`    | per network: its supernodes, pinned certificate, session   | 0600 |
 //! | `peer_keys.json`   | contacts' device keys pinned on first use (see `peer_keys`) | 0600 |
 //! | `settings.json`    | this user's [`Settings`] (e.g. `relay_only`)               | 0600 |
 //! | `.lock`            | empty; serializes read-modify-write updates across processes | 0600 |
 //!
-//! Every file is replaced atomically (temporary file in the same directory, then rename), so a
-//! reader never sees half a file. Updates that read, modify and write a file (sessions, pins) hold an
-//! advisory lock on `.lock` so that two processes don't lose each other's changes. The device key
-//! is never overwritten once it exists: a corrupt key is reported, not silently replaced, because
-//! a new key is a new device identity.
+//! Homes from before networks kept a session per URL (`sessions.json`) and a pin per
+//! `host:port` (`known_supernodes`); they are read, as networks of one URL each, until the first
+//! update writes `networks.json` (see `legacy`), and left in place.
 //!
-//! One child module per file: [`device_key`](Home::device_key), `sessions`, `known_supernodes`
-//! and `settings` (each adds its methods to [`Home`]); `files` reads and atomically writes them,
+//! Every file is replaced atomically (temporary file in the same directory, then rename), so a
+//! reader never sees half a file. Updates that read, modify and write a file (networks, pins)
+//! hold an advisory lock on `.lock` so that two processes don't lose each other's changes. The
+//! device key is never overwritten once it exists: a corrupt key is reported, not silently
+//! replaced, because a new key is a new device identity.
+//!
+//! One child module per file: [`device_key`](Home::device_key), `networks`, `legacy` and
+//! `settings` (each adds its methods to [`Home`]); `files` reads and atomically writes them,
 //! `lock` is the advisory lock they share, `error` the [`HomeError`] they all return.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -27,9 +31,9 @@
 mod device_key;
 mod error;
 mod files;
-mod known_supernodes;
+mod legacy;
 mod lock;
-mod sessions;
+mod networks;
 mod settings;
 
 use std::fs;
@@ -38,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::HomeError;
 pub(crate) use files::{read_optional, write_atomic};
-pub use sessions::SavedSession;
+pub use networks::{SavedNetwork, SavedSession};
 pub use settings::Settings;
 
 /// The client's home directory. Cheap to open; every method reads the files afresh, so changes

@@ -453,6 +453,7 @@ mod tests {
                         device_id: 1,
                         token: login.token.clone().unwrap(),
                         status: peerline_wire::Status::Online,
+                        supernodes: Vec::new(),
                     },
                 }
             }

@@ -7,9 +7,10 @@
 
 use std::time::Instant;
 
-use peerline_wire::{DeviceId, EndReason, Event, Presence, Status};
+use peerline_wire::{CallEndReason, DeviceId, EndReason, Event, Presence, Status};
 use serde::{Deserialize, Serialize};
 
+use crate::calls::{CallAnswer, CallInvite};
 use crate::hub::{Hub, LinkVersion, UserId};
 
 /// Where a bus message goes.
@@ -41,6 +42,10 @@ pub enum BusMessage {
         username: String,
         /// Their presence there, as contacts may see it (`invisible` is `offline`).
         presence: Presence,
+        /// Their devices connected there (invisible ones too: calls ring them), for the
+        /// supernodes that place calls to them.
+        #[serde(default)]
+        devices: u32,
         /// The sending supernode's report number.
         seq: u64,
     },
@@ -70,6 +75,77 @@ pub enum BusMessage {
         /// The change's version from storage.
         version: LinkVersion,
     },
+    /// A call placed on the sending supernode, for the callee's devices here. Answered with
+    /// [`BusMessage::CallRang`] or [`BusMessage::CallNone`] to the sending supernode.
+    CallInvite {
+        /// The call, as the caller's supernode checked it.
+        invite: CallInvite,
+    },
+    /// This many devices of the callee ring here for the call.
+    CallRang {
+        /// The call.
+        call_id: String,
+        /// Devices ringing.
+        devices: u32,
+    },
+    /// No device of the callee rings here (any more).
+    CallNone {
+        /// The call.
+        call_id: String,
+        /// Because the callee is in another call.
+        busy: bool,
+    },
+    /// A device of the callee here rings (the caller is told once).
+    CallRinging {
+        /// The call.
+        call_id: String,
+    },
+    /// A device of the callee here answers; the caller's supernode decides whether it won.
+    CallAccept {
+        /// The call.
+        call_id: String,
+        /// The answer.
+        answer: CallAnswer,
+    },
+    /// A device of the callee here declined the call for everyone.
+    CallDecline {
+        /// The call.
+        call_id: String,
+    },
+    /// To the callee's supernodes: this device won; the others stop ringing.
+    CallAnswered {
+        /// The call.
+        call_id: String,
+        /// The winning device.
+        device: DeviceId,
+    },
+    /// To the callee's supernodes: the ringing call ended (cancelled, declined, no answer).
+    CallOver {
+        /// The call.
+        call_id: String,
+        /// Why.
+        reason: CallEndReason,
+    },
+    /// An answered call's party sends this event to the other party's device.
+    CallSignal {
+        /// The call.
+        call_id: String,
+        /// The receiving party.
+        user: UserId,
+        /// Its device.
+        device: DeviceId,
+        /// The event for it (`call_ended` ends the call there).
+        event: Event,
+    },
+    /// A party of an answered call took it over on the sending supernode.
+    CallResumed {
+        /// The call.
+        call_id: String,
+        /// The party.
+        user: UserId,
+        /// Its device.
+        device: DeviceId,
+    },
     /// Close the connections of one device of the user (removed), or of all its devices.
     Close {
         /// The user.
@@ -86,8 +162,8 @@ impl Hub {
     pub fn handle_bus(&mut self, from: &str, msg: BusMessage, now: Instant) {
         match msg {
             BusMessage::Deliver { user, event } => self.deliver_here(user, event, None),
-            BusMessage::Presence { subject, username, presence, seq } => {
-                self.remote_presence(from, subject, username, presence, seq);
+            BusMessage::Presence { subject, username, presence, devices, seq } => {
+                self.remote_presence(from, subject, username, presence, devices, seq);
             }
             BusMessage::PresenceProbe { subject, viewer } => {
                 if let Some(s) = self.users.get(&subject)
@@ -98,6 +174,7 @@ impl Hub {
                         subject,
                         username: s.username.clone(),
                         presence: s.presence(),
+                        devices: s.device_count(),
                         seq: self.next_seq,
                     };
                     self.push_output(crate::Output::Bus { to: Route::Node(from.to_owned()), msg });
@@ -111,6 +188,7 @@ impl Hub {
                 Some(device) => self.close_where(user, reason, |_, d| d == device),
                 None => self.close_where(user, reason, |_, _| true),
             },
+            call => self.handle_call_bus(from, call, now),
         }
     }
 }

@@ -41,6 +41,11 @@ pub struct HubConfig {
     pub contact_requests_per_day: f64,
     /// Account registrations per source address per hour (each costs an Argon2 hash).
     pub registrations_per_hour: f64,
+    /// Logins this supernode admits per second, sustained (admission control: after a mass
+    /// reconnect, the clients that do not fit are told when to come back instead of piling up).
+    pub logins_per_sec: f64,
+    /// Burst of logins admitted at once.
+    pub login_burst: f64,
     /// Rate-limit violations tolerated per connection before it is closed.
     pub max_violations: u32,
     /// Failed-login policy per account.
@@ -61,6 +66,8 @@ impl Default for HubConfig {
             searches_per_minute: 30.0,
             contact_requests_per_day: 100.0,
             registrations_per_hour: 30.0,
+            logins_per_sec: 1000.0,
+            login_burst: 2000.0,
             max_violations: 100,
             login_per_account: ThrottleConfig::per_account(),
             login_per_address: ThrottleConfig::per_address(),
@@ -86,6 +93,19 @@ pub enum Output {
         conn: ConnId,
         /// Why.
         reason: EndReason,
+    },
+    /// Register an answered call on the bus, so that a party can take it over on another
+    /// supernode if this one dies.
+    RegisterCall {
+        /// The call.
+        call_id: String,
+        /// Its parties.
+        record: crate::calls::CallRecord,
+    },
+    /// The call ended: forget its registration.
+    UnregisterCall {
+        /// The call.
+        call_id: String,
     },
     /// Publish this message on the cluster bus (to other supernodes only; nothing comes back).
     Bus {
@@ -138,8 +158,8 @@ pub struct OnlineLogin {
 }
 
 #[derive(Debug)]
-struct Conn {
-    login: Option<(UserId, DeviceId)>,
+pub(crate) struct Conn {
+    pub(crate) login: Option<(UserId, DeviceId)>,
     connected_at: Instant,
     last_activity: Instant,
     requests: TokenBucket,
@@ -155,8 +175,8 @@ pub(crate) struct OnlineUser {
     pub(crate) conns: Vec<(ConnId, DeviceId)>,
     /// Per peer: mutual or not, as of which change.
     pub(crate) links: HashMap<UserId, (bool, LinkVersion)>,
-    /// The presence here last published to other supernodes.
-    pub(crate) published: Presence,
+    /// The presence and device count here last published to other supernodes.
+    pub(crate) published: (Presence, u32),
 }
 
 impl OnlineUser {
@@ -166,6 +186,11 @@ impl OnlineUser {
 
     pub(crate) fn is_mutual(&self, peer: UserId) -> bool {
         self.links.get(&peer).is_some_and(|(mutual, _)| *mutual)
+    }
+
+    /// Devices logged in here.
+    pub(crate) fn device_count(&self) -> u32 {
+        u32::try_from(self.conns.len()).unwrap_or(u32::MAX)
     }
 
     pub(crate) fn mutual_peers(&self) -> impl Iterator<Item = UserId> + '_ {
@@ -208,11 +233,12 @@ const RECENT_LINKS_FOR: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
-    conns: HashMap<ConnId, Conn>,
+    pub(crate) conns: HashMap<ConnId, Conn>,
     pub(crate) users: HashMap<UserId, OnlineUser>,
     contact_quota: HashMap<UserId, TokenBucket>,
     registrations: HashMap<IpAddr, TokenBucket>,
     throttle: LoginThrottle,
+    admission: TokenBucket,
     pub(crate) outputs: Vec<Output>,
     next_sweep: Instant,
     pub(crate) recent_links: VecDeque<RecentLink>,
@@ -241,8 +267,10 @@ impl Hub {
     pub fn new(config: HubConfig, now: Instant) -> Self {
         let throttle =
             LoginThrottle::new(config.login_per_account.clone(), config.login_per_address.clone());
+        let admission = TokenBucket::new(config.login_burst, config.logins_per_sec, now);
         Self {
             config,
+            admission,
             conns: HashMap::new(),
             users: HashMap::new(),
             contact_quota: HashMap::new(),
@@ -371,6 +399,13 @@ impl Hub {
             .map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
     }
 
+    /// Admission control: whether this supernode takes another login now. Refused logins get
+    /// how long to wait (the driver adds a random share, so that refused clients do not come
+    /// back together).
+    pub fn admit_login(&mut self, now: Instant) -> Result<(), Duration> {
+        self.admission.try_take(now)
+    }
+
     /// Whether a login for this account from this address may proceed now.
     pub fn check_login(&self, username: &str, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
         self.throttle
@@ -401,7 +436,7 @@ impl Hub {
             status: login.status,
             conns: Vec::new(),
             links: HashMap::new(),
-            published: Presence::Offline,
+            published: (Presence::Offline, 0),
         });
         for link in &login.contacts {
             user.take_link(link.peer, link.mutual, link.version);
@@ -522,6 +557,13 @@ impl Hub {
         for conn in targets {
             self.close(conn, reason);
         }
+    }
+
+    /// Every connection, in id order (to drain them a share at a time).
+    pub fn connection_ids(&self) -> Vec<ConnId> {
+        let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
+        all.sort();
+        all
     }
 
     /// Closes every connection (shutdown).

@@ -15,7 +15,7 @@ mod presence;
 pub mod rate;
 pub mod throttle;
 
-pub use calls::{CallAnswer, CallConfig, CallInvite, InviteRefused};
+pub use calls::{CallAnswer, CallConfig, CallInvite, CallRecord, InviteRefused};
 pub use cluster::{BusMessage, Route};
 pub use contacts::{ContactAction, Notice, Transition};
 pub use hub::{ConnId, Hub, HubConfig, Link, LinkVersion, OnlineLogin, Output, UserId};

@@ -18,9 +18,19 @@ use crate::hub::{ConnId, Hub, LinkVersion, Output, UserId};
 #[derive(Debug, Default)]
 pub(crate) struct Remote {
     pub(crate) username: String,
-    /// Per reporting supernode: its last report and that report's sequence number. Offline
-    /// reports are not kept.
-    pub(crate) by_node: Vec<(String, Presence, u64)>,
+    /// Per reporting supernode, its last report. Supernodes where the user has no device are
+    /// not kept.
+    pub(crate) by_node: Vec<Report>,
+}
+
+/// One supernode's last report about a user.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub(crate) node: String,
+    pub(crate) presence: Presence,
+    /// Devices there, invisible ones too.
+    pub(crate) devices: u32,
+    pub(crate) seq: u64,
 }
 
 impl Remote {
@@ -28,9 +38,9 @@ impl Remote {
     fn best(&self) -> Presence {
         self.by_node
             .iter()
-            .filter(|(_, p, _)| *p != Presence::Offline)
-            .min_by(|a, b| a.0.cmp(&b.0))
-            .map_or(Presence::Offline, |(_, p, _)| *p)
+            .filter(|r| r.presence != Presence::Offline)
+            .min_by(|a, b| a.node.cmp(&b.node))
+            .map_or(Presence::Offline, |r| r.presence)
     }
 }
 
@@ -184,6 +194,8 @@ impl Hub {
     ) {
         self.recent_links.push_back(crate::hub::RecentLink { a, b, mutual, version, at: now });
         let before = [(a, b), (b, a)].map(|(v, s)| self.presence_seen_by(v, s));
+        // Taken first: a subject known only from reports is forgotten with its last viewer.
+        let names = [b, a].map(|s| self.username_of(s));
         for (x, y) in [(a, b), (b, a)] {
             let taken = self.users.get_mut(&x).is_some_and(|u| u.take_link(y, mutual, version));
             if taken {
@@ -202,8 +214,11 @@ impl Hub {
         }
         for (i, (viewer, subject)) in [(a, b), (b, a)].into_iter().enumerate() {
             let after = self.presence_seen_by(viewer, subject);
-            if before.get(i) != Some(&after) {
-                self.tell_viewer(viewer, subject, after);
+            let name = names.get(i).cloned().flatten().or_else(|| self.username_of(subject));
+            if before.get(i) != Some(&after)
+                && let Some(username) = name
+            {
+                self.tell_viewer(viewer, username, after);
             }
         }
     }
@@ -213,8 +228,8 @@ impl Hub {
         self.users.get(&a).is_some_and(|u| u.is_mutual(b))
     }
 
-    fn tell_viewer(&mut self, viewer: UserId, subject: UserId, presence: Presence) {
-        let (Some(v), Some(username)) = (self.users.get(&viewer), self.username_of(subject)) else {
+    fn tell_viewer(&mut self, viewer: UserId, username: String, presence: Presence) {
+        let Some(v) = self.users.get(&viewer) else {
             return;
         };
         let conns = self.live_conns(v);
@@ -237,7 +252,8 @@ impl Hub {
             }
             self.announce_here(user, effective);
         }
-        let local = self.local_presence(user);
+        let local =
+            (self.local_presence(user), self.users.get(&user).map_or(0, |u| u.device_count()));
         if let Some(u) = self.users.get_mut(&user)
             && u.published != local
         {
@@ -280,6 +296,7 @@ impl Hub {
             subject,
             username: s.username.clone(),
             presence: s.presence(),
+            devices: s.device_count(),
             seq: self.next_seq,
         };
         self.outputs.push(Output::Bus { to: Route::User(viewer), msg });
@@ -292,6 +309,7 @@ impl Hub {
         subject: UserId,
         username: String,
         presence: Presence,
+        devices: u32,
         seq: u64,
     ) {
         if !self.viewers_of.contains_key(&subject) {
@@ -299,40 +317,42 @@ impl Hub {
         }
         let remote =
             self.remote.entry(subject).or_insert_with(|| Remote { username, by_node: Vec::new() });
-        match remote.by_node.iter().position(|(n, _, _)| n == node) {
+        let report = Report { node: node.to_owned(), presence, devices, seq };
+        let gone = presence == Presence::Offline && devices == 0;
+        match remote.by_node.iter().position(|r| r.node == node) {
             Some(i) => {
                 let Some(entry) = remote.by_node.get_mut(i) else { return };
-                if entry.2 >= seq {
+                if entry.seq >= seq {
                     return;
                 }
-                if presence == Presence::Offline {
+                if gone {
                     remote.by_node.remove(i);
                 } else {
-                    *entry = (node.to_owned(), presence, seq);
+                    *entry = report;
                 }
             }
-            None if presence != Presence::Offline => {
-                remote.by_node.push((node.to_owned(), presence, seq))
-            }
+            None if !gone => remote.by_node.push(report),
             None => {}
         }
         self.refresh(subject);
     }
 
-    /// A supernode went down or restarted: what it reported no longer holds.
-    pub fn node_gone(&mut self, node: &str) {
+    /// A supernode went down or restarted: what it reported no longer holds, and calls that
+    /// went through it stop waiting for it.
+    pub fn node_gone(&mut self, node: &str, now: std::time::Instant) {
         let affected: Vec<UserId> = self
             .remote
             .iter_mut()
             .filter_map(|(user, r)| {
                 let before = r.by_node.len();
-                r.by_node.retain(|(n, _, _)| n != node);
+                r.by_node.retain(|report| report.node != node);
                 (r.by_node.len() != before).then_some(*user)
             })
             .collect();
         for user in affected {
             self.refresh(user);
         }
+        self.calls_node_down(node, now);
     }
 
     /// Subjects with viewers here, for metrics: `(subjects, known from other supernodes)`.

@@ -95,7 +95,10 @@ impl Seen {
                     }
                 }
                 Output::MissedCall { callee, caller, .. } => seen.missed.push((callee, caller)),
-                Output::Close { .. } | Output::Bus { .. } => {}
+                Output::Close { .. }
+                | Output::Bus { .. }
+                | Output::RegisterCall { .. }
+                | Output::UnregisterCall { .. } => {}
             }
         }
         seen

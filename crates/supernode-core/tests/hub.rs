@@ -358,3 +358,20 @@ fn registrations_are_limited_per_address() {
     hub.admit_registration(b, t0).unwrap();
     assert!(hub.admit_registration(a, t0 + Duration::from_secs(1801)).is_ok());
 }
+
+#[test]
+fn admission_control_refuses_logins_past_the_rate_and_says_when_to_come_back() {
+    let t0 = Instant::now();
+    let config = HubConfig { logins_per_sec: 10.0, login_burst: 3.0, ..HubConfig::default() };
+    let mut hub = Hub::new(config, t0);
+    for _ in 0..3 {
+        assert!(hub.admit_login(t0).is_ok(), "the burst is admitted");
+    }
+    let wait = hub.admit_login(t0).unwrap_err();
+    assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100), "{wait:?}");
+    assert!(hub.admit_login(t0 + wait).is_ok(), "admitted again once the bucket refilled");
+    // Ten a second, sustained: a second later ten more are admitted, not more.
+    let t1 = t0 + Duration::from_secs(1) + wait;
+    let admitted = (0..20).filter(|_| hub.admit_login(t1).is_ok()).count();
+    assert_eq!(admitted, 3, "refills up to the burst only");
+}

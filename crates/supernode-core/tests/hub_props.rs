@@ -122,7 +122,10 @@ fn pump(hubs: &mut [Hub], model: &mut Model, now: Instant) {
                             model.heard.entry(c.0).or_default().insert(username.clone(), presence);
                         }
                     }
-                    Output::Send { .. } | Output::MissedCall { .. } => {}
+                    Output::Send { .. }
+                    | Output::MissedCall { .. }
+                    | Output::RegisterCall { .. }
+                    | Output::UnregisterCall { .. } => {}
                     Output::Close { conn, .. } => {
                         hubs[h].disconnect(conn);
                         model.connected.remove(&conn.0);
@@ -180,7 +183,7 @@ fn check(hubs: &[Hub], model: &Model) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn presence_is_private_and_converges(ops in proptest::collection::vec(op(), 1..120)) {
@@ -255,7 +258,7 @@ proptest! {
                     }
                     for (other, hub) in hubs.iter_mut().enumerate() {
                         if other != h {
-                            hub.node_gone(&h.to_string());
+                            hub.node_gone(&h.to_string(), now);
                         }
                     }
                 }

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, redact_url};
 use crate::metrics as m;
-use crate::state::Shared;
+use crate::state::{BusJob, Shared};
 
 /// Opens the store the config names: the cluster's PostgreSQL, or SQLite in the data dir.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -60,8 +60,30 @@ pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
 /// Publishes the hub's messages in order, until the hub's queue closes. A message the bus
 /// cannot take is dropped and counted: delivery between supernodes is at most once, and what
 /// must not be lost is in the database before it is pushed.
-pub async fn publish_loop(bus: Arc<dyn Bus>, mut queue: mpsc::Receiver<(Route, BusMessage)>) {
-    while let Some((route, msg)) = queue.recv().await {
+pub async fn publish_loop(bus: Arc<dyn Bus>, mut queue: mpsc::Receiver<BusJob>) {
+    while let Some(job) = queue.recv().await {
+        let (route, msg) = match job {
+            BusJob::Publish(route, msg) => (route, msg),
+            BusJob::Register(call_id, record) => {
+                let record = match serde_json::to_vec(&record) {
+                    Ok(bytes) => Bytes::from(bytes),
+                    Err(e) => {
+                        warn!(error = %e, "a call record could not be encoded");
+                        continue;
+                    }
+                };
+                if let Err(e) = bus.put_call(&call_id, record).await {
+                    warn!(error = %e, "registering an answered call failed");
+                }
+                continue;
+            }
+            BusJob::Unregister(call_id) => {
+                if let Err(e) = bus.delete_call(&call_id).await {
+                    debug!(error = %e, "forgetting a call failed");
+                }
+                continue;
+            }
+        };
         let to = match route {
             Route::User(user) => Address::User(user),
             Route::Node(node) => Address::Node(node),
@@ -108,13 +130,13 @@ pub async fn receive_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<BusEve
                     .insert(node.clone(), incarnation)
                     .is_some_and(|i| i != incarnation);
                 if restarted {
-                    shared.with_hub(|h| h.node_gone(&node));
+                    shared.with_hub(|h| h.node_gone(&node, Instant::now()));
                 }
             }
             BusEvent::NodeDown { node } => {
                 warn!(%node, "supernode down");
                 incarnations.remove(&node);
-                shared.with_hub(|h| h.node_gone(&node));
+                shared.with_hub(|h| h.node_gone(&node, Instant::now()));
             }
         }
     }

@@ -31,10 +31,11 @@ pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
     else {
         metrics::counter!(m::CONNECTIONS_REFUSED).increment(1);
         let mut socket = socket;
-        let frame = encode(&ServerFrame::Error {
-            id: None,
-            error: ErrorBody::with_message(ErrorCode::ShuttingDown, "supernode is full, try later"),
-        });
+        // Come back later, each client at a different time, or go to another supernode.
+        let mut error =
+            ErrorBody::with_message(ErrorCode::ShuttingDown, "supernode is full, try later");
+        error.retry_after_secs = Some(5 + rand::random::<u64>() % 10);
+        let frame = encode(&ServerFrame::Error { id: None, error });
         let _ = socket.send(Message::Text(frame.into())).await;
         let _ = socket.send(Message::Close(None)).await;
         return;

@@ -49,3 +49,5 @@ pub const LIVE_NODES: &str = "peerline_live_nodes";
 pub const PRESENCE_SUBJECTS: &str = "peerline_presence_subjects";
 /// Gauge: of those, users known from other supernodes' reports.
 pub const PRESENCE_REMOTE: &str = "peerline_presence_remote_subjects";
+/// Counter: logins refused by admission control (the supernode was at its login rate).
+pub const LOGINS_REFUSED: &str = "peerline_logins_refused_total";

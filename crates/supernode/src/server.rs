@@ -47,6 +47,8 @@ fn hub_config(config: &Config) -> HubConfig {
         searches_per_minute: l.searches_per_minute,
         contact_requests_per_day: l.contact_requests_per_day,
         registrations_per_hour: l.registrations_per_address_per_hour,
+        logins_per_sec: l.logins_per_second,
+        login_burst: l.login_burst,
         max_violations: 100,
         login_per_account: ThrottleConfig::per_account(),
         login_per_address: ThrottleConfig::per_address(),
@@ -203,8 +205,11 @@ impl Supernode {
             }
         }
 
-        // Stop accepting, tell clients, wait briefly for them to go, flush storage.
-        handle.graceful_shutdown(Some(Duration::from_secs(3)));
+        // Stop accepting, move the clients elsewhere a share at a time, wait briefly for them to
+        // go, flush storage.
+        let drain = Duration::from_secs(shared.config.limits.drain_secs);
+        handle.graceful_shutdown(Some(drain + Duration::from_secs(3)));
+        drain_clients(&shared, drain).await;
         shared.with_hub(|h| h.close_all(EndReason::Shutdown));
         let deadline = Instant::now() + Duration::from_secs(5);
         while shared.connection_count() > 0 && Instant::now() < deadline {
@@ -297,6 +302,31 @@ async fn metrics_page(State(shared): State<Arc<Shared>>) -> String {
     metrics::gauge!(m::PRESENCE_SUBJECTS).set(subjects as f64);
     metrics::gauge!(m::PRESENCE_REMOTE).set(remote as f64);
     prometheus().render()
+}
+
+/// Steps in which a stopping supernode closes its connections.
+const DRAIN_STEPS: u32 = 20;
+
+/// Closes the connections a share at a time over `drain`, each told `shutdown` so that it
+/// reconnects to another supernode of the network: a supernode taken down for maintenance does
+/// not send all its users to the others in the same second.
+async fn drain_clients(shared: &Shared, drain: Duration) {
+    let all = shared.with_hub(|h| h.connection_ids());
+    if all.is_empty() {
+        return;
+    }
+    info!(connections = all.len(), ?drain, "draining clients to other supernodes");
+    let per_step = all.len().div_ceil(DRAIN_STEPS as usize);
+    for (i, batch) in all.chunks(per_step).enumerate() {
+        if i > 0 {
+            tokio::time::sleep(drain / DRAIN_STEPS).await;
+        }
+        shared.with_hub(|h| {
+            for conn in batch {
+                h.close(*conn, EndReason::Shutdown);
+            }
+        });
+    }
 }
 
 /// Drives the hub's timers (heartbeats, login deadlines).

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use peerline_store::{StoreError, StoreResult, UserId};
 use peerline_supernode_core::ConnId;
@@ -130,6 +130,24 @@ impl Session {
         }
     }
 
+    /// Admission control on logins: past the supernode's rate, the client is told to come back
+    /// later, each client at a different time (the wait plus up to as much again, at random).
+    fn admit_login(&self) -> Result<(), ErrorBody> {
+        let wait = match self.shared.with_hub(|h| h.admit_login(Instant::now())) {
+            Ok(()) => return Ok(()),
+            Err(wait) => wait,
+        };
+        metrics::counter!(crate::metrics::LOGINS_REFUSED).increment(1);
+        let base = wait.as_secs_f64().max(1.0);
+        let secs = base + rand::random::<f64>() * base;
+        let mut body = ErrorBody::with_message(
+            ErrorCode::RateLimited,
+            "this supernode takes no more logins right now; come back after retry_after_secs",
+        );
+        body.retry_after_secs = Some(secs.ceil() as u64);
+        Err(body)
+    }
+
     /// Runs one request.
     pub async fn handle(&mut self, request: Request) -> Result<Reply, ErrorBody> {
         match (&self.nonce, &request) {
@@ -145,7 +163,10 @@ impl Session {
             Request::Register { username, display_name, password } => {
                 self.register(username, display_name, password).await
             }
-            Request::Login(login) => self.login(login).await,
+            Request::Login(login) => {
+                self.admit_login()?;
+                self.login(login).await
+            }
             Request::Logout => self.logout().await,
             Request::ChangePassword { old_password, new_password } => {
                 self.change_password(old_password, new_password).await
@@ -184,7 +205,7 @@ impl Session {
                 self.call_candidate(call_id, candidate)
             }
             Request::CallRestart { call_id, sdp } => self.call_restart(call_id, sdp),
-            Request::CallResume { call_id } => self.call_resume(call_id),
+            Request::CallResume { call_id } => self.call_resume(call_id).await,
             Request::AckMissedCalls { ids } => self.ack_missed_calls(ids).await,
             Request::TurnCredentials => self.turn_credentials(),
         }

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::Utf8Bytes;
 use peerline_bus::Bus;
 use peerline_store::{Store, StoredMissedCall, UserId};
-use peerline_supernode_core::{BusMessage, ConnId, Hub, OnlineLogin, Output, Route};
+use peerline_supernode_core::{BusMessage, CallRecord, ConnId, Hub, OnlineLogin, Output, Route};
 use peerline_wire::{EndReason, Event, MissedCall, ServerFrame, encode};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
@@ -81,8 +81,8 @@ pub struct Core {
     pub conns: HashMap<ConnId, ConnHandle>,
     /// Missed calls to store (the writer task drains it; bounded by the hub's call limits).
     missed: mpsc::UnboundedSender<MissedCallJob>,
-    /// Messages for other supernodes, to the bus publisher task (none without a cluster).
-    bus_out: Option<mpsc::Sender<(Route, BusMessage)>>,
+    /// Work for the bus publisher task.
+    bus_out: Option<mpsc::Sender<BusJob>>,
 }
 
 impl Core {
@@ -114,15 +114,11 @@ impl Core {
                         }
                     }
                 }
-                Output::Bus { to, msg } => {
-                    // At most once, like the bus itself: a full queue means the bus is down or
-                    // far behind, and what must not be lost is in the database already.
-                    if let Some(bus) = &self.bus_out
-                        && bus.try_send((to, msg)).is_err()
-                    {
-                        metrics::counter!(m::BUS_DROPPED).increment(1);
-                    }
+                Output::Bus { to, msg } => self.to_bus(BusJob::Publish(to, msg)),
+                Output::RegisterCall { call_id, record } => {
+                    self.to_bus(BusJob::Register(call_id, record));
                 }
+                Output::UnregisterCall { call_id } => self.to_bus(BusJob::Unregister(call_id)),
                 Output::MissedCall { callee, caller, call_id } => {
                     metrics::counter!(m::MISSED_CALLS).increment(1);
                     let job = MissedCallJob { callee, caller, call_id, at: now_ms() };
@@ -131,6 +127,16 @@ impl Core {
                     }
                 }
             }
+        }
+    }
+
+    /// Queues work for the bus, at most once like the bus itself: a full queue means the bus is
+    /// down or far behind, and what must not be lost is in the database already.
+    fn to_bus(&self, job: BusJob) {
+        if let Some(bus) = &self.bus_out
+            && bus.try_send(job).is_err()
+        {
+            metrics::counter!(m::BUS_DROPPED).increment(1);
         }
     }
 
@@ -160,7 +166,18 @@ pub struct Shared {
     core: Mutex<Core>,
     next_conn: AtomicU64,
     missed_rx: Mutex<Option<mpsc::UnboundedReceiver<MissedCallJob>>>,
-    bus_rx: Mutex<Option<mpsc::Receiver<(Route, BusMessage)>>>,
+    bus_rx: Mutex<Option<mpsc::Receiver<BusJob>>>,
+}
+
+/// What the bus publisher task does for the hub, in order.
+#[derive(Debug)]
+pub enum BusJob {
+    /// Publish a message.
+    Publish(Route, BusMessage),
+    /// Register an answered call.
+    Register(String, CallRecord),
+    /// Forget a call.
+    Unregister(String),
 }
 
 /// Messages waiting for the bus publisher: a burst of presence after mass reconnects fits, a
@@ -193,7 +210,7 @@ impl Shared {
     }
 
     /// The queue of messages for other supernodes; only the first call gets it.
-    pub fn take_bus_queue(&self) -> Option<mpsc::Receiver<(Route, BusMessage)>> {
+    pub fn take_bus_queue(&self) -> Option<mpsc::Receiver<BusJob>> {
         self.bus_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 

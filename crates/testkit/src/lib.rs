@@ -6,6 +6,7 @@
 //! `$PEERLINE_BIN_DIR`. Build them first: `cargo build --bins` (the test scripts do).
 #![allow(clippy::missing_panics_doc)]
 
+pub mod cluster;
 pub mod nats;
 pub mod netlab;
 pub mod postgres;

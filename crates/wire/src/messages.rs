@@ -534,6 +534,11 @@ pub enum Reply {
         token: String,
         /// The account's chosen status.
         status: Status,
+        /// Client URLs (`wss://host:port`) of the network's supernodes, where this session's
+        /// token is valid too: the client keeps them as its host cache and reconnects to one of
+        /// them if this supernode fails. Absent when the operator lists none (a lone supernode).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        supernodes: Vec<String>,
     },
     /// Answer to `whoami`.
     Me(Profile),

@@ -206,15 +206,17 @@ fn reply() -> impl Strategy<Value = Reply> {
             }
         ),
         Just(Reply::Done),
-        (username(), text(), any::<i64>(), text(), status()).prop_map(
-            |(username, display_name, device_id, token, status)| Reply::LoggedIn {
-                username,
-                display_name,
-                device_id,
-                token,
-                status,
-            }
-        ),
+        (
+            username(),
+            text(),
+            any::<i64>(),
+            text(),
+            status(),
+            proptest::collection::vec(text(), 0..3)
+        )
+            .prop_map(|(username, display_name, device_id, token, status, supernodes)| {
+                Reply::LoggedIn { username, display_name, device_id, token, status, supernodes }
+            }),
         proptest::collection::vec((username(), text()), 0..5).prop_map(|users| {
             Reply::SearchResults {
                 users: users

@@ -59,13 +59,21 @@ pub enum HomeError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `sessions.json` is not a valid sessions file.
+    /// `sessions.json` (sessions per URL, from before networks) is not a valid sessions file.
     #[error("{path} is corrupt ({source}); fix it, or delete it and log in again")]
     CorruptSessions {
         /// The sessions file.
         path: PathBuf,
         /// The parse error.
         source: serde_json::Error,
+    },
+    /// `networks.json` is not a valid networks file.
+    #[error("{path} is corrupt ({reason}); fix it, or delete it and log in again")]
+    CorruptNetworks {
+        /// The networks file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// `settings.json` is not a valid settings file.
     #[error("{path} is not valid settings ({source}); fix it or delete it")]
@@ -75,8 +83,9 @@ pub enum HomeError {
         /// The parse error.
         source: serde_json::Error,
     },
-    /// A line of `known_supernodes` for the requested supernode cannot be parsed. It is not
-    /// ignored: skipping it would silently turn a pinned supernode into an unpinned one.
+    /// A line of `known_supernodes` (pins per `host:port`, from before networks) cannot be
+    /// parsed. It is not ignored: skipping it would silently turn a pinned supernode into an
+    /// unpinned one.
     #[error("{path} line {line}: {reason}; fix or delete that line")]
     BadPinLine {
         /// The `known_supernodes` file.
@@ -94,7 +103,4 @@ pub enum HomeError {
         /// What is wrong.
         reason: String,
     },
-    /// A `host:port` argument that cannot be stored in `known_supernodes`.
-    #[error("invalid supernode address {0:?}: expected host:port, without spaces or '#'")]
-    InvalidHostPort(String),
 }

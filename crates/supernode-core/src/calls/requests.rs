@@ -1,62 +1,17 @@
-//! Call signaling: the life of every call from invite to hang-up, without IO.
-//!
-//! A call rings every live connection of the callee; the first device to accept wins and the
-//! others are told `answered_elsewhere`. No answer within [`CallConfig::ring_timeout`] ends it as
-//! `no_answer`, and the callee gets a missed-call notice ([`Output::MissedCall`], which the driver
-//! stores so that devices that come online later see it too).
-//!
-//! Privacy: the caller's trickled candidates are held here until a device accepts and then go to
-//! that device only; the callee's candidates are accepted only from the device that answered,
-//! after it answered. So neither side learns the other's addresses before the call is answered,
-//! and devices that merely rang never learn the caller's.
-//!
-//! The supernode only relays signaling: no media ever passes through it.
+//! What a device connected here asks of a call.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use peerline_wire::{CallEndReason, CallId, DeviceId, ErrorBody, ErrorCode, Event};
 
+use super::{Call, CallRecord, End, Phase, RemoteRing, no_such_call};
+use crate::cluster::{BusMessage, Route};
 use crate::hub::{ConnId, Hub, Output, UserId};
 use crate::rate::TokenBucket;
 
-/// Limits and timers of call signaling. Defaults are safe for the internet.
-#[derive(Debug, Clone)]
-pub struct CallConfig {
-    /// A call nobody answers ends after this long (and counts as missed).
-    pub ring_timeout: Duration,
-    /// Most calls (ringing or answered) one user takes part in at once, on all devices.
-    pub max_calls_per_user: usize,
-    /// Most calls on this supernode at once.
-    pub max_calls: usize,
-    /// Invites per user per minute (sustained); bursts up to [`CallConfig::invite_burst`].
-    pub invites_per_minute: f64,
-    /// Burst of invites.
-    pub invite_burst: f64,
-    /// Most candidates one side may trickle in one call (counted afresh after each ICE
-    /// restart that side takes part in).
-    pub max_candidates_per_side: usize,
-    /// Most `call_restart` messages one side may send in one call.
-    pub max_restarts_per_side: usize,
-}
-
-impl Default for CallConfig {
-    fn default() -> Self {
-        Self {
-            ring_timeout: Duration::from_secs(45),
-            max_calls_per_user: 4,
-            max_calls: 200_000,
-            invites_per_minute: 10.0,
-            invite_burst: 10.0,
-            max_candidates_per_side: 64,
-            max_restarts_per_side: 16,
-        }
-    }
-}
-
 /// What the driver knows about a new call when it asks the hub to place it (after checking
 /// that caller and callee are accepted contacts and the fields are well-formed).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallInvite {
     /// The caller's chosen id.
     pub call_id: CallId,
@@ -78,8 +33,23 @@ pub struct CallInvite {
     pub fingerprint_signature: String,
 }
 
+impl CallInvite {
+    /// The event a ringing device gets.
+    pub(crate) fn incoming(&self) -> Event {
+        Event::CallIncoming {
+            call_id: self.call_id.clone(),
+            from: self.caller_name.clone(),
+            display_name: self.caller_display_name.clone(),
+            device_id: self.caller_device,
+            device_key: self.caller_device_key.clone(),
+            sdp: self.sdp.clone(),
+            fingerprint_signature: self.fingerprint_signature.clone(),
+        }
+    }
+}
+
 /// A callee device's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallAnswer {
     /// The answering device.
     pub device_id: DeviceId,
@@ -89,6 +59,18 @@ pub struct CallAnswer {
     pub sdp: String,
     /// The signature over the answer's fingerprint.
     pub fingerprint_signature: String,
+}
+
+impl CallAnswer {
+    pub(crate) fn accepted(self, call_id: &str) -> Event {
+        Event::CallAccepted {
+            call_id: call_id.to_owned(),
+            device_id: self.device_id,
+            device_key: self.device_key,
+            sdp: self.sdp,
+            fingerprint_signature: self.fingerprint_signature,
+        }
+    }
 }
 
 /// Why an invite did not ring anything.
@@ -101,112 +83,10 @@ pub enum InviteRefused {
     Ended(CallEndReason),
 }
 
-#[derive(Debug)]
-enum Phase {
-    Ringing {
-        since: Instant,
-        /// Callee connections still ringing.
-        devices: Vec<ConnId>,
-        /// Whether the caller was told `call_ringing`.
-        told_ringing: bool,
-        /// Caller candidates held until a device accepts.
-        held: Vec<String>,
-    },
-    Answered {
-        callee_conn: ConnId,
-    },
-}
-
-#[derive(Debug)]
-struct Call {
-    caller: UserId,
-    caller_conn: ConnId,
-    callee: UserId,
-    phase: Phase,
-    candidates_from_caller: usize,
-    candidates_from_callee: usize,
-    restarts_from_caller: usize,
-    restarts_from_callee: usize,
-}
-
-/// Every call on this supernode.
-#[derive(Debug, Default)]
-pub(crate) struct Calls {
-    calls: HashMap<CallId, Call>,
-    /// The calls each user takes part in (as caller or callee), so that an invite or a
-    /// disconnect looks at that user's few calls, not at every call on the supernode.
-    by_user: HashMap<UserId, Vec<CallId>>,
-    invites: HashMap<UserId, TokenBucket>,
-}
-
-impl Calls {
-    fn insert(&mut self, call_id: CallId, call: Call) {
-        for user in [call.caller, call.callee] {
-            self.by_user.entry(user).or_default().push(call_id.clone());
-        }
-        self.calls.insert(call_id, call);
-    }
-
-    fn remove(&mut self, call_id: &str) -> Option<Call> {
-        let call = self.calls.remove(call_id)?;
-        for user in [call.caller, call.callee] {
-            if let Some(ids) = self.by_user.get_mut(&user) {
-                ids.retain(|id| id != call_id);
-                if ids.is_empty() {
-                    self.by_user.remove(&user);
-                }
-            }
-        }
-        Some(call)
-    }
-
-    /// The ids of the calls `user` takes part in.
-    fn ids_of(&self, user: UserId) -> &[CallId] {
-        self.by_user.get(&user).map_or(&[], Vec::as_slice)
-    }
-
-    fn calls_of(&self, user: UserId) -> usize {
-        self.ids_of(user).len()
-    }
-
-    fn in_answered_call(&self, user: UserId) -> bool {
-        self.ids_of(user)
-            .iter()
-            .filter_map(|id| self.calls.get(id))
-            .any(|c| matches!(c.phase, Phase::Answered { .. }))
-    }
-
-    /// Live call count.
-    pub(crate) fn len(&self) -> usize {
-        self.calls.len()
-    }
-}
-
-fn no_such_call() -> ErrorBody {
-    ErrorBody::new(ErrorCode::NoSuchCall)
-}
-
 impl Hub {
-    fn send_call_event(&mut self, conns: Vec<ConnId>, event: Event) {
-        let conns: Vec<ConnId> = conns.into_iter().filter(|c| !self.is_closing(*c)).collect();
-        if !conns.is_empty() {
-            self.push_output(Output::Send { conns, event });
-        }
-    }
-
-    fn ended(&mut self, conns: Vec<ConnId>, call_id: &str, reason: CallEndReason) {
-        self.send_call_event(conns, Event::CallEnded { call_id: call_id.to_owned(), reason });
-    }
-
-    fn missed(&mut self, call: &Call, call_id: &str) {
-        self.push_output(Output::MissedCall {
-            callee: call.callee,
-            caller: call.caller,
-            call_id: call_id.to_owned(),
-        });
-    }
-
-    /// Places a call: rings every live connection of the callee. Returns how many ring.
+    /// Places a call: rings every live connection of the callee here and asks the other
+    /// supernodes holding devices of the callee to ring theirs. Returns how many ring (or are
+    /// asked to).
     pub fn call_invite(
         &mut self,
         conn: ConnId,
@@ -238,13 +118,37 @@ impl Hub {
         {
             return Err(refuse(ErrorCode::CallLimit));
         }
+        let devices = self.user_conns(invite.callee);
+        // Other supernodes that reported devices of the callee (invisible ones too).
+        let elsewhere = self.devices_elsewhere(invite.callee);
+        let busy = self.calls.in_answered_call(invite.callee)
+            || self.calls.calls_of(invite.callee) >= config.max_calls_per_user;
+        if (devices.is_empty() && elsewhere.is_empty()) || busy {
+            self.missed(invite.callee, invite.caller, &invite.call_id);
+            let reason = if busy { CallEndReason::Busy } else { CallEndReason::Unavailable };
+            return Err(InviteRefused::Ended(reason));
+        }
+        self.send_call_event(devices.clone(), invite.incoming());
+        let remote_devices: u32 = elsewhere.iter().map(|(_, n)| *n).sum();
+        let remote = elsewhere
+            .into_iter()
+            .map(|(node, _)| RemoteRing::Waiting { node, until: now + config.remote_ring_wait })
+            .collect::<Vec<_>>();
+        if !remote.is_empty() {
+            let msg = BusMessage::CallInvite { invite: invite.clone() };
+            self.push_output(Output::Bus { to: Route::User(invite.callee), msg });
+        }
+        let ringing =
+            u32::try_from(devices.len()).unwrap_or(u32::MAX).saturating_add(remote_devices);
         let call = Call {
             caller: invite.caller,
-            caller_conn: conn,
+            caller_device: invite.caller_device,
+            caller_end: End::Local(conn),
             callee: invite.callee,
             phase: Phase::Ringing {
                 since: now,
-                devices: Vec::new(),
+                devices,
+                remote,
                 told_ringing: false,
                 held: Vec::new(),
             },
@@ -252,30 +156,8 @@ impl Hub {
             candidates_from_callee: 0,
             restarts_from_caller: 0,
             restarts_from_callee: 0,
+            peer_lost_at: None,
         };
-        let devices = self.user_conns(invite.callee);
-        let busy = self.calls.in_answered_call(invite.callee)
-            || self.calls.calls_of(invite.callee) >= config.max_calls_per_user;
-        if devices.is_empty() || busy {
-            self.missed(&call, &invite.call_id);
-            let reason = if busy { CallEndReason::Busy } else { CallEndReason::Unavailable };
-            return Err(InviteRefused::Ended(reason));
-        }
-        let event = Event::CallIncoming {
-            call_id: invite.call_id.clone(),
-            from: invite.caller_name,
-            display_name: invite.caller_display_name,
-            device_id: invite.caller_device,
-            device_key: invite.caller_device_key,
-            sdp: invite.sdp,
-            fingerprint_signature: invite.fingerprint_signature,
-        };
-        self.send_call_event(devices.clone(), event);
-        let ringing = u32::try_from(devices.len()).unwrap_or(u32::MAX);
-        let mut call = call;
-        if let Phase::Ringing { devices: d, .. } = &mut call.phase {
-            *d = devices;
-        }
         self.calls.insert(invite.call_id, call);
         Ok(ringing)
     }
@@ -283,13 +165,23 @@ impl Hub {
     /// A callee device says it rings; the caller is told once.
     pub fn call_ringing(&mut self, conn: ConnId, call_id: &str) -> Result<(), ErrorBody> {
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
-        let caller_conn = call.caller_conn;
         match &mut call.phase {
             Phase::Ringing { devices, told_ringing, .. } if devices.contains(&conn) => {
                 if !*told_ringing {
                     *told_ringing = true;
+                    let (caller, end) = (call.caller, call.caller_end.clone());
                     let event = Event::CallRinging { call_id: call_id.to_owned() };
-                    self.send_call_event(vec![caller_conn], event);
+                    self.send_to_end(caller, &end, call_id, event);
+                }
+                Ok(())
+            }
+            Phase::Leg { devices, told_ringing, .. } if devices.contains(&conn) => {
+                if !*told_ringing {
+                    *told_ringing = true;
+                    self.send_to_caller_node(
+                        call_id,
+                        BusMessage::CallRinging { call_id: call_id.to_owned() },
+                    );
                 }
                 Ok(())
             }
@@ -298,7 +190,7 @@ impl Hub {
     }
 
     /// A callee device answers. The first one wins; the other ringing devices stop, and the
-    /// caller's held candidates go to the winner.
+    /// caller's held candidates go to the winner. On a leg, the caller's supernode decides.
     pub fn call_accept(
         &mut self,
         conn: ConnId,
@@ -306,31 +198,50 @@ impl Hub {
         answer: CallAnswer,
     ) -> Result<(), ErrorBody> {
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
-        let (others, held) = match &mut call.phase {
-            Phase::Ringing { devices, held, .. } if devices.contains(&conn) => {
-                let others: Vec<ConnId> = devices.iter().copied().filter(|c| *c != conn).collect();
-                (others, std::mem::take(held))
+        match &call.phase {
+            Phase::Ringing { devices, .. } if devices.contains(&conn) => {
+                self.answered_by(call_id, End::Local(conn), answer);
+                Ok(())
             }
-            _ => return Err(no_such_call()),
+            Phase::Leg { devices, .. } if devices.contains(&conn) => {
+                let msg = BusMessage::CallAccept { call_id: call_id.to_owned(), answer };
+                self.send_to_caller_node(call_id, msg);
+                Ok(())
+            }
+            _ => Err(no_such_call()),
+        }
+    }
+
+    /// A call placed here is answered by `winner` (here or elsewhere): the caller hears it,
+    /// every other device stops ringing, held candidates go to the winner, and the call is
+    /// registered for takeovers.
+    pub(crate) fn answered_by(&mut self, call_id: &str, winner: End, answer: CallAnswer) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else { return };
+        let Phase::Ringing { devices, remote, held, .. } = &mut call.phase else { return };
+        let others: Vec<ConnId> = devices.iter().copied().filter(|c| !winner.is(*c)).collect();
+        let held = std::mem::take(held);
+        let remote_live = remote.iter().any(RemoteRing::live);
+        let callee_device = match &winner {
+            End::Local(c) => self.login_of(*c).map_or(answer.device_id, |(_, d)| d),
+            End::Remote { device, .. } => *device,
         };
-        call.phase = Phase::Answered { callee_conn: conn };
-        let caller_conn = call.caller_conn;
-        self.send_call_event(
-            vec![caller_conn],
-            Event::CallAccepted {
-                call_id: call_id.to_owned(),
-                device_id: answer.device_id,
-                device_key: answer.device_key,
-                sdp: answer.sdp,
-                fingerprint_signature: answer.fingerprint_signature,
-            },
-        );
+        let Some(call) = self.calls.calls.get_mut(call_id) else { return };
+        call.phase = Phase::Answered { callee_end: winner.clone() };
+        let (caller, callee, caller_end) = (call.caller, call.callee, call.caller_end.clone());
+        let record =
+            CallRecord { caller, caller_device: call.caller_device, callee, callee_device };
+        self.send_to_end(caller, &caller_end, call_id, answer.accepted(call_id));
         self.ended(others, call_id, CallEndReason::AnsweredElsewhere);
+        if remote_live || matches!(winner, End::Remote { .. }) {
+            let msg =
+                BusMessage::CallAnswered { call_id: call_id.to_owned(), device: callee_device };
+            self.push_output(Output::Bus { to: Route::User(callee), msg });
+        }
         for candidate in held {
             let event = Event::CallCandidate { call_id: call_id.to_owned(), candidate };
-            self.send_call_event(vec![conn], event);
+            self.send_to_end(callee, &winner, call_id, event);
         }
-        Ok(())
+        self.push_output(Output::RegisterCall { call_id: call_id.to_owned(), record });
     }
 
     /// A callee device declines. Without `busy` the call ends for everyone; with `busy` only
@@ -342,34 +253,72 @@ impl Hub {
         busy: bool,
     ) -> Result<(), ErrorBody> {
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
-        let Phase::Ringing { devices, .. } = &mut call.phase else { return Err(no_such_call()) };
-        if !devices.contains(&conn) {
-            return Err(no_such_call());
-        }
-        if busy {
-            devices.retain(|c| *c != conn);
-            if !devices.is_empty() {
-                return Ok(());
+        match &mut call.phase {
+            Phase::Ringing { devices, .. } if devices.contains(&conn) => {
+                devices.retain(|c| *c != conn);
+                if busy {
+                    if !devices.is_empty() {
+                        return Ok(());
+                    }
+                    self.declined_busy(call_id);
+                } else {
+                    self.declined(call_id);
+                }
+                Ok(())
             }
+            Phase::Leg { devices, .. } if devices.contains(&conn) => {
+                devices.retain(|c| *c != conn);
+                if busy {
+                    self.leg_check_busy(call_id, true);
+                } else {
+                    self.send_to_caller_node(
+                        call_id,
+                        BusMessage::CallDecline { call_id: call_id.to_owned() },
+                    );
+                }
+                Ok(())
+            }
+            _ => Err(no_such_call()),
         }
-        let Some(call) = self.calls.remove(call_id) else { return Err(no_such_call()) };
-        let Phase::Ringing { devices, .. } = &call.phase else { return Ok(()) };
-        let others: Vec<ConnId> = devices.iter().copied().filter(|c| *c != conn).collect();
-        if busy {
-            self.missed(&call, call_id);
-            self.ended(vec![call.caller_conn], call_id, CallEndReason::Busy);
-        } else {
-            self.ended(vec![call.caller_conn], call_id, CallEndReason::Declined);
-            self.ended(others, call_id, CallEndReason::Declined);
+    }
+
+    /// Every device here said busy: the call ends busy unless another supernode still rings.
+    fn declined_busy(&mut self, call_id: &str) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else { return };
+        let Phase::Ringing { remote, .. } = &mut call.phase else { return };
+        if remote.iter().any(RemoteRing::live) {
+            return;
         }
-        Ok(())
+        let Some(call) = self.calls.remove(call_id) else { return };
+        self.missed(call.callee, call.caller, call_id);
+        if let Some(conn) = call.caller_end.conn() {
+            self.ended(vec![conn], call_id, CallEndReason::Busy);
+        }
+    }
+
+    /// A device declined for everyone: the caller, the other devices here and the other
+    /// supernodes hear it.
+    pub(crate) fn declined(&mut self, call_id: &str) {
+        let Some(call) = self.calls.remove(call_id) else { return };
+        let Phase::Ringing { devices, remote, .. } = &call.phase else { return };
+        if let Some(conn) = call.caller_end.conn() {
+            self.ended(vec![conn], call_id, CallEndReason::Declined);
+        }
+        self.ended(devices.clone(), call_id, CallEndReason::Declined);
+        if remote.iter().any(RemoteRing::live) {
+            let msg = BusMessage::CallOver {
+                call_id: call_id.to_owned(),
+                reason: CallEndReason::Declined,
+            };
+            self.push_output(Output::Bus { to: Route::User(call.callee), msg });
+        }
     }
 
     /// The caller gives up before an answer: the callee's devices stop ringing and a missed
     /// call is recorded.
     pub fn call_cancel(&mut self, conn: ConnId, call_id: &str) -> Result<(), ErrorBody> {
         match self.calls.calls.get(call_id) {
-            Some(c) if c.caller_conn == conn && matches!(c.phase, Phase::Ringing { .. }) => {}
+            Some(c) if c.caller_end.is(conn) && matches!(c.phase, Phase::Ringing { .. }) => {}
             _ => return Err(no_such_call()),
         }
         self.end_ringing(call_id, CallEndReason::Cancelled, None);
@@ -379,12 +328,11 @@ impl Hub {
     /// Either side ends an answered call; the caller's hang-up of a ringing call cancels it.
     pub fn call_hangup(&mut self, conn: ConnId, call_id: &str) -> Result<(), ErrorBody> {
         let call = self.calls.calls.get(call_id).ok_or_else(no_such_call)?;
-        match call.phase {
-            Phase::Ringing { .. } if call.caller_conn == conn => self.call_cancel(conn, call_id),
-            Phase::Answered { callee_conn } if conn == call.caller_conn || conn == callee_conn => {
-                let other = if conn == callee_conn { call.caller_conn } else { callee_conn };
-                self.calls.remove(call_id);
-                self.ended(vec![other], call_id, CallEndReason::HungUp);
+        match &call.phase {
+            Phase::Ringing { .. } if call.caller_end.is(conn) => self.call_cancel(conn, call_id),
+            Phase::Answered { callee_end } if call.caller_end.is(conn) || callee_end.is(conn) => {
+                let tell_caller = callee_end.is(conn);
+                self.end_answered(call_id, Some(tell_caller), CallEndReason::HungUp);
                 Ok(())
             }
             _ => Err(no_such_call()),
@@ -392,7 +340,7 @@ impl Hub {
     }
 
     /// A trickled candidate: held while the call rings (from the caller), forwarded once it
-    /// is answered (between the two answering connections only).
+    /// is answered (between the two answering devices only).
     pub fn call_candidate(
         &mut self,
         conn: ConnId,
@@ -403,8 +351,9 @@ impl Hub {
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
         let too_many =
             || ErrorBody::with_message(ErrorCode::InvalidArgument, "too many candidates");
-        let target = match &mut call.phase {
-            Phase::Ringing { held, .. } if conn == call.caller_conn => {
+        let from_caller = call.caller_end.is(conn);
+        let (user, target) = match &mut call.phase {
+            Phase::Ringing { held, .. } if from_caller => {
                 if call.candidates_from_caller >= limit {
                     return Err(too_many());
                 }
@@ -412,26 +361,24 @@ impl Hub {
                 held.push(candidate);
                 return Ok(());
             }
-            Phase::Answered { callee_conn } if conn == call.caller_conn => {
+            Phase::Answered { callee_end } if from_caller => {
                 if call.candidates_from_caller >= limit {
                     return Err(too_many());
                 }
                 call.candidates_from_caller += 1;
-                *callee_conn
+                (call.callee, callee_end.clone())
             }
-            Phase::Answered { callee_conn } if conn == *callee_conn => {
+            Phase::Answered { callee_end } if callee_end.is(conn) => {
                 if call.candidates_from_callee >= limit {
                     return Err(too_many());
                 }
                 call.candidates_from_callee += 1;
-                call.caller_conn
+                (call.caller, call.caller_end.clone())
             }
             _ => return Err(no_such_call()),
         };
-        self.send_call_event(
-            vec![target],
-            Event::CallCandidate { call_id: call_id.to_owned(), candidate },
-        );
+        let event = Event::CallCandidate { call_id: call_id.to_owned(), candidate };
+        self.send_to_end(user, &target, call_id, event);
         Ok(())
     }
 
@@ -446,17 +393,29 @@ impl Hub {
     ) -> Result<(), ErrorBody> {
         let limit = self.call_config().max_restarts_per_side;
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
-        let Phase::Answered { callee_conn } = call.phase else { return Err(no_such_call()) };
-        let (sent, candidates, target) = if conn == call.caller_conn {
+        let Phase::Answered { callee_end } = &call.phase else { return Err(no_such_call()) };
+        let callee_end = callee_end.clone();
+        let (sent, candidates, user, target) = if call.caller_end.is(conn) {
             if sdp.is_none() {
                 return Err(ErrorBody::with_message(
                     ErrorCode::InvalidArgument,
                     "the caller's call_restart carries the restart offer in sdp",
                 ));
             }
-            (&mut call.restarts_from_caller, &mut call.candidates_from_caller, callee_conn)
-        } else if conn == callee_conn {
-            (&mut call.restarts_from_callee, &mut call.candidates_from_callee, call.caller_conn)
+            (
+                &mut call.restarts_from_caller,
+                &mut call.candidates_from_caller,
+                call.callee,
+                callee_end,
+            )
+        } else if callee_end.is(conn) {
+            let caller_end = call.caller_end.clone();
+            (
+                &mut call.restarts_from_callee,
+                &mut call.candidates_from_callee,
+                call.caller,
+                caller_end,
+            )
         } else {
             return Err(no_such_call());
         };
@@ -470,115 +429,87 @@ impl Hub {
         if sdp.is_some() {
             *candidates = 0;
         }
-        self.send_call_event(vec![target], Event::CallRestart { call_id: call_id.to_owned(), sdp });
+        let event = Event::CallRestart { call_id: call_id.to_owned(), sdp };
+        self.send_to_end(user, &target, call_id, event);
         Ok(())
     }
 
-    /// A device whose connection died mid-call (its address changed) takes the answered call
-    /// over on its new connection: the same user and the same device as the party it
-    /// replaces, whose old connection the supernode may not have noticed is gone yet.
+    /// A device whose connection died mid-call (its address changed, or its supernode died)
+    /// takes the answered call over on its new connection here: the same user and the same
+    /// device as the party it replaces. Calls not known here are taken over with
+    /// [`Hub::call_take_over`] once the driver has read the call's record from the bus.
     pub fn call_resume(&mut self, conn: ConnId, call_id: &str) -> Result<(), ErrorBody> {
         let me = self.login_of(conn).ok_or_else(no_such_call)?;
         let call = self.calls.calls.get(call_id).ok_or_else(no_such_call)?;
-        let Phase::Answered { callee_conn } = call.phase else { return Err(no_such_call()) };
-        let caller_conn = call.caller_conn;
-        let as_caller = caller_conn == conn || self.login_of(caller_conn) == Some(me);
-        let as_callee = callee_conn == conn || self.login_of(callee_conn) == Some(me);
+        let Phase::Answered { callee_end } = &call.phase else { return Err(no_such_call()) };
+        let matches = |user: UserId, end: &End| match end {
+            End::Local(c) => *c == conn || self.login_of(*c) == Some(me),
+            End::Remote { device, .. } => (user, *device) == me,
+        };
+        let as_caller = matches(call.caller, &call.caller_end);
+        let as_callee = matches(call.callee, callee_end);
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
-        if as_caller {
-            call.caller_conn = conn;
+        let (other_user, other_end) = if as_caller {
+            call.caller_end = End::Local(conn);
+            let Phase::Answered { callee_end } = &call.phase else { return Err(no_such_call()) };
+            (call.callee, callee_end.clone())
         } else if as_callee {
-            call.phase = Phase::Answered { callee_conn: conn };
+            call.phase = Phase::Answered { callee_end: End::Local(conn) };
+            (call.caller, call.caller_end.clone())
         } else {
             return Err(no_such_call());
+        };
+        call.peer_lost_at = None;
+        if let End::Remote { .. } = other_end {
+            self.announce_resumed(call_id, me.0, me.1, other_user);
         }
         Ok(())
     }
 
-    /// Ends a ringing call: the caller (unless it is the one that left) and every ringing device
-    /// are told, and the callee gets a missed call.
-    fn end_ringing(
+    /// Takes over an answered call this supernode knows nothing of (the one that carried it
+    /// died), from its record on the bus: the connection must be one of the two parties.
+    pub fn call_take_over(
         &mut self,
+        conn: ConnId,
         call_id: &str,
-        reason: CallEndReason,
-        tell_caller: Option<CallEndReason>,
-    ) {
-        let Some(call) = self.calls.remove(call_id) else { return };
-        let Phase::Ringing { devices, .. } = &call.phase else { return };
-        self.ended(devices.clone(), call_id, reason);
-        if let Some(caller_reason) = tell_caller {
-            self.ended(vec![call.caller_conn], call_id, caller_reason);
+        record: &CallRecord,
+    ) -> Result<(), ErrorBody> {
+        let me = self.login_of(conn).ok_or_else(no_such_call)?;
+        if self.calls.calls.contains_key(call_id) {
+            return self.call_resume(conn, call_id);
         }
-        self.missed(&call, call_id);
+        let (caller_end, callee_end, other) = if me == (record.caller, record.caller_device) {
+            let callee = End::Remote { device: record.callee_device, node: String::new() };
+            (End::Local(conn), callee, record.callee)
+        } else if me == (record.callee, record.callee_device) {
+            let caller = End::Remote { device: record.caller_device, node: String::new() };
+            (caller, End::Local(conn), record.caller)
+        } else {
+            return Err(no_such_call());
+        };
+        let call = Call {
+            caller: record.caller,
+            caller_device: record.caller_device,
+            caller_end,
+            callee: record.callee,
+            phase: Phase::Answered { callee_end },
+            candidates_from_caller: 0,
+            candidates_from_callee: 0,
+            restarts_from_caller: 0,
+            restarts_from_callee: 0,
+            peer_lost_at: None,
+        };
+        self.calls.insert(call_id.to_owned(), call);
+        self.announce_resumed(call_id, me.0, me.1, other);
+        Ok(())
     }
 
-    /// A connection is gone: calls it placed end, answered calls it took part in end for the
-    /// other side, and it stops ringing.
-    pub(crate) fn calls_disconnect(&mut self, conn: ConnId) {
-        let Some((user, _)) = self.login_of(conn) else { return };
-        let mut involved: Vec<CallId> = self
-            .calls
-            .ids_of(user)
-            .iter()
-            .filter_map(|id| self.calls.calls.get(id).map(|c| (id, c)))
-            .filter(|(_, c)| {
-                c.caller_conn == conn
-                    || match &c.phase {
-                        Phase::Ringing { devices, .. } => devices.contains(&conn),
-                        Phase::Answered { callee_conn } => *callee_conn == conn,
-                    }
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        involved.sort();
-        for call_id in involved {
-            let Some(call) = self.calls.calls.get_mut(&call_id) else { continue };
-            let caller_conn = call.caller_conn;
-            match &mut call.phase {
-                Phase::Ringing { .. } if caller_conn == conn => {
-                    self.end_ringing(&call_id, CallEndReason::PeerGone, None);
-                }
-                Phase::Ringing { devices, .. } => {
-                    devices.retain(|c| *c != conn);
-                    if devices.is_empty() {
-                        self.end_ringing(
-                            &call_id,
-                            CallEndReason::PeerGone,
-                            Some(CallEndReason::Unavailable),
-                        );
-                    }
-                }
-                Phase::Answered { callee_conn } => {
-                    let other = if *callee_conn == conn { caller_conn } else { *callee_conn };
-                    self.calls.remove(&call_id);
-                    self.ended(vec![other], &call_id, CallEndReason::PeerGone);
-                }
-            }
+    /// Tells the other party's supernode where this party is now, and the supernode this party
+    /// left (if it still lives) to forget its side.
+    fn announce_resumed(&mut self, call_id: &str, user: UserId, device: DeviceId, other: UserId) {
+        for to in [other, user] {
+            let msg = BusMessage::CallResumed { call_id: call_id.to_owned(), user, device };
+            self.push_output(Output::Bus { to: Route::User(to), msg });
         }
-    }
-
-    /// Ends calls that rang too long.
-    pub(crate) fn calls_timeout(&mut self, now: Instant) {
-        let timeout = self.call_config().ring_timeout;
-        let mut expired: Vec<CallId> = self
-            .calls
-            .calls
-            .iter()
-            .filter(|(_, c)| match c.phase {
-                Phase::Ringing { since, .. } => now.saturating_duration_since(since) >= timeout,
-                Phase::Answered { .. } => false,
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        expired.sort();
-        for call_id in expired {
-            self.end_ringing(&call_id, CallEndReason::NoAnswer, Some(CallEndReason::NoAnswer));
-        }
-        self.calls.invites.retain(|_, b| !b.is_full(now));
-    }
-
-    /// Calls ringing or answered now.
-    pub fn call_count(&self) -> usize {
-        self.calls.len()
     }
 }

@@ -232,6 +232,8 @@ impl Session {
             device_id: device.id,
             token,
             status: account.status,
+            // Where this token also works: the client's host cache for failover.
+            supernodes: self.shared.config.cluster.supernodes.clone(),
         })
     }
 

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use peerline_supernode_core::{CallAnswer, CallInvite, ConnId, Hub, InviteRefused};
+use peerline_supernode_core::{CallAnswer, CallInvite, CallRecord, ConnId, Hub, InviteRefused};
 use peerline_wire::calls::{
     sdp_has_addresses, validate_call_id, validate_candidate, validate_sdp, validate_signature,
 };
@@ -186,8 +186,28 @@ impl Session {
         self.on_call(&call_id, |h, conn, id| h.call_restart(conn, id, sdp))
     }
 
-    pub(crate) fn call_resume(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
-        self.on_call(&call_id, |h, conn, id| h.call_resume(conn, id))
+    /// Takes a call over on this connection: one this supernode carries (the device's old
+    /// connection died), or, from its record on the bus, one whose supernode died.
+    pub(crate) async fn call_resume(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
+        match self.on_call(&call_id, |h, conn, id| h.call_resume(conn, id)) {
+            Err(e) if e.code == ErrorCode::NoSuchCall => {}
+            done => return done,
+        }
+        let record = match self.shared.bus.get_call(&call_id).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<CallRecord>(&bytes)
+                .map_err(|_| ErrorBody::new(ErrorCode::NoSuchCall))?,
+            Ok(None) => return Err(ErrorBody::new(ErrorCode::NoSuchCall)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the call registry is unavailable");
+                let mut body = ErrorBody::new(ErrorCode::Unavailable);
+                body.retry_after_secs = Some(1);
+                return Err(body);
+            }
+        };
+        let conn = self.conn;
+        self.shared.with_hub(|h| h.call_take_over(conn, &call_id, &record))?;
+        tracing::info!(%call_id, "took a call over from another supernode");
+        Ok(Reply::Done)
     }
 
     pub(crate) async fn ack_missed_calls(&mut self, ids: Vec<i64>) -> Result<Reply, ErrorBody> {

@@ -1,0 +1,233 @@
+//! Failover, the thin driver: opens a connection to one supernode of the network with the
+//! network's trust (pinning its certificate on first use), and after a loss goes round the host
+//! cache with the sans-IO [`Failover`] policy of `peerline-client-core`, which decides which host
+//! and when (full-jitter exponential backoff, `retry_after_secs` obeyed). This module only
+//! sleeps, dials and logs in with the session token; it never sends a password.
+//!
+//! Time comes from tokio's clock and randomness from the thread's generator, both handed to the
+//! policy as arguments.
+
+use std::path::Path;
+use std::time::Duration;
+
+use peerline_client_core::Failover;
+use peerline_wire::ErrorCode;
+use tracing::{debug, info, warn};
+
+use crate::client::Client;
+use crate::connection::{Connection, Endpoint, is_refusal};
+use crate::error::ClientError;
+use crate::home::Home;
+use crate::tls::{Trust, format_fingerprint};
+
+pub(crate) use crate::connection::now;
+
+/// A uniform random number in `[0, 1)` for the policy's jitter.
+pub(crate) fn jitter() -> f64 {
+    rand::random::<f64>()
+}
+
+/// A connection opened to one supernode of a network.
+pub(crate) struct Opened {
+    /// The connection, `hello` done.
+    pub(crate) conn: Connection,
+    /// How the supernode was verified (with a new pin filled in).
+    pub(crate) trust: Trust,
+    /// The fingerprint pinned by this connection (first use), for telling the user.
+    pub(crate) newly_pinned: Option<String>,
+}
+
+/// Dials `url` and says `hello`, trusting the supernode as its network says: against the CA
+/// file if there is one, else against the network's pinned certificate. A network without a
+/// pin pins the certificate this supernode presents, for all of its supernodes. `network` are
+/// URLs that find the network in the home.
+pub(crate) async fn open(
+    home: &Home,
+    network: &[String],
+    url: &str,
+    ca_file: Option<&Path>,
+) -> Result<Opened, ClientError> {
+    let endpoint = Endpoint::parse(url)?;
+    let trust = match ca_file {
+        Some(ca_file) => Trust::Ca { ca_file: ca_file.to_path_buf() },
+        None => Trust::Pin { expected: home.network(network)?.pin },
+    };
+    let (conn, presented) = Connection::connect(&endpoint, &trust, &home.networks_path()).await?;
+    let (Trust::Pin { expected: None }, Some(fingerprint)) = (&trust, presented.fingerprint) else {
+        return Ok(Opened { conn, trust, newly_pinned: None });
+    };
+    // First use. Another process sharing the home may have pinned the network meanwhile
+    // (through another of its supernodes): then that pin decides.
+    let saved = home.update_network(network, |n| {
+        n.pin.get_or_insert(fingerprint);
+    })?;
+    match saved.pin {
+        Some(pinned) if pinned != fingerprint => Err(ClientError::CertificateChanged {
+            host_port: endpoint.host_port(),
+            pinned: format_fingerprint(&pinned),
+            presented: format_fingerprint(&fingerprint),
+            known_file: home.networks_path(),
+        }),
+        _ => Ok(Opened {
+            conn,
+            trust: Trust::Pin { expected: Some(fingerprint) },
+            newly_pinned: Some(format_fingerprint(&fingerprint)),
+        }),
+    }
+}
+
+/// Tells the policy how an attempt failed: a refusal with `retry_after_secs` keeps that
+/// supernode out until then; anything else is an ordinary failure (next host, after backoff).
+pub(crate) fn judge(failover: &mut Failover, error: &ClientError) {
+    match retry_after(error) {
+        Some(delay) => failover.refused(now(), delay, jitter()),
+        None => failover.failed(),
+    }
+}
+
+/// The delay a supernode asked for when it refused: `shutting_down`, `unavailable`,
+/// `rate_limited` or `login_throttled` with `retry_after_secs`.
+fn retry_after(error: &ClientError) -> Option<Duration> {
+    match error {
+        ClientError::Server(body)
+            if is_refusal(body.code) || body.code == ErrorCode::LoginThrottled =>
+        {
+            body.retry_after_secs.map(Duration::from_secs)
+        }
+        _ => None,
+    }
+}
+
+/// Whether no supernode will do better: the session is void (the user must log in with the
+/// password), the device is refused, or the home or TLS setup is broken. Everything else is one
+/// supernode's trouble, and the next may do.
+fn gives_up(error: &ClientError) -> bool {
+    match error {
+        ClientError::NotLoggedIn { .. } | ClientError::Home(_) | ClientError::TlsSetup(_) => true,
+        ClientError::Server(body) => matches!(
+            body.code,
+            ErrorCode::InvalidToken
+                | ErrorCode::InvalidCredentials
+                | ErrorCode::InvalidDeviceSignature
+        ),
+        _ => false,
+    }
+}
+
+/// A connection taken up again after a loss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconnected {
+    /// The supernode it goes to now.
+    pub url: String,
+    /// How many attempts it took (1: the first one worked).
+    pub attempts: u32,
+}
+
+impl Client {
+    /// Connects again after the connection dropped (its supernode died, or the network changed
+    /// under a call) and logs in with the saved session token, never the password: to the next
+    /// supernode of the network's host cache, waiting before each attempt with full-jitter
+    /// exponential backoff (0.5 s base, 30 s cap, reset once a connection stayed up a minute)
+    /// and obeying the `retry_after_secs` of refusals.
+    ///
+    /// Tries until it is back, or until no supernode can help: the session is void
+    /// ([`ClientError::NotLoggedIn`]: log in with the password), or the home is broken. A
+    /// caller that can only wait so long (a call's resume step) bounds it with a timeout;
+    /// calling again goes on with the same plan. A supernode presenting a certificate other
+    /// than the network's is skipped with a warning, never used.
+    pub async fn reconnect(&mut self) -> Result<Reconnected, ClientError> {
+        self.failover.lost(now());
+        loop {
+            let Some(attempt) = self.failover.plan(now(), jitter()) else {
+                return Err(ClientError::NotLoggedIn { url: self.url.clone() });
+            };
+            tokio::time::sleep_until(tokio::time::Instant::from_std(attempt.at)).await;
+            self.failover.started();
+            match self.resume_on(&attempt.host).await {
+                Ok(()) => {
+                    self.failover.connected(now());
+                    info!(supernode = %attempt.host, attempts = attempt.number, "reconnected");
+                    return Ok(Reconnected { url: attempt.host, attempts: attempt.number });
+                }
+                Err(e) if gives_up(&e) => return Err(e),
+                Err(e @ ClientError::CertificateChanged { .. }) => {
+                    warn!(supernode = %attempt.host, "skipping a supernode: {e}");
+                    self.failover.failed();
+                }
+                Err(e) => {
+                    debug!(supernode = %attempt.host, error = %e, "reconnect attempt failed");
+                    judge(&mut self.failover, &e);
+                }
+            }
+        }
+    }
+
+    /// Opens a connection to `url` and logs in there with the saved token.
+    async fn resume_on(&mut self, url: &str) -> Result<(), ClientError> {
+        let key: Vec<String> = self.given.iter().cloned().chain([url.to_owned()]).collect();
+        let opened = open(&self.home, &key, url, self.ca_file.as_deref()).await?;
+        self.conn = opened.conn;
+        self.trust = opened.trust;
+        url.clone_into(&mut self.url);
+        self.login_saved().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use peerline_client_core::FailoverConfig;
+    use peerline_wire::ErrorBody;
+
+    use super::*;
+
+    fn refusal(code: ErrorCode, secs: Option<u64>) -> ClientError {
+        let mut body = ErrorBody::new(code);
+        body.retry_after_secs = secs;
+        ClientError::Server(body)
+    }
+
+    #[test]
+    fn refusals_with_a_delay_hold_the_supernode_and_other_errors_do_not() {
+        let hosts = vec!["wss://a:1".to_owned(), "wss://b:1".to_owned()];
+        for (error, held) in [
+            (refusal(ErrorCode::ShuttingDown, Some(60)), true),
+            (refusal(ErrorCode::Unavailable, Some(60)), true),
+            (refusal(ErrorCode::RateLimited, Some(60)), true),
+            (refusal(ErrorCode::LoginThrottled, Some(60)), true),
+            (refusal(ErrorCode::ShuttingDown, None), false),
+            (refusal(ErrorCode::Internal, Some(60)), false),
+            (ClientError::TimedOut, false),
+        ] {
+            let mut failover = Failover::new(hosts.clone(), FailoverConfig::default());
+            let t0 = now();
+            failover.plan(t0, 0.0);
+            failover.started();
+            judge(&mut failover, &error);
+            // b fails too: a comes next, unless it asked for a minute (then b again).
+            failover.plan(t0, 0.0);
+            failover.started();
+            failover.failed();
+            let next = failover.plan(t0, 0.0).unwrap();
+            let expected = if held { "wss://b:1" } else { "wss://a:1" };
+            assert_eq!((next.host.as_str(), next.at), (expected, t0), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_void_session_or_a_broken_home_stops_the_reconnect() {
+        assert!(gives_up(&ClientError::NotLoggedIn { url: "wss://a:1".into() }));
+        assert!(gives_up(&refusal(ErrorCode::InvalidToken, None)));
+        assert!(gives_up(&refusal(ErrorCode::InvalidDeviceSignature, None)));
+        assert!(!gives_up(&refusal(ErrorCode::ShuttingDown, Some(1))));
+        assert!(!gives_up(&ClientError::Closed(None)));
+        assert!(!gives_up(&ClientError::TimedOut));
+        assert!(!gives_up(&ClientError::CertificateChanged {
+            host_port: "a:1".into(),
+            pinned: String::new(),
+            presented: String::new(),
+            known_file: "networks.json".into(),
+        }));
+    }
+}

@@ -1,0 +1,389 @@
+//! Calls between users on different supernodes, with a fake clock and a fake bus between three
+//! hubs (every message encoded as JSON on the way, as the real bus does): ringing and answering
+//! through a leg, the first answer winning across supernodes, busy elsewhere, cancel, ICE
+//! messages both ways, and a supernode that dies mid-call with the call taken over elsewhere.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use peerline_supernode_core::{
+    BusMessage, CallAnswer, CallInvite, CallRecord, ConnId, Hub, HubConfig, Link, OnlineLogin,
+    Output, Route,
+};
+use peerline_wire::{CallEndReason, Event, Status};
+
+const ALICE: i64 = 1;
+const BOB: i64 = 2;
+/// Alice's device on hub 0.
+const A: ConnId = ConnId(1);
+/// Bob's devices: on hub 1 and on hub 0.
+const B_REMOTE: ConnId = ConnId(21);
+const B_LOCAL: ConnId = ConnId(22);
+
+/// Three supernodes and what reached their connections.
+struct Net {
+    hubs: Vec<Hub>,
+    now: Instant,
+    /// Events per (hub, connection).
+    events: Vec<(usize, ConnId, Event)>,
+    registry: HashMap<String, CallRecord>,
+    missed: Vec<(i64, i64)>,
+    /// Hubs that are down: nothing reaches them.
+    down: Vec<usize>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let now = Instant::now();
+        let hubs = (0..3).map(|_| Hub::new(HubConfig::default(), now)).collect();
+        Net {
+            hubs,
+            now,
+            events: Vec::new(),
+            registry: HashMap::new(),
+            missed: Vec::new(),
+            down: vec![],
+        }
+    }
+
+    fn login(&mut self, hub: usize, conn: ConnId, user: i64, device: i64) {
+        let peer = if user == ALICE { BOB } else { ALICE };
+        self.hubs[hub].connect(conn, self.now);
+        let login = OnlineLogin {
+            user_id: user,
+            username: format!("user{user}"),
+            device_id: device,
+            status: Status::Online,
+            contacts: vec![Link { peer, mutual: true, version: 1 }],
+        };
+        assert!(self.hubs[hub].login(conn, login, self.now));
+        self.pump();
+    }
+
+    /// Delivers outputs until quiet.
+    fn pump(&mut self) {
+        loop {
+            let mut quiet = true;
+            for h in 0..self.hubs.len() {
+                for o in self.hubs[h].drain_outputs() {
+                    quiet = false;
+                    match o {
+                        Output::Send { conns, event } => {
+                            for c in conns {
+                                self.events.push((h, c, event.clone()));
+                            }
+                        }
+                        Output::Bus { to, msg } => {
+                            let json = serde_json::to_string(&msg).unwrap();
+                            let targets: Vec<usize> = match to {
+                                Route::User(u) => (0..self.hubs.len())
+                                    .filter(|t| *t != h && self.hubs[*t].is_online(u))
+                                    .collect(),
+                                Route::Node(n) => vec![n.parse().unwrap()],
+                            };
+                            for t in targets.into_iter().filter(|t| !self.down.contains(t)) {
+                                let msg: BusMessage = serde_json::from_str(&json).unwrap();
+                                self.hubs[t].handle_bus(&h.to_string(), msg, self.now);
+                            }
+                        }
+                        Output::RegisterCall { call_id, record } => {
+                            self.registry.insert(call_id, record);
+                        }
+                        Output::UnregisterCall { call_id } => {
+                            self.registry.remove(&call_id);
+                        }
+                        Output::MissedCall { callee, caller, .. } => {
+                            self.missed.push((callee, caller));
+                        }
+                        Output::Close { .. } => {}
+                    }
+                }
+            }
+            if quiet {
+                return;
+            }
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        for h in 0..self.hubs.len() {
+            self.hubs[h].handle_timeout(self.now);
+        }
+        self.pump();
+    }
+
+    /// Events of one connection, taken.
+    fn take(&mut self, hub: usize, conn: ConnId) -> Vec<Event> {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            self.events.drain(..).partition(|(h, c, _)| *h == hub && *c == conn);
+        self.events = rest;
+        mine.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    /// A supernode dies: its connections are gone without a word, the others hear it is down.
+    fn crash(&mut self, hub: usize) {
+        self.down.push(hub);
+        self.hubs[hub] = Hub::new(HubConfig::default(), self.now);
+        for other in 0..self.hubs.len() {
+            if other != hub {
+                self.hubs[other].node_gone(&hub.to_string(), self.now);
+            }
+        }
+        self.pump();
+        self.down.retain(|h| *h != hub);
+    }
+}
+
+fn call_id() -> String {
+    "ab".repeat(16)
+}
+
+fn invite() -> CallInvite {
+    CallInvite {
+        call_id: call_id(),
+        caller: ALICE,
+        caller_name: "user1".into(),
+        caller_display_name: "Alice".into(),
+        caller_device: 10,
+        caller_device_key: "aa".repeat(32),
+        callee: BOB,
+        sdp: "v=0\r\n".into(),
+        fingerprint_signature: "ee".repeat(64),
+    }
+}
+
+fn answer(device: i64) -> CallAnswer {
+    CallAnswer {
+        device_id: device,
+        device_key: "bb".repeat(32),
+        sdp: "v=0 answer\r\n".into(),
+        fingerprint_signature: "ff".repeat(64),
+    }
+}
+
+fn ended(events: &[Event]) -> Vec<CallEndReason> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallEnded { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Alice on hub 0, bob on hub 1 only.
+fn apart() -> Net {
+    let mut net = Net::new();
+    net.login(0, A, ALICE, 10);
+    net.login(1, B_REMOTE, BOB, 21);
+    net.events.clear();
+    net
+}
+
+/// Alice calls bob on another supernode; bob answers there.
+fn answered_apart() -> Net {
+    let mut net = apart();
+    let ringing = net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    assert_eq!(ringing, 1, "bob's device elsewhere counts as ringing");
+    net.hubs[0]
+        .call_candidate(A, &call_id(), "candidate:1 1 udp 1 10.0.0.1 5000 typ host".into())
+        .unwrap();
+    net.pump();
+    let incoming = net.take(1, B_REMOTE);
+    assert!(
+        matches!(incoming.as_slice(), [Event::CallIncoming { from, .. }] if from == "user1"),
+        "{incoming:?}"
+    );
+    net.hubs[1].call_ringing(B_REMOTE, &call_id()).unwrap();
+    net.pump();
+    assert!(matches!(net.take(0, A).as_slice(), [Event::CallRinging { .. }]));
+    net.hubs[1].call_accept(B_REMOTE, &call_id(), answer(21)).unwrap();
+    net.pump();
+    assert!(
+        matches!(net.take(0, A).as_slice(), [Event::CallAccepted { device_id: 21, .. }]),
+        "alice hears bob's answer"
+    );
+    let held = net.take(1, B_REMOTE);
+    assert!(
+        matches!(held.as_slice(), [Event::CallCandidate { candidate, .. }] if candidate.contains("10.0.0.1")),
+        "the held candidate reaches the winner only now: {held:?}"
+    );
+    assert_eq!(
+        net.registry.get(&call_id()),
+        Some(&CallRecord { caller: ALICE, caller_device: 10, callee: BOB, callee_device: 21 }),
+        "the answered call is registered for takeovers"
+    );
+    net
+}
+
+#[test]
+fn a_call_to_another_supernode_rings_is_answered_and_carries_ice_both_ways() {
+    let mut net = answered_apart();
+    let id = call_id();
+    net.hubs[1]
+        .call_candidate(B_REMOTE, &id, "candidate:2 1 udp 1 10.0.0.2 6000 typ host".into())
+        .unwrap();
+    net.hubs[0].call_restart(A, &id, Some("v=0 restart offer".into())).unwrap();
+    net.pump();
+    assert!(matches!(net.take(0, A).as_slice(), [Event::CallCandidate { .. }]));
+    assert!(matches!(net.take(1, B_REMOTE).as_slice(), [Event::CallRestart { sdp: Some(_), .. }]));
+    net.hubs[1].call_restart(B_REMOTE, &id, Some("v=0 restart answer".into())).unwrap();
+    net.pump();
+    assert!(matches!(net.take(0, A).as_slice(), [Event::CallRestart { sdp: Some(_), .. }]));
+    // Bob hangs up on his supernode: alice hears it on hers; both forget the call.
+    net.hubs[1].call_hangup(B_REMOTE, &id).unwrap();
+    net.pump();
+    assert_eq!(ended(&net.take(0, A)), [CallEndReason::HungUp]);
+    assert!(net.take(1, B_REMOTE).is_empty(), "the one who hung up is not told");
+    assert_eq!(net.hubs[0].call_count() + net.hubs[1].call_count(), 0);
+    assert!(net.registry.is_empty(), "the registration is gone with the call");
+}
+
+#[test]
+fn the_first_answer_wins_across_supernodes() {
+    let mut net = Net::new();
+    net.login(0, A, ALICE, 10);
+    net.login(1, B_REMOTE, BOB, 21);
+    net.login(0, B_LOCAL, BOB, 22);
+    net.events.clear();
+    assert_eq!(net.hubs[0].call_invite(A, invite(), net.now).unwrap(), 2);
+    net.pump();
+    assert!(matches!(net.take(0, B_LOCAL).as_slice(), [Event::CallIncoming { .. }]));
+    assert!(matches!(net.take(1, B_REMOTE).as_slice(), [Event::CallIncoming { .. }]));
+    // The remote device answers first; the local one is told answered_elsewhere.
+    net.hubs[1].call_accept(B_REMOTE, &call_id(), answer(21)).unwrap();
+    net.pump();
+    assert_eq!(ended(&net.take(0, B_LOCAL)), [CallEndReason::AnsweredElsewhere]);
+    assert!(net.hubs[0].call_accept(B_LOCAL, &call_id(), answer(22)).is_err(), "too late");
+    assert!(matches!(net.take(0, A).as_slice(), [Event::CallAccepted { device_id: 21, .. }]));
+}
+
+#[test]
+fn a_late_answer_elsewhere_loses_to_a_local_one() {
+    let mut net = Net::new();
+    net.login(0, A, ALICE, 10);
+    net.login(1, B_REMOTE, BOB, 21);
+    net.login(0, B_LOCAL, BOB, 22);
+    net.events.clear();
+    net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    net.pump();
+    net.hubs[0].call_accept(B_LOCAL, &call_id(), answer(22)).unwrap();
+    net.pump();
+    assert_eq!(
+        ended(&net.take(1, B_REMOTE)),
+        [CallEndReason::AnsweredElsewhere],
+        "the device elsewhere stops ringing"
+    );
+    assert_eq!(net.hubs[1].call_count(), 0, "its leg is gone");
+}
+
+#[test]
+fn busy_elsewhere_cancel_and_no_answer_end_the_call_everywhere() {
+    // Bob declines as busy on his only device elsewhere: alice hears busy, bob missed a call.
+    let mut net = apart();
+    net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    net.pump();
+    net.hubs[1].call_decline(B_REMOTE, &call_id(), true).unwrap();
+    net.pump();
+    assert_eq!(ended(&net.take(0, A)), [CallEndReason::Busy]);
+    assert_eq!(net.missed, [(BOB, ALICE)]);
+
+    // Alice cancels while bob's device elsewhere rings.
+    let mut net = apart();
+    net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    net.pump();
+    net.take(1, B_REMOTE);
+    net.hubs[0].call_cancel(A, &call_id()).unwrap();
+    net.pump();
+    assert_eq!(ended(&net.take(1, B_REMOTE)), [CallEndReason::Cancelled]);
+    assert_eq!(net.hubs[1].call_count(), 0);
+
+    // Nobody answers: both sides hear no_answer after the ring timeout.
+    let mut net = apart();
+    net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    net.pump();
+    net.take(1, B_REMOTE);
+    net.advance(Duration::from_secs(46));
+    assert_eq!(ended(&net.take(0, A)), [CallEndReason::NoAnswer]);
+    assert_eq!(ended(&net.take(1, B_REMOTE)), [CallEndReason::NoAnswer]);
+
+    // A supernode that never answers the invite is given up after a few seconds.
+    let mut net = apart();
+    net.down.push(1);
+    assert_eq!(net.hubs[0].call_invite(A, invite(), net.now).unwrap(), 1);
+    net.pump();
+    net.advance(Duration::from_secs(4));
+    assert_eq!(ended(&net.take(0, A)), [CallEndReason::Unavailable]);
+}
+
+#[test]
+fn a_call_survives_the_death_of_the_callees_supernode() {
+    let mut net = answered_apart();
+    let id = call_id();
+    let record = net.registry[&id].clone();
+    net.crash(1);
+    // Bob's device reconnects to supernode 2 and takes the call over from its record.
+    net.login(2, ConnId(31), BOB, 21);
+    net.hubs[2].call_take_over(ConnId(31), &id, &record).unwrap();
+    net.pump();
+    // Alice's ICE restart reaches bob where he is now; his answer reaches her.
+    net.hubs[0].call_restart(A, &id, Some("v=0 restart offer".into())).unwrap();
+    net.pump();
+    let bob = net.take(2, ConnId(31));
+    assert!(bob.iter().any(|e| matches!(e, Event::CallRestart { sdp: Some(_), .. })), "{bob:?}");
+    net.hubs[2].call_restart(ConnId(31), &id, Some("v=0 restart answer".into())).unwrap();
+    net.pump();
+    let alice = net.take(0, A);
+    assert!(
+        alice.iter().any(|e| matches!(e, Event::CallRestart { sdp: Some(_), .. })),
+        "{alice:?}"
+    );
+    // Well past the resume window, the call goes on (both clients send heartbeats meanwhile);
+    // alice hangs up and bob hears it.
+    for _ in 0..3 {
+        net.advance(Duration::from_secs(20));
+        net.hubs[0].admit(A, net.now).unwrap();
+        net.hubs[2].admit(ConnId(31), net.now).unwrap();
+    }
+    assert!(ended(&net.take(0, A)).is_empty(), "the call did not end while bob was away");
+    net.hubs[0].call_hangup(A, &id).unwrap();
+    net.pump();
+    assert_eq!(ended(&net.take(2, ConnId(31))), [CallEndReason::HungUp]);
+}
+
+#[test]
+fn a_call_whose_caller_and_callee_shared_a_dead_supernode_is_taken_over_by_both() {
+    let mut net = Net::new();
+    net.login(0, A, ALICE, 10);
+    net.login(0, B_LOCAL, BOB, 22);
+    net.events.clear();
+    let id = call_id();
+    net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    net.hubs[0].call_accept(B_LOCAL, &id, answer(22)).unwrap();
+    net.pump();
+    let record = net.registry[&id].clone();
+    net.crash(0);
+    net.login(1, ConnId(41), ALICE, 10);
+    net.login(2, ConnId(42), BOB, 22);
+    net.hubs[1].call_take_over(ConnId(41), &id, &record).unwrap();
+    net.hubs[2].call_take_over(ConnId(42), &id, &record).unwrap();
+    net.pump();
+    net.hubs[1].call_hangup(ConnId(41), &id).unwrap();
+    net.pump();
+    assert_eq!(ended(&net.take(2, ConnId(42))), [CallEndReason::HungUp], "hang-up still works");
+    // A stranger cannot take a call over.
+    net.login(2, ConnId(43), ALICE, 99);
+    assert!(net.hubs[2].call_take_over(ConnId(43), &id, &record).is_err());
+}
+
+#[test]
+fn a_party_that_never_comes_back_ends_the_call_after_the_resume_window() {
+    let mut net = answered_apart();
+    net.crash(1);
+    net.advance(Duration::from_secs(30));
+    assert!(ended(&net.take(0, A)).is_empty(), "still waiting for bob to come back");
+    net.advance(Duration::from_secs(20));
+    assert_eq!(ended(&net.take(0, A)), [CallEndReason::PeerGone]);
+}
