@@ -14,7 +14,7 @@ use crate::calls::{CallAnswer, CallInvite};
 use crate::hub::{Hub, LinkVersion, UserId};
 
 /// Where a bus message goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
     /// The other supernodes holding a device of this user.
     User(UserId),
@@ -146,6 +146,11 @@ pub enum BusMessage {
         /// Its device.
         device: DeviceId,
     },
+    /// Several messages for one destination, in order (a burst the publisher had queued).
+    Batch {
+        /// The messages; never a batch.
+        msgs: Vec<BusMessage>,
+    },
     /// Close the connections of one device of the user (removed), or of all its devices.
     Close {
         /// The user.
@@ -188,7 +193,121 @@ impl Hub {
                 Some(device) => self.close_where(user, reason, |_, d| d == device),
                 None => self.close_where(user, reason, |_, _| true),
             },
+            BusMessage::Batch { msgs } => {
+                for msg in msgs {
+                    if !matches!(msg, BusMessage::Batch { .. }) {
+                        self.handle_bus(from, msg, now);
+                    }
+                }
+            }
             call => self.handle_call_bus(from, call, now),
         }
+    }
+}
+
+/// Most messages in one [`BusMessage::Batch`].
+pub const MAX_BATCH: usize = 256;
+
+/// Shapes a burst of queued messages for the bus: reports of one user's presence to one
+/// destination collapse to the newest (it supersedes the others), and messages to one
+/// destination travel together in a [`BusMessage::Batch`], in their order. A queue of one is
+/// left as it is, so a quiet supernode adds no delay and no framing.
+///
+/// After a mass reconnect, a supernode announces thousands of users to the same few contact
+/// subjects in a burst: this turns one bus message per change into one per destination.
+pub fn coalesce(queue: Vec<(Route, BusMessage)>) -> Vec<(Route, BusMessage)> {
+    if queue.len() < 2 {
+        return queue;
+    }
+    // The newest presence report per (destination, subject) wins.
+    let mut newest: std::collections::HashMap<(Route, UserId), usize> =
+        std::collections::HashMap::new();
+    for (i, (route, msg)) in queue.iter().enumerate() {
+        if let BusMessage::Presence { subject, .. } = msg {
+            newest.insert((route.clone(), *subject), i);
+        }
+    }
+    let mut order: Vec<Route> = Vec::new();
+    let mut grouped: std::collections::HashMap<Route, Vec<BusMessage>> =
+        std::collections::HashMap::new();
+    for (i, (route, msg)) in queue.into_iter().enumerate() {
+        if let BusMessage::Presence { subject, .. } = &msg
+            && newest.get(&(route.clone(), *subject)) != Some(&i)
+        {
+            continue;
+        }
+        let msgs = grouped.entry(route.clone()).or_insert_with(|| {
+            order.push(route.clone());
+            Vec::new()
+        });
+        msgs.push(msg);
+    }
+    let mut out = Vec::new();
+    for route in order {
+        let Some(msgs) = grouped.remove(&route) else { continue };
+        let mut msgs = msgs.into_iter().peekable();
+        while msgs.peek().is_some() {
+            let chunk: Vec<BusMessage> = msgs.by_ref().take(MAX_BATCH).collect();
+            match <[BusMessage; 1]>::try_from(chunk) {
+                Ok([one]) => out.push((route.clone(), one)),
+                Err(chunk) => out.push((route.clone(), BusMessage::Batch { msgs: chunk })),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn report(subject: UserId, presence: Presence, seq: u64) -> BusMessage {
+        BusMessage::Presence { subject, username: format!("u{subject}"), presence, devices: 1, seq }
+    }
+
+    #[test]
+    fn a_lone_message_goes_as_it_is() {
+        let one = vec![(Route::User(1), report(2, Presence::Online, 1))];
+        assert_eq!(coalesce(one.clone()), one);
+    }
+
+    #[test]
+    fn a_burst_is_batched_per_destination_in_order_with_only_the_newest_report() {
+        let deliver =
+            BusMessage::Deliver { user: 1, event: Event::ContactRemoved { username: "x".into() } };
+        let queue = vec![
+            (Route::User(1), report(7, Presence::Online, 1)),
+            (Route::User(2), report(7, Presence::Online, 2)),
+            (Route::User(1), deliver.clone()),
+            (Route::User(1), report(7, Presence::Away, 3)),
+            (Route::User(1), report(8, Presence::Online, 4)),
+            (Route::Node("sn2".into()), report(9, Presence::Busy, 5)),
+        ];
+        let out = coalesce(queue);
+        let batch = BusMessage::Batch {
+            msgs: vec![deliver, report(7, Presence::Away, 3), report(8, Presence::Online, 4)],
+        };
+        assert_eq!(
+            out,
+            vec![
+                (Route::User(2), report(7, Presence::Online, 2)),
+                (Route::User(1), batch),
+                (Route::Node("sn2".into()), report(9, Presence::Busy, 5)),
+            ],
+            "user 1 gets one batch: the delivery, then only u7's newest report, then u8's; \
+             destinations in the order of their first message kept"
+        );
+    }
+
+    #[test]
+    fn batches_are_bounded_and_decode_back() {
+        let queue: Vec<_> =
+            (0..600).map(|i| (Route::User(1), report(i, Presence::Online, i as u64))).collect();
+        let out = coalesce(queue);
+        assert_eq!(out.len(), 3, "256 + 256 + 88");
+        let json = serde_json::to_string(&out[0].1).unwrap();
+        let back: BusMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, out[0].1);
     }
 }

@@ -16,7 +16,7 @@ pub mod rate;
 pub mod throttle;
 
 pub use calls::{CallAnswer, CallConfig, CallInvite, CallRecord, InviteRefused};
-pub use cluster::{BusMessage, Route};
+pub use cluster::{BusMessage, Route, coalesce};
 pub use contacts::{ContactAction, Notice, Transition};
 pub use hub::{ConnId, Hub, HubConfig, Link, LinkVersion, OnlineLogin, Output, UserId};
 pub use rate::TokenBucket;

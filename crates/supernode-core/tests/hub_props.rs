@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use peerline_supernode_core::{
-    BusMessage, ConnId, Hub, HubConfig, Link, OnlineLogin, Output, Route,
+    BusMessage, ConnId, Hub, HubConfig, Link, OnlineLogin, Output, Route, coalesce,
 };
 use peerline_wire::{Event, Presence, Status};
 use proptest::prelude::*;
@@ -105,6 +105,8 @@ fn pump(hubs: &mut [Hub], model: &mut Model, now: Instant) {
         for h in 0..hubs.len() {
             let outputs = hubs[h].drain_outputs();
             quiet &= outputs.is_empty();
+            // What the hub queued for the bus goes out as the publisher sends a burst.
+            let mut bus = Vec::new();
             for o in outputs {
                 match o {
                     Output::Send { conns, event: Event::Presence { username, presence } } => {
@@ -132,20 +134,21 @@ fn pump(hubs: &mut [Hub], model: &mut Model, now: Instant) {
                         model.logged_in.remove(&conn.0);
                         model.heard.remove(&conn.0);
                     }
-                    Output::Bus { to, msg } => {
-                        let json = serde_json::to_string(&msg).unwrap();
-                        let targets: Vec<usize> = match to {
-                            // The bus: every other hub watching the user (a device there).
-                            Route::User(u) => (0..hubs.len())
-                                .filter(|t| *t != h && hubs[*t].is_online(u))
-                                .collect(),
-                            Route::Node(n) => vec![n.parse().unwrap()],
-                        };
-                        for t in targets {
-                            let msg: BusMessage = serde_json::from_str(&json).unwrap();
-                            hubs[t].handle_bus(&h.to_string(), msg, now);
-                        }
+                    Output::Bus { to, msg } => bus.push((to, msg)),
+                }
+            }
+            for (to, msg) in coalesce(bus) {
+                let json = serde_json::to_string(&msg).unwrap();
+                let targets: Vec<usize> = match to {
+                    // The bus: every other hub watching the user (a device there).
+                    Route::User(u) => {
+                        (0..hubs.len()).filter(|t| *t != h && hubs[*t].is_online(u)).collect()
                     }
+                    Route::Node(n) => vec![n.parse().unwrap()],
+                };
+                for t in targets {
+                    let msg: BusMessage = serde_json::from_str(&json).unwrap();
+                    hubs[t].handle_bus(&h.to_string(), msg, now);
                 }
             }
         }

@@ -10,7 +10,7 @@ use peerline_bus::local::LocalNetwork;
 use peerline_bus::{Address, Bus, BusConfig, BusEvent, Bytes};
 use peerline_store::Store;
 use peerline_store_sqlite::SqliteStore;
-use peerline_supernode_core::{BusMessage, Route};
+use peerline_supernode_core::{BusMessage, CallRecord, Route, coalesce};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -61,49 +61,75 @@ pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
 /// cannot take is dropped and counted: delivery between supernodes is at most once, and what
 /// must not be lost is in the database before it is pushed.
 pub async fn publish_loop(bus: Arc<dyn Bus>, mut queue: mpsc::Receiver<BusJob>) {
-    while let Some(job) = queue.recv().await {
-        let (route, msg) = match job {
-            BusJob::Publish(route, msg) => (route, msg),
-            BusJob::Register(call_id, record) => {
-                let record = match serde_json::to_vec(&record) {
-                    Ok(bytes) => Bytes::from(bytes),
-                    Err(e) => {
-                        warn!(error = %e, "a call record could not be encoded");
-                        continue;
+    while let Some(first) = queue.recv().await {
+        // Whatever queued up meanwhile goes together: a burst (a mass reconnect) is coalesced
+        // and batched per destination; a lone message goes at once, as it is.
+        let mut jobs = vec![first];
+        while jobs.len() < BURST {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut messages = Vec::new();
+        for job in jobs {
+            match job {
+                BusJob::Publish(route, msg) => messages.push((route, msg)),
+                BusJob::Register(call_id, record) => register(&*bus, &call_id, &record).await,
+                BusJob::Unregister(call_id) => {
+                    if let Err(e) = bus.delete_call(&call_id).await {
+                        debug!(error = %e, "forgetting a call failed");
                     }
-                };
-                if let Err(e) = bus.put_call(&call_id, record).await {
-                    warn!(error = %e, "registering an answered call failed");
                 }
-                continue;
             }
-            BusJob::Unregister(call_id) => {
-                if let Err(e) = bus.delete_call(&call_id).await {
-                    debug!(error = %e, "forgetting a call failed");
-                }
-                continue;
-            }
-        };
-        let to = match route {
-            Route::User(user) => Address::User(user),
-            Route::Node(node) => Address::Node(node),
-        };
-        let payload = match serde_json::to_vec(&msg) {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(e) => {
-                warn!(error = %e, "a bus message could not be encoded");
-                continue;
-            }
-        };
-        let started = Instant::now();
-        match bus.publish(&to, payload).await {
-            Ok(()) => {
-                metrics::histogram!(m::BUS_PUBLISH_SECONDS).record(started.elapsed().as_secs_f64());
-            }
-            Err(e) => {
-                metrics::counter!(m::BUS_DROPPED).increment(1);
-                debug!(error = %e, "a bus message was dropped");
-            }
+        }
+        let queued = messages.len();
+        let shaped = coalesce(messages);
+        if shaped.len() < queued {
+            metrics::counter!(m::BUS_COALESCED).increment((queued - shaped.len()) as u64);
+        }
+        for (route, msg) in shaped {
+            publish(&*bus, route, &msg).await;
+        }
+    }
+}
+
+/// Most jobs taken from the queue at once.
+const BURST: usize = 4096;
+
+async fn register(bus: &dyn Bus, call_id: &str, record: &CallRecord) {
+    let record = match serde_json::to_vec(record) {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) => {
+            warn!(error = %e, "a call record could not be encoded");
+            return;
+        }
+    };
+    if let Err(e) = bus.put_call(call_id, record).await {
+        warn!(error = %e, "registering an answered call failed");
+    }
+}
+
+async fn publish(bus: &dyn Bus, route: Route, msg: &BusMessage) {
+    let to = match route {
+        Route::User(user) => Address::User(user),
+        Route::Node(node) => Address::Node(node),
+    };
+    let payload = match serde_json::to_vec(msg) {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) => {
+            warn!(error = %e, "a bus message could not be encoded");
+            return;
+        }
+    };
+    let started = Instant::now();
+    match bus.publish(&to, payload).await {
+        Ok(()) => {
+            metrics::histogram!(m::BUS_PUBLISH_SECONDS).record(started.elapsed().as_secs_f64());
+        }
+        Err(e) => {
+            metrics::counter!(m::BUS_DROPPED).increment(1);
+            debug!(error = %e, "a bus message was dropped");
         }
     }
 }

@@ -51,3 +51,6 @@ pub const PRESENCE_SUBJECTS: &str = "peerline_presence_subjects";
 pub const PRESENCE_REMOTE: &str = "peerline_presence_remote_subjects";
 /// Counter: logins refused by admission control (the supernode was at its login rate).
 pub const LOGINS_REFUSED: &str = "peerline_logins_refused_total";
+/// Counter: bus messages saved by coalescing bursts (older presence reports superseded, several
+/// messages to one destination sent as one).
+pub const BUS_COALESCED: &str = "peerline_bus_coalesced_total";
