@@ -54,3 +54,9 @@ pub const LOGINS_REFUSED: &str = "peerline_logins_refused_total";
 /// Counter: bus messages saved by coalescing bursts (older presence reports superseded, several
 /// messages to one destination sent as one).
 pub const BUS_COALESCED: &str = "peerline_bus_coalesced_total";
+/// Gauge: seconds the database took to answer a round trip at the last scrape.
+pub const STORE_PING_SECONDS: &str = "peerline_store_ping_seconds";
+/// Gauge: 1 when the database answered at the last scrape, else 0.
+pub const STORE_UP: &str = "peerline_store_up";
+/// Gauge: 1 when connected to the cluster bus, else 0.
+pub const BUS_UP: &str = "peerline_bus_up";

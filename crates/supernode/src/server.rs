@@ -298,6 +298,13 @@ async fn metrics_page(State(shared): State<Arc<Shared>>) -> String {
     let bus = shared.bus.health();
     metrics::gauge!(m::DIRECTORY_USERS).set(bus.watched_users as f64);
     metrics::gauge!(m::LIVE_NODES).set(bus.live_nodes as f64);
+    // The database's round trip now, as each scrape sees it.
+    let started = Instant::now();
+    let ping = tokio::time::timeout(Duration::from_secs(2), shared.store.ping()).await;
+    let up = matches!(ping, Ok(Ok(())));
+    metrics::gauge!(m::STORE_PING_SECONDS).set(started.elapsed().as_secs_f64());
+    metrics::gauge!(m::STORE_UP).set(if up { 1.0 } else { 0.0 });
+    metrics::gauge!(m::BUS_UP).set(if bus.connected { 1.0 } else { 0.0 });
     let (subjects, remote) = shared.with_hub(|h| h.presence_table_sizes());
     metrics::gauge!(m::PRESENCE_SUBJECTS).set(subjects as f64);
     metrics::gauge!(m::PRESENCE_REMOTE).set(remote as f64);
