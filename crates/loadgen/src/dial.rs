@@ -60,7 +60,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(kind: &str, detail: impl ToString) -> Self {
+    /// A failure of kind `kind`.
+    pub fn new(kind: &str, detail: impl ToString) -> Self {
         Self { kind: kind.to_owned(), detail: detail.to_string() }
     }
 
@@ -196,12 +197,22 @@ impl Dialer {
 
     /// Opens connection number `n` (which picks its source address) and says `hello`.
     pub async fn connect(&self, n: usize) -> Result<Session, Failure> {
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(n))
+        let greeted = async { Session::greet(self.open_inner(n).await?).await };
+        tokio::time::timeout(CONNECT_TIMEOUT, greeted)
             .await
             .map_err(|_| Failure::timed_out("connect, TLS, upgrade and hello"))?
     }
 
-    async fn connect_inner(&self, n: usize) -> Result<Session, Failure> {
+    /// Opens connection number `n` up to the WebSocket upgrade, within `timeout`, and leaves the
+    /// protocol to the caller (the light client runs `hello` and `login` through client-core's
+    /// session, as the client library does).
+    pub async fn open(&self, n: usize, timeout: Duration) -> Result<Ws, Failure> {
+        tokio::time::timeout(timeout, self.open_inner(n))
+            .await
+            .map_err(|_| Failure::timed_out("connect, TLS and upgrade"))?
+    }
+
+    async fn open_inner(&self, n: usize) -> Result<Ws, Failure> {
         let connect = |e: std::io::Error| Failure::new("connect", e);
         let socket = TcpSocket::new_v4().map_err(connect)?;
         if let Some(sources) = &self.sources {
@@ -222,7 +233,7 @@ impl Dialer {
         )
         .await
         .map_err(|e| Failure::new("websocket", e))?;
-        Session::greet(ws).await
+        Ok(ws)
     }
 }
 

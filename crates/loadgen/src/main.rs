@@ -1,22 +1,11 @@
-//! `peerline-loadgen`: puts a local Peerline supernode under load and says how it coped —
-//! registrations per second, logins per second with latencies, and memory per idle logged-in
-//! user. Every run is bounded in count and time and only ever targets a loopback supernode.
+//! `peerline-loadgen`: puts local Peerline supernodes under load and says how they coped —
+//! registrations per second, logins per second with latencies, memory per idle logged-in user,
+//! calls, and how fast a reconnect storm settles after a supernode dies. Every run is bounded in
+//! count and time and only ever targets loopback supernodes.
 //!
-//! The subcommands live in `register`, `login`, `hold` and `calls`; `dial` is the small protocol
-//! client the first three share (`calls` uses the client library). This file parses flags and
-//! prints reports.
+//! The subcommands live in the library (`peerline_loadgen::{register, login, hold, calls, seed,
+//! storm}`); this file parses flags and prints reports.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
-mod calls;
-mod dial;
-mod hold;
-mod latency;
-mod login;
-mod procfs;
-mod register;
-mod source_addrs;
-mod state_file;
-mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
+use peerline_loadgen::dial::Dialer;
+use peerline_loadgen::source_addrs::SourceAddrs;
+use peerline_loadgen::state_file::StateFile;
+use peerline_loadgen::{calls, hold, login, procfs, register, seed, storm};
 use serde::Serialize;
-
-use crate::dial::Dialer;
-use crate::source_addrs::SourceAddrs;
-use crate::state_file::StateFile;
 
 /// The password `register` gives every load-test user.
 const DEFAULT_PASSWORD: &str = "loadtest-password";
@@ -66,6 +55,14 @@ enum Command {
     /// --concurrent the CPU of this process per active call. Always prints the JSON report on
     /// stdout too (the summary then goes to stderr).
     Calls(CallsArgs),
+    /// Create users straight in a cluster's PostgreSQL (account, device key, session token
+    /// each; thousands per second) and add them to the state file, for `storm` and `hold`
+    /// without an hour of Argon2. Their logins stay real token logins.
+    Seed(SeedArgs),
+    /// Connect saved users as light clients (the real client's failover policy) spread over the
+    /// given supernodes, wait while one supernode is killed, and report how long the clients it
+    /// dropped took to be back online elsewhere (50/90/99/100 %), optionally as CSV and PNG.
+    Storm(StormArgs),
 }
 
 /// Where to connect and from where.
@@ -183,6 +180,73 @@ struct CallsArgs {
     user_password: String,
 }
 
+#[derive(Debug, Args)]
+struct SeedArgs {
+    /// The cluster's database, `postgres://USER@127.0.0.1:PORT/DATABASE` (loopback only).
+    #[arg(long)]
+    database_url: String,
+    /// How many users.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    users: u32,
+    /// Username prefix.
+    #[arg(long, default_value = "load")]
+    prefix: String,
+    /// Number of the first user.
+    #[arg(long, default_value_t = 0)]
+    first: usize,
+    /// Users written at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+    /// The password every user gets.
+    #[arg(long, default_value = DEFAULT_PASSWORD)]
+    user_password: String,
+    /// Days the session tokens stay valid (as the supernodes' `sessions.token_lifetime_days`).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    token_days: u64,
+    /// State file to add tokens and device keys to.
+    #[arg(long)]
+    state: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct StormArgs {
+    /// A supernode of the network, `wss://127.0.0.1:PORT` (loopback only); repeat for each.
+    /// User `i` is given the `i`th, round robin, and learns the others at login.
+    #[arg(long = "supernode", required = true)]
+    supernodes: Vec<String>,
+    /// Source addresses, FIRST-LAST in 127.0.0.0/8, used round robin (one per user).
+    #[arg(long, default_value = "127.0.1.1-127.0.4.254")]
+    source_ips: SourceAddrs,
+    /// State file written by `register` or `seed`.
+    #[arg(long)]
+    state: PathBuf,
+    /// How many users to connect (one connection, one file descriptor each).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    users: u32,
+    /// Skip this many saved users.
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// New connections per second at the start (keep it under the supernodes' admitted logins
+    /// per second, or the first logins are refused and spread by the policy).
+    #[arg(long, default_value_t = 200.0)]
+    ramp: f64,
+    /// Seconds all users may take to be online.
+    #[arg(long, default_value_t = 300)]
+    connect_secs: u64,
+    /// Seconds to wait for a supernode to be killed once all are online.
+    #[arg(long, default_value_t = 600)]
+    kill_wait_secs: u64,
+    /// Seconds after the first drop to wait for the dropped clients at most.
+    #[arg(long, default_value_t = 300)]
+    recover_secs: u64,
+    /// Write the recovery curve as CSV (`seconds,back,share`).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Write the recovery curve as a PNG plot.
+    #[arg(long)]
+    png: Option<PathBuf>,
+}
+
 fn emit<R: Serialize + std::fmt::Display>(report: &R, json: bool) -> anyhow::Result<()> {
     if json {
         eprintln!("{report}");
@@ -272,6 +336,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => emit(&calls::run_sequential(plan, a.calls as usize).await?, true),
             }
+        }
+        Command::Seed(a) => {
+            let mut state = StateFile::load(&a.state)?;
+            let plan = seed::SeedPlan {
+                database_url: a.database_url,
+                prefix: a.prefix,
+                first: a.first,
+                users: a.users as usize,
+                password: a.user_password,
+                concurrency: a.concurrency as usize,
+                token_lifetime: Duration::from_secs(a.token_days * 86_400),
+            };
+            let (saved, report) = seed::run(plan).await?;
+            for (username, user) in saved {
+                state.insert(username, user);
+            }
+            state.save(&a.state)?;
+            emit(&report, cli.json)
+        }
+        Command::Storm(a) => {
+            if !(a.ramp.is_finite() && a.ramp > 0.0 && a.ramp <= 100_000.0) {
+                bail!("--ramp must be between 0 and 100000 connections per second");
+            }
+            check_fd_budget(u64::from(a.users))?;
+            let plan = storm::StormPlan {
+                users: StateFile::load(&a.state)?.take(a.skip, a.users as usize)?,
+                supernodes: a.supernodes,
+                sources: Some(a.source_ips),
+                ramp_per_second: a.ramp,
+                connect_limit: Duration::from_secs(a.connect_secs),
+                wait_for_kill: Duration::from_secs(a.kill_wait_secs),
+                recover_limit: Duration::from_secs(a.recover_secs),
+                csv: a.csv,
+                png: a.png,
+            };
+            emit(&storm::run(plan).await?, cli.json)
         }
     }
 }

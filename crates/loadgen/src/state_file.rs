@@ -82,6 +82,11 @@ impl StateFile {
         self.users.len()
     }
 
+    /// Whether no user is saved.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
     /// Users `skip..skip + count` in natural order (`load0, load1, …, load10`), or an error that
     /// says how many there are.
     pub fn take(&self, skip: usize, count: usize) -> anyhow::Result<Vec<(String, SavedUser)>> {

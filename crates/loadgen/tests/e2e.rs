@@ -1,12 +1,16 @@
-//! End to end: the real `peerline-loadgen` binary against a real supernode on loopback, asserting
-//! what a user of the tool checks (users registered, tokens work, connections held). Counts only:
-//! benchmarks are never timed tests.
+//! End to end: the real `peerline-loadgen` binary against real supernodes on loopback, asserting
+//! what a user of the tool checks (users registered, tokens work, connections held, a storm
+//! measured after a supernode is killed). Counts only: benchmarks are never timed tests.
+//!
+//! The storm test needs PostgreSQL and nats-server (`scripts/setup`); it fails without them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use peerline_testkit::Supernode;
+use peerline_testkit::cluster::TestCluster;
 use serde_json::Value;
 
 /// Runs the load generator with `--json`; returns its JSON report, or its stderr on failure.
@@ -109,4 +113,67 @@ fn registers_logs_in_and_holds_against_a_real_supernode() {
     let too_many = loadgen(&["login", "--supernode", url, "--state", path(&state), "--users", "4"])
         .unwrap_err();
     assert!(too_many.contains("holds 3 users"), "{too_many}");
+}
+
+#[test]
+fn seeds_users_and_measures_a_storm_when_a_supernode_is_killed() {
+    let mut cluster = TestCluster::start(2)
+        .unwrap_or_else(|e| panic!("the test cluster must start (run scripts/setup): {e:#}"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("users.json");
+    let (csv, png) = (dir.path().join("curve.csv"), dir.path().join("curve.png"));
+    let db = cluster.database_url();
+    let seeded = loadgen(&[
+        "seed",
+        "--database-url",
+        &db,
+        "--users",
+        "20",
+        "--prefix",
+        "e2estorm",
+        "--state",
+        path(&state),
+    ])
+    .unwrap();
+    assert_eq!(seeded["created"], 20, "{seeded}");
+
+    let mut storm = Command::new(env!("CARGO_BIN_EXE_peerline-loadgen"))
+        .args(["--json", "storm", "--supernode", cluster.url(0), "--supernode", cluster.url(1)])
+        .args(["--state", path(&state), "--users", "20", "--source-ips", "127.0.0.2-127.0.0.5"])
+        .args(["--kill-wait-secs", "60", "--recover-secs", "60"])
+        .args(["--csv", path(&csv), "--png", path(&png)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running peerline-loadgen storm");
+    // It says when to kill; the test does.
+    let mut stderr = BufReader::new(storm.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        let ready = line.contains("kill one supernode now");
+        said.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(said.iter().any(|l| l.contains("all 20 online")), "{said:#?}");
+    cluster.kill9(0);
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    let out = storm.wait_with_output().unwrap();
+    assert!(out.status.success(), "{said:#?}\n{rest:#?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recovery = &report["recovery"];
+    assert_eq!(
+        (recovery["dropped"].as_u64(), recovery["back"].as_u64()),
+        (Some(10), Some(10)),
+        "{report}"
+    );
+    assert_eq!(recovery["lost_hosts"][0], cluster.url(0), "{report}");
+    assert_eq!(recovery["back_on"][cluster.url(1)], 10, "{report}");
+    assert!(recovery["seconds_to"]["p100"].as_f64().is_some(), "{report}");
+    assert_eq!(report["after"][cluster.url(1)], 20, "{report}");
+    let curve = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(curve.lines().count(), 12, "a header, the start and one row per return:\n{curve}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "a PNG plot");
 }

@@ -6,6 +6,11 @@
 //!
 //! Starting fails with a message that says to run `scripts/setup` when PostgreSQL or nats-server
 //! cannot start; tests never skip silently.
+//!
+//! [`TestCluster::start_with`] adds configuration to every node (e.g. `[limits]` for admission
+//! control in a reconnect-storm test); [`TestCluster::is_alive`] and
+//! [`TestCluster::peak_rss_bytes`] let a test check that a node survived a load and stayed within
+//! a memory limit.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -40,6 +45,12 @@ impl TestCluster {
     /// Starts PostgreSQL, nats-server and `n` supernodes sharing one certificate, and waits
     /// until every supernode hears the `n - 1` others.
     pub fn start(n: usize) -> anyhow::Result<TestCluster> {
+        Self::start_with(n, "")
+    }
+
+    /// Like [`TestCluster::start`], with `extra_config` (TOML sections other than `[cluster]`,
+    /// such as `[limits]`) in every node's config file.
+    pub fn start_with(n: usize, extra_config: &str) -> anyhow::Result<TestCluster> {
         let postgres = TestPostgres::start()
             .context("PostgreSQL must start for a cluster test (run scripts/setup)")?;
         let database = postgres.create_database("peerline").context("creating the database")?;
@@ -69,7 +80,10 @@ impl TestCluster {
                 .map(|(_, u)| format!("{u:?}"))
                 .collect();
             let config = dir.path().join(format!("sn{}.toml", i + 1));
-            std::fs::write(&config, format!("[cluster]\nsupernodes = [{}]\n", others.join(", ")))?;
+            std::fs::write(
+                &config,
+                format!("{extra_config}\n[cluster]\nsupernodes = [{}]\n", others.join(", ")),
+            )?;
             let id = format!("sn{}", i + 1);
             let args = [
                 "--config",
@@ -130,6 +144,36 @@ impl TestCluster {
     /// The shared nats-server.
     pub fn nats(&self) -> &TestNats {
         &self.nats
+    }
+
+    /// The URL of the database the nodes share (`postgres://…/peerline`), e.g. to seed accounts.
+    pub fn database_url(&self) -> String {
+        self.postgres.url("peerline")
+    }
+
+    /// The process id of node `i` (of its latest start).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].child.id()
+    }
+
+    /// Whether node `i`'s process is still running: not killed here, and not exited or crashed
+    /// by itself.
+    pub fn is_alive(&mut self, i: usize) -> bool {
+        self.running[i] && matches!(self.nodes[i].child.try_wait(), Ok(None))
+    }
+
+    /// The peak resident memory of node `i`'s process so far (`VmHWM` in `/proc/PID/status`),
+    /// in bytes.
+    pub fn peak_rss_bytes(&self, i: usize) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/status", self.pid(i));
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .with_context(|| format!("no VmHWM line in {path}"))?;
+        Ok(kib * 1024)
     }
 
     /// Kills node `i` with SIGKILL (its connections drop, nothing is flushed).

@@ -233,7 +233,7 @@ impl Session {
             token,
             status: account.status,
             // Where this token also works: the client's host cache for failover.
-            supernodes: self.shared.config.cluster.supernodes.clone(),
+            supernodes: shuffled(&self.shared.config.cluster.supernodes),
         })
     }
 
@@ -318,4 +318,14 @@ impl Session {
         db(self.shared.store.set_profile(me.user_id, display_name.as_deref(), discoverable).await)?;
         Ok(Reply::Done)
     }
+}
+
+/// The network's supernodes in a random order for each login: clients fail over to the next one
+/// in their list, so the users of a supernode that dies spread over the survivors instead of all
+/// going to the same one.
+fn shuffled(urls: &[String]) -> Vec<String> {
+    use rand::seq::SliceRandom;
+    let mut urls = urls.to_vec();
+    urls.shuffle(&mut rand::thread_rng());
+    urls
 }
