@@ -171,19 +171,7 @@ impl Hub {
                 self.remote_presence(from, subject, username, presence, devices, seq);
             }
             BusMessage::PresenceProbe { subject, viewer } => {
-                if let Some(s) = self.users.get(&subject)
-                    && s.is_mutual(viewer)
-                {
-                    self.next_seq += 1;
-                    let msg = BusMessage::Presence {
-                        subject,
-                        username: s.username.clone(),
-                        presence: s.presence(),
-                        devices: s.device_count(),
-                        seq: self.next_seq,
-                    };
-                    self.push_output(crate::Output::Bus { to: Route::Node(from.to_owned()), msg });
-                }
+                self.report_presence(subject, viewer, Route::Node(from.to_owned()));
             }
             BusMessage::Status { user, status } => self.apply_status(user, status),
             BusMessage::Link { a, b, mutual, version } => {

@@ -287,6 +287,12 @@ impl Hub {
     /// Sends the local presence of `subject` to the supernodes of `viewer`, if they are mutual
     /// contacts as the subject's rows say.
     pub(crate) fn publish_to(&mut self, subject: UserId, viewer: UserId) {
+        self.report_presence(subject, viewer, Route::User(viewer));
+    }
+
+    /// Sends the local presence of `subject`, with a new report number, to `to`, if `viewer`
+    /// (who sees it there) is a mutual contact as the subject's rows say.
+    pub(crate) fn report_presence(&mut self, subject: UserId, viewer: UserId, to: Route) {
         let Some(s) = self.users.get(&subject) else { return };
         if !s.is_mutual(viewer) {
             return;
@@ -299,7 +305,7 @@ impl Hub {
             devices: s.device_count(),
             seq: self.next_seq,
         };
-        self.outputs.push(Output::Bus { to: Route::User(viewer), msg });
+        self.outputs.push(Output::Bus { to, msg });
     }
 
     /// A report from supernode `node` about `subject`.
