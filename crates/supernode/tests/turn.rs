@@ -83,6 +83,28 @@ fn wait_listening(addr: std::net::SocketAddr) {
         assert!(std::time::Instant::now() < deadline, "turnserver did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // coturn opens its UDP listeners in other threads than the TCP one, and turnutils_uclient
+    // does not retransmit its first Allocate: wait until a STUN Binding request over UDP is
+    // answered too.
+    let any: std::net::SocketAddr = if addr.is_ipv6() {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    } else {
+        ([127, 0, 0, 1], 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut binding = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    binding.extend_from_slice(b"peerline-rdy");
+    let mut buf = [0u8; 1500];
+    loop {
+        socket.send_to(&binding, addr).unwrap();
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            if n >= 20 && buf[8..20] == binding[8..20] {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "turnserver did not answer UDP on {addr}");
+    }
 }
 
 /// Starts coturn on loopback with `args` and waits until it answers.
