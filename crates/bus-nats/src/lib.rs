@@ -15,7 +15,8 @@
 //!
 //! **Sender.** Every message on `u.` and `n.` subjects carries the header
 //! `Peerline-From: <node id>` (NATS headers need nats-server 2.2 or newer). A message without a
-//! valid one is dropped and counted in [`BusHealth::dropped_events`]. Each supernode connects
+//! valid one is dropped and counted in [`BusHealth::dropped_events`]. `Peerline-Sent: <unix
+//! microseconds>` gives the receiver the publishing time, for its delivery latency. Each supernode connects
 //! with `no_echo`, so the server never hands it its own messages, and drops any message that
 //! claims its own id (an earlier incarnation of it, not yet gone).
 //!
@@ -84,7 +85,7 @@ use tokio::task::AbortHandle;
 
 use crate::liveness::LivenessTask;
 use crate::registry::Registry;
-use crate::wire::{Beat, FROM_HEADER, Subjects};
+use crate::wire::{Beat, FROM_HEADER, SENT_HEADER, Subjects, decode_sent, encode_sent};
 
 /// How long `watch` and `close` wait for the server to confirm what they sent.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -315,12 +316,15 @@ async fn forward(
             break;
         }
         let from = message.headers.as_ref().and_then(|h| h.get(FROM_HEADER));
+        let sent = message.headers.as_ref().and_then(|h| h.get(SENT_HEADER));
+        let sent = sent.and_then(|v| decode_sent(v.as_str()));
         match from.map(|v| v.as_str()) {
             Some(from) if from == own_id => {}
             Some(from) if valid_node_id(from) => sink.send(BusEvent::Message {
                 from: from.to_owned(),
                 to: to.clone(),
                 payload: message.payload,
+                sent,
             }),
             _ => sink.count_drop("a message without a valid Peerline-From header"),
         }
@@ -355,6 +359,7 @@ impl Bus for NatsBus {
         self.check_usable()?;
         let mut headers = HeaderMap::new();
         headers.insert(FROM_HEADER, self.me.node_id.as_str());
+        headers.insert(SENT_HEADER, encode_sent(std::time::SystemTime::now()).as_str());
         let subject = self.subjects.address(to);
         self.client.publish_with_headers(subject, headers, payload).await.map_err(|e| {
             use async_nats::client::PublishErrorKind;

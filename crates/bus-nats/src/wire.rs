@@ -6,6 +6,22 @@ use peerline_bus::{Address, UserId, valid_node_id};
 /// The header that carries the sending supernode's id on every message.
 pub const FROM_HEADER: &str = "Peerline-From";
 
+/// The header that carries the sender's wall clock at publishing, in microseconds since the
+/// Unix epoch (decimal), for the receivers' delivery latency.
+pub const SENT_HEADER: &str = "Peerline-Sent";
+
+/// The value of [`SENT_HEADER`] for `at`.
+pub fn encode_sent(at: std::time::SystemTime) -> String {
+    let micros = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    micros.to_string()
+}
+
+/// Reads a [`SENT_HEADER`] value; `None` if it is not a number of microseconds.
+pub fn decode_sent(value: &str) -> Option<std::time::SystemTime> {
+    let micros: u64 = value.parse().ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_micros(micros))
+}
+
 /// The subjects of one network.
 #[derive(Debug, Clone)]
 pub struct Subjects {
@@ -111,6 +127,16 @@ impl Beat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sent_header_round_trips_in_microseconds_and_rejects_garbage() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_764_000_000_123_456);
+        assert_eq!(encode_sent(at), "1764000000123456");
+        assert_eq!(decode_sent("1764000000123456"), Some(at));
+        for bad in ["", "-1", "1.5", "12ab", "99999999999999999999999"] {
+            assert_eq!(decode_sent(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn subjects_are_as_documented() {

@@ -55,6 +55,9 @@ pub enum BusEvent {
         to: Address,
         /// The payload as published.
         payload: Bytes,
+        /// The sender's wall clock when it published, if the message said (for the delivery
+        /// latency metric; between machines it includes their clock difference).
+        sent: Option<std::time::SystemTime>,
     },
     /// A supernode was heard of for the first time, or came back with a new incarnation (it
     /// restarted: whatever was learned from its previous life is stale).

@@ -225,10 +225,12 @@ impl Bus for LocalBus {
         }
         let mut shared = self.network.lock();
         shared.member_mut(self)?;
+        let sent = std::time::SystemTime::now();
         let message = || BusEvent::Message {
             from: self.config.node_id.clone(),
             to: to.clone(),
             payload: payload.clone(),
+            sent: Some(sent),
         };
         match to {
             Address::User(user) => {

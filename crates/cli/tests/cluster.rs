@@ -8,57 +8,13 @@
 
 use std::time::Duration;
 
-use peerline_testkit::nats::TestNats;
-use peerline_testkit::postgres::TestPostgres;
-use peerline_testkit::{Supernode, User};
+use peerline_testkit::User;
+use peerline_testkit::cluster::TestCluster;
 use serde_json::Value;
 
-/// One network of three supernodes.
-struct Cluster {
-    nodes: Vec<Supernode>,
-    nats: TestNats,
-    postgres: TestPostgres,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let postgres = TestPostgres::start().expect("PostgreSQL must start (run scripts/setup)");
-        let database = postgres.create_database("peerline").expect("creating the database");
-        let nats = TestNats::start().expect("nats-server must start (run scripts/setup)");
-        let nodes = (1..=3)
-            .map(|i| {
-                let id = format!("sn{i}");
-                Supernode::start_with(&[
-                    "--node-id",
-                    &id,
-                    "--database-url",
-                    &database,
-                    "--nats-url",
-                    &nats.url(),
-                ])
-                .unwrap_or_else(|e| panic!("starting supernode {id}: {e:#}"))
-            })
-            .collect();
-        let cluster = Cluster { nodes, nats, postgres };
-        cluster.wait_until_joined();
-        cluster
-    }
-
-    /// Until every supernode hears the two others (their heartbeats reached it).
-    fn wait_until_joined(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        for node in &self.nodes {
-            loop {
-                let health: Value = serde_json::from_str(&node.admin_get("/healthz").unwrap())
-                    .expect("healthz is JSON");
-                if health["bus"]["live_nodes"] == 2 {
-                    break;
-                }
-                assert!(std::time::Instant::now() < deadline, "the cluster did not form: {health}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+/// One network of three supernodes (sharing one certificate, each listing the others).
+fn cluster() -> TestCluster {
+    TestCluster::start(3).unwrap_or_else(|e| panic!("the test cluster must start: {e:#}"))
 }
 
 fn presence(v: &Value, user: &str, presence: &str) -> bool {
@@ -75,8 +31,8 @@ fn contact<'a>(list: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn users_on_different_supernodes_are_contacts_see_presence_and_exchange_messages() {
-    let cluster = Cluster::start();
-    let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    let cluster = cluster();
+    let [a, b, c] = [cluster.node(0), cluster.node(1), cluster.node(2)];
     let alice = User::new("alice", a);
     let mut bob = User::new("bob", b);
     alice.register();
@@ -116,6 +72,9 @@ fn users_on_different_supernodes_are_contacts_see_presence_and_exchange_messages
     assert_eq!(got["message"]["text"], "hello across the cluster");
     alice_online
         .expect(|v| v["type"] == "receipt" && v["kind"] == "delivered", "the receipt on sn1");
+    // sn2 measured how long the push took to come over the bus.
+    let delivered = cluster.metric(1, "peerline_bus_deliver_seconds_count").unwrap();
+    assert!(delivered >= 1.0, "sn2 has no bus delivery latency samples");
 
     // bob goes offline; a message waits in PostgreSQL; bob comes back on the third supernode.
     bob_online.stop();
@@ -134,8 +93,8 @@ fn users_on_different_supernodes_are_contacts_see_presence_and_exchange_messages
 
 #[test]
 fn a_block_wins_over_a_concurrent_re_add_from_another_supernode() {
-    let cluster = Cluster::start();
-    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let cluster = cluster();
+    let [a, b] = [cluster.node(0), cluster.node(1)];
     let alice = User::new("alice", a);
     let bob = User::new("bob", b);
     alice.register();
@@ -192,8 +151,8 @@ fn heard(path: &std::path::Path, freq: f64) -> peerline_media::tone::ToneReport 
 
 #[test]
 fn users_on_different_supernodes_call_each_other_and_hear_both_tones() {
-    let cluster = Cluster::start();
-    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let cluster = cluster();
+    let [a, b] = [cluster.node(0), cluster.node(1)];
     let alice = User::new("alice", a);
     let bob = User::new("bob", b);
     alice.register();
@@ -243,17 +202,17 @@ fn users_on_different_supernodes_call_each_other_and_hear_both_tones() {
 
 #[test]
 fn a_message_acknowledged_just_before_kill_9_is_delivered_exactly_once() {
-    let mut cluster = Cluster::start();
-    let alice = User::new("alice", &cluster.nodes[0]);
-    let mut bob = User::new("bob", &cluster.nodes[1]);
+    let mut cluster = cluster();
+    let alice = User::new("alice", cluster.node(0));
+    let mut bob = User::new("bob", cluster.node(1));
     alice.register();
     bob.register();
     alice.ok(&["contacts", "add", "bob"]);
     bob.ok(&["contacts", "accept", "alice"]);
     let sent = alice.ok(&["send", "bob", "acknowledged, then the supernode died"]);
     assert!(sent["id"].as_i64().is_some(), "acknowledged with an id: {sent}");
-    cluster.nodes[0].kill9();
-    bob.set_url(&cluster.nodes[2].url);
+    cluster.kill9(0);
+    bob.set_url(cluster.url(2));
     bob.ok(&["login", "bob"]);
     let mut bob_online = bob.online();
     let got = bob_online.expect(|v| v["type"] == "message", "the message, from PostgreSQL");
@@ -265,9 +224,9 @@ fn a_message_acknowledged_just_before_kill_9_is_delivered_exactly_once() {
 
 #[test]
 fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
-    let mut cluster = Cluster::start();
-    let alice = User::new("alice", &cluster.nodes[0]);
-    let bob = User::new("bob", &cluster.nodes[1]);
+    let mut cluster = cluster();
+    let alice = User::new("alice", cluster.node(0));
+    let bob = User::new("bob", cluster.node(1));
     alice.register();
     bob.register();
     alice.ok(&["contacts", "add", "bob"]);
@@ -276,16 +235,16 @@ fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
 
     // PostgreSQL stops for ten seconds: requests that need it say `unavailable`; the supernode
     // says it is degraded; nothing crashes.
-    cluster.postgres.stop().unwrap();
+    cluster.postgres_mut().stop().unwrap();
     let refused = alice.run(&["send", "bob", "while the database is down"]);
     assert_ne!(refused.code, Some(0), "{}", refused.stdout);
     let code = refused.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
     assert_eq!(code, "unavailable", "a clear error, not a hang: {}", refused.stdout);
     assert!(refused.json()["error"]["retry_after_secs"].as_u64().is_some(), "{}", refused.stdout);
-    let health = cluster.nodes[1].admin_get("/healthz").unwrap();
+    let health = cluster.node(1).admin_get("/healthz").unwrap();
     assert!(health.contains("\"degraded\""), "{health}");
     std::thread::sleep(Duration::from_secs(10));
-    cluster.postgres.restart().unwrap();
+    cluster.postgres_mut().restart().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let sent = alice.run(&["send", "bob", "after the database came back"]);
@@ -302,10 +261,10 @@ fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
 
     // nats-server is killed and restarted: a message acknowledged meanwhile is not lost (it is
     // in PostgreSQL; bob reads it), and pushes between supernodes work again afterwards.
-    cluster.nats.kill9();
+    cluster.nats_mut().kill9();
     alice.ok(&["send", "bob", "while the bus is down"]);
-    cluster.nats.restart().unwrap();
-    cluster.wait_until_joined();
+    cluster.nats_mut().restart().unwrap();
+    cluster.wait_until_joined().unwrap();
     let inbox = bob.ok(&["inbox"]);
     assert!(
         inbox.to_string().contains("while the bus is down"),
@@ -316,7 +275,7 @@ fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
         |v| v["type"] == "message" && v["message"]["text"] == "after the bus came back",
         "pushes across supernodes work again",
     );
-    for node in &cluster.nodes {
+    for node in cluster.nodes() {
         let health = node.admin_get("/healthz").unwrap();
         assert!(health.contains("\"ok\""), "healed: {health}");
     }

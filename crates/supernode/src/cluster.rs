@@ -140,10 +140,17 @@ pub async fn receive_loop(shared: Arc<Shared>, mut events: mpsc::Receiver<BusEve
     let mut incarnations: HashMap<String, u64> = HashMap::new();
     while let Some(event) = events.recv().await {
         match event {
-            BusEvent::Message { from, payload, .. } => {
+            BusEvent::Message { from, payload, sent, .. } => {
                 metrics::counter!(m::BUS_RECEIVED).increment(1);
                 match serde_json::from_slice::<BusMessage>(&payload) {
-                    Ok(msg) => shared.with_hub(|h| h.handle_bus(&from, msg, Instant::now())),
+                    Ok(msg) => {
+                        shared.with_hub(|h| h.handle_bus(&from, msg, Instant::now()));
+                        // A sender whose clock runs ahead gives no figure rather than a zero.
+                        if let Some(latency) = sent.and_then(|s| s.elapsed().ok()) {
+                            metrics::histogram!(m::BUS_DELIVER_SECONDS)
+                                .record(latency.as_secs_f64());
+                        }
+                    }
                     Err(e) => {
                         metrics::counter!(m::BUS_BAD_MESSAGES).increment(1);
                         warn!(%from, error = %e, "an undecodable message from another supernode");

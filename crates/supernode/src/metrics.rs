@@ -37,6 +37,10 @@ pub const CONTACT_CONFLICTS: &str = "peerline_contact_conflicts_total";
 pub const BUS_DROPPED: &str = "peerline_bus_dropped_total";
 /// Histogram: seconds to hand a message to the bus.
 pub const BUS_PUBLISH_SECONDS: &str = "peerline_bus_publish_seconds";
+/// Histogram: seconds from another supernode publishing a message to this one taking it into
+/// its hub (the bus, the receive queue and decoding; across machines, plus their clock
+/// difference).
+pub const BUS_DELIVER_SECONDS: &str = "peerline_bus_deliver_seconds";
 /// Counter: messages received from other supernodes.
 pub const BUS_RECEIVED: &str = "peerline_bus_received_total";
 /// Counter: messages from other supernodes that could not be decoded.

@@ -146,6 +146,16 @@ impl TestCluster {
         &self.nats
     }
 
+    /// The shared PostgreSQL, to stop and restart it (an outage).
+    pub fn postgres_mut(&mut self) -> &mut TestPostgres {
+        &mut self.postgres
+    }
+
+    /// The shared nats-server, to kill and restart it (an outage).
+    pub fn nats_mut(&mut self) -> &mut TestNats {
+        &mut self.nats
+    }
+
     /// The URL of the database the nodes share (`postgres://…/peerline`), e.g. to seed accounts.
     pub fn database_url(&self) -> String {
         self.postgres.url("peerline")

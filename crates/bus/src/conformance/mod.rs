@@ -200,7 +200,16 @@ impl Node {
     /// The next message (node events are kept for later), within [`EVENT_TIMEOUT`].
     async fn message(&mut self, what: &str) -> (String, Address, Bytes) {
         match self.next_within(EVENT_TIMEOUT, what, is_message).await {
-            BusEvent::Message { from, to, payload } => (from, to, payload),
+            BusEvent::Message { from, to, payload, sent } => {
+                // Every message says when it was published (the delivery latency metric), and
+                // on one machine that was a moment ago.
+                let age = sent.map(|s| s.elapsed());
+                assert!(
+                    matches!(age, Some(Ok(a)) if a < EVENT_TIMEOUT),
+                    "{what}: the message's publishing time is missing or wrong: {sent:?}"
+                );
+                (from, to, payload)
+            }
             _ => unreachable!(),
         }
     }
