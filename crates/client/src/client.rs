@@ -177,7 +177,9 @@ impl Client {
 
     /// The logged-in username, or [`ClientError::NotLoggedIn`] naming this supernode.
     pub fn logged_in_username(&self) -> Result<String, ClientError> {
-        self.username.clone().ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone() })
+        self.username
+            .clone()
+            .ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone(), rejected: None })
     }
 
     /// Sends any request.
@@ -252,16 +254,18 @@ impl Client {
     /// Logs in with the session saved for the network in the home directory (no password, no
     /// Argon2 on the supernode). A rejected token is forgotten.
     pub async fn login_saved(&mut self) -> Result<Reply, ClientError> {
-        let saved = self
-            .home
-            .network(&self.network_key())?
-            .session
-            .ok_or_else(|| ClientError::NotLoggedIn { url: self.url.clone() })?;
+        let saved =
+            self.home.network(&self.network_key())?.session.ok_or_else(|| {
+                ClientError::NotLoggedIn { url: self.url.clone(), rejected: None }
+            })?;
         match self.attempt_login(&saved.username, Credential::Token(saved.token)).await? {
             LoginOutcome::LoggedIn(logged_in) => self.remember(logged_in),
             LoginOutcome::ForgetToken(_) => {
                 self.home.update_network(&self.network_key(), |n| n.session = None)?;
-                Err(ClientError::NotLoggedIn { url: self.url.clone() })
+                Err(ClientError::NotLoggedIn {
+                    url: self.url.clone(),
+                    rejected: Some(saved.username),
+                })
             }
             LoginOutcome::Failed(body) => Err(ClientError::Server(body)),
         }
@@ -488,7 +492,17 @@ mod tests {
         let (mut client, _received) = client(dir.path()).await;
         client.home().save_session(URL, &saved("revoked")).unwrap();
         let err = client.login_saved().await.unwrap_err();
-        assert!(matches!(&err, ClientError::NotLoggedIn { url } if url == URL), "{err:?}");
+        assert!(
+            matches!(&err, ClientError::NotLoggedIn { url, rejected: Some(user) }
+                if url == URL && user == "alice"),
+            "{err:?}"
+        );
+        // The user is told why a login that worked before no longer does, and what to run.
+        let told = err.to_string();
+        assert!(
+            told.contains("no longer accepts") && told.contains("peerline login alice"),
+            "{told}"
+        );
         assert_eq!(client.home().session(URL).unwrap(), None, "the rejected token is forgotten");
         assert_eq!(client.username(), None);
 

@@ -64,11 +64,14 @@ pub enum ClientError {
     /// The connection closed.
     #[error("connection to the supernode closed{}", .0.map(|r| format!(" ({})", describe_end(r))).unwrap_or_default())]
     Closed(Option<EndReason>),
-    /// No saved session for this supernode.
-    #[error("not logged in to {url}; run `peerline login USERNAME` first")]
+    /// No saved session for this supernode, or the saved one was just refused (and forgotten).
+    #[error("{}", describe_not_logged_in(url, rejected.as_deref()))]
     NotLoggedIn {
         /// The supernode.
         url: String,
+        /// The account whose saved session the supernode refused as unknown (it expired, was
+        /// revoked, or the network's database was reset), if that is why.
+        rejected: Option<String>,
     },
     /// Home directory trouble.
     #[error(transparent)]
@@ -104,5 +107,17 @@ impl ClientError {
             Self::Server(body) => Some(body.code),
             _ => None,
         }
+    }
+}
+
+/// Why there is no session, and what to run: a refused session says so, since the user did
+/// log in before and would otherwise not know why that no longer holds.
+fn describe_not_logged_in(url: &str, rejected: Option<&str>) -> String {
+    match rejected {
+        Some(user) => format!(
+            "{url} no longer accepts the saved session of {user} (it expired, the device was \
+             removed, or the network's accounts were reset); run `peerline login {user}`"
+        ),
+        None => format!("not logged in to {url}; run `peerline login USERNAME` first"),
     }
 }

@@ -139,7 +139,7 @@ impl Client {
         self.failover.lost(now());
         loop {
             let Some(attempt) = self.failover.plan(now(), jitter()) else {
-                return Err(ClientError::NotLoggedIn { url: self.url.clone() });
+                return Err(ClientError::NotLoggedIn { url: self.url.clone(), rejected: None });
             };
             tokio::time::sleep_until(tokio::time::Instant::from_std(attempt.at)).await;
             self.failover.started();
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn only_a_void_session_or_a_broken_home_stops_the_reconnect() {
-        assert!(gives_up(&ClientError::NotLoggedIn { url: "wss://a:1".into() }));
+        assert!(gives_up(&ClientError::NotLoggedIn { url: "wss://a:1".into(), rejected: None }));
         assert!(gives_up(&refusal(ErrorCode::InvalidToken, None)));
         assert!(gives_up(&refusal(ErrorCode::InvalidDeviceSignature, None)));
         assert!(!gives_up(&refusal(ErrorCode::ShuttingDown, Some(1))));
