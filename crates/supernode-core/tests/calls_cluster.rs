@@ -4,12 +4,13 @@
 //! messages both ways, and a supernode that dies mid-call with the call taken over elsewhere.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use peerline_supernode_core::{
-    BusMessage, CallAnswer, CallInvite, CallRecord, ConnId, Hub, HubConfig, Link, OnlineLogin,
-    Output, Route,
+    CallAnswer, CallInvite, CallRecord, ConnId, Hub, HubConfig, Link, OnlineLogin, Output,
 };
 use peerline_wire::{CallEndReason, Event, Status};
 
@@ -75,17 +76,7 @@ impl Net {
                             }
                         }
                         Output::Bus { to, msg } => {
-                            let json = serde_json::to_string(&msg).unwrap();
-                            let targets: Vec<usize> = match to {
-                                Route::User(u) => (0..self.hubs.len())
-                                    .filter(|t| *t != h && self.hubs[*t].is_online(u))
-                                    .collect(),
-                                Route::Node(n) => vec![n.parse().unwrap()],
-                            };
-                            for t in targets.into_iter().filter(|t| !self.down.contains(t)) {
-                                let msg: BusMessage = serde_json::from_str(&json).unwrap();
-                                self.hubs[t].handle_bus(&h.to_string(), msg, self.now);
-                            }
+                            common::carry(&mut self.hubs, h, to, &msg, &self.down, self.now);
                         }
                         Output::RegisterCall { call_id, record } => {
                             self.registry.insert(call_id, record);

@@ -11,12 +11,12 @@
 //! - the hub never panics and its counts match the model.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use peerline_supernode_core::{
-    BusMessage, ConnId, Hub, HubConfig, Link, OnlineLogin, Output, Route, coalesce,
-};
+use peerline_supernode_core::{ConnId, Hub, HubConfig, Link, OnlineLogin, Output, coalesce};
 use peerline_wire::{Event, Presence, Status};
 use proptest::prelude::*;
 
@@ -138,18 +138,7 @@ fn pump(hubs: &mut [Hub], model: &mut Model, now: Instant) {
                 }
             }
             for (to, msg) in coalesce(bus) {
-                let json = serde_json::to_string(&msg).unwrap();
-                let targets: Vec<usize> = match to {
-                    // The bus: every other hub watching the user (a device there).
-                    Route::User(u) => {
-                        (0..hubs.len()).filter(|t| *t != h && hubs[*t].is_online(u)).collect()
-                    }
-                    Route::Node(n) => vec![n.parse().unwrap()],
-                };
-                for t in targets {
-                    let msg: BusMessage = serde_json::from_str(&json).unwrap();
-                    hubs[t].handle_bus(&h.to_string(), msg, now);
-                }
+                common::carry(hubs, h, to, &msg, &[], now);
             }
         }
         if quiet {
