@@ -6,16 +6,16 @@
 //! `offline`. Each user's effective presence is remembered so that a change is announced once.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use peerline_wire::{DeviceId, EndReason, ErrorBody, ErrorCode, Event, Presence, Status};
+use peerline_wire::{DeviceId, EndReason, Event, Presence, Status};
 
 use crate::calls::{CallConfig, Calls};
 use crate::cluster::{BusMessage, Route};
+use crate::limits::Limits;
 use crate::presence::Remote;
 use crate::rate::TokenBucket;
-use crate::throttle::{LoginThrottle, ThrottleConfig};
+use crate::throttle::ThrottleConfig;
 
 /// An account id (as in storage).
 pub type UserId = i64;
@@ -160,12 +160,12 @@ pub struct OnlineLogin {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) login: Option<(UserId, DeviceId)>,
-    connected_at: Instant,
-    last_activity: Instant,
-    requests: TokenBucket,
-    searches: TokenBucket,
-    violations: u32,
-    closing: bool,
+    pub(crate) connected_at: Instant,
+    pub(crate) last_activity: Instant,
+    pub(crate) requests: TokenBucket,
+    pub(crate) searches: TokenBucket,
+    pub(crate) violations: u32,
+    pub(crate) closing: bool,
 }
 
 #[derive(Debug)]
@@ -232,13 +232,10 @@ const RECENT_LINKS_FOR: Duration = Duration::from_secs(60);
 /// The supernode's live state. One per supernode process.
 #[derive(Debug)]
 pub struct Hub {
-    config: HubConfig,
+    pub(crate) config: HubConfig,
     pub(crate) conns: HashMap<ConnId, Conn>,
     pub(crate) users: HashMap<UserId, OnlineUser>,
-    contact_quota: HashMap<UserId, TokenBucket>,
-    registrations: HashMap<IpAddr, TokenBucket>,
-    throttle: LoginThrottle,
-    admission: TokenBucket,
+    pub(crate) limits: Limits,
     pub(crate) outputs: Vec<Output>,
     next_sweep: Instant,
     pub(crate) recent_links: VecDeque<RecentLink>,
@@ -256,26 +253,14 @@ pub struct Hub {
 /// How often timers are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
-fn retry_error(code: ErrorCode, wait: Duration) -> ErrorBody {
-    let mut body = ErrorBody::new(code);
-    body.retry_after_secs = Some(wait.as_secs().saturating_add(1));
-    body
-}
-
 impl Hub {
     /// An empty hub.
     pub fn new(config: HubConfig, now: Instant) -> Self {
-        let throttle =
-            LoginThrottle::new(config.login_per_account.clone(), config.login_per_address.clone());
-        let admission = TokenBucket::new(config.login_burst, config.logins_per_sec, now);
         Self {
+            limits: Limits::new(&config, now),
             config,
-            admission,
             conns: HashMap::new(),
             users: HashMap::new(),
-            contact_quota: HashMap::new(),
-            registrations: HashMap::new(),
-            throttle,
             outputs: Vec::new(),
             next_sweep: now + SWEEP_INTERVAL,
             recent_links: VecDeque::new(),
@@ -340,84 +325,6 @@ impl Hub {
         );
     }
 
-    /// Admits one request from a connection: counts it as activity (heartbeat) and applies the
-    /// per-connection rate limit. Too many violations close the connection.
-    pub fn admit(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
-        let max_violations = self.config.max_violations;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Err(ErrorBody::new(ErrorCode::ShuttingDown));
-        };
-        c.last_activity = now;
-        match c.requests.try_take(now) {
-            Ok(()) => Ok(()),
-            Err(wait) => {
-                c.violations += 1;
-                if c.violations > max_violations && !c.closing {
-                    c.closing = true;
-                    self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
-                }
-                Err(retry_error(ErrorCode::RateLimited, wait))
-            }
-        }
-    }
-
-    /// Counts a protocol violation (malformed frame and the like) against a connection.
-    pub fn violation(&mut self, conn: ConnId) {
-        let max_violations = self.config.max_violations;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.violations += 1;
-            if c.violations > max_violations && !c.closing {
-                c.closing = true;
-                self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
-            }
-        }
-    }
-
-    /// Applies the per-connection search rate limit.
-    pub fn admit_search(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
-        let c = self.conns.get_mut(&conn).ok_or_else(|| ErrorBody::new(ErrorCode::ShuttingDown))?;
-        c.searches.try_take(now).map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
-    }
-
-    /// Applies the per-account contact request quota.
-    pub fn admit_contact_request(&mut self, user: UserId, now: Instant) -> Result<(), ErrorBody> {
-        let per_day = self.config.contact_requests_per_day;
-        self.contact_quota
-            .entry(user)
-            .or_insert_with(|| TokenBucket::new(per_day, per_day / 86_400.0, now))
-            .try_take(now)
-            .map_err(|wait| retry_error(ErrorCode::ContactRequestLimit, wait))
-    }
-
-    /// Applies the per-address registration quota.
-    pub fn admit_registration(&mut self, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
-        let per_hour = self.config.registrations_per_hour;
-        self.registrations
-            .entry(addr)
-            .or_insert_with(|| TokenBucket::new(per_hour, per_hour / 3600.0, now))
-            .try_take(now)
-            .map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
-    }
-
-    /// Admission control: whether this supernode takes another login now. Refused logins get
-    /// how long to wait (the driver adds a random share, so that refused clients do not come
-    /// back together).
-    pub fn admit_login(&mut self, now: Instant) -> Result<(), Duration> {
-        self.admission.try_take(now)
-    }
-
-    /// Whether a login for this account from this address may proceed now.
-    pub fn check_login(&self, username: &str, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
-        self.throttle
-            .check(username, addr, now)
-            .map_err(|wait| retry_error(ErrorCode::LoginThrottled, wait))
-    }
-
-    /// Records a failed login.
-    pub fn login_failed(&mut self, username: &str, addr: IpAddr, now: Instant) {
-        self.throttle.failed(username, addr, now);
-    }
-
     /// Binds a connection to a user and device, and queues for it the presence of each visible
     /// contact in the same step, so that no change of theirs can fall between the snapshot and
     /// the events that follow it. If the user was offline (or had no visible presence), their
@@ -428,7 +335,7 @@ impl Hub {
         };
         c.login = Some((login.user_id, login.device_id));
         c.last_activity = now;
-        self.throttle.succeeded(&login.username);
+        self.limits.throttle.succeeded(&login.username);
         let user_id = login.user_id;
         let first_device = !self.users.contains_key(&user_id);
         let user = self.users.entry(user_id).or_insert_with(|| OnlineUser {
@@ -601,10 +508,7 @@ impl Hub {
         for (conn, reason) in expired {
             self.close(conn, reason);
         }
-        // A full bucket carries no information; dropping it bounds the map by active senders.
-        self.contact_quota.retain(|_, b| !b.is_full(now));
-        self.registrations.retain(|_, b| !b.is_full(now));
-        self.throttle.expire(now);
+        self.limits.expire(now);
         while self
             .recent_links
             .front()

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod cluster;
 pub mod contacts;
 pub mod hub;
+mod limits;
 mod presence;
 pub mod rate;
 pub mod throttle;

@@ -1,0 +1,135 @@
+//! What any one connection, account or address may do, and how fast: the per-connection request
+//! and search rates, the per-account contact request quota, the per-address registration quota,
+//! the login throttle and the supernode's admission control. Limits answer with an error that
+//! says how long to wait (`retry_after_secs`), never by dropping a request silently.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use peerline_wire::{EndReason, ErrorBody, ErrorCode};
+
+use crate::hub::{ConnId, Hub, HubConfig, Output, UserId};
+use crate::rate::TokenBucket;
+use crate::throttle::LoginThrottle;
+
+/// The hub's per-account and per-address limit state (per-connection state is in its `Conn`).
+#[derive(Debug)]
+pub(crate) struct Limits {
+    contact_quota: HashMap<UserId, TokenBucket>,
+    registrations: HashMap<IpAddr, TokenBucket>,
+    pub(crate) throttle: LoginThrottle,
+    admission: TokenBucket,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &HubConfig, now: Instant) -> Limits {
+        Limits {
+            contact_quota: HashMap::new(),
+            registrations: HashMap::new(),
+            throttle: LoginThrottle::new(
+                config.login_per_account.clone(),
+                config.login_per_address.clone(),
+            ),
+            admission: TokenBucket::new(config.login_burst, config.logins_per_sec, now),
+        }
+    }
+
+    /// Forgets what no longer limits anyone.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        // A full bucket carries no information; dropping it bounds the map by active senders.
+        self.contact_quota.retain(|_, b| !b.is_full(now));
+        self.registrations.retain(|_, b| !b.is_full(now));
+        self.throttle.expire(now);
+    }
+}
+
+/// A refusal that says when to try again.
+pub(crate) fn retry_error(code: ErrorCode, wait: Duration) -> ErrorBody {
+    let mut body = ErrorBody::new(code);
+    body.retry_after_secs = Some(wait.as_secs().saturating_add(1));
+    body
+}
+
+impl Hub {
+    /// Admits one request from a connection: counts it as activity (heartbeat) and applies the
+    /// per-connection rate limit. Too many violations close the connection.
+    pub fn admit(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
+        let max_violations = self.config.max_violations;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Err(ErrorBody::new(ErrorCode::ShuttingDown));
+        };
+        c.last_activity = now;
+        match c.requests.try_take(now) {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                c.violations += 1;
+                if c.violations > max_violations && !c.closing {
+                    c.closing = true;
+                    self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
+                }
+                Err(retry_error(ErrorCode::RateLimited, wait))
+            }
+        }
+    }
+
+    /// Counts a protocol violation (malformed frame and the like) against a connection.
+    pub fn violation(&mut self, conn: ConnId) {
+        let max_violations = self.config.max_violations;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.violations += 1;
+            if c.violations > max_violations && !c.closing {
+                c.closing = true;
+                self.outputs.push(Output::Close { conn, reason: EndReason::ProtocolViolation });
+            }
+        }
+    }
+
+    /// Applies the per-connection search rate limit.
+    pub fn admit_search(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {
+        let c = self.conns.get_mut(&conn).ok_or_else(|| ErrorBody::new(ErrorCode::ShuttingDown))?;
+        c.searches.try_take(now).map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
+    }
+
+    /// Applies the per-account contact request quota.
+    pub fn admit_contact_request(&mut self, user: UserId, now: Instant) -> Result<(), ErrorBody> {
+        let per_day = self.config.contact_requests_per_day;
+        self.limits
+            .contact_quota
+            .entry(user)
+            .or_insert_with(|| TokenBucket::new(per_day, per_day / 86_400.0, now))
+            .try_take(now)
+            .map_err(|wait| retry_error(ErrorCode::ContactRequestLimit, wait))
+    }
+
+    /// Applies the per-address registration quota.
+    pub fn admit_registration(&mut self, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
+        let per_hour = self.config.registrations_per_hour;
+        self.limits
+            .registrations
+            .entry(addr)
+            .or_insert_with(|| TokenBucket::new(per_hour, per_hour / 3600.0, now))
+            .try_take(now)
+            .map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
+    }
+
+    /// Admission control: whether this supernode takes another login now. Refused logins get
+    /// how long to wait (the driver adds a random share, so that refused clients do not come
+    /// back together).
+    pub fn admit_login(&mut self, now: Instant) -> Result<(), Duration> {
+        self.limits.admission.try_take(now)
+    }
+
+    /// Whether a login for this account from this address may proceed now.
+    pub fn check_login(&self, username: &str, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
+        self.limits
+            .throttle
+            .check(username, addr, now)
+            .map_err(|wait| retry_error(ErrorCode::LoginThrottled, wait))
+    }
+
+    /// Records a failed login.
+    pub fn login_failed(&mut self, username: &str, addr: IpAddr, now: Instant) {
+        self.limits.throttle.failed(username, addr, now);
+    }
+}
