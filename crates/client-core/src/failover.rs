@@ -19,6 +19,47 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use peerline_wire::{ErrorBody, ErrorCode};
+
+/// What a supernode's refusal of a login attempt means for the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not now: hold this host for the delay it asked for ([`Failover::refused`]).
+    Wait(Duration),
+    /// No supernode will do better (the session is void or the device key refused): stop and
+    /// ask the user.
+    GiveUp,
+    /// This host failed; the next one may do ([`Failover::failed`]).
+    Failed,
+}
+
+/// Sorts a supernode's refusal: `shutting_down`, `unavailable`, `rate_limited` and
+/// `login_throttled` with `retry_after_secs` hold the host; a void session (`invalid_token`,
+/// `invalid_credentials`) or a refused device key (`invalid_device_signature`) gives up;
+/// anything else is an ordinary failure. Every client (the library, the load generator, the
+/// web client) sorts refusals this one way.
+pub fn sort_refusal(body: &ErrorBody) -> Refusal {
+    match (body.code, body.retry_after_secs) {
+        (
+            ErrorCode::InvalidToken
+            | ErrorCode::InvalidCredentials
+            | ErrorCode::InvalidDeviceSignature,
+            _,
+        ) => Refusal::GiveUp,
+        (code, Some(secs)) if is_refusal(code) || code == ErrorCode::LoginThrottled => {
+            Refusal::Wait(Duration::from_secs(secs))
+        }
+        _ => Refusal::Failed,
+    }
+}
+
+/// Whether an error code says "not now, try later or elsewhere" (the supernode is full,
+/// stopping, or without its database): the refusals a client waits out, also when they come
+/// without a request id as a notice before the connection closes.
+pub fn is_refusal(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::ShuttingDown | ErrorCode::Unavailable | ErrorCode::RateLimited)
+}
+
 /// Tuning of the policy. The defaults are the protocol's (docs/protocol.md, "Failover").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailoverConfig {
@@ -260,6 +301,33 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn refusals_sort_into_wait_give_up_or_next_host() {
+        let body = |code, secs| {
+            let mut b = ErrorBody::new(code);
+            b.retry_after_secs = secs;
+            b
+        };
+        for code in [
+            ErrorCode::ShuttingDown,
+            ErrorCode::Unavailable,
+            ErrorCode::RateLimited,
+            ErrorCode::LoginThrottled,
+        ] {
+            assert_eq!(sort_refusal(&body(code, Some(7))), Refusal::Wait(7 * 1000 * MS));
+            assert_eq!(sort_refusal(&body(code, None)), Refusal::Failed, "{code:?}");
+        }
+        for code in [
+            ErrorCode::InvalidToken,
+            ErrorCode::InvalidCredentials,
+            ErrorCode::InvalidDeviceSignature,
+        ] {
+            assert_eq!(sort_refusal(&body(code, Some(7))), Refusal::GiveUp, "{code:?}");
+        }
+        assert_eq!(sort_refusal(&body(ErrorCode::Internal, Some(7))), Refusal::Failed);
+        assert!(!is_refusal(ErrorCode::LoginThrottled), "a throttle is per account, not per host");
+    }
 
     fn hosts(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("wss://sn{i}:7443")).collect()

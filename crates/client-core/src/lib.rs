@@ -18,7 +18,7 @@ pub mod failover;
 pub mod hosts;
 pub mod login;
 
-pub use failover::{Attempt, Failover, FailoverConfig};
+pub use failover::{Attempt, Failover, FailoverConfig, Refusal, is_refusal, sort_refusal};
 pub use hosts::{HostCache, MAX_HOSTS};
 pub use login::{
     Credential, HandshakeError, LoggedIn, LoginAttempt, LoginHandshake, LoginOutcome, ServerHello,

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use peerline_client_core::{
-    ClientEvent, ClientSession, Failure, HandshakeError, LoginHandshake, ServerHello, SessionConfig,
+    ClientEvent, ClientSession, Failure, HandshakeError, LoginHandshake, ServerHello,
+    SessionConfig, is_refusal,
 };
 use peerline_wire::{
-    EndReason, ErrorBody, ErrorCode, Event, MAX_FRAME_BYTES, Reply, Request, WS_PATH,
+    EndReason, ErrorBody, Event, MAX_FRAME_BYTES, Reply, Request, WS_PATH,
 };
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -366,12 +367,6 @@ async fn drive(
             () = tokio::time::sleep_until(deadline) => session.handle_timeout(now()),
         }
     }
-}
-
-/// Whether an error code says "not now, try later (or elsewhere)": the refusals a reconnect
-/// waits out with their `retry_after_secs`.
-pub(crate) fn is_refusal(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::ShuttingDown | ErrorCode::Unavailable | ErrorCode::RateLimited)
 }
 
 fn fail_all(

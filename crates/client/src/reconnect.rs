@@ -10,12 +10,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use peerline_client_core::Failover;
-use peerline_wire::ErrorCode;
+use peerline_client_core::{Failover, Refusal, sort_refusal};
 use tracing::{debug, info, warn};
 
 use crate::client::Client;
-use crate::connection::{Connection, Endpoint, is_refusal};
+use crate::connection::{Connection, Endpoint};
 use crate::error::ClientError;
 use crate::home::Home;
 use crate::tls::{Trust, format_fingerprint};
@@ -85,15 +84,13 @@ pub(crate) fn judge(failover: &mut Failover, error: &ClientError) {
     }
 }
 
-/// The delay a supernode asked for when it refused: `shutting_down`, `unavailable`,
-/// `rate_limited` or `login_throttled` with `retry_after_secs`.
+/// The delay a supernode asked for when it refused (client-core's [`sort_refusal`]).
 fn retry_after(error: &ClientError) -> Option<Duration> {
     match error {
-        ClientError::Server(body)
-            if is_refusal(body.code) || body.code == ErrorCode::LoginThrottled =>
-        {
-            body.retry_after_secs.map(Duration::from_secs)
-        }
+        ClientError::Server(body) => match sort_refusal(body) {
+            Refusal::Wait(delay) => Some(delay),
+            Refusal::GiveUp | Refusal::Failed => None,
+        },
         _ => None,
     }
 }
@@ -104,12 +101,7 @@ fn retry_after(error: &ClientError) -> Option<Duration> {
 fn gives_up(error: &ClientError) -> bool {
     match error {
         ClientError::NotLoggedIn { .. } | ClientError::Home(_) | ClientError::TlsSetup(_) => true,
-        ClientError::Server(body) => matches!(
-            body.code,
-            ErrorCode::InvalidToken
-                | ErrorCode::InvalidCredentials
-                | ErrorCode::InvalidDeviceSignature
-        ),
+        ClientError::Server(body) => sort_refusal(body) == Refusal::GiveUp,
         _ => false,
     }
 }
@@ -178,7 +170,7 @@ impl Client {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use peerline_client_core::FailoverConfig;
-    use peerline_wire::ErrorBody;
+    use peerline_wire::{ErrorBody, ErrorCode};
 
     use super::*;
 

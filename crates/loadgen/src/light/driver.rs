@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use peerline_client::connection::Endpoint;
 use peerline_client_core::{
     ClientEvent, ClientSession, Credential, Failover, HandshakeError, HostCache, LoggedIn,
-    LoginHandshake, LoginOutcome, SessionConfig,
+    LoginHandshake, LoginOutcome, Refusal, SessionConfig, is_refusal, sort_refusal,
 };
 use peerline_wire::{ErrorBody, ErrorCode, Event, Reply, Request};
 use tokio::sync::{mpsc, oneshot};
@@ -38,33 +38,14 @@ pub(super) enum AttemptError {
     Failed(String),
 }
 
-/// Sorts a supernode's refusal exactly as `peerline_client::reconnect` does (`judge` and
-/// `gives_up`): a void session or a refused device key stops the client; `shutting_down`,
-/// `unavailable`, `rate_limited` and `login_throttled` with `retry_after_secs` hold the host;
-/// anything else is an ordinary failure.
+/// Sorts a supernode's refusal with client-core's [`sort_refusal`], as the client library's
+/// reconnect does.
 pub(super) fn judge(body: ErrorBody) -> AttemptError {
-    match (body.code, body.retry_after_secs) {
-        (
-            ErrorCode::InvalidToken
-            | ErrorCode::InvalidCredentials
-            | ErrorCode::InvalidDeviceSignature,
-            _,
-        ) => AttemptError::GiveUp(body.to_string()),
-        (
-            ErrorCode::ShuttingDown
-            | ErrorCode::Unavailable
-            | ErrorCode::RateLimited
-            | ErrorCode::LoginThrottled,
-            Some(secs),
-        ) => AttemptError::Refused { code: body.code, retry_after: Duration::from_secs(secs) },
-        _ => AttemptError::Failed(body.to_string()),
+    match sort_refusal(&body) {
+        Refusal::Wait(retry_after) => AttemptError::Refused { code: body.code, retry_after },
+        Refusal::GiveUp => AttemptError::GiveUp(body.to_string()),
+        Refusal::Failed => AttemptError::Failed(body.to_string()),
     }
-}
-
-/// Whether an error sent without a request id is a refusal to wait out (the supernode is full
-/// or stopping), as the client library's `is_refusal` says.
-fn is_refusal(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::ShuttingDown | ErrorCode::Unavailable | ErrorCode::RateLimited)
 }
 
 /// How a logged-in connection ended.
