@@ -98,10 +98,11 @@ fn wait_listening(addr: std::net::SocketAddr) {
     let mut buf = [0u8; 1500];
     loop {
         socket.send_to(&binding, addr).unwrap();
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            if n >= 20 && buf[8..20] == binding[8..20] {
-                return;
-            }
+        if let Ok((n, _)) = socket.recv_from(&mut buf)
+            && n >= 20
+            && buf[8..20] == binding[8..20]
+        {
+            return;
         }
         assert!(std::time::Instant::now() < deadline, "turnserver did not answer UDP on {addr}");
     }
