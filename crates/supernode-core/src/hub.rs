@@ -48,10 +48,18 @@ pub struct HubConfig {
     pub login_burst: f64,
     /// Rate-limit violations tolerated per connection before it is closed.
     pub max_violations: u32,
-    /// Failed-login policy per account.
+    /// Failed-login policy per account (wrong passwords from unregistered device keys).
     pub login_per_account: ThrottleConfig,
-    /// Failed-login policy per source address.
+    /// Failed-login policy per registered device of an account.
+    pub login_per_device: ThrottleConfig,
+    /// Failed-login policy per source (IPv4 address or IPv6 /64), for passwords and for tokens.
     pub login_per_address: ThrottleConfig,
+    /// Password hashes (logins, registrations, password changes) one source may have running or
+    /// queued at once.
+    pub hashes_per_source: u32,
+    /// Successful password logins per account per hour (each costs a hash); token logins are
+    /// not counted.
+    pub password_logins_per_hour: f64,
     /// Call signaling limits and timers.
     pub calls: CallConfig,
 }
@@ -70,7 +78,10 @@ impl Default for HubConfig {
             login_burst: 2000.0,
             max_violations: 100,
             login_per_account: ThrottleConfig::per_account(),
-            login_per_address: ThrottleConfig::per_address(),
+            login_per_device: ThrottleConfig::per_device(),
+            login_per_address: ThrottleConfig::per_source(),
+            hashes_per_source: 2,
+            password_logins_per_hour: 60.0,
             calls: CallConfig::default(),
         }
     }
@@ -335,7 +346,6 @@ impl Hub {
         };
         c.login = Some((login.user_id, login.device_id));
         c.last_activity = now;
-        self.limits.throttle.succeeded(&login.username);
         let user_id = login.user_id;
         let first_device = !self.users.contains_key(&user_id);
         let user = self.users.entry(user_id).or_insert_with(|| OnlineUser {

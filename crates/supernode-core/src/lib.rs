@@ -21,4 +21,4 @@ pub use cluster::{BusMessage, Route, coalesce};
 pub use contacts::{ContactAction, Notice, Transition};
 pub use hub::{ConnId, Hub, HubConfig, Link, LinkVersion, OnlineLogin, Output, UserId};
 pub use rate::TokenBucket;
-pub use throttle::{LoginThrottle, ThrottleConfig};
+pub use throttle::{LoginThrottle, Source, ThrottleConfig};

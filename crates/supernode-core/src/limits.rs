@@ -11,15 +11,19 @@ use peerline_wire::{EndReason, ErrorBody, ErrorCode};
 
 use crate::hub::{ConnId, Hub, HubConfig, Output, UserId};
 use crate::rate::TokenBucket;
-use crate::throttle::LoginThrottle;
+use crate::throttle::{LoginThrottle, Source};
 
 /// The hub's per-account and per-address limit state (per-connection state is in its `Conn`).
 #[derive(Debug)]
 pub(crate) struct Limits {
     contact_quota: HashMap<UserId, TokenBucket>,
-    registrations: HashMap<IpAddr, TokenBucket>,
+    registrations: HashMap<Source, TokenBucket>,
     pub(crate) throttle: LoginThrottle,
     admission: TokenBucket,
+    /// Password hashes running or queued, per source.
+    hashing: HashMap<Source, u32>,
+    /// Successful password logins, per account.
+    password_logins: HashMap<String, TokenBucket>,
 }
 
 impl Limits {
@@ -29,9 +33,12 @@ impl Limits {
             registrations: HashMap::new(),
             throttle: LoginThrottle::new(
                 config.login_per_account.clone(),
+                config.login_per_device.clone(),
                 config.login_per_address.clone(),
             ),
             admission: TokenBucket::new(config.login_burst, config.logins_per_sec, now),
+            hashing: HashMap::new(),
+            password_logins: HashMap::new(),
         }
     }
 
@@ -40,6 +47,7 @@ impl Limits {
         // A full bucket carries no information; dropping it bounds the map by active senders.
         self.contact_quota.retain(|_, b| !b.is_full(now));
         self.registrations.retain(|_, b| !b.is_full(now));
+        self.password_logins.retain(|_, b| !b.is_full(now));
         self.throttle.expire(now);
     }
 }
@@ -102,12 +110,12 @@ impl Hub {
             .map_err(|wait| retry_error(ErrorCode::ContactRequestLimit, wait))
     }
 
-    /// Applies the per-address registration quota.
+    /// Applies the per-source registration quota.
     pub fn admit_registration(&mut self, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
         let per_hour = self.config.registrations_per_hour;
         self.limits
             .registrations
-            .entry(addr)
+            .entry(Source::from(addr))
             .or_insert_with(|| TokenBucket::new(per_hour, per_hour / 3600.0, now))
             .try_take(now)
             .map_err(|wait| retry_error(ErrorCode::RateLimited, wait))
@@ -120,16 +128,78 @@ impl Hub {
         self.limits.admission.try_take(now)
     }
 
-    /// Whether a login for this account from this address may proceed now.
-    pub fn check_login(&self, username: &str, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
+    /// Starts a password check (login, or a password change): refused while the account (or,
+    /// for a device key registered to it, that device) or the source is throttled, while the
+    /// source already has its share of hashes running or queued, or while the account has had
+    /// its share of successful password logins. Counted as a failure until
+    /// [`Hub::end_password`] says otherwise, which must follow every `Ok`.
+    pub fn begin_password(
+        &mut self,
+        username: &str,
+        registered_device: Option<[u8; 32]>,
+        addr: IpAddr,
+        now: Instant,
+    ) -> Result<(), ErrorBody> {
+        let source = Source::from(addr);
+        let limits = &mut self.limits;
+        limits
+            .throttle
+            .check_password(username, registered_device, source, now)
+            .map_err(|wait| retry_error(ErrorCode::LoginThrottled, wait))?;
+        if let Some(bucket) = limits.password_logins.get_mut(username) {
+            bucket.check(now).map_err(|wait| retry_error(ErrorCode::RateLimited, wait))?;
+        }
+        let running = limits.hashing.entry(source).or_insert(0);
+        if *running >= self.config.hashes_per_source {
+            return Err(retry_error(ErrorCode::RateLimited, Duration::ZERO));
+        }
+        *running += 1;
+        limits.throttle.begin_password(username, registered_device, source, now);
+        Ok(())
+    }
+
+    /// Ends a password check begun with [`Hub::begin_password`]: `ok` when the password was
+    /// right (the failure counted in advance is taken back, and the account's successful
+    /// logins are counted).
+    pub fn end_password(
+        &mut self,
+        username: &str,
+        registered_device: Option<[u8; 32]>,
+        addr: IpAddr,
+        ok: bool,
+        now: Instant,
+    ) {
+        let source = Source::from(addr);
+        let limits = &mut self.limits;
+        if let Some(running) = limits.hashing.get_mut(&source) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                limits.hashing.remove(&source);
+            }
+        }
+        if ok {
+            limits.throttle.password_ok(username, registered_device, source);
+            let per_hour = self.config.password_logins_per_hour;
+            let burst = (per_hour / 6.0).max(1.0);
+            let _ = limits
+                .password_logins
+                .entry(username.to_owned())
+                .or_insert_with(|| TokenBucket::new(burst, per_hour / 3600.0, now))
+                .try_take(now);
+        }
+    }
+
+    /// Whether a token login from this address may proceed now (only bad tokens from the same
+    /// source can hold it).
+    pub fn check_token(&self, addr: IpAddr, now: Instant) -> Result<(), ErrorBody> {
         self.limits
             .throttle
-            .check(username, addr, now)
+            .check_token(Source::from(addr), now)
             .map_err(|wait| retry_error(ErrorCode::LoginThrottled, wait))
     }
 
-    /// Records a failed login.
-    pub fn login_failed(&mut self, username: &str, addr: IpAddr, now: Instant) {
-        self.limits.throttle.failed(username, addr, now);
+    /// Records a token that was not valid.
+    pub fn token_failed(&mut self, addr: IpAddr, now: Instant) {
+        self.limits.throttle.token_failed(Source::from(addr), now);
     }
 }

@@ -37,6 +37,18 @@ impl TokenBucket {
         }
     }
 
+    /// Says whether a token is available now, without taking it.
+    pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Ok(())
+        } else if self.refill_per_sec <= 0.0 {
+            Err(Duration::MAX)
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.refill_per_sec))
+        }
+    }
+
     /// Whether the bucket is full again (so its owner can be forgotten).
     pub fn is_full(&mut self, now: Instant) -> bool {
         self.refill(now);

@@ -292,10 +292,52 @@ fn login_throttle_applies_through_the_hub() {
     let mut hub = Hub::new(HubConfig::default(), t0);
     let ip: IpAddr = "198.51.100.4".parse().unwrap();
     for _ in 0..5 {
-        hub.check_login("alice", ip, t0).unwrap();
-        hub.login_failed("alice", ip, t0);
+        hub.begin_password("alice", None, ip, t0).unwrap();
+        hub.end_password("alice", None, ip, false, t0);
     }
-    assert_eq!(hub.check_login("alice", ip, t0).unwrap_err().code, ErrorCode::LoginThrottled);
+    let refused = hub.begin_password("alice", None, ip, t0).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::LoginThrottled);
+    // Token logins from the same address are not held by password failures.
+    hub.check_token(ip, t0).unwrap();
+}
+
+#[test]
+fn one_source_has_at_most_two_hashes_in_flight() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    let ip: IpAddr = "2001:db8:5::1".parse().unwrap();
+    let same_64: IpAddr = "2001:db8:5::2".parse().unwrap();
+    hub.begin_password("u1", None, ip, t0).unwrap();
+    hub.begin_password("u2", None, same_64, t0).unwrap();
+    let third = hub.begin_password("u3", None, ip, t0).unwrap_err();
+    assert_eq!((third.code, third.retry_after_secs), (ErrorCode::RateLimited, Some(1)));
+    // Another source is not affected; a finished hash frees a slot.
+    hub.begin_password("u3", None, "2001:db8:6::1".parse().unwrap(), t0).unwrap();
+    hub.end_password("u1", None, ip, true, t0);
+    hub.begin_password("u3", None, ip, t0).unwrap();
+}
+
+#[test]
+fn successful_password_logins_are_rate_limited_per_account() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    let mut ok = 0;
+    for i in 0..100u32 {
+        let ip: IpAddr = format!("10.4.0.{i}").parse().unwrap();
+        match hub.begin_password("alice", None, ip, t0) {
+            Ok(()) => {
+                hub.end_password("alice", None, ip, true, t0);
+                ok += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::RateLimited);
+                break;
+            }
+        }
+    }
+    assert_eq!(ok, 10, "a burst of ten, then one a minute");
+    let ip: IpAddr = "10.4.1.1".parse().unwrap();
+    hub.begin_password("alice", None, ip, t0 + Duration::from_secs(61)).unwrap();
 }
 
 #[test]

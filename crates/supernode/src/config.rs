@@ -75,6 +75,12 @@ pub struct Limits {
     pub write_timeout_secs: u64,
     /// Password hashes (Argon2id, about 19 MiB each) computed at once; more logins wait.
     pub password_hash_concurrency: usize,
+    /// Password hashes one source (IPv4 address or IPv6 /64) may have running or queued at
+    /// once; more are refused `rate_limited`.
+    pub password_hashes_per_source: u32,
+    /// Successful password logins per account per hour (a burst of a sixth of it); token
+    /// logins are not counted.
+    pub password_logins_per_hour: f64,
     /// Logins admitted per second, sustained; more are refused `rate_limited` with a
     /// `retry_after_secs` that spreads them out (sized from the measured cost of a token login,
     /// about 1,860/s on one 2-core machine, with room for the rest of the work).
@@ -250,6 +256,8 @@ impl Default for Limits {
             send_queue_frames: 256,
             write_timeout_secs: 10,
             password_hash_concurrency: 2,
+            password_hashes_per_source: 2,
+            password_logins_per_hour: 60.0,
             logins_per_second: 1000.0,
             login_burst: 2000.0,
             drain_secs: 10,
@@ -349,6 +357,15 @@ impl Config {
         }
         if l.drain_secs > 600 {
             bail!("limits.drain_secs must be at most 600");
+        }
+        if l.password_hashes_per_source == 0
+            || l.password_logins_per_hour.is_nan()
+            || l.password_logins_per_hour < 1.0
+        {
+            bail!(
+                "limits.password_hashes_per_source and limits.password_logins_per_hour must be at \
+                 least 1"
+            );
         }
         if l.password_hash_concurrency == 0 {
             bail!("limits.password_hash_concurrency must be at least 1");

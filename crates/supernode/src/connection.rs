@@ -82,11 +82,17 @@ async fn read_loop(
     tx: mpsc::Sender<Outbound>,
     kill: &Notify,
 ) -> bool {
-    let mut session = Session::new(shared.clone(), conn, peer, tx.clone());
+    let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
+    let mut session = Session::new(shared.clone(), conn, peer, tx.clone(), closed_rx);
+    // A frame read while a request was running, to handle next.
+    let mut stashed: Option<Result<Message, axum::Error>> = None;
     loop {
-        let message = tokio::select! {
-            m = stream.next() => m,
-            () = kill.notified() => break,
+        let message = match stashed.take() {
+            Some(m) => Some(m),
+            None => tokio::select! {
+                m = stream.next() => m,
+                () = kill.notified() => break,
+            },
         };
         let bytes = match message {
             Some(Ok(Message::Text(text))) => text,
@@ -154,7 +160,35 @@ async fn read_loop(
         metrics::counter!(m::REQUESTS).increment(1);
         let id = frame.id;
         let logout = matches!(frame.request, Request::Logout);
-        let (sent, end) = match session.handle(frame.request).await {
+        // While the request runs (it may wait for a password hash slot), the socket is still
+        // watched: a client that hangs up, or a hub that closes the connection, releases what
+        // the request waits for instead of having it run for nobody.
+        let (result, gone) = {
+            let mut handling = std::pin::pin!(session.handle(frame.request));
+            let mut gone = None;
+            let result = loop {
+                tokio::select! {
+                    biased;
+                    r = &mut handling => break r,
+                    () = kill.notified(), if gone.is_none() => {
+                        let _ = closed_tx.send(true);
+                        gone = Some(true);
+                    }
+                    m = stream.next(), if gone.is_none() && stashed.is_none() => match m {
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                            let _ = closed_tx.send(true);
+                            gone = Some(false);
+                        }
+                        Some(other) => stashed = Some(other),
+                    },
+                }
+            };
+            (result, gone)
+        };
+        if let Some(we_closed) = gone {
+            return we_closed;
+        }
+        let (sent, end) = match result {
             Ok(reply) => {
                 let end = logout.then_some(EndReason::LoggedOut);
                 (session.send(ServerFrame::Ok { id, result: reply }).await, end)

@@ -53,6 +53,9 @@ pub const LIVE_NODES: &str = "peerline_live_nodes";
 pub const PRESENCE_SUBJECTS: &str = "peerline_presence_subjects";
 /// Gauge: of those, users known from other supernodes' reports.
 pub const PRESENCE_REMOTE: &str = "peerline_presence_remote_subjects";
+/// Counter, label `reason` (closed/deadline): password hashes given up while queued, because
+/// their connection closed or their deadline passed.
+pub const HASHES_ABANDONED: &str = "peerline_password_hashes_abandoned_total";
 /// Counter: logins refused by admission control (the supernode was at its login rate).
 pub const LOGINS_REFUSED: &str = "peerline_logins_refused_total";
 /// Counter: bus messages saved by coalescing bursts (older presence reports superseded, several

@@ -51,7 +51,10 @@ fn hub_config(config: &Config) -> HubConfig {
         login_burst: l.login_burst,
         max_violations: 100,
         login_per_account: ThrottleConfig::per_account(),
-        login_per_address: ThrottleConfig::per_address(),
+        login_per_device: ThrottleConfig::per_device(),
+        login_per_address: ThrottleConfig::per_source(),
+        hashes_per_source: l.password_hashes_per_source,
+        password_logins_per_hour: l.password_logins_per_hour,
         calls: CallConfig {
             ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
             max_calls_per_user: config.calls.max_calls_per_user,

@@ -49,6 +49,10 @@ pub struct Session {
     pub(crate) nonce: Option<String>,
     pub(crate) identity: Option<Identity>,
     pub(crate) after: AfterReply,
+    /// When the connection opened (the login deadline counts from it).
+    opened: tokio::time::Instant,
+    /// Becomes `true` when the connection closed while a request was running.
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Maps a storage failure to the wire, logging the cause (the client learns only "internal").
@@ -75,8 +79,30 @@ impl Session {
         conn: ConnId,
         peer: SocketAddr,
         tx: mpsc::Sender<Outbound>,
+        closed: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        Self { shared, conn, peer, tx, nonce: None, identity: None, after: AfterReply::default() }
+        Self {
+            shared,
+            conn,
+            peer,
+            tx,
+            nonce: None,
+            identity: None,
+            after: AfterReply::default(),
+            opened: tokio::time::Instant::now(),
+            closed,
+        }
+    }
+
+    /// When a password hash this request queues is given up: when the connection closes, or at
+    /// the login deadline (before login), or one login timeout from now (after).
+    pub(crate) fn hash_gate(&self) -> crate::passwords::Gate {
+        let wait = Duration::from_secs(self.shared.config.limits.login_timeout_secs);
+        let deadline = match self.identity {
+            None => self.opened + wait,
+            Some(_) => tokio::time::Instant::now() + wait,
+        };
+        crate::passwords::Gate { deadline, closed: self.closed.clone() }
     }
 
     /// Queues a frame of this session's own (an answer, or the pushes that follow login). It

@@ -38,6 +38,42 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     bytes.try_into().ok()
 }
 
+/// A password check begun in the hub's limits, ended when dropped: as a failure unless `ok`
+/// was set, so that an error, a cancelled request or a closed connection never leaves a hash
+/// slot taken or a success unforgiven.
+struct PasswordCheck {
+    shared: std::sync::Arc<crate::state::Shared>,
+    username: String,
+    device: Option<[u8; 32]>,
+    addr: std::net::IpAddr,
+    ok: bool,
+}
+
+impl PasswordCheck {
+    fn begin(
+        session: &Session,
+        username: &str,
+        device: Option<[u8; 32]>,
+    ) -> Result<PasswordCheck, ErrorBody> {
+        let addr = session.peer.ip();
+        session.shared.with_hub(|h| h.begin_password(username, device, addr, Instant::now()))?;
+        Ok(PasswordCheck {
+            shared: session.shared.clone(),
+            username: username.to_owned(),
+            device,
+            addr,
+            ok: false,
+        })
+    }
+}
+
+impl Drop for PasswordCheck {
+    fn drop(&mut self) {
+        let (username, device, addr, ok) = (&self.username, self.device, self.addr, self.ok);
+        self.shared.with_hub(|h| h.end_password(username, device, addr, ok, Instant::now()));
+    }
+}
+
 impl Session {
     pub(crate) fn hello(&mut self, version: u32) -> Result<Reply, ErrorBody> {
         if version != PROTOCOL_VERSION {
@@ -78,7 +114,8 @@ impl Session {
         if db(self.shared.store.account_by_username(&username).await)?.is_some() {
             return Err(ErrorCode::UsernameTaken.into());
         }
-        let password_hash = self.shared.passwords.hash(password).await?;
+        let gate = self.hash_gate();
+        let password_hash = self.shared.passwords.hash(password, &gate).await?;
         let account = NewAccount { username, display_name, password_hash };
         let created = db(self.shared.store.create_account(account, now_ms()).await)?;
         metrics::counter!(m::REGISTRATIONS).increment(1);
@@ -106,9 +143,10 @@ impl Session {
         // An impossible username cannot exist; saying so reveals nothing.
         let username =
             validate::username(&login.username).map_err(|_| ErrorCode::InvalidCredentials)?;
-        self.shared.with_hub(|h| h.check_login(&username, ip, Instant::now()))?;
 
-        // The device proves it holds its key by signing this connection's nonce.
+        // The device proves it holds its key by signing this connection's nonce. This comes
+        // first (it is cheap): which throttle applies depends on whether the key is one of the
+        // account's registered devices, and only its holder can sign with it.
         let nonce = self.nonce.clone().unwrap_or_default();
         let key_bytes = parse_hex::<32>(&login.device.public_key).ok_or_else(|| {
             ErrorBody::with_message(
@@ -140,33 +178,53 @@ impl Session {
         {
             (Some(password), None) => {
                 let account = db(store.account_by_username(&username).await)?;
+                let registered = match &account {
+                    Some(a) => db(store.devices(a.id).await)?
+                        .iter()
+                        .any(|d| d.public_key == key_bytes)
+                        .then_some(key_bytes),
+                    None => None,
+                };
+                let mut check = PasswordCheck::begin(self, &username, registered)?;
                 let stored = account.as_ref().map(|a| a.password_hash.clone());
                 // Unknown users are checked against a dummy hash: same answer, same time.
-                if !self.shared.passwords.verify(password, stored).await? {
-                    self.shared.with_hub(|h| h.login_failed(&username, ip, Instant::now()));
+                let gate = self.hash_gate();
+                if !self.shared.passwords.verify(password, stored, &gate).await? {
                     return Err(ErrorCode::InvalidCredentials.into());
                 }
                 let account = account.ok_or(ErrorCode::InvalidCredentials)?;
+                check.ok = true;
+                drop(check);
                 let token = random_hex32();
                 let hash = token_hash(&token);
                 (account, token, hash, true, None)
             }
             (None, Some(token)) => {
+                // Only bad tokens from this same source can hold a token login: an account's
+                // password failures never do.
+                self.shared.with_hub(|h| h.check_token(ip, Instant::now()))?;
+                let bad_token = || {
+                    self.shared.with_hub(|h| h.token_failed(ip, Instant::now()));
+                    ErrorBody::new(ErrorCode::InvalidToken)
+                };
                 let hash = token_hash(&token);
                 let session = db(store.session(&hash).await)?;
                 let Some(session) = session.filter(|s| s.expires_at > now) else {
-                    self.shared.with_hub(|h| h.login_failed(&username, ip, Instant::now()));
-                    return Err(ErrorCode::InvalidToken.into());
+                    return Err(bad_token());
                 };
-                let account = db(store.account_by_id(session.user_id).await)?
+                let Some(account) = db(store.account_by_id(session.user_id).await)?
                     .filter(|a| a.username == username)
-                    .ok_or(ErrorCode::InvalidToken)?;
+                else {
+                    return Err(bad_token());
+                };
                 // A token only works with the device key it was issued to.
                 let devices = db(store.devices(account.id).await)?;
-                let device = devices
+                let Some(device) = devices
                     .into_iter()
                     .find(|d| d.id == session.device_id && d.public_key == key_bytes)
-                    .ok_or(ErrorCode::InvalidToken)?;
+                else {
+                    return Err(bad_token());
+                };
                 (account, token, hash, false, Some(device))
             }
             _ => {
@@ -251,14 +309,17 @@ impl Session {
         let me = self.me()?.clone();
         validate::password(&new_password)?;
         let store = self.shared.store.clone();
-        let ip = self.peer.ip();
-        self.shared.with_hub(|h| h.check_login(&me.username, ip, Instant::now()))?;
+        // The logged-in device is registered: its mistakes do not hold anyone else.
+        let device = parse_hex::<32>(&me.device_key);
+        let mut check = PasswordCheck::begin(self, &me.username, device)?;
         let account = db(store.account_by_id(me.user_id).await)?.ok_or(ErrorCode::Internal)?;
-        if !self.shared.passwords.verify(old_password, Some(account.password_hash)).await? {
-            self.shared.with_hub(|h| h.login_failed(&me.username, ip, Instant::now()));
+        let gate = self.hash_gate();
+        if !self.shared.passwords.verify(old_password, Some(account.password_hash), &gate).await? {
             return Err(ErrorCode::InvalidCredentials.into());
         }
-        let hash = self.shared.passwords.hash(new_password).await?;
+        check.ok = true;
+        drop(check);
+        let hash = self.shared.passwords.hash(new_password, &gate).await?;
         db(store.set_password_hash(me.user_id, &hash).await)?;
         db(store.delete_sessions_except(me.user_id, Some(&me.token_hash)).await)?;
         let conn = self.conn;
