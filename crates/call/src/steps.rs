@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use peerline_call_core::{Call, OpId, OpResult, PeerClaim, Step};
+use peerline_call_core::{Call, OpId, OpResult, PeerClaim, Side, Step};
 use peerline_client::{Client, ClientError};
 use peerline_media::{AudioSink, AudioSource, Control, MediaError};
 use peerline_nat::{CallSocket, Servers, TurnCredentials, gather, public_ip, public_ip_of};
@@ -85,7 +85,7 @@ where
 
     async fn step_inner(&mut self, step: Step, call: &Call) -> Result<OpResult, CallError> {
         match step {
-            Step::CheckKey(claim) => self.check_key(&claim),
+            Step::CheckKey(claim) => self.check_key(&claim, call),
             Step::AcceptAnswer(sdp) => {
                 self.idle_media()?.accept_answer(&sdp)?;
                 Ok(OpResult::Done)
@@ -148,11 +148,19 @@ where
         }
     }
 
-    /// Signature first (the core checked it), then the pin: a key is pinned only for a
-    /// signature it made.
-    fn check_key(&self, claim: &PeerClaim) -> Result<OpResult, CallError> {
-        let check =
-            self.client.home().check_peer_key(&claim.peer, claim.device_id, &claim.device_key)?;
+    /// Signature first, then the pin: a key is pinned only for a signature it made. The core
+    /// verified the signature before asking; it is verified again where the pin is written, so
+    /// that no other way into this step can pin a key the supernode merely named.
+    fn check_key(&self, claim: &PeerClaim, call: &Call) -> Result<OpResult, CallError> {
+        // The peer signed the SDP of its role: the callee's answer, or the caller's offer.
+        let role = match call.side() {
+            Side::Caller => SdpRole::Answer,
+            Side::Callee => SdpRole::Offer,
+        };
+        let verified = claim.verified(call.call_id(), role, &self.me).ok_or_else(|| {
+            CallError::BadSignature { peer: claim.peer.clone(), device_id: claim.device_id }
+        })?;
+        let check = self.client.home().pin_signed_peer_key(&verified)?;
         Ok(OpResult::KeyChecked(check))
     }
 

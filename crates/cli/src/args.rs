@@ -176,7 +176,8 @@ pub enum Command {
         relay_only: Option<bool>,
     },
     /// Show the safety numbers of this device with a contact's devices, to compare with them
-    /// over another channel; pins their keys if not pinned yet.
+    /// over another channel: every device a call pinned, and every one the supernode lists
+    /// (new ones marked). Pins nothing: a call pins a device's key once the device signed it.
     Verify {
         /// The contact.
         username: String,

@@ -1,5 +1,5 @@
-//! The call commands: `peerline call USER`, answering in `peerline online`, `peerline verify USER`
-//! and the audio each call uses (WAV files, or the sound card when there is one).
+//! The call commands: `peerline call USER`, answering in `peerline online`, and the audio each
+//! call uses (WAV files, or the sound card when there is one).
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,12 +10,13 @@ use peerline_call::{
     CallOptions, CallPath, CallProgress, CallSummary, IncomingCall, KeyCheck, decline, ring,
 };
 use peerline_client::Client;
-use peerline_client::peer_keys::safety_number;
-use peerline_client::wire::{Event, Reply, Request};
+use peerline_client::wire::Event;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use crate::output::Out;
+use crate::peer_devices::Identity;
+use crate::sanitize::Escaped;
 
 /// The outgoing and incoming audio of a call.
 pub type Audio = (Box<dyn AudioSource>, Box<dyn AudioSink>);
@@ -50,11 +51,20 @@ fn path_json(path: &CallPath) -> Value {
     })
 }
 
-/// Prints call progress as text lines or JSON lines.
-pub fn progress_printer(out: &Out, peer: &str) -> impl FnMut(CallProgress) + Send + use<> {
+/// Prints call progress as text lines or JSON lines. A device of `peer` that the call pinned
+/// as new ([`KeyCheck::NewDevice`]) is announced before the answer, with `identity`'s safety
+/// number.
+pub fn progress_printer(
+    out: &Out,
+    peer: &str,
+    identity: Identity,
+) -> impl FnMut(CallProgress) + Send + use<> {
     let json = out.is_json();
     let peer = peer.to_owned();
     move |progress| {
+        if let CallProgress::Answered { device_id, key: KeyCheck::NewDevice, .. } = &progress {
+            println!("{}", identity.new_device(&peer, *device_id).line(json));
+        }
         if json {
             let line = match &progress {
                 CallProgress::Dialing { call_id, devices } => {
@@ -67,7 +77,7 @@ pub fn progress_printer(out: &Out, peer: &str) -> impl FnMut(CallProgress) + Sen
                     "event": "answered",
                     "after_ms": ms(*after),
                     "device_id": device_id,
-                    "device_key": if *key == KeyCheck::Known { "known" } else { "pinned_now" },
+                    "device_key": if key.pinned_now() { "pinned_now" } else { "known" },
                 }),
                 CallProgress::Connected { after } => {
                     json!({"event": "connected", "dial_to_connected_ms": ms(*after)})
@@ -82,6 +92,7 @@ pub fn progress_printer(out: &Out, peer: &str) -> impl FnMut(CallProgress) + Sen
             };
             println!("{line}");
         } else {
+            let peer = Escaped(&peer);
             match &progress {
                 CallProgress::Dialing { devices, .. } => {
                     println!("Calling {peer} ({devices} device(s) ringing)…")
@@ -90,9 +101,12 @@ pub fn progress_printer(out: &Out, peer: &str) -> impl FnMut(CallProgress) + Sen
                 CallProgress::Answered { device_id, key, .. } => println!(
                     "Answered by {peer}'s device {device_id}{}",
                     if *key == KeyCheck::NewlyPinned {
-                        " (its key is now pinned; compare safety numbers with `peerline verify`)"
+                        format!(
+                            " (its key is now pinned; compare safety numbers with `peerline \
+                             verify {peer}`)"
+                        )
                     } else {
-                        ""
+                        String::new()
                     }
                 ),
                 CallProgress::Connected { after } => println!("Connected in {} ms", ms(*after)),
@@ -145,7 +159,8 @@ pub fn print_summary(out: &Out, summary: &CallSummary) {
         }
         println!("{line}");
     } else {
-        let mut text = format!("Call with {} ended: {}", summary.peer, summary.end.as_str());
+        let mut text =
+            format!("Call with {} ended: {}", Escaped(&summary.peer), summary.end.as_str());
         if let Some(stats) = &summary.media {
             let m = &stats.media;
             text.push_str(&format!(
@@ -179,7 +194,7 @@ pub async fn call(
     duration: Option<f64>,
     options: CallOptions,
 ) -> anyhow::Result<()> {
-    let mut progress = progress_printer(out, to);
+    let mut progress = progress_printer(out, to, Identity::of(client)?);
     let (source, sink) = audio;
     let summary = peerline_call::place_call(
         client,
@@ -220,9 +235,10 @@ pub async fn incoming(
     call: IncomingCall,
     answering: &Answering<'_>,
 ) -> anyhow::Result<()> {
+    let identity = Identity::of(client)?;
     ring(client, &call).await?;
     if !out.is_json() {
-        println!("Incoming call from {} ({})", call.from, call.display_name);
+        println!("Incoming call from {} ({})", Escaped(&call.from), Escaped(&call.display_name));
     } else {
         println!(
             "{}",
@@ -244,7 +260,7 @@ pub async fn incoming(
         }
     };
     let peer = call.from.clone();
-    let mut progress = progress_printer(out, &peer);
+    let mut progress = progress_printer(out, &peer, identity);
     let (source, sink) = audio;
     let summary = peerline_call::answer_call(
         client,
@@ -280,61 +296,4 @@ async fn ask_to_answer(client: &mut Client, call: &IncomingCall) -> anyhow::Resu
             }
         }
     }
-}
-
-/// `peerline verify USER`: the safety number of this device with each of USER's devices. Both
-/// users run it and compare the numbers over another channel (in person, on the phone).
-pub async fn verify(
-    client: &Client,
-    out: &Out,
-    username: &str,
-    forget: bool,
-) -> anyhow::Result<()> {
-    let username = username.to_ascii_lowercase();
-    if forget {
-        let removed = client.home().forget_peer_keys(&username)?;
-        out.done(&if removed {
-            format!("Forgot {username}'s pinned device keys; the next call pins them anew.")
-        } else {
-            format!("No keys were pinned for {username}.")
-        });
-        return Ok(());
-    }
-    let me = client.username().unwrap_or_default().to_owned();
-    let my_key = client.device_key()?.verifying_key().to_bytes();
-    let devices = match client.request(Request::DeviceKeys { username: username.clone() }).await? {
-        Reply::DeviceKeys { devices, .. } => devices,
-        other => anyhow::bail!("unexpected reply: {other:?}"),
-    };
-    let mut rows = Vec::new();
-    for device in devices {
-        let key = hex::decode(&device.public_key).context("the supernode sent a malformed key")?;
-        let check =
-            client.home().check_peer_key(&username, device.device_id, &device.public_key)?;
-        rows.push((device, safety_number(&me, &my_key, &username, &key), check));
-    }
-    if out.is_json() {
-        let list: Vec<Value> = rows
-            .iter()
-            .map(|(d, number, check)| {
-                json!({
-                    "device_id": d.device_id,
-                    "name": d.name,
-                    "public_key": d.public_key,
-                    "safety_number": number,
-                    "pinned_now": *check == KeyCheck::NewlyPinned,
-                })
-            })
-            .collect();
-        println!("{}", json!({"username": username, "devices": list}));
-    } else {
-        println!(
-            "Safety numbers of this device with {username}'s devices; {username} sees the same"
-        );
-        println!("numbers with `peerline verify {me}`. Compare them over another channel.");
-        for (d, number, _) in &rows {
-            println!("  device {} ({}): {number}", d.device_id, d.name);
-        }
-    }
-    Ok(())
 }

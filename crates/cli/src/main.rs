@@ -6,6 +6,8 @@ mod calls;
 mod echo;
 mod output;
 mod password;
+mod peer_devices;
+mod sanitize;
 
 use std::time::Duration;
 
@@ -68,7 +70,7 @@ async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
             "Trusting supernode {} on first use; its certificate SHA-256 fingerprint is\n  {fp}\n\
              Compare it with the one the supernode printed at start. It is pinned, for every \
              supernode of its network, in {}.",
-            client.supernode_url(),
+            sanitize::Escaped(client.supernode_url()),
             client.home().networks_path().display()
         ));
     }
@@ -188,7 +190,8 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         }
         Command::Inbox { limit, peek } => {
             let client = logged_in(&args, out).await?;
-            let messages = client.messages(Request::Inbox { limit: Some(*limit) }).await?;
+            let messages =
+                client.messages(Request::Inbox { limit: Some(*limit), after: None }).await?;
             out.messages(&messages);
             if !peek && !messages.is_empty() {
                 let ids = messages.iter().map(|m| m.id).collect();
@@ -243,7 +246,7 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         }
         Command::Verify { username, forget } => {
             let client = logged_in(&args, out).await?;
-            calls::verify(&client, out, username, *forget).await?;
+            peer_devices::verify(&client, out, username, *forget).await?;
         }
         Command::EchoService { username, delay, exit_after } => {
             let home = Home::open(&home_dir(&args)?)?;

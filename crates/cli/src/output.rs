@@ -1,9 +1,12 @@
 //! Everything the CLI prints: human text by default, one JSON document per command with `--json`
-//! (JSON lines for `online`). The JSON shapes are documented in docs/cli.md.
+//! (JSON lines for `online`). The JSON shapes are documented in docs/cli.md. In human text every
+//! string that came from the network is escaped ([`crate::sanitize`]).
 
 use peerline_client::wire::{ChatMessage, Contact, Event, Presence, Reply, Status};
 use peerline_client::{ClientError, Reconnected, Settings};
 use serde_json::{Value, json};
+
+use crate::sanitize::{Escaped, escape_line, escape_text};
 
 /// The printer.
 pub struct Out {
@@ -29,6 +32,17 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A message as one entry of a conversation: names on one line, the text's own lines indented.
+fn message_line(m: &ChatMessage) -> String {
+    format!(
+        "[{}] {} → {}: {}",
+        when(m.sent_at),
+        Escaped(&m.from),
+        Escaped(&m.to),
+        escape_text(&m.text)
+    )
 }
 
 fn presence_mark(p: Presence) -> &'static str {
@@ -79,21 +93,23 @@ impl Out {
             }
             self.print_json(&json!({ "error": error }));
         } else {
-            eprintln!("error: {err:#}");
+            // Error texts carry what the supernode said (its message, usernames).
+            eprintln!("error: {}", escape_text(&format!("{err:#}")));
         }
     }
 
-    /// A note for people (stderr), never mixed into JSON output.
+    /// A note for people (stderr), never mixed into JSON output. The caller escapes what it
+    /// puts in from the network: a note may have line breaks of its own.
     pub fn note(&self, text: &str) {
         eprintln!("{text}");
     }
 
-    /// A command that returns nothing.
+    /// A command that returns nothing. The text is escaped, since it often names a user.
     pub fn done(&self, text: &str) {
         if self.json {
             self.print_json(&json!({"ok": true, "message": text}));
         } else {
-            println!("{text}");
+            println!("{}", escape_text(text));
         }
     }
 
@@ -107,7 +123,9 @@ impl Out {
                 }));
             } else {
                 println!(
-                    "{verb} as {username} ({display_name}), device {device_id}, status {}.",
+                    "{verb} as {} ({}), device {device_id}, status {}.",
+                    Escaped(username),
+                    Escaped(display_name),
                     status.as_str()
                 );
             }
@@ -152,12 +170,13 @@ impl Out {
                 peerline_client::wire::ContactState::Accepted => c.presence.as_str().to_owned(),
                 s => s.as_str().to_owned(),
             };
-            let greeting = c.message.as_deref().map(|m| format!("  \"{m}\"")).unwrap_or_default();
+            let greeting =
+                c.message.as_deref().map(|m| format!("  \"{}\"", Escaped(m))).unwrap_or_default();
             println!(
                 "{} {:<20} {:<24} {detail}{greeting}",
                 presence_mark(c.presence),
-                c.username,
-                c.display_name
+                Escaped(&c.username),
+                Escaped(&c.display_name)
             );
         }
     }
@@ -167,7 +186,7 @@ impl Out {
         if self.json {
             self.print_json(m);
         } else {
-            println!("Sent to {} (message {}, {} UTC).", m.to, m.id, when(m.sent_at));
+            println!("Sent to {} (message {}, {} UTC).", Escaped(&m.to), m.id, when(m.sent_at));
         }
     }
 
@@ -187,7 +206,7 @@ impl Out {
             } else {
                 ""
             };
-            println!("[{}] {} → {}: {}{receipt}", when(m.sent_at), m.from, m.to, m.text);
+            println!("{}{receipt}", message_line(m));
         }
     }
 
@@ -196,8 +215,8 @@ impl Out {
         match reply {
             Reply::Me(p) if !self.json => println!(
                 "{} ({}), device {}, status {}, {}",
-                p.username,
-                p.display_name,
+                Escaped(&p.username),
+                Escaped(&p.display_name),
                 p.device_id,
                 p.status.as_str(),
                 if p.discoverable { "discoverable" } else { "hidden from search" }
@@ -209,11 +228,11 @@ impl Out {
                     println!(
                         "{:>4}  {:<32} {}{} last login {} UTC  key {}…",
                         d.id,
-                        d.name,
+                        Escaped(&d.name),
                         if d.online { "online" } else { "offline" },
                         if d.current { " (this device)" } else { "" },
                         when(d.last_seen_at),
-                        d.public_key.get(..16).unwrap_or(&d.public_key)
+                        Escaped(d.public_key.get(..16).unwrap_or(&d.public_key))
                     );
                 }
             }
@@ -223,10 +242,13 @@ impl Out {
                     println!("Nobody found.");
                 }
                 for u in users {
-                    println!("{:<24} {}", u.username, u.display_name);
+                    println!("{:<24} {}", Escaped(&u.username), Escaped(&u.display_name));
                 }
             }
-            other => self.print_json(other),
+            other if self.json => self.print_json(other),
+            // A reply with no text form of its own: its JSON, which serde leaves with bidi
+            // controls and invisible characters.
+            other => println!("{}", escape_line(&serde_json::to_string(other).unwrap_or_default())),
         }
     }
 
@@ -235,7 +257,7 @@ impl Out {
         if self.json {
             self.print_json(&json!({"type": "connected", "username": username}));
         } else {
-            println!("Online as {username}. Ctrl-C to quit.");
+            println!("Online as {}. Ctrl-C to quit.", Escaped(username));
         }
     }
 
@@ -244,7 +266,7 @@ impl Out {
         if self.json {
             self.print_json(&json!({"type": "connection_lost", "supernode": supernode}));
         } else {
-            println!("Lost the connection to {supernode}; reconnecting…");
+            println!("Lost the connection to {}; reconnecting…", Escaped(supernode));
         }
     }
 
@@ -259,7 +281,7 @@ impl Out {
                 "after_ms": after_ms,
             }));
         } else {
-            println!("Back online via {} after {after_ms} ms.", reconnected.url);
+            println!("Back online via {} after {after_ms} ms.", Escaped(&reconnected.url));
         }
     }
 
@@ -283,17 +305,26 @@ impl Out {
         }
         match event {
             Event::Presence { username, presence } => {
-                println!("{} {username} is {}", presence_mark(*presence), presence.as_str());
+                println!(
+                    "{} {} is {}",
+                    presence_mark(*presence),
+                    Escaped(username),
+                    presence.as_str()
+                );
             }
             Event::ContactRequest { username, display_name, message } => println!(
-                "Contact request from {username} ({display_name}){} — `peerline contacts accept {username}`",
-                message.as_deref().map(|m| format!(": \"{m}\"")).unwrap_or_default()
+                "Contact request from {user} ({}){} — `peerline contacts accept {user}`",
+                Escaped(display_name),
+                message.as_deref().map(|m| format!(": \"{}\"", Escaped(m))).unwrap_or_default(),
+                user = Escaped(username),
             ),
-            Event::ContactAccepted { username } => println!("{username} is now a contact."),
-            Event::ContactRemoved { username } => println!("{username} is no longer a contact."),
-            Event::Message { message: m } => {
-                println!("[{}] {} → {}: {}", when(m.sent_at), m.from, m.to, m.text)
+            Event::ContactAccepted { username } => {
+                println!("{} is now a contact.", Escaped(username))
             }
+            Event::ContactRemoved { username } => {
+                println!("{} is no longer a contact.", Escaped(username))
+            }
+            Event::Message { message: m } => println!("{}", message_line(m)),
             Event::Receipt { message_id, kind, .. } => {
                 let what = match kind {
                     peerline_client::wire::ReceiptKind::Delivered => "✓ delivered",
@@ -306,7 +337,7 @@ impl Out {
                 println!("Session ended: {}", reason.as_str().unwrap_or("unknown"));
             }
             Event::MissedCall { missed } => {
-                println!("[{}] Missed call from {}", when(missed.at), missed.from)
+                println!("[{}] Missed call from {}", when(missed.at), Escaped(&missed.from))
             }
             // Calls are shown by the call code, which knows their context.
             Event::CallIncoming { .. }
