@@ -60,7 +60,8 @@ struct Args {
     /// Log filter, e.g. `info` or `peerline_supernode=debug` [default: info]; RUST_LOG wins.
     #[arg(long)]
     log: Option<String>,
-    /// Print the effective configuration as TOML and exit.
+    /// Print the effective configuration as TOML and exit; secrets (the TURN secret, database and
+    /// NATS passwords) are shown as "<redacted>".
     #[arg(long)]
     print_config: bool,
 }
@@ -133,7 +134,8 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let (config, print_config) = Args::parse().into_config()?;
     if print_config {
-        print!("{}", toml::to_string_pretty(&config).context("rendering config")?);
+        // Printed configs end up in bug reports and terminals' scrollback: never the secrets.
+        print!("{}", toml::to_string_pretty(&config.redacted()).context("rendering config")?);
         return Ok(());
     }
     let filter = EnvFilter::try_from_default_env()

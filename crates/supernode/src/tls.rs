@@ -45,6 +45,7 @@ pub fn load_identity(config: &Config) -> anyhow::Result<TlsIdentity> {
         }
     };
     let certs = read_certs(&cert_path)?;
+    warn_if_others_can_read(&key_path);
     let key = read_key(&key_path)?;
     let leaf = certs.first().context("certificate file holds no certificate")?;
     let fingerprint = format_fingerprint(&Sha256::digest(leaf.as_ref()));
@@ -60,7 +61,12 @@ pub fn load_identity(config: &Config) -> anyhow::Result<TlsIdentity> {
 }
 
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path, extra: &[String]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    // The key's directory is the service user's alone, whatever the umask.
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(extra.iter().cloned());
     let key = rcgen::KeyPair::generate().context("generating TLS key")?;
@@ -81,9 +87,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    // `mode` applies only to a file created now: a key file left behind with wider permissions
+    // (the certificate was missing, so both are made again) is narrowed before the key is in it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} readable by its owner only", path.display()))?;
+    }
     file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
     file.sync_all().with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
+}
+
+/// An operator's key readable by every user of the machine is a leak waiting to happen; say so
+/// (the supernode still starts: the operator may have reasons, and the key is theirs).
+fn warn_if_others_can_read(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            tracing::warn!(
+                key = %path.display(),
+                "the TLS private key is readable by every user on this machine; \
+                 chmod 600 it (under systemd, pass it with LoadCredential=, see deploy/)"
+            );
+        }
+    }
 }
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
@@ -103,4 +135,43 @@ fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     rustls_pemfile::private_key(&mut data.as_slice())
         .with_context(|| format!("parsing PEM key {}", path.display()))?
         .with_context(|| format!("{} contains no PEM private key", path.display()))
+}
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_generated_key_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        let identity = load_identity(&config).unwrap();
+        assert!(identity.created);
+        let tls = config.data_dir.join("tls");
+        assert_eq!(mode(&tls.join("key.pem")), 0o600, "key.pem");
+        assert_eq!(mode(&tls), 0o700, "the tls directory");
+    }
+
+    /// A key file left world-readable (by a copy, a restore, an old version) while the
+    /// certificate is missing: the key made in its place is not readable by others.
+    #[test]
+    fn a_regenerated_key_does_not_keep_a_leftover_files_wide_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        let tls = config.data_dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::write(tls.join("key.pem"), "stale").unwrap();
+        std::fs::set_permissions(tls.join("key.pem"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let identity = load_identity(&config).unwrap();
+        assert!(identity.created, "a missing certificate means a new identity");
+        assert_eq!(mode(&tls.join("key.pem")), 0o600);
+    }
 }

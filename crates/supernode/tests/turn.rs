@@ -382,3 +382,57 @@ fn the_shipped_coturn_config_refuses_loopback_even_with_allow_loopback_peers() {
         assert_ipv6_peer_refused(port, &format!("loop{i}"), peer);
     }
 }
+
+/// `no-tcp-relay`: an allocation that would open TCP connections to peers (RFC 6062) is refused,
+/// so the relay cannot carry a client to TCP services (ssh, HTTP, databases).
+#[test]
+fn the_shipped_coturn_config_refuses_tcp_relay_allocations() {
+    let config = shipped_config();
+    let port = free_port();
+    let _relay = turnserver(port, &["-c", config.to_str().unwrap()]);
+    let (u, p) = rest_credentials("tcp-relay", now_secs() + 600);
+    // -T: TCP relay (implies a TCP connection to the relay and client-to-client peers).
+    let out = uclient("127.0.0.1", port, &u, &p, "127.0.0.1", 9, &["-T"]);
+    assert!(
+        out.contains("error 442"),
+        "a TCP allocation must be refused with 442 (Unsupported Transport Protocol):\n{out}"
+    );
+}
+
+/// A user who asks again gets the same credentials (coturn's per-user quota then counts per
+/// user, not per request), and one who asks too often is told when to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_credentials_keep_one_username_and_are_rate_limited_per_user() {
+    let node = TestNode::start_with(&["alice", "bob"], |c| {
+        c.turn.static_auth_secret = Some(SECRET.into());
+        c.turn.urls = vec!["turn:relay.example.org:3478?transport=udp".into()];
+        c.turn.credentials_per_minute = 3.0;
+    })
+    .await;
+    let alice = User::login(&node, "alice").await;
+    let first = alice.ok(Request::TurnCredentials).await;
+    let Reply::TurnCredentials { username, .. } = &first else { panic!("{first:?}") };
+    assert!(username.ends_with(":alice"), "{username}");
+    for _ in 0..2 {
+        let again = alice.ok(Request::TurnCredentials).await;
+        let (
+            Reply::TurnCredentials { username: u1, password: p1, .. },
+            Reply::TurnCredentials { username: u2, password: p2, .. },
+        ) = (&first, &again)
+        else {
+            panic!("{again:?}")
+        };
+        assert_eq!((u1, p1), (u2, p2), "the same credentials while most of their life is left");
+    }
+    let refused = alice.err(Request::TurnCredentials).await;
+    assert_eq!(refused.code, peerline_wire::ErrorCode::RateLimited, "{refused:?}");
+    let wait = refused.retry_after_secs.expect("says when to come back");
+    assert!((1..=21).contains(&wait), "3 per minute: one every 20 s, not {wait}");
+
+    let bob = User::login(&node, "bob").await;
+    let Reply::TurnCredentials { username, .. } = bob.ok(Request::TurnCredentials).await else {
+        panic!("not turn credentials");
+    };
+    assert!(username.ends_with(":bob"), "another user has a limit of their own: {username}");
+    node.stop().await;
+}

@@ -589,7 +589,9 @@ impl RelayLab {
             format!(
                 "[turn]\nstatic_auth_secret = \"{LAB_TURN_SECRET}\"\nurls = [\
                  \"turn:{r}:3478?transport=udp\", \"turn:{r}:3478?transport=tcp\", \
-                 \"turns:{r}:443?transport=tcp\"]\n{extra_toml}"
+                 \"turns:{r}:443?transport=tcp\"]\n\
+                 # The NAT benchmarks place many calls a minute from one user.\n\
+                 credentials_per_minute = 600.0\n{extra_toml}"
             ),
         )?;
         let config_path = config.path().to_str().context("temp path is not UTF-8")?;
