@@ -114,8 +114,11 @@ async fn accounts(cluster: &TestCluster, prefix: &str, n: usize) -> anyhow::Resu
 async fn latency() -> anyhow::Result<Value> {
     const WARM_UP: usize = 50;
     const MESSAGES: usize = 1000;
-    // Messages go one after another, well over the default 20 requests/s of one connection.
-    let limits = "[limits]\nrequests_per_second = 1000.0\nrequest_burst = 1000.0\n";
+    // Messages go one after another, well over the default 20 requests/s of one connection and
+    // the default 60 messages a minute of one account, to a receiver that acknowledges none.
+    let limits = "[limits]\nrequests_per_second = 1000.0\nrequest_burst = 1000.0\n\
+                  messages_per_minute = 100000\nmessages_per_day = 100000\n\
+                  max_undelivered_per_sender = 100000\nmax_undelivered_per_recipient = 100000\n";
     let cluster = TestCluster::start_with(3, limits)?;
     let mut users = accounts(&cluster, "lat", 2).await?.into_iter();
     let (alice, bob) = (users.next().context("alice")?, users.next().context("bob")?);

@@ -62,8 +62,11 @@ fn recovery_bound(dropped: usize) -> Duration {
 }
 
 fn cluster() -> TestCluster {
+    // The keepers send a message every round (about 5 a second) to a receiver that acknowledges
+    // none: over the default send rate and mailbox caps, which are not what this test is about.
     let limits = format!(
-        "[limits]\nlogins_per_second = {LOGINS_PER_SECOND:.1}\nlogin_burst = {LOGIN_BURST:.1}\n"
+        "[limits]\nlogins_per_second = {LOGINS_PER_SECOND:.1}\nlogin_burst = {LOGIN_BURST:.1}\n\
+         messages_per_minute = 100000\nmax_undelivered_per_sender = 100000\n"
     );
     TestCluster::start_with(3, &limits).unwrap_or_else(|e| {
         panic!("the test cluster must start (PostgreSQL and nats-server: run scripts/setup): {e:#}")

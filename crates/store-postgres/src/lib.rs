@@ -31,8 +31,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use peerline_store::{
     Account, ContactEntry, ContactLink, ContactRow, ContactSide, ContactStates, ContactVersion,
-    Device, DeviceId, MessageId, NewAccount, SessionRecord, Status, Store, StoreError, StoreResult,
-    StoredMessage, StoredMissedCall, TimestampMs, UserHit, UserId,
+    Device, DeviceId, MessageId, NewAccount, RecentSends, SessionRecord, Status, Store, StoreError,
+    StoreResult, StoredMessage, StoredMissedCall, TimestampMs, UndeliveredCounts, UserHit, UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -294,6 +294,10 @@ impl Store for PostgresStore {
         devices::delete_sessions_except(&self.pool, user, keep).await
     }
 
+    async fn purge_expired_sessions(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
+        devices::purge_expired_sessions(&self.pool, cutoff, limit).await
+    }
+
     async fn contact_pair(
         &self,
         a: UserId,
@@ -326,8 +330,17 @@ impl Store for PostgresStore {
         contacts::write_pair(&self.pool, a, b, Some(expected), (a_side, b_side), now).await
     }
 
-    async fn contacts(&self, owner: UserId) -> StoreResult<Vec<ContactEntry>> {
-        contacts::list(&self.pool, owner).await
+    async fn contacts(
+        &self,
+        owner: UserId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ContactEntry>> {
+        contacts::list(&self.pool, owner, after, limit).await
+    }
+
+    async fn incoming_requests(&self, owner: UserId, limit: u32) -> StoreResult<u64> {
+        contacts::incoming_requests(&self.pool, owner, limit).await
     }
 
     async fn contact_links(&self, owner: UserId) -> StoreResult<Vec<ContactLink>> {
@@ -348,8 +361,31 @@ impl Store for PostgresStore {
         messages::store(&self.pool, from, to, text, now).await
     }
 
-    async fn undelivered(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        messages::undelivered(&self.pool, user, limit).await
+    async fn undelivered(
+        &self,
+        user: UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        messages::undelivered(&self.pool, user, after, limit).await
+    }
+
+    async fn undelivered_counts(
+        &self,
+        from: UserId,
+        to: UserId,
+        limit: u32,
+    ) -> StoreResult<UndeliveredCounts> {
+        messages::undelivered_counts(&self.pool, from, to, limit).await
+    }
+
+    async fn recent_sends(
+        &self,
+        from: UserId,
+        since: TimestampMs,
+        limit: u32,
+    ) -> StoreResult<RecentSends> {
+        messages::recent_sends(&self.pool, from, since, limit).await
     }
 
     async fn mark_delivered(
@@ -370,8 +406,13 @@ impl Store for PostgresStore {
         messages::mark_read(&self.pool, recipient, ids, now).await
     }
 
-    async fn unread(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        messages::unread(&self.pool, user, limit).await
+    async fn unread(
+        &self,
+        user: UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        messages::unread(&self.pool, user, after, limit).await
     }
 
     async fn history(
@@ -384,8 +425,8 @@ impl Store for PostgresStore {
         messages::history(&self.pool, a, b, limit, before).await
     }
 
-    async fn purge_messages_before(&self, cutoff: TimestampMs) -> StoreResult<u64> {
-        messages::purge_before(&self.pool, cutoff).await
+    async fn purge_messages_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
+        messages::purge_before(&self.pool, cutoff, limit).await
     }
 
     async fn record_missed_call(
@@ -410,8 +451,8 @@ impl Store for PostgresStore {
         missed_calls::ack(&self.pool, callee, ids).await
     }
 
-    async fn purge_missed_calls_before(&self, cutoff: TimestampMs) -> StoreResult<u64> {
-        missed_calls::purge_before(&self.pool, cutoff).await
+    async fn purge_missed_calls_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
+        missed_calls::purge_before(&self.pool, cutoff, limit).await
     }
 }
 

@@ -3,7 +3,9 @@
 //! Every write is one statement (a data-modifying `WITH` that also joins the usernames in), so it
 //! commits on its own and needs one round trip.
 
-use peerline_store::{MessageId, StoreResult, StoredMessage, TimestampMs, UserId};
+use peerline_store::{
+    MessageId, RecentSends, StoreResult, StoredMessage, TimestampMs, UndeliveredCounts, UserId,
+};
 use sqlx::PgPool;
 use sqlx::postgres::PgRow;
 
@@ -65,17 +67,19 @@ pub(crate) async fn store(
     decode::message(&row)
 }
 
-/// Messages to `user` not yet delivered, oldest first.
+/// Messages to `user` not yet delivered with an id above `after`, oldest first.
 pub(crate) async fn undelivered(
     pool: &PgPool,
     user: UserId,
+    after: Option<MessageId>,
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
     let rows = sqlx::query(concat!(
         select_message!("messages"),
-        "WHERE m.recipient = $1 AND m.delivered_at IS NULL ORDER BY m.id LIMIT $2"
+        "WHERE m.recipient = $1 AND m.delivered_at IS NULL AND m.id > $2 ORDER BY m.id LIMIT $3"
     ))
     .bind(user)
+    .bind(after.unwrap_or(0))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
@@ -83,17 +87,19 @@ pub(crate) async fn undelivered(
     messages(&rows)
 }
 
-/// Messages to `user` not yet read, oldest first.
+/// Messages to `user` not yet read with an id above `after`, oldest first.
 pub(crate) async fn unread(
     pool: &PgPool,
     user: UserId,
+    after: Option<MessageId>,
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
     let rows = sqlx::query(concat!(
         select_message!("messages"),
-        "WHERE m.recipient = $1 AND m.read_at IS NULL ORDER BY m.id LIMIT $2"
+        "WHERE m.recipient = $1 AND m.read_at IS NULL AND m.id > $2 ORDER BY m.id LIMIT $3"
     ))
     .bind(user)
+    .bind(after.unwrap_or(0))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
@@ -191,12 +197,73 @@ pub(crate) async fn history(
     Ok(newest_first)
 }
 
-/// Deletes messages stored before `cutoff`; returns how many.
-pub(crate) async fn purge_before(pool: &PgPool, cutoff: TimestampMs) -> StoreResult<u64> {
-    let done = sqlx::query("DELETE FROM messages WHERE sent_at < $1")
-        .bind(cutoff)
-        .execute(pool)
-        .await
-        .map_err(failed("purging old messages"))?;
+/// Undelivered messages to `to`: from `from`, and from anyone, each counted up to `limit`
+/// (from the partial indexes over pending rows).
+pub(crate) async fn undelivered_counts(
+    pool: &PgPool,
+    from: UserId,
+    to: UserId,
+    limit: u32,
+) -> StoreResult<UndeliveredCounts> {
+    let (from_sender, total): (i64, i64) = sqlx::query_as(
+        "SELECT
+             (SELECT COUNT(*) FROM (SELECT 1 FROM messages
+                  WHERE recipient = $1 AND sender = $2 AND delivered_at IS NULL LIMIT $3) AS p),
+             (SELECT COUNT(*) FROM (SELECT 1 FROM messages
+                  WHERE recipient = $1 AND delivered_at IS NULL LIMIT $3) AS t)",
+    )
+    .bind(to)
+    .bind(from)
+    .bind(i64::from(limit))
+    .fetch_one(pool)
+    .await
+    .map_err(failed("counting undelivered messages"))?;
+    Ok(UndeliveredCounts { from_sender: count(from_sender), total: count(total) })
+}
+
+/// The newest messages of `from` stored at or after `since`, at most `limit`: how many, and the
+/// oldest one's time.
+pub(crate) async fn recent_sends(
+    pool: &PgPool,
+    from: UserId,
+    since: TimestampMs,
+    limit: u32,
+) -> StoreResult<RecentSends> {
+    let (counted, oldest): (i64, Option<TimestampMs>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(sent_at) FROM (
+             SELECT sent_at FROM messages WHERE sender = $1 AND sent_at >= $2
+             ORDER BY sent_at DESC LIMIT $3) AS recent",
+    )
+    .bind(from)
+    .bind(since)
+    .bind(i64::from(limit))
+    .fetch_one(pool)
+    .await
+    .map_err(failed("counting recent messages"))?;
+    Ok(RecentSends { count: count(counted), oldest })
+}
+
+/// A `COUNT(*)`, which is never negative.
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Deletes at most `limit` messages stored before `cutoff`; returns how many. Rows another
+/// supernode's purge is deleting at the same moment are skipped rather than waited for.
+pub(crate) async fn purge_before(
+    pool: &PgPool,
+    cutoff: TimestampMs,
+    limit: u32,
+) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "DELETE FROM messages WHERE id IN (
+             SELECT id FROM messages WHERE sent_at < $1 ORDER BY sent_at LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(cutoff)
+    .bind(i64::from(limit))
+    .execute(pool)
+    .await
+    .map_err(failed("purging old messages"))?;
     Ok(done.rows_affected())
 }

@@ -86,12 +86,22 @@ pub(crate) async fn ack(pool: &PgPool, callee: UserId, ids: &[i64]) -> StoreResu
     Ok(done.rows_affected())
 }
 
-/// Deletes missed calls that rang before `cutoff`; returns how many.
-pub(crate) async fn purge_before(pool: &PgPool, cutoff: TimestampMs) -> StoreResult<u64> {
-    let done = sqlx::query("DELETE FROM missed_calls WHERE at < $1")
-        .bind(cutoff)
-        .execute(pool)
-        .await
-        .map_err(failed("purging old missed calls"))?;
+/// Deletes at most `limit` missed calls that rang before `cutoff`; returns how many. Rows
+/// another supernode's purge is deleting at the same moment are skipped.
+pub(crate) async fn purge_before(
+    pool: &PgPool,
+    cutoff: TimestampMs,
+    limit: u32,
+) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "DELETE FROM missed_calls WHERE id IN (
+             SELECT id FROM missed_calls WHERE at < $1 ORDER BY at LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(cutoff)
+    .bind(i64::from(limit))
+    .execute(pool)
+    .await
+    .map_err(failed("purging old missed calls"))?;
     Ok(done.rows_affected())
 }

@@ -11,6 +11,7 @@ use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "schema", include_str!("../migrations/0001_schema.sql")),
     (2, "directory search", include_str!("../migrations/0002_directory_search.sql")),
+    (3, "budgets", include_str!("../migrations/0003_budgets.sql")),
 ];
 
 /// A migrator over `migrations` (a prefix of [`MIGRATIONS`]; tests use shorter ones to build

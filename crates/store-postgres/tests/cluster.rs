@@ -160,12 +160,13 @@ async fn store_rides_out_a_stopped_and_a_crashed_server() {
 
     let message = store.store_message(alice.id, bob.id, "acknowledged", 2).await.unwrap();
     server.kill9().unwrap();
-    match store.undelivered(bob.id, 10).await {
+    match store.undelivered(bob.id, None, 10).await {
         Err(e) if e.is_retryable() => println!("while crashed: {e}"),
         other => panic!("a call while the server is down must be Retryable, got {other:?}"),
     }
     server.restart().unwrap();
-    let queued = until_ok("undelivered after the crash", || store.undelivered(bob.id, 10)).await;
+    let queued =
+        until_ok("undelivered after the crash", || store.undelivered(bob.id, None, 10)).await;
     assert_eq!(queued, [message], "an acknowledged message survives a crash of the server");
     store.close().await;
     server.stop().unwrap();

@@ -32,8 +32,11 @@ const SUITE: &[&str] = &[
     "remove_device_unknown_or_foreign_is_false",
     "sessions_create_find_delete",
     "delete_sessions_except_keeps_one",
+    "purge_expired_sessions_in_batches",
     "contact_pair_write_read_delete",
     "contacts_ordered_by_username_with_names",
+    "contacts_page_after_a_username",
+    "incoming_requests_counted_up_to_the_limit",
     "contact_links_say_who_is_mutual_as_of_which_change",
     "update_contact_pair_is_a_compare_and_set",
     "concurrent_block_and_re_add_the_block_always_wins",
@@ -47,12 +50,17 @@ const SUITE: &[&str] = &[
     "mark_delivered_returns_only_newly_delivered",
     "mark_read_returns_only_newly_read",
     "unread_oldest_first_with_limit",
+    "undelivered_and_unread_page_after_an_id",
+    "undelivered_counts_per_sender_and_in_total",
+    "recent_sends_count_a_senders_window",
     "history_both_directions_with_paging",
     "purge_messages_before_cutoff",
+    "purge_messages_in_batches",
     "record_missed_call_is_idempotent",
     "undelivered_missed_calls_oldest_first_with_limit",
     "ack_missed_calls_only_own_newly_acked",
     "purge_missed_calls_before_cutoff",
+    "purge_missed_calls_in_batches",
 ];
 
 /// Every conformance test, each on a fresh database of one server.
@@ -134,7 +142,10 @@ async fn reconnecting_to_a_migrated_database_changes_nothing() {
 
     let reopened = PostgresStore::connect(&url).await.expect("connecting again");
     assert_eq!(reopened.account_by_id(alice.id).await.unwrap(), Some(alice.clone()));
-    assert_eq!(reopened.undelivered(bob.id, 10).await.unwrap(), std::slice::from_ref(&message));
+    assert_eq!(
+        reopened.undelivered(bob.id, None, 10).await.unwrap(),
+        std::slice::from_ref(&message)
+    );
     let next = reopened.store_message(bob.id, alice.id, "after", 6).await.unwrap();
     assert!(next.id > message.id, "ids keep growing after a reconnect");
     assert!(matches!(
@@ -144,7 +155,11 @@ async fn reconnecting_to_a_migrated_database_changes_nothing() {
     reopened.close().await;
 
     let applied = server.psql("reopen", "SELECT version FROM _sqlx_migrations ORDER BY 1").unwrap();
-    assert_eq!(applied.split_whitespace().collect::<Vec<_>>(), ["1", "2"], "each applied once");
+    assert_eq!(
+        applied.split_whitespace().collect::<Vec<_>>(),
+        ["1", "2", "3"],
+        "each applied once"
+    );
     assert_eq!(server.psql("reopen", SCHEMA_SUMMARY).unwrap(), schema_before, "schema unchanged");
 }
 

@@ -120,15 +120,24 @@ pub(crate) async fn write_pair(
     Ok(Some(version))
 }
 
-/// The owner's list, joined with each peer's names, ordered by username.
-pub(crate) async fn list(pool: &SqlitePool, owner: UserId) -> StoreResult<Vec<ContactEntry>> {
+/// A page of the owner's list, joined with each peer's names, ordered by username: the first
+/// `limit` entries whose username sorts after `after`.
+pub(crate) async fn list(
+    pool: &SqlitePool,
+    owner: UserId,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<ContactEntry>> {
     let rows = sqlx::query(
         "SELECT c.peer, a.username, a.display_name, c.state, c.message
          FROM contacts c JOIN accounts a ON a.id = c.peer
-         WHERE c.owner = ?
-         ORDER BY a.username",
+         WHERE c.owner = ?1 AND (?2 IS NULL OR a.username > ?2)
+         ORDER BY a.username
+         LIMIT ?3",
     )
     .bind(owner)
+    .bind(after)
+    .bind(i64::from(limit))
     .fetch_all(pool)
     .await
     .map_err(failed("listing contacts"))?;
@@ -143,6 +152,25 @@ pub(crate) async fn list(pool: &SqlitePool, owner: UserId) -> StoreResult<Vec<Co
             })
         })
         .collect()
+}
+
+/// Counts the `incoming` rows of an owner (`?1`), up to `?2`.
+pub(crate) const INCOMING_REQUESTS: &str = "SELECT COUNT(*) FROM (
+     SELECT 1 FROM contacts WHERE owner = ? AND state = 'incoming' LIMIT ?)";
+
+/// How many `incoming` rows the owner has, counted up to `limit`.
+pub(crate) async fn incoming_requests(
+    pool: &SqlitePool,
+    owner: UserId,
+    limit: u32,
+) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar(INCOMING_REQUESTS)
+        .bind(owner)
+        .bind(i64::from(limit))
+        .fetch_one(pool)
+        .await
+        .map_err(failed("counting pending contact requests"))?;
+    Ok(crate::messages::count(n))
 }
 
 /// Every peer with a row about or from the owner: mutual or not, and the newest version.

@@ -25,8 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use peerline_store::{
     Account, ContactEntry, ContactLink, ContactRow, ContactSide, ContactStates, ContactVersion,
-    Device, DeviceId, MessageId, NewAccount, SessionRecord, Status, Store, StoreError, StoreResult,
-    StoredMessage, StoredMissedCall, TimestampMs, UserHit, UserId,
+    Device, DeviceId, MessageId, NewAccount, RecentSends, SessionRecord, Status, Store, StoreError,
+    StoreResult, StoredMessage, StoredMissedCall, TimestampMs, UndeliveredCounts, UserHit, UserId,
 };
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -69,18 +69,27 @@ impl SqliteStore {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                    let mut dirs = tokio::fs::DirBuilder::new();
+                    dirs.recursive(true);
+                    #[cfg(unix)]
+                    dirs.mode(0o700);
+                    dirs.create(parent).await.map_err(|e| {
                         StoreError::Backend(format!(
                             "creating directory {} for database {shown}: {e}",
                             parent.display()
                         ))
                     })?;
                 }
+                create_private_file(path).await?;
             }
             Err(e) => {
                 return Err(StoreError::Backend(format!("opening database {shown}: {e}")));
             }
         }
+
+        // SQLite gives the -wal and -shm files it creates the database file's mode, so a
+        // private database file keeps them private too.
+        restrict_to_owner(path).await;
 
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -100,6 +109,10 @@ impl SqliteStore {
         if let Err(e) = schema::migrate(&writer).await {
             writer.close().await;
             return Err(StoreError::Backend(format!("migrating database {shown}: {e}")));
+        }
+        // -wal and -shm files left by an earlier run keep whatever mode they were made with.
+        for sidecar in [sidecar_path(path, "-wal"), sidecar_path(path, "-shm")] {
+            restrict_to_owner(&sidecar).await;
         }
 
         let reader = match SqlitePoolOptions::new()
@@ -230,6 +243,10 @@ impl Store for SqliteStore {
         devices::delete_sessions_except(&self.writer, user, keep).await
     }
 
+    async fn purge_expired_sessions(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
+        devices::purge_expired_sessions(&self.writer, cutoff, limit).await
+    }
+
     async fn contact_pair(
         &self,
         a: UserId,
@@ -262,8 +279,17 @@ impl Store for SqliteStore {
         contacts::write_pair(&self.writer, a, b, Some(expected), (a_side, b_side), now).await
     }
 
-    async fn contacts(&self, owner: UserId) -> StoreResult<Vec<ContactEntry>> {
-        contacts::list(&self.reader, owner).await
+    async fn contacts(
+        &self,
+        owner: UserId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ContactEntry>> {
+        contacts::list(&self.reader, owner, after, limit).await
+    }
+
+    async fn incoming_requests(&self, owner: UserId, limit: u32) -> StoreResult<u64> {
+        contacts::incoming_requests(&self.reader, owner, limit).await
     }
 
     async fn contact_links(&self, owner: UserId) -> StoreResult<Vec<ContactLink>> {
@@ -284,8 +310,31 @@ impl Store for SqliteStore {
         messages::store(&self.writer, from, to, text, now).await
     }
 
-    async fn undelivered(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        messages::undelivered(&self.reader, user, limit).await
+    async fn undelivered(
+        &self,
+        user: UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        messages::undelivered(&self.reader, user, after, limit).await
+    }
+
+    async fn undelivered_counts(
+        &self,
+        from: UserId,
+        to: UserId,
+        limit: u32,
+    ) -> StoreResult<UndeliveredCounts> {
+        messages::undelivered_counts(&self.reader, from, to, limit).await
+    }
+
+    async fn recent_sends(
+        &self,
+        from: UserId,
+        since: TimestampMs,
+        limit: u32,
+    ) -> StoreResult<RecentSends> {
+        messages::recent_sends(&self.reader, from, since, limit).await
     }
 
     async fn mark_delivered(
@@ -306,8 +355,13 @@ impl Store for SqliteStore {
         messages::mark_read(&self.writer, recipient, ids, now).await
     }
 
-    async fn unread(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        messages::unread(&self.reader, user, limit).await
+    async fn unread(
+        &self,
+        user: UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        messages::unread(&self.reader, user, after, limit).await
     }
 
     async fn history(
@@ -320,8 +374,8 @@ impl Store for SqliteStore {
         messages::history(&self.reader, a, b, limit, before).await
     }
 
-    async fn purge_messages_before(&self, cutoff: TimestampMs) -> StoreResult<u64> {
-        messages::purge_before(&self.writer, cutoff).await
+    async fn purge_messages_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
+        messages::purge_before(&self.writer, cutoff, limit).await
     }
 
     async fn record_missed_call(
@@ -346,9 +400,58 @@ impl Store for SqliteStore {
         missed_calls::ack(&self.writer, callee, ids).await
     }
 
-    async fn purge_missed_calls_before(&self, cutoff: TimestampMs) -> StoreResult<u64> {
-        missed_calls::purge_before(&self.writer, cutoff).await
+    async fn purge_missed_calls_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
+        missed_calls::purge_before(&self.writer, cutoff, limit).await
     }
+}
+
+/// `path` with `suffix` appended to its file name (`peerline.db` → `peerline.db-wal`).
+fn sidecar_path(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Creates an empty database file that only its owner can read or write (SQLite treats an empty
+/// file as an empty database). Creating it here rather than letting SQLite do it keeps it from
+/// ever existing with the umask's wider mode (SQLite creates files 0644).
+async fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path).await {
+        // Someone else created it first: it is checked like any existing file.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!("creating database {}: {e}", path.display()))),
+    }
+}
+
+/// Takes group and other permissions off `path`, if it exists: the database holds password
+/// hashes, session token hashes and messages. Best effort: a file this user does not own, or a
+/// file system without Unix permissions, is reported and left as it is.
+async fn restrict_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = tokio::fs::metadata(path).await else { return };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 == 0 {
+            return;
+        }
+        let private = std::fs::Permissions::from_mode(mode & 0o700);
+        if let Err(e) = tokio::fs::set_permissions(path, private).await {
+            tracing::warn!(
+                file = %path.display(),
+                error = %e,
+                "the database file is readable by other users and could not be narrowed; \
+                 chmod 600 it or run the supernode as its owner"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Instant messages: the offline queue, delivery and read receipts, history, retention.
 
-use peerline_store::{MessageId, StoreResult, StoredMessage, TimestampMs, UserId};
+use peerline_store::{
+    MessageId, RecentSends, StoreResult, StoredMessage, TimestampMs, UndeliveredCounts, UserId,
+};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
@@ -60,17 +62,19 @@ pub(crate) async fn store(
     Ok(message)
 }
 
-/// Messages to `user` not yet delivered, oldest first.
+/// Messages to `user` not yet delivered with an id above `after`, oldest first.
 pub(crate) async fn undelivered(
     pool: &SqlitePool,
     user: UserId,
+    after: Option<MessageId>,
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
     let rows = sqlx::query(concat!(
         select_message!(),
-        "WHERE m.recipient = ? AND m.delivered_at IS NULL ORDER BY m.id LIMIT ?"
+        "WHERE m.recipient = ? AND m.delivered_at IS NULL AND m.id > ? ORDER BY m.id LIMIT ?"
     ))
     .bind(user)
+    .bind(after.unwrap_or(0))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
@@ -78,17 +82,19 @@ pub(crate) async fn undelivered(
     messages(&rows)
 }
 
-/// Messages to `user` not yet read, oldest first.
+/// Messages to `user` not yet read with an id above `after`, oldest first.
 pub(crate) async fn unread(
     pool: &SqlitePool,
     user: UserId,
+    after: Option<MessageId>,
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
     let rows = sqlx::query(concat!(
         select_message!(),
-        "WHERE m.recipient = ? AND m.read_at IS NULL ORDER BY m.id LIMIT ?"
+        "WHERE m.recipient = ? AND m.read_at IS NULL AND m.id > ? ORDER BY m.id LIMIT ?"
     ))
     .bind(user)
+    .bind(after.unwrap_or(0))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await
@@ -202,12 +208,120 @@ pub(crate) async fn history(
     Ok(newest_first)
 }
 
-/// Deletes messages stored before `cutoff`; returns how many.
-pub(crate) async fn purge_before(pool: &SqlitePool, cutoff: TimestampMs) -> StoreResult<u64> {
-    let done = sqlx::query("DELETE FROM messages WHERE sent_at < ?")
+/// Counts a recipient's (`?1`) undelivered messages from one sender (`?2`) and from anyone, each
+/// up to `?3`: from the partial indexes over pending rows.
+pub(crate) const UNDELIVERED_COUNTS: &str = "SELECT
+     (SELECT COUNT(*) FROM (SELECT 1 FROM messages
+          WHERE recipient = ?1 AND sender = ?2 AND delivered_at IS NULL LIMIT ?3)),
+     (SELECT COUNT(*) FROM (SELECT 1 FROM messages
+          WHERE recipient = ?1 AND delivered_at IS NULL LIMIT ?3))";
+
+/// The newest (at most `?3`) messages of a sender (`?1`) stored at or after `?2`: how many, and
+/// the oldest one's time.
+pub(crate) const RECENT_SENDS: &str = "SELECT COUNT(*), MIN(sent_at) FROM (
+     SELECT sent_at FROM messages WHERE sender = ? AND sent_at >= ?
+     ORDER BY sent_at DESC LIMIT ?)";
+
+/// Deletes the oldest (at most `?2`) messages stored before `?1`.
+pub(crate) const PURGE: &str = "DELETE FROM messages WHERE id IN (
+     SELECT id FROM messages WHERE sent_at < ? ORDER BY sent_at LIMIT ?)";
+
+/// Undelivered messages to `to`: from `from`, and from anyone, each counted up to `limit`.
+pub(crate) async fn undelivered_counts(
+    pool: &SqlitePool,
+    from: UserId,
+    to: UserId,
+    limit: u32,
+) -> StoreResult<UndeliveredCounts> {
+    let (from_sender, total): (i64, i64) = sqlx::query_as(UNDELIVERED_COUNTS)
+        .bind(to)
+        .bind(from)
+        .bind(i64::from(limit))
+        .fetch_one(pool)
+        .await
+        .map_err(failed("counting undelivered messages"))?;
+    Ok(UndeliveredCounts { from_sender: count(from_sender), total: count(total) })
+}
+
+/// The newest messages of `from` stored at or after `since`, at most `limit`: how many, and the
+/// oldest one's time.
+pub(crate) async fn recent_sends(
+    pool: &SqlitePool,
+    from: UserId,
+    since: TimestampMs,
+    limit: u32,
+) -> StoreResult<RecentSends> {
+    let (counted, oldest): (i64, Option<TimestampMs>) = sqlx::query_as(RECENT_SENDS)
+        .bind(from)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_one(pool)
+        .await
+        .map_err(failed("counting recent messages"))?;
+    Ok(RecentSends { count: count(counted), oldest })
+}
+
+/// A `COUNT(*)`, which is never negative.
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Deletes at most `limit` messages stored before `cutoff`; returns how many.
+pub(crate) async fn purge_before(
+    pool: &SqlitePool,
+    cutoff: TimestampMs,
+    limit: u32,
+) -> StoreResult<u64> {
+    let done = sqlx::query(PURGE)
         .bind(cutoff)
+        .bind(i64::from(limit))
         .execute(pool)
         .await
         .map_err(failed("purging old messages"))?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use crate::SqliteStore;
+
+    /// The budget checks run at every send, login or contact request, and the purges in
+    /// batches: each must be served by its index (no table scan, no sort), or its cost would
+    /// grow with the table.
+    #[tokio::test]
+    async fn budget_counts_and_purges_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("peerline.db")).await.unwrap();
+        let cases = [
+            (super::UNDELIVERED_COUNTS, "messages_undelivered_sender"),
+            (super::RECENT_SENDS, "messages_sender_sent_at"),
+            (super::PURGE, "messages_sent_at"),
+            (crate::contacts::INCOMING_REQUESTS, "contacts_incoming"),
+            (crate::devices::PURGE_EXPIRED_SESSIONS, "sessions_expires_at"),
+            (crate::missed_calls::PURGE, "missed_calls_at"),
+        ];
+        for (query, index) in cases {
+            let plan: Vec<(i64, i64, i64, String)> =
+                // Only this test's own constants go into the text.
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
+                    .bind(1_i64)
+                    .bind(2_i64)
+                    .bind(3_i64)
+                    .fetch_all(&store.reader)
+                    .await
+                    .unwrap();
+            let detail: Vec<String> = plan.into_iter().map(|(_, _, _, d)| d).collect();
+            let shown = format!("{query}\n{detail:#?}");
+            assert!(detail.iter().any(|d| d.contains(index)), "should use {index}: {shown}");
+            assert!(!detail.iter().any(|d| d.contains("TEMP B-TREE")), "no sort step: {shown}");
+            let tables = ["messages", "contacts", "sessions", "missed_calls"];
+            let scans_a_table = |d: &String| {
+                tables.iter().any(|t| d.starts_with(&format!("SCAN {t}")) && !d.contains("INDEX"))
+            };
+            assert!(!detail.iter().any(scans_a_table), "no table scan: {shown}");
+        }
+        store.close().await;
+    }
 }

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "missed calls", include_str!("../migrations/0002_missed_calls.sql")),
     (3, "contact versions", include_str!("../migrations/0003_contact_versions.sql")),
+    (4, "budgets", include_str!("../migrations/0004_budgets.sql")),
 ];
 
 /// A migrator over `migrations` (a prefix of [`MIGRATIONS`]; tests use shorter ones to build
@@ -82,7 +83,7 @@ mod tests {
                 .fetch_all(&again.reader)
                 .await
                 .unwrap();
-        assert_eq!(versions, [1, 2, 3], "each migration recorded once");
+        assert_eq!(versions, [1, 2, 3, 4], "each migration recorded once");
         again.close().await;
     }
 }

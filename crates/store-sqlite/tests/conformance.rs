@@ -64,7 +64,10 @@ async fn data_survives_close_and_reopen() {
     assert_eq!(reopened.devices(alice.id).await.unwrap(), std::slice::from_ref(&device));
     let session = reopened.session(&[4; 32]).await.unwrap().expect("session after reopen");
     assert_eq!((session.user_id, session.device_id), (again.id, device.id));
-    assert_eq!(reopened.undelivered(bob.id, 10).await.unwrap(), std::slice::from_ref(&message));
+    assert_eq!(
+        reopened.undelivered(bob.id, None, 10).await.unwrap(),
+        std::slice::from_ref(&message)
+    );
     let next = reopened.store_message(bob.id, alice.id, "after", 6).await.unwrap();
     assert!(next.id > message.id, "ids keep growing after a reopen");
     assert!(
@@ -222,7 +225,7 @@ async fn concurrent_writers_and_readers_all_succeed() {
                 let m =
                     store.store_message(alice.id, bob.id, &format!("{i}/{j}"), i).await.unwrap();
                 ids.push(m.id);
-                store.undelivered(bob.id, 1000).await.unwrap();
+                store.undelivered(bob.id, None, 1000).await.unwrap();
                 store.history(alice.id, bob.id, 5, None).await.unwrap();
             }
             store.mark_delivered(bob.id, &ids, 100).await.unwrap().len()
@@ -233,6 +236,6 @@ async fn concurrent_writers_and_readers_all_succeed() {
         delivered += done.unwrap();
     }
     assert_eq!(delivered, 320, "every message stored once and delivered once");
-    assert!(store.undelivered(bob.id, 1000).await.unwrap().is_empty());
+    assert!(store.undelivered(bob.id, None, 1000).await.unwrap().is_empty());
     store.close().await;
 }

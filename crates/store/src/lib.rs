@@ -199,6 +199,25 @@ pub struct StoredMissedCall {
     pub at: TimestampMs,
 }
 
+/// A sender's recent messages, as [`Store::recent_sends`] counts them for a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecentSends {
+    /// How many were counted (at most the `limit` asked for).
+    pub count: u64,
+    /// When the oldest of those counted was stored; `None` when none was.
+    pub oldest: Option<TimestampMs>,
+}
+
+/// Messages waiting for a recipient's devices, as [`Store::undelivered_counts`] counts them for
+/// the mailbox caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UndeliveredCounts {
+    /// From the one sender asked about.
+    pub from_sender: u64,
+    /// From anyone.
+    pub total: u64,
+}
+
 /// A directory search hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserHit {
@@ -266,6 +285,10 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         keep: Option<&[u8; 32]>,
     ) -> StoreResult<()>;
+    /// Deletes at most `limit` sessions that expired before `cutoff`; returns how many. One
+    /// short statement per call, so that a large purge, called until it returns less than
+    /// `limit`, leaves room for other writes in between.
+    async fn purge_expired_sessions(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64>;
 
     // ---- contacts ----
 
@@ -299,8 +322,18 @@ pub trait Store: Send + Sync + 'static {
         b_side: ContactSide,
         now: TimestampMs,
     ) -> StoreResult<Option<ContactVersion>>;
-    /// The owner's whole contact list, ordered by username.
-    async fn contacts(&self, owner: UserId) -> StoreResult<Vec<ContactEntry>>;
+    /// The owner's contact list, ordered by username: the first `limit` entries whose username
+    /// sorts after `after` (all from the start without it), so a long list is read page by page.
+    async fn contacts(
+        &self,
+        owner: UserId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ContactEntry>>;
+    /// How many users have a request pending with the owner (rows of the owner's in state
+    /// `incoming`), counted up to `limit`: the cost of the count stays bounded however many
+    /// there are.
+    async fn incoming_requests(&self, owner: UserId, limit: u32) -> StoreResult<u64>;
     /// For every user the owner has a row about, or who has a row about the owner: whether the
     /// two are mutual contacts, and the version of the pair's newest change. Ordered by peer.
     async fn contact_links(&self, owner: UserId) -> StoreResult<Vec<ContactLink>>;
@@ -322,8 +355,32 @@ pub trait Store: Send + Sync + 'static {
         text: &str,
         now: TimestampMs,
     ) -> StoreResult<StoredMessage>;
-    /// Messages to `user` that no device has acknowledged, oldest first, at most `limit`.
-    async fn undelivered(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// Messages to `user` that no device has acknowledged, oldest first, at most `limit`; with
+    /// `after`, only those with a larger id (the next page).
+    async fn undelivered(
+        &self,
+        user: UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Messages to `to` that no device of `to` acknowledged: from `from`, and from anyone. Each
+    /// count stops at `limit`, so its cost stays bounded however many there are.
+    async fn undelivered_counts(
+        &self,
+        from: UserId,
+        to: UserId,
+        limit: u32,
+    ) -> StoreResult<UndeliveredCounts>;
+    /// The newest messages `from` stored at or after `since` (to anyone), at most `limit` of
+    /// them: how many, and when the oldest of those was stored. With `limit` the most a rate
+    /// allows in the window, `count == limit` means the window is full, and it has room again
+    /// once `oldest` leaves it.
+    async fn recent_sends(
+        &self,
+        from: UserId,
+        since: TimestampMs,
+        limit: u32,
+    ) -> StoreResult<RecentSends>;
     /// Marks messages to `recipient` delivered; returns only those that were not delivered before.
     /// Ids of messages to other users are ignored.
     async fn mark_delivered(
@@ -340,8 +397,14 @@ pub trait Store: Send + Sync + 'static {
         ids: &[MessageId],
         now: TimestampMs,
     ) -> StoreResult<Vec<StoredMessage>>;
-    /// Messages to `user` not yet read, oldest first, at most `limit`.
-    async fn unread(&self, user: UserId, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// Messages to `user` not yet read, oldest first, at most `limit`; with `after`, only those
+    /// with a larger id (the next page).
+    async fn unread(
+        &self,
+        user: UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
     /// The conversation between `a` and `b` (both directions): the newest `limit` messages with
     /// id below `before` (if given), returned oldest first.
     async fn history(
@@ -351,9 +414,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         before: Option<MessageId>,
     ) -> StoreResult<Vec<StoredMessage>>;
-    /// Deletes messages stored before `cutoff` (delivered or not: this is retention); returns
-    /// how many.
-    async fn purge_messages_before(&self, cutoff: TimestampMs) -> StoreResult<u64>;
+    /// Deletes at most `limit` messages stored before `cutoff` (delivered or not: this is
+    /// retention); returns how many. One short statement per call: the caller repeats it until
+    /// it returns less than `limit`, and other writes get their turn in between.
+    async fn purge_messages_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64>;
 
     // ---- missed calls ----
 
@@ -376,9 +440,10 @@ pub trait Store: Send + Sync + 'static {
     /// Acknowledges missed calls of `callee` (ids of other users' calls are ignored). Returns how
     /// many were newly acknowledged.
     async fn ack_missed_calls(&self, callee: UserId, ids: &[i64]) -> StoreResult<u64>;
-    /// Deletes missed calls that rang before `cutoff` (acknowledged or not: this is retention, as
-    /// for messages); returns how many.
-    async fn purge_missed_calls_before(&self, cutoff: TimestampMs) -> StoreResult<u64>;
+    /// Deletes at most `limit` missed calls that rang before `cutoff` (acknowledged or not: this
+    /// is retention, as for messages); returns how many. Batched like
+    /// [`Store::purge_messages_before`].
+    async fn purge_missed_calls_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64>;
 
     /// Whether the backend answers now (for health checks): a round trip that reads nothing.
     async fn ping(&self) -> StoreResult<()> {

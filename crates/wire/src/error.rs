@@ -81,6 +81,12 @@ pub enum ErrorCode {
     /// The supernode cannot reach its database or its cluster right now; nothing was changed.
     /// Retry after `retry_after_secs` seconds.
     Unavailable,
+    /// The recipient has too much waiting for them (messages their devices have not received,
+    /// or contact requests they have not answered); retry once they caught up.
+    MailboxFull,
+    /// The account has as many devices as it may; remove one (`peerline devices remove`) from
+    /// a device that is logged in, then log in here again.
+    TooManyDevices,
     /// A code this build does not know (from a newer supernode); treat as a generic failure.
     #[serde(other)]
     Unknown,
@@ -128,6 +134,13 @@ impl ErrorCode {
             Self::ShuttingDown => "supernode is shutting down",
             Self::Internal => "internal error, try again",
             Self::Unavailable => "the supernode's storage is unavailable for a moment; try again",
+            Self::MailboxFull => {
+                "the recipient has too much waiting for them; try again once they caught up"
+            }
+            Self::TooManyDevices => {
+                "this account has too many devices; remove one with `peerline devices remove` \
+                 on a device that is logged in, then log in again"
+            }
             Self::Unknown => "request failed",
         }
     }

@@ -66,7 +66,7 @@ pub async fn contacts_ordered_by_username_with_names(store: &dyn Store) {
     let amy = account(store, "amy", "Amy Ant").await;
     let mike = account(store, "mike", "Mike Moose").await;
     let other = account(store, "other", "Someone Else").await;
-    let contacts = |owner| async move { ok("contacts", store.contacts(owner).await) };
+    let contacts = |owner| async move { ok("contacts", store.contacts(owner, None, 100).await) };
     assert_eq!(contacts(owner.id).await, [], "empty list");
 
     link(store, owner.id, zed.id, side(Accepted, None), side(Accepted, None)).await;
@@ -99,6 +99,74 @@ pub async fn contacts_ordered_by_username_with_names(store: &dyn Store) {
         list.last().map(|e| e.display_name.as_str()),
         Some("Zed Renamed"),
         "contacts joins the peer's current display name"
+    );
+}
+
+/// `contacts` pages: the first `limit` entries whose username sorts after `after`, so that
+/// walking pages from the last username of each yields the whole list once.
+pub async fn contacts_page_after_a_username(store: &dyn Store) {
+    use ContactState::*;
+    let owner = account(store, "owner", "The Owner").await;
+    let mut names = Vec::new();
+    for i in 0..7 {
+        let peer = account(store, &format!("peer{i}"), &format!("Peer {i}")).await;
+        link(store, owner.id, peer.id, side(Accepted, None), side(Accepted, None)).await;
+        names.push(peer.username);
+    }
+    // Rows of another owner, sorting after every contact of this one, are never listed.
+    let other = account(store, "zz-other", "Not a contact").await;
+    let first = ok("account_by_username", store.account_by_username("peer0").await);
+    let first = first.expect("peer0 exists").id;
+    link(store, other.id, first, side(Accepted, None), side(Accepted, None)).await;
+    let page = |after: Option<String>, limit| async move {
+        let entries = ok("contacts", store.contacts(owner.id, after.as_deref(), limit).await);
+        entries.into_iter().map(|e| e.username).collect::<Vec<_>>()
+    };
+
+    assert_eq!(page(None, 3).await, names[..3], "the first page");
+    assert_eq!(page(Some("peer2".into()), 3).await, names[3..6], "after excludes itself");
+    assert_eq!(page(Some("peer5".into()), 3).await, names[6..], "the last page is short");
+    assert_eq!(page(Some("peer6".into()), 3).await, Vec::<String>::new(), "nothing after");
+    assert_eq!(page(Some("a".into()), 100).await, names, "after a name that is no contact");
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let got = page(after.clone(), 2).await;
+        if got.is_empty() {
+            break;
+        }
+        after = got.last().cloned();
+        walked.extend(got);
+    }
+    assert_eq!(walked, names, "walking pages of 2 lists every contact once, in order");
+}
+
+/// `incoming_requests` counts the owner's pending incoming requests only, up to `limit`.
+pub async fn incoming_requests_counted_up_to_the_limit(store: &dyn Store) {
+    use ContactState::*;
+    let owner = account(store, "owner", "The Owner").await;
+    let count = |limit| async move {
+        ok("incoming_requests", store.incoming_requests(owner.id, limit).await)
+    };
+    assert_eq!(count(10).await, 0, "no requests yet");
+    for i in 0..4 {
+        let asker = account(store, &format!("asker{i}"), "Asker").await;
+        link(store, owner.id, asker.id, side(Incoming, Some("hi")), side(Outgoing, Some("hi")))
+            .await;
+    }
+    let friend = account(store, "friend", "Friend").await;
+    link(store, owner.id, friend.id, side(Accepted, None), side(Accepted, None)).await;
+    let asked = account(store, "asked", "Asked").await;
+    link(store, owner.id, asked.id, side(Outgoing, None), side(Incoming, None)).await;
+    let blocked = account(store, "blocked", "Blocked").await;
+    link(store, owner.id, blocked.id, side(Blocked, None), None).await;
+
+    assert_eq!(count(10).await, 4, "incoming rows only");
+    assert_eq!(count(3).await, 3, "counted up to the limit");
+    assert_eq!(
+        ok("incoming_requests", store.incoming_requests(asked.id, 10).await),
+        1,
+        "the owner's own request is pending with the other user"
     );
 }
 

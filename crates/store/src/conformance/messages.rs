@@ -38,7 +38,7 @@ pub async fn message_ids_not_reused_after_purge(store: &dyn Store) {
     let bob = account(store, "bob", "Bob").await.id;
     send(store, alice, bob, "one", T0).await;
     let newest = send(store, alice, bob, "two", T0).await;
-    assert_eq!(ok("purge", store.purge_messages_before(T0 + 1).await), 2, "both purged");
+    assert_eq!(ok("purge", store.purge_messages_before(T0 + 1, 10).await), 2, "both purged");
     let next = send(store, alice, bob, "three", T0 + 2).await;
     assert!(
         next.id > newest.id,
@@ -59,7 +59,7 @@ pub async fn undelivered_oldest_first_with_limit(store: &dyn Store) {
     send(store, bob, alice, "from bob", T0 + 1).await;
     let m3 = send(store, alice, bob, "3", T0 + 2).await;
 
-    let all = ok("undelivered", store.undelivered(bob, 10).await);
+    let all = ok("undelivered", store.undelivered(bob, None, 10).await);
     assert_eq!(all, [m1.clone(), m2.clone(), m3.clone()], "bob's messages only, oldest first");
     assert_eq!(undelivered_ids(store, bob, 2).await, [m1.id, m2.id], "limit keeps the oldest");
     delivered(store, bob, &[m1.id], T0 + 5).await;
@@ -137,12 +137,93 @@ pub async fn unread_oldest_first_with_limit(store: &dyn Store) {
     let m3 = send(store, alice, bob, "3", T0 + 2).await.id;
     delivered(store, bob, &[m1, m2], T0 + 3).await;
 
-    let unread = ok("unread", store.unread(bob, 10).await);
+    let unread = ok("unread", store.unread(bob, None, 10).await);
     assert_eq!(ids(&unread), [m1, m2, m3], "delivered-but-unread messages are unread");
     assert_eq!(find(&unread, m1).delivered_at, Some(T0 + 3), "with their receipts");
     assert_eq!(unread_ids(store, bob, 2).await, [m1, m2], "limit keeps the oldest");
     read(store, bob, &[m2], T0 + 4).await;
     assert_eq!(unread_ids(store, bob, 10).await, [m1, m3], "read ones drop out");
+}
+
+/// `undelivered` and `unread` with `after` return the next page: only ids above it, oldest first.
+pub async fn undelivered_and_unread_page_after_an_id(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(send(store, alice, bob, &format!("{i}"), T0 + i).await.id);
+    }
+    let undelivered = |after, limit| async move {
+        ids(&ok("undelivered", store.undelivered(bob, after, limit).await))
+    };
+    let unread =
+        |after, limit| async move { ids(&ok("unread", store.unread(bob, after, limit).await)) };
+    assert_eq!(undelivered(Some(sent[1]), 2).await, sent[2..4], "the page after an id");
+    assert_eq!(undelivered(Some(sent[3]), 10).await, sent[4..], "the last page");
+    assert_eq!(undelivered(Some(sent[4]), 10).await, NO_IDS, "nothing after the newest");
+    assert_eq!(unread(Some(sent[0]), 3).await, sent[1..4], "unread pages the same way");
+    delivered(store, bob, &[sent[2]], T0 + 10).await;
+    read(store, bob, &[sent[3]], T0 + 11).await;
+    assert_eq!(undelivered(Some(sent[1]), 10).await, [sent[4]], "delivered ones drop out");
+    assert_eq!(unread(Some(sent[1]), 10).await, [sent[2], sent[4]], "read ones drop out");
+}
+
+/// `undelivered_counts` counts messages no device acknowledged: from one sender, and from
+/// anyone, each up to `limit`.
+pub async fn undelivered_counts_per_sender_and_in_total(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let carol = account(store, "carol", "Carol").await.id;
+    let counts = |from, to, limit| async move {
+        ok("undelivered_counts", store.undelivered_counts(from, to, limit).await)
+    };
+    let pair = |from_sender, total| UndeliveredCounts { from_sender, total };
+    assert_eq!(counts(alice, bob, 10).await, pair(0, 0), "nothing waiting");
+
+    let mut from_alice = Vec::new();
+    for i in 0..4 {
+        from_alice.push(send(store, alice, bob, &format!("a{i}"), T0 + i).await.id);
+    }
+    let from_carol = send(store, carol, bob, "c", T0 + 5).await.id;
+    send(store, bob, alice, "the other way", T0 + 6).await;
+    assert_eq!(counts(alice, bob, 10).await, pair(4, 5), "alice's four, five in all");
+    assert_eq!(counts(carol, bob, 10).await, pair(1, 5), "carol's one");
+    assert_eq!(counts(alice, bob, 3).await, pair(3, 3), "each count stops at the limit");
+    assert_eq!(counts(bob, alice, 10).await, pair(1, 1), "the other direction");
+
+    delivered(store, bob, &from_alice[..2], T0 + 10).await;
+    read(store, bob, &[from_carol], T0 + 11).await;
+    assert_eq!(counts(alice, bob, 10).await, pair(2, 2), "acknowledged ones no longer count");
+}
+
+/// `recent_sends` counts the newest messages a sender stored at or after `since` (to anyone),
+/// at most `limit`, and says when the oldest of those was stored.
+pub async fn recent_sends_count_a_senders_window(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let carol = account(store, "carol", "Carol").await.id;
+    let recent = |since, limit| async move {
+        ok("recent_sends", store.recent_sends(alice, since, limit).await)
+    };
+    assert_eq!(recent(T0, 10).await, RecentSends { count: 0, oldest: None }, "nothing sent");
+
+    send(store, alice, bob, "old", T0).await;
+    send(store, alice, bob, "1", T0 + 10).await;
+    send(store, alice, carol, "2", T0 + 20).await;
+    send(store, alice, bob, "3", T0 + 30).await;
+    send(store, bob, alice, "not alice's", T0 + 40).await;
+    assert_eq!(
+        recent(T0 + 10, 10).await,
+        RecentSends { count: 3, oldest: Some(T0 + 10) },
+        "every recipient, from `since` on, `since` included"
+    );
+    assert_eq!(
+        recent(T0 + 10, 2).await,
+        RecentSends { count: 2, oldest: Some(T0 + 20) },
+        "the newest `limit`: the window has room again once T0 + 20 leaves it"
+    );
+    assert_eq!(recent(T0 + 31, 10).await, RecentSends { count: 0, oldest: None });
+    assert_eq!(recent(0, 100).await.count, 4, "all of alice's, none of bob's");
 }
 
 /// `history` returns both directions of one conversation: the newest `limit` below `before`,
@@ -179,7 +260,7 @@ pub async fn purge_messages_before_cutoff(store: &dyn Store) {
     send(store, a, b, "old", T0).await;
     let m2 = send(store, b, a, "at cutoff", T0 + 10).await.id;
     let m3 = send(store, a, b, "new", T0 + 20).await.id;
-    let purge = |cutoff| async move { ok("purge", store.purge_messages_before(cutoff).await) };
+    let purge = |cutoff| async move { ok("purge", store.purge_messages_before(cutoff, 100).await) };
 
     assert_eq!(purge(T0).await, 0, "nothing stored before T0");
     assert_eq!(purge(T0 + 10).await, 1, "one message stored strictly before the cutoff");
@@ -189,6 +270,26 @@ pub async fn purge_messages_before_cutoff(store: &dyn Store) {
     assert_eq!(purge(T0 + 10).await, 0, "purging again finds nothing");
     assert_eq!(purge(T0 + 1000).await, 2, "the rest");
     assert_eq!(history(store, a, b, 10, None).await, [], "all gone");
+}
+
+/// `purge_messages_before` deletes at most `limit` per call, the oldest first, so a large purge
+/// is many short statements.
+pub async fn purge_messages_in_batches(store: &dyn Store) {
+    let a = account(store, "alice", "Alice").await.id;
+    let b = account(store, "bob", "Bob").await.id;
+    let mut sent = Vec::new();
+    for i in 0..7 {
+        sent.push(send(store, a, b, &format!("{i}"), T0 + i).await.id);
+    }
+    let purge = |cutoff, limit| async move {
+        ok("purge", store.purge_messages_before(cutoff, limit).await)
+    };
+    assert_eq!(purge(T0 + 5, 2).await, 2, "at most `limit`");
+    assert_eq!(ids(&history(store, a, b, 10, None).await), sent[2..], "the oldest went first");
+    assert_eq!(purge(T0 + 5, 2).await, 2);
+    assert_eq!(purge(T0 + 5, 2).await, 1, "the last one before the cutoff");
+    assert_eq!(purge(T0 + 5, 2).await, 0, "then nothing");
+    assert_eq!(ids(&history(store, a, b, 10, None).await), sent[5..], "newer ones are kept");
 }
 
 // ---- missed calls ----
@@ -284,7 +385,8 @@ pub async fn purge_missed_calls_before_cutoff(store: &dyn Store) {
     let at_cutoff = miss(store, bob, alice, "at cutoff", T0 + 10).await.id;
     let newest = miss(store, alice, bob, "new", T0 + 20).await.id;
     ack(store, bob, &[old_acked]).await;
-    let purge = |cutoff| async move { ok("purge", store.purge_missed_calls_before(cutoff).await) };
+    let purge =
+        |cutoff| async move { ok("purge", store.purge_missed_calls_before(cutoff, 100).await) };
 
     assert_eq!(purge(T0).await, 0, "nothing rang before T0");
     assert_eq!(purge(T0 + 10).await, 2, "both calls before the cutoff, acknowledged or not");
@@ -295,4 +397,22 @@ pub async fn purge_missed_calls_before_cutoff(store: &dyn Store) {
     assert_eq!(missed_ids(store, alice, 10).await, NO_IDS, "all gone");
     let next = miss(store, bob, alice, "after purge", T0 + 30).await;
     assert!(next.id > newest, "ids are not reused after a purge ({} after {newest})", next.id);
+}
+
+/// `purge_missed_calls_before` deletes at most `limit` per call, the oldest first.
+pub async fn purge_missed_calls_in_batches(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await.id;
+    let bob = account(store, "bob", "Bob").await.id;
+    let mut calls = Vec::new();
+    for i in 0..5 {
+        calls.push(miss(store, bob, alice, &format!("call-{i}"), T0 + i).await.id);
+    }
+    let purge = |cutoff, limit| async move {
+        ok("purge", store.purge_missed_calls_before(cutoff, limit).await)
+    };
+    assert_eq!(purge(T0 + 4, 3).await, 3, "at most `limit`");
+    assert_eq!(missed_ids(store, bob, 10).await, calls[3..], "the oldest went first");
+    assert_eq!(purge(T0 + 4, 3).await, 1, "the last one before the cutoff");
+    assert_eq!(purge(T0 + 4, 3).await, 0, "then nothing");
+    assert_eq!(missed_ids(store, bob, 10).await, calls[4..], "a call at the cutoff is kept");
 }

@@ -24,8 +24,9 @@ pub use directory::*;
 pub use messages::*;
 
 use crate::{
-    Account, ContactEntry, ContactRow, ContactSide, ContactState, MessageId, NewAccount, Status,
-    Store, StoreError, StoreResult, StoredMessage, StoredMissedCall, TimestampMs, UserHit, UserId,
+    Account, ContactEntry, ContactRow, ContactSide, ContactState, MessageId, NewAccount,
+    RecentSends, Status, Store, StoreError, StoreResult, StoredMessage, StoredMissedCall,
+    TimestampMs, UndeliveredCounts, UserHit, UserId,
 };
 
 /// Calls `$callback!` (a macro of this crate) with `$args` followed by `;` and the name of every
@@ -48,8 +49,11 @@ macro_rules! __with_conformance_tests {
             remove_device_unknown_or_foreign_is_false,
             sessions_create_find_delete,
             delete_sessions_except_keeps_one,
+            purge_expired_sessions_in_batches,
             contact_pair_write_read_delete,
             contacts_ordered_by_username_with_names,
+            contacts_page_after_a_username,
+            incoming_requests_counted_up_to_the_limit,
             contact_links_say_who_is_mutual_as_of_which_change,
             update_contact_pair_is_a_compare_and_set,
             concurrent_block_and_re_add_the_block_always_wins,
@@ -63,12 +67,17 @@ macro_rules! __with_conformance_tests {
             mark_delivered_returns_only_newly_delivered,
             mark_read_returns_only_newly_read,
             unread_oldest_first_with_limit,
+            undelivered_and_unread_page_after_an_id,
+            undelivered_counts_per_sender_and_in_total,
+            recent_sends_count_a_senders_window,
             history_both_directions_with_paging,
             purge_messages_before_cutoff,
+            purge_messages_in_batches,
             record_missed_call_is_idempotent,
             undelivered_missed_calls_oldest_first_with_limit,
             ack_missed_calls_only_own_newly_acked,
             purge_missed_calls_before_cutoff,
+            purge_missed_calls_in_batches,
         }
     };
 }
@@ -215,14 +224,14 @@ fn side(state: ContactState, greeting: Option<&str>) -> ContactSide {
     Some((state, greeting.map(str::to_owned)))
 }
 
-/// Ids of `undelivered(user, limit)`.
+/// Ids of `undelivered(user, None, limit)`.
 async fn undelivered_ids(store: &dyn Store, user: UserId, limit: u32) -> Vec<MessageId> {
-    ids(&ok("undelivered", store.undelivered(user, limit).await))
+    ids(&ok("undelivered", store.undelivered(user, None, limit).await))
 }
 
-/// Ids of `unread(user, limit)`.
+/// Ids of `unread(user, None, limit)`.
 async fn unread_ids(store: &dyn Store, user: UserId, limit: u32) -> Vec<MessageId> {
-    ids(&ok("unread", store.unread(user, limit).await))
+    ids(&ok("unread", store.unread(user, None, limit).await))
 }
 
 /// `history(a, b, limit, before)`.
@@ -562,4 +571,31 @@ pub async fn delete_sessions_except_keeps_one(store: &dyn Store) {
     store.delete_sessions_except(alice.id, None).await.expect("delete_except(None)");
     assert!(!exists([0xa2; 32]).await, "keep = None deletes every session of the account");
     assert!(exists([0xb1; 32]).await, "another account's sessions are untouched");
+}
+
+/// `purge_expired_sessions` deletes sessions that expired strictly before the cutoff, at most
+/// `limit` per call, and nothing else.
+pub async fn purge_expired_sessions_in_batches(store: &dyn Store) {
+    let alice = account(store, "alice", "Alice").await;
+    let laptop = store.upsert_device(alice.id, &[1; 32], "laptop", T0).await.expect("upsert");
+    for i in 0..5u8 {
+        let expires = T0 + i64::from(i);
+        store.create_session(&[i; 32], alice.id, laptop.id, expires).await.expect("session");
+    }
+    store.create_session(&[0xee; 32], alice.id, laptop.id, T0 + 1000).await.expect("session");
+    let purge = |cutoff, limit| async move {
+        ok("purge_expired_sessions", store.purge_expired_sessions(cutoff, limit).await)
+    };
+    let exists = |hash: [u8; 32]| async move { store.session(&hash).await.unwrap().is_some() };
+
+    assert_eq!(purge(T0, 10).await, 0, "nothing expired before T0");
+    assert_eq!(purge(T0 + 4, 3).await, 3, "at most `limit` per call");
+    assert_eq!(purge(T0 + 4, 3).await, 1, "the last one expired before the cutoff");
+    assert_eq!(purge(T0 + 4, 3).await, 0, "then nothing");
+    assert!(exists([4; 32]).await, "a session expiring at the cutoff is kept");
+    assert!(exists([0xee; 32]).await, "a live session is kept");
+    for i in 0..4u8 {
+        assert!(!exists([i; 32]).await, "expired session {i} is gone");
+    }
+    assert_eq!(store.devices(alice.id).await.expect("devices").len(), 1, "devices stay");
 }

@@ -13,6 +13,7 @@ use peerline_wire::{
 };
 use tracing::warn;
 
+use super::budget::{self, PAGE_ROWS};
 use crate::metrics as m;
 use crate::session::{Identity, Session, db};
 use crate::state::now_ms;
@@ -52,9 +53,14 @@ impl Session {
         Ok(Reply::SearchResults { users })
     }
 
-    pub(crate) async fn contacts(&mut self) -> Result<Reply, ErrorBody> {
+    /// The contact list after `after`: as many entries as fit in a frame, `more` if it goes on.
+    pub(crate) async fn contacts(&mut self, after: Option<String>) -> Result<Reply, ErrorBody> {
         let me = self.me()?.clone();
-        let entries = db(self.shared.store.contacts(me.user_id).await)?;
+        let store = &self.shared.store;
+        // One row more than a page holds tells whether the list goes on.
+        let mut entries = db(store.contacts(me.user_id, after.as_deref(), PAGE_ROWS + 1).await)?;
+        let longer = entries.len() > PAGE_ROWS as usize;
+        entries.truncate(PAGE_ROWS as usize);
         let contacts = self.shared.with_hub(|h| {
             entries
                 .into_iter()
@@ -71,7 +77,8 @@ impl Session {
                 })
                 .collect()
         });
-        Ok(Reply::Contacts { contacts })
+        let (contacts, cut) = budget::fit_first(contacts);
+        Ok(Reply::Contacts { contacts, more: cut || longer })
     }
 
     pub(crate) async fn contact_add(
@@ -115,6 +122,10 @@ impl Session {
             let (mine, theirs) = db(store.contact_pair(me.user_id, other.id).await)?;
             let read = (state(&mine), state(&theirs));
             let change = contacts::decide(&action, read)?;
+            let asks_them = matches!(change.theirs, Some((ContactState::Incoming, _)));
+            if asks_them && read.1 != Some(ContactState::Incoming) {
+                self.admit_pending_request(&other).await?;
+            }
             if change.costs_request && !charged {
                 self.shared.with_hub(|h| h.admit_contact_request(me.user_id, Instant::now()))?;
                 charged = true;
