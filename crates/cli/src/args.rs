@@ -32,6 +32,17 @@ pub struct Args {
     /// Verify the supernode against this CA certificate (PEM) instead of pinning it on first use.
     #[arg(long, global = true, env = "PEERLINE_CA")]
     pub ca: Option<PathBuf>,
+    /// Connect only to a supernode presenting the certificate with this SHA-256 fingerprint,
+    /// as its operator gave it (AB:CD:…, lowercase or without colons too), instead of trusting
+    /// the first one seen; a network without a pin is pinned to it. Not with --ca. With
+    /// `trust`, pins it without connecting.
+    #[arg(long, global = true, env = "PEERLINE_FINGERPRINT", value_name = "SHA256",
+          value_parser = fingerprint)]
+    pub fingerprint: Option<[u8; 32]>,
+    /// Whether `--fingerprint` was typed on the command line (not taken from the environment):
+    /// only then does `trust` pin it. Set by `main` from clap's matches.
+    #[arg(skip)]
+    pub fingerprint_typed: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -200,12 +211,25 @@ pub enum Command {
         exit_after: Option<u64>,
     },
     /// Show the pinned certificate of the supernode's network, or forget it to re-trust a new
-    /// one.
+    /// one. With --fingerprint, pin that certificate in advance, without connecting (after
+    /// --forget, it replaces the old pin; without, a different pin is kept and the command
+    /// fails).
     Trust {
-        /// Forget the network's pin; the next connection pins whatever its supernode presents.
+        /// Forget the network's pin; the next connection pins whatever its supernode presents
+        /// (or, with --fingerprint, that certificate).
         #[arg(long)]
         forget: bool,
     },
+}
+
+/// Parses `--fingerprint`: the SHA-256 of a certificate as the supernode prints it (`AB:CD:…`),
+/// in lowercase, or as 64 hex digits.
+fn fingerprint(text: &str) -> Result<[u8; 32], String> {
+    peerline_client::tls::parse_fingerprint(text).ok_or_else(|| {
+        "not a SHA-256 fingerprint: expected 32 hex byte pairs separated by colons, as the \
+         supernode prints it (AB:CD:…), or 64 hex digits"
+            .to_owned()
+    })
 }
 
 /// `devices` sub-commands.

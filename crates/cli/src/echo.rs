@@ -82,13 +82,37 @@ fn describe(summary: &CallSummary) -> String {
     text
 }
 
+/// How the bot trusts its supernode, besides the home's pin.
+#[derive(Debug, Clone, Copy)]
+pub struct Trusting {
+    /// The certificate fingerprint to expect (`--fingerprint`).
+    pub expected: Option<[u8; 32]>,
+    /// Whether a person at the terminal can be asked before the bot's password goes to a
+    /// supernode trusted on first use.
+    pub interactive: bool,
+}
+
 /// Logs the bot in: the saved session, or registration (first run) with a password kept in
 /// the home directory so the bot can log in again when its token expires.
-async fn log_in(options: &ConnectOptions, home: &Home, username: &str) -> anyhow::Result<Client> {
-    let mut client = Client::connect(options, home.clone()).await?;
+async fn log_in(
+    options: &ConnectOptions,
+    trusting: Trusting,
+    home: &Home,
+    out: &Out,
+    username: &str,
+) -> anyhow::Result<Client> {
+    let connect = || Client::connect_expecting(options, trusting.expected, home.clone());
+    let mut client = connect().await?;
+    crate::trust::note_first_use(out, &client);
     if client.login_saved().await.is_ok() {
         return Ok(client);
     }
+    let confirmed =
+        crate::trust::confirm_before_password(client, trusting.interactive, &options.urls())?;
+    let mut client = match confirmed {
+        Some(client) => client,
+        None => connect().await?,
+    };
     let password_file = home.dir().join("echo-service.password");
     let password = match std::env::var("PEERLINE_PASSWORD") {
         Ok(p) => p,
@@ -127,13 +151,14 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// Runs the echo service until Ctrl-C (or `exit_after` seconds).
 pub async fn run(
     options: &ConnectOptions,
+    trusting: Trusting,
     home: &Home,
     out: &Out,
     username: &str,
     delay: Duration,
     exit_after: Option<u64>,
 ) -> anyhow::Result<()> {
-    let mut client = log_in(options, home, username).await?;
+    let mut client = log_in(options, trusting, home, out, username).await?;
     let me = client.username().unwrap_or(username).to_owned();
     out.done(&format!("Echo service running as {me}; call it to test your audio."));
     for c in client.contacts().await? {

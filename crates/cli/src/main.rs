@@ -8,12 +8,13 @@ mod output;
 mod password;
 mod peer_devices;
 mod sanitize;
+mod trust;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use args::{Args, Command, ContactsCommand, DevicesCommand};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use output::Out;
 use peerline_call::CallOptions;
 use peerline_client::wire::{EndReason, Event, Reply, Request, Status};
@@ -30,7 +31,14 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A global option is found in the matches of the subcommand it was typed after, too.
+    let typed = |m: &clap::ArgMatches| {
+        m.value_source("fingerprint") == Some(clap::parser::ValueSource::CommandLine)
+    };
+    args.fingerprint_typed =
+        typed(&matches) || matches.subcommand().is_some_and(|(_, sub)| typed(sub));
     let out = Out::new(args.json);
     if let Err(err) = run(args, &out).await {
         out.error(&err);
@@ -64,17 +72,33 @@ fn connect_options(args: &Args) -> ConnectOptions {
 
 async fn connect(args: &Args, out: &Out) -> anyhow::Result<Client> {
     let home = Home::open(&home_dir(args)?)?;
-    let client = Client::connect(&connect_options(args), home).await?;
-    if let Some(fp) = &client.newly_pinned {
-        out.note(&format!(
-            "Trusting supernode {} on first use; its certificate SHA-256 fingerprint is\n  {fp}\n\
-             Compare it with the one the supernode printed at start. It is pinned, for every \
-             supernode of its network, in {}.",
-            sanitize::Escaped(client.supernode_url()),
-            client.home().networks_path().display()
-        ));
-    }
+    let options = connect_options(args);
+    let client = match Client::connect_expecting(&options, args.fingerprint, home).await {
+        Err(e @ ClientError::CertificateChanged { .. }) if args.fingerprint.is_some() => {
+            return Err(anyhow::Error::new(e).context(
+                "the supernode did not present the certificate given with --fingerprint (or \
+                 PEERLINE_FINGERPRINT); nothing was sent",
+            ));
+        }
+        result => result?,
+    };
+    trust::note_first_use(out, &client);
     Ok(client)
+}
+
+/// Connects for a command that sends a password: on a first use at a terminal, only once the
+/// person said the supernode may have it (see [`trust::confirm_before_password`]).
+async fn connect_for_password(
+    args: &Args,
+    out: &Out,
+    password_stdin: bool,
+) -> anyhow::Result<Client> {
+    let client = connect(args, out).await?;
+    let interactive = trust::interactive(args.json, password_stdin);
+    match trust::confirm_before_password(client, interactive, &connect_options(args).urls())? {
+        Some(client) => Ok(client),
+        None => connect(args, out).await,
+    }
 }
 
 async fn logged_in(args: &Args, out: &Out) -> anyhow::Result<Client> {
@@ -87,14 +111,14 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
     match &args.command {
         Command::Register { username, display_name, password_stdin } => {
             let password = password::new_password(*password_stdin, "Choose a password")?;
-            let mut client = connect(&args, out).await?;
+            let mut client = connect_for_password(&args, out, *password_stdin).await?;
             let name = client.register(username, display_name.as_deref(), &password).await?;
             let reply = client.login_with_password(&name, &password).await?;
             out.logged_in(&reply, "Registered and logged in");
         }
         Command::Login { username, password_stdin } => {
             let password = password::existing_password(*password_stdin, "Password")?;
-            let mut client = connect(&args, out).await?;
+            let mut client = connect_for_password(&args, out, *password_stdin).await?;
             let reply = client.login_with_password(username, &password).await?;
             out.logged_in(&reply, "Logged in");
         }
@@ -109,7 +133,8 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
         }
         Command::Passwd { password_stdin } => {
             let (old, new) = password::change(*password_stdin)?;
-            let client = logged_in(&args, out).await?;
+            let mut client = connect_for_password(&args, out, *password_stdin).await?;
+            client.login_saved().await?;
             client.done(Request::ChangePassword { old_password: old, new_password: new }).await?;
             out.done("Password changed; other devices must log in again.");
         }
@@ -252,35 +277,19 @@ async fn run(args: Args, out: &Out) -> anyhow::Result<()> {
             let home = Home::open(&home_dir(&args)?)?;
             let options = connect_options(&args);
             let delay = Duration::from_secs_f64(delay.clamp(0.0, 10.0));
-            echo::run(&options, &home, out, username, delay, *exit_after).await?;
+            let trusting = echo::Trusting {
+                expected: args.fingerprint,
+                interactive: trust::interactive(args.json, false),
+            };
+            echo::run(&options, trusting, &home, out, username, delay, *exit_after).await?;
         }
         Command::Trust { forget } => {
-            let home_dir =
-                args.home.clone().or_else(|| dirs::data_dir().map(|d| d.join("peerline")));
-            let home = Home::open(&home_dir.context("set PEERLINE_HOME or --home")?)?;
+            let home = Home::open(&home_dir(&args)?)?;
+            // Only a fingerprint typed for this command is pinned; one in the environment is
+            // what connections expect, and `trust` without options only shows the pin.
+            let fingerprint = args.fingerprint.filter(|_| args.fingerprint_typed);
             let urls = connect_options(&args).urls();
-            let named = urls.join(", ");
-            if *forget {
-                let removed = home.forget_pin(&urls)?;
-                out.done(&if removed {
-                    format!(
-                        "Forgot the pinned certificate of the network of {named}; the next \
-                         connection pins anew."
-                    )
-                } else {
-                    format!("No certificate was pinned for the network of {named}.")
-                });
-            } else {
-                let network = home.network(&urls)?;
-                let hosts = network.hosts.hosts().len();
-                match network.pin {
-                    Some(fp) => out.done(&format!(
-                        "The network of {named} ({hosts} known supernode(s)) is pinned to {}",
-                        peerline_client::tls::format_fingerprint(&fp)
-                    )),
-                    None => out.done(&format!("No certificate pinned for {named} yet.")),
-                }
-            }
+            trust::command(&home, out, &urls, *forget, fingerprint, args.ca.as_deref())?;
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! (JSON lines for `online`). The JSON shapes are documented in docs/cli.md. In human text every
 //! string that came from the network is escaped ([`crate::sanitize`]).
 
+use peerline_client::tls::TlsSetupError;
 use peerline_client::wire::{ChatMessage, Contact, Event, Presence, Reply, Status};
 use peerline_client::{ClientError, Reconnected, Settings};
 use serde_json::{Value, json};
@@ -80,6 +81,9 @@ impl Out {
                 }
                 Some(e @ ClientError::CertificateChanged { .. }) => {
                     (json!("certificate_changed"), e.to_string())
+                }
+                Some(e @ ClientError::TlsSetup(TlsSetupError::PinConflict { .. })) => {
+                    (json!("pin_conflict"), e.to_string())
                 }
                 Some(e @ ClientError::NotLoggedIn { .. }) => {
                     (json!("not_logged_in"), e.to_string())

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use peerline_client_core::{
     Credential, Failover, FailoverConfig, LoggedIn, LoginOutcome, MAX_HOSTS,
 };
-use peerline_wire::{ChatMessage, Contact, Event, Reply, Request};
+use peerline_wire::{ChatMessage, Contact, Event, MessageId, Reply, Request};
 use tracing::debug;
 
 use crate::connection::{Connection, Endpoint, handshake_error, server_answer};
@@ -26,6 +26,12 @@ use crate::tls::{Trust, client_config};
 /// How many supernodes a command tries before it gives up (the first at once, the others after
 /// full-jitter delays of at most 0.5, 1 and 2 s): a person waits for the answer.
 const FIRST_CONNECT_ATTEMPTS: usize = 4;
+
+/// The protocol's `inbox` limit when a request gives none.
+const DEFAULT_INBOX_LIMIT: u32 = 100;
+
+/// The protocol's `history` limit when a request gives none.
+const DEFAULT_HISTORY_LIMIT: u32 = 50;
 
 /// How to reach and trust a network of supernodes.
 #[derive(Debug, Clone)]
@@ -54,12 +60,17 @@ pub struct Client {
     pub(crate) given: Vec<String>,
     /// The supernode this connection goes to, canonical.
     pub(crate) url: String,
-    /// Set when this connection pinned a new certificate (first use): its fingerprint.
+    /// Set when this connection pinned a new certificate on first use: its fingerprint, which
+    /// nobody has compared yet (tell the user; ask before sending a password). Not set when the
+    /// pin is the fingerprint given to [`Client::connect_expecting`].
     pub newly_pinned: Option<String>,
     pub(crate) device_name: String,
     pub(crate) username: Option<String>,
     /// A CA file to verify every supernode against, or `None` to pin on first use.
     pub(crate) ca_file: Option<PathBuf>,
+    /// The certificate fingerprint the user said every supernode must present, if any: it
+    /// holds for reconnects too, whatever happens to the pin in the home meanwhile.
+    pub(crate) expected_pin: Option<[u8; 32]>,
     /// How the supernode was verified; `turns:` relays are verified the same way.
     pub(crate) trust: Trust,
     /// Where to connect next.
@@ -73,6 +84,27 @@ impl Client {
     /// supernode presenting another certificate stops the attempt with
     /// [`ClientError::CertificateChanged`].
     pub async fn connect(options: &ConnectOptions, home: Home) -> Result<Self, ClientError> {
+        Self::connect_expecting(options, None, home).await
+    }
+
+    /// [`Client::connect`], but when `expected` is given, only to a supernode presenting the
+    /// certificate with that SHA-256 fingerprint (one the user got from the operator), this time
+    /// and at every reconnect. A network without a pin is pinned to it once a supernode presented
+    /// it, and [`Client::newly_pinned`] stays `None`: nothing is trusted on first use.
+    ///
+    /// Refused before anything is dialed ([`ClientError::TlsSetup`]): a network pinned to
+    /// another certificate ([`TlsSetupError::PinConflict`]: run `peerline trust --forget` if
+    /// the certificate really changed), a CA file as well ([`TlsSetupError::FingerprintWithCa`]),
+    /// a plain `ws://` supernode. A supernode presenting another certificate stops the attempt
+    /// with [`ClientError::CertificateChanged`], its `pinned` being `expected`.
+    ///
+    /// [`TlsSetupError::PinConflict`]: crate::tls::TlsSetupError::PinConflict
+    /// [`TlsSetupError::FingerprintWithCa`]: crate::tls::TlsSetupError::FingerprintWithCa
+    pub async fn connect_expecting(
+        options: &ConnectOptions,
+        expected: Option<[u8; 32]>,
+        home: Home,
+    ) -> Result<Self, ClientError> {
         let mut given = Vec::new();
         for raw in options.urls() {
             given.push(Endpoint::parse(&raw)?.canonical_url());
@@ -83,6 +115,8 @@ impl Client {
                 reason: "no supernode URL".into(),
             });
         }
+        // A contradiction in the trust settings is the same on every supernode: say it at once.
+        reconnect::network_trust(&home, &given, options.ca_file.as_deref(), expected)?;
         let mut network = home.network(&given)?;
         network.hosts.give(&given);
         let mut failover = Failover::new(network.hosts.hosts(), FailoverConfig::default());
@@ -92,7 +126,7 @@ impl Client {
             tokio::time::sleep_until(tokio::time::Instant::from_std(attempt.at)).await;
             failover.started();
             let ca_file = options.ca_file.as_deref();
-            match reconnect::open(&home, &given, &attempt.host, ca_file).await {
+            match reconnect::open(&home, &given, &attempt.host, ca_file, expected).await {
                 Ok(Opened { conn, trust, newly_pinned }) => {
                     failover.connected(now());
                     return Ok(Self {
@@ -104,6 +138,7 @@ impl Client {
                         device_name: options.device_name.clone(),
                         username: None,
                         ca_file: options.ca_file.clone(),
+                        expected_pin: expected,
                         trust,
                         failover,
                     });
@@ -306,11 +341,24 @@ impl Client {
         result
     }
 
-    /// The contact list.
+    /// The whole contact list, asked for a page (a frame) at a time.
     pub async fn contacts(&self) -> Result<Vec<Contact>, ClientError> {
-        match self.request(Request::Contacts).await? {
-            Reply::Contacts { contacts } => Ok(contacts),
-            other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        let mut all: Vec<Contact> = Vec::new();
+        loop {
+            let after = all.last().map(|c| c.username.clone());
+            let (page, more) =
+                match self.request(Request::Contacts { after: after.clone() }).await? {
+                    Reply::Contacts { contacts, more } => (contacts, more),
+                    other => return Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+                };
+            // Each page must move on past the last: a supernode that repeats itself ends the
+            // list rather than the client looping.
+            let moves_on =
+                page.first().is_some_and(|c| after.as_ref().is_none_or(|a| c.username > *a));
+            all.extend(page);
+            if !more || !moves_on {
+                return Ok(all);
+            }
         }
     }
 
@@ -325,11 +373,73 @@ impl Client {
         }
     }
 
-    /// A list of messages (`inbox`, `history`).
+    /// A list of messages (`inbox`, `history`), oldest first: all `limit` of them, asked for a
+    /// page (a frame) at a time while the supernode says there is `more`.
     pub async fn messages(&self, request: Request) -> Result<Vec<ChatMessage>, ClientError> {
+        match request {
+            Request::Inbox { limit, after } => self.inbox_pages(limit, after).await,
+            Request::History { with, limit, before } => {
+                self.history_pages(with, limit, before).await
+            }
+            other => Ok(self.message_page(other).await?.0),
+        }
+    }
+
+    /// One `messages` reply: the messages and whether more were left out.
+    async fn message_page(
+        &self,
+        request: Request,
+    ) -> Result<(Vec<ChatMessage>, bool), ClientError> {
         match self.request(request).await? {
-            Reply::Messages { messages } => Ok(messages),
+            Reply::Messages { messages, more } => Ok((messages, more)),
             other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
+        }
+    }
+
+    /// `inbox` pages forwards: each asks for the rest of `limit` after the last id so far.
+    async fn inbox_pages(
+        &self,
+        limit: Option<u32>,
+        mut after: Option<MessageId>,
+    ) -> Result<Vec<ChatMessage>, ClientError> {
+        let mut all = Vec::new();
+        let mut left = limit.unwrap_or(DEFAULT_INBOX_LIMIT);
+        loop {
+            let request = Request::Inbox { limit: Some(left), after };
+            let (page, more) = self.message_page(request).await?;
+            // Ids must grow, or the supernode is repeating itself: stop rather than loop.
+            let moves_on = page.first().is_some_and(|m| after.is_none_or(|a| m.id > a));
+            after = page.last().map(|m| m.id).or(after);
+            left = left.saturating_sub(u32::try_from(page.len()).unwrap_or(u32::MAX));
+            all.extend(page);
+            if !more || !moves_on || left == 0 {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// `history` pages backwards: each asks for the rest of `limit` before the oldest id so
+    /// far, and goes in front of what came before.
+    async fn history_pages(
+        &self,
+        with: String,
+        limit: Option<u32>,
+        mut before: Option<MessageId>,
+    ) -> Result<Vec<ChatMessage>, ClientError> {
+        let mut all: Vec<ChatMessage> = Vec::new();
+        let mut left = limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+        loop {
+            let request = Request::History { with: with.clone(), limit: Some(left), before };
+            let (mut page, more) = self.message_page(request).await?;
+            // Ids must shrink, or the supernode is repeating itself: stop rather than loop.
+            let moves_on = page.last().is_some_and(|m| before.is_none_or(|b| m.id < b));
+            before = page.first().map(|m| m.id).or(before);
+            left = left.saturating_sub(u32::try_from(page.len()).unwrap_or(u32::MAX));
+            page.append(&mut all);
+            all = page;
+            if !more || !moves_on || left == 0 {
+                return Ok(all);
+            }
         }
     }
 }
@@ -407,10 +517,151 @@ mod tests {
             device_name: "test device".into(),
             username: None,
             ca_file: None,
+            expected_pin: None,
             trust: Trust::Pin { expected: None },
             failover: Failover::new(vec![URL.into()], FailoverConfig::default()),
         };
         (client, received)
+    }
+
+    /// A client on a scripted supernode that answers `hello` and then as `answer` says.
+    async fn client_answering(
+        home: &std::path::Path,
+        mut answer: impl FnMut(&Request) -> Reply + Send + 'static,
+    ) -> (Client, tokio::task::JoinHandle<Vec<ClientFrame>>) {
+        let (conn, received) = scripted::connect(move |frame| match &frame.request {
+            Request::Hello { .. } => supernode(frame),
+            request => ServerFrame::Ok { id: frame.id, result: answer(request) },
+        })
+        .await;
+        let client = Client {
+            conn: conn.unwrap(),
+            home: Home::open(home).unwrap(),
+            given: vec![URL.into()],
+            url: URL.into(),
+            newly_pinned: None,
+            device_name: "test device".into(),
+            username: None,
+            ca_file: None,
+            expected_pin: None,
+            trust: Trust::Pin { expected: None },
+            failover: Failover::new(vec![URL.into()], FailoverConfig::default()),
+        };
+        (client, received)
+    }
+
+    fn message(id: i64) -> ChatMessage {
+        ChatMessage {
+            id,
+            from: "bob".into(),
+            to: "alice".into(),
+            text: format!("message {id}"),
+            sent_at: id,
+            delivered_at: None,
+            read_at: None,
+        }
+    }
+
+    fn contact(name: &str) -> Contact {
+        Contact {
+            username: name.into(),
+            display_name: name.into(),
+            state: peerline_wire::ContactState::Incoming,
+            presence: peerline_wire::Presence::Offline,
+            message: None,
+        }
+    }
+
+    /// A supernode whose frames hold two contacts or three messages: it pages as the real one
+    /// does (`more` when it stopped short), over five contacts and messages 1 to 9.
+    fn paging_supernode(request: &Request) -> Reply {
+        let names = ["amy", "bob", "cat", "dan", "eve"];
+        let ids = 1..=9_i64;
+        match request {
+            Request::Contacts { after } => {
+                let rest: Vec<_> =
+                    names.iter().filter(|n| after.as_deref().is_none_or(|a| **n > a)).collect();
+                let page = rest.iter().take(2).map(|n| contact(n)).collect();
+                Reply::Contacts { contacts: page, more: rest.len() > 2 }
+            }
+            Request::Inbox { limit, after } => {
+                let rest: Vec<_> = ids.filter(|i| after.is_none_or(|a| *i > a)).collect();
+                let wanted = rest.len().min(limit.unwrap_or(100) as usize);
+                let page: Vec<_> = rest.iter().take(wanted.min(3)).map(|i| message(*i)).collect();
+                Reply::Messages { more: page.len() < wanted, messages: page }
+            }
+            Request::History { limit, before, .. } => {
+                let older: Vec<_> = ids.filter(|i| before.is_none_or(|b| *i < b)).collect();
+                let wanted = older.len().min(limit.unwrap_or(50) as usize);
+                let page: Vec<_> =
+                    older[older.len() - wanted.min(3)..].iter().map(|i| message(*i)).collect();
+                Reply::Messages { more: page.len() < wanted, messages: page }
+            }
+            _ => Reply::Done,
+        }
+    }
+
+    fn message_ids(messages: &[ChatMessage]) -> Vec<i64> {
+        messages.iter().map(|m| m.id).collect()
+    }
+
+    #[tokio::test]
+    async fn contacts_inbox_and_history_are_read_page_by_page_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, received) = client_answering(dir.path(), paging_supernode).await;
+        let names: Vec<_> =
+            client.contacts().await.unwrap().into_iter().map(|c| c.username).collect();
+        assert_eq!(names, ["amy", "bob", "cat", "dan", "eve"]);
+
+        let inbox = |limit| Request::Inbox { limit, after: None };
+        let all = client.messages(inbox(Some(100))).await.unwrap();
+        assert_eq!(message_ids(&all), (1..=9).collect::<Vec<_>>(), "every unread message");
+        let five = client.messages(inbox(Some(5))).await.unwrap();
+        assert_eq!(message_ids(&five), [1, 2, 3, 4, 5], "no more than the limit");
+
+        let history = |limit| Request::History { with: "bob".into(), limit, before: None };
+        let newest = client.messages(history(Some(7))).await.unwrap();
+        assert_eq!(message_ids(&newest), [3, 4, 5, 6, 7, 8, 9], "the newest 7, oldest first");
+        let default = client.messages(history(None)).await.unwrap();
+        assert_eq!(message_ids(&default), (1..=9).collect::<Vec<_>>());
+        drop(client);
+
+        let requests: Vec<_> = received.await.unwrap().into_iter().map(|f| f.request).collect();
+        assert!(
+            requests.contains(&Request::Contacts { after: Some("bob".into()) }),
+            "the second page starts after the last name: {requests:?}"
+        );
+        assert!(
+            requests.contains(&Request::Inbox { limit: Some(2), after: Some(3) }),
+            "the next page asks for the rest after the last id: {requests:?}"
+        );
+        assert!(
+            requests.contains(&Request::History {
+                with: "bob".into(),
+                limit: Some(4),
+                before: Some(7)
+            }),
+            "the next page asks for the rest before the oldest id: {requests:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_supernode_that_repeats_a_page_does_not_keep_the_client_asking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, received) = client_answering(dir.path(), |request| match request {
+            Request::Contacts { .. } => {
+                Reply::Contacts { contacts: vec![contact("amy")], more: true }
+            }
+            _ => Reply::Messages { messages: vec![message(5)], more: true },
+        })
+        .await;
+        assert_eq!(client.contacts().await.unwrap().len(), 2);
+        let inbox = client.messages(Request::Inbox { limit: None, after: None }).await.unwrap();
+        assert_eq!(message_ids(&inbox), [5, 5]);
+        let history = Request::History { with: "bob".into(), limit: None, before: None };
+        assert_eq!(message_ids(&client.messages(history).await.unwrap()), [5, 5]);
+        drop(client);
+        assert_eq!(received.await.unwrap().len(), 1 + 2 + 2 + 2, "hello, then two of each");
     }
 
     fn saved(token: &str) -> SavedSession {

@@ -17,7 +17,7 @@ use crate::client::Client;
 use crate::connection::{Connection, Endpoint};
 use crate::error::ClientError;
 use crate::home::Home;
-use crate::tls::{Trust, format_fingerprint};
+use crate::tls::{TlsSetupError, Trust, format_fingerprint};
 
 pub(crate) use crate::connection::now;
 
@@ -32,27 +32,69 @@ pub(crate) struct Opened {
     pub(crate) conn: Connection,
     /// How the supernode was verified (with a new pin filled in).
     pub(crate) trust: Trust,
-    /// The fingerprint pinned by this connection (first use), for telling the user.
+    /// The fingerprint pinned by this connection on first use, which nobody has compared yet,
+    /// for telling the user (and asking before a password goes there). `None` when the network
+    /// was pinned already, or the pin was the fingerprint the user gave.
     pub(crate) newly_pinned: Option<String>,
 }
 
-/// Dials `url` and says `hello`, trusting the supernode as its network says: against the CA
-/// file if there is one, else against the network's pinned certificate. A network without a
-/// pin pins the certificate this supernode presents, for all of its supernodes. `network` are
-/// URLs that find the network in the home.
+/// How to trust the supernodes of the network of `network`: against the CA file if there is
+/// one, else against the network's pin, or `expected` (the fingerprint the user gave) for a
+/// network without one. Returns the trust and the network's pin as read.
+///
+/// A fingerprint given with a CA file, or other than the network's pin, is refused before
+/// anything is dialed: which of the two is right is for the user to find out.
+pub(crate) fn network_trust(
+    home: &Home,
+    network: &[String],
+    ca_file: Option<&Path>,
+    expected: Option<[u8; 32]>,
+) -> Result<(Trust, Option<[u8; 32]>), ClientError> {
+    let pinned = home.network(network)?.pin;
+    let trust = match (ca_file, expected, pinned) {
+        (Some(ca_file), Some(_), _) => {
+            return Err(TlsSetupError::FingerprintWithCa { ca_file: ca_file.to_path_buf() }.into());
+        }
+        (Some(ca_file), None, _) => Trust::Ca { ca_file: ca_file.to_path_buf() },
+        (None, Some(given), Some(pin)) if given != pin => {
+            let mut named: Vec<&str> = Vec::new();
+            for url in network {
+                if !named.contains(&url.as_str()) {
+                    named.push(url);
+                }
+            }
+            return Err(TlsSetupError::PinConflict {
+                network: named.join(", "),
+                pinned: format_fingerprint(&pin),
+                given: format_fingerprint(&given),
+                networks_file: home.networks_path(),
+            }
+            .into());
+        }
+        (None, expected, pinned) => Trust::Pin { expected: pinned.or(expected) },
+    };
+    Ok((trust, pinned))
+}
+
+/// Dials `url` and says `hello`, trusting the supernode as [`network_trust`] says. A network
+/// without a pin pins the certificate this supernode presents (`expected`, if given: the
+/// verifier lets no other through), for all of its supernodes. `network` are URLs that find the
+/// network in the home.
 pub(crate) async fn open(
     home: &Home,
     network: &[String],
     url: &str,
     ca_file: Option<&Path>,
+    expected: Option<[u8; 32]>,
 ) -> Result<Opened, ClientError> {
     let endpoint = Endpoint::parse(url)?;
-    let trust = match ca_file {
-        Some(ca_file) => Trust::Ca { ca_file: ca_file.to_path_buf() },
-        None => Trust::Pin { expected: home.network(network)?.pin },
-    };
+    let (trust, pinned) = network_trust(home, network, ca_file, expected)?;
+    if expected.is_some() && !endpoint.tls {
+        return Err(TlsSetupError::FingerprintWithoutTls { url: url.to_owned() }.into());
+    }
     let (conn, presented) = Connection::connect(&endpoint, &trust, &home.networks_path()).await?;
-    let (Trust::Pin { expected: None }, Some(fingerprint)) = (&trust, presented.fingerprint) else {
+    let (None, Trust::Pin { .. }, Some(fingerprint)) = (pinned, &trust, presented.fingerprint)
+    else {
         return Ok(Opened { conn, trust, newly_pinned: None });
     };
     // First use. Another process sharing the home may have pinned the network meanwhile
@@ -70,7 +112,8 @@ pub(crate) async fn open(
         _ => Ok(Opened {
             conn,
             trust: Trust::Pin { expected: Some(fingerprint) },
-            newly_pinned: Some(format_fingerprint(&fingerprint)),
+            // A fingerprint the user gave was compared by them; only one seen here was not.
+            newly_pinned: expected.is_none().then(|| format_fingerprint(&fingerprint)),
         }),
     }
 }
@@ -157,7 +200,8 @@ impl Client {
     /// Opens a connection to `url` and logs in there with the saved token.
     async fn resume_on(&mut self, url: &str) -> Result<(), ClientError> {
         let key: Vec<String> = self.given.iter().cloned().chain([url.to_owned()]).collect();
-        let opened = open(&self.home, &key, url, self.ca_file.as_deref()).await?;
+        let opened =
+            open(&self.home, &key, url, self.ca_file.as_deref(), self.expected_pin).await?;
         self.conn = opened.conn;
         self.trust = opened.trust;
         url.clone_into(&mut self.url);
@@ -205,6 +249,66 @@ mod tests {
             let expected = if held { "wss://b:1" } else { "wss://a:1" };
             assert_eq!((next.host.as_str(), next.at), (expected, t0), "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_given_fingerprint_is_the_pin_of_an_unpinned_network_and_must_agree_with_a_pinned_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::open(dir.path()).unwrap();
+        let network = vec!["wss://a:1".to_owned()];
+        let trust = |expected| network_trust(&home, &network, None, expected);
+
+        assert_eq!(trust(None).unwrap(), (Trust::Pin { expected: None }, None), "first use");
+        assert_eq!(trust(Some([1; 32])).unwrap(), (Trust::Pin { expected: Some([1; 32]) }, None));
+
+        home.pin(&network, [1; 32], false).unwrap();
+        let pinned = (Trust::Pin { expected: Some([1; 32]) }, Some([1; 32]));
+        assert_eq!(trust(None).unwrap(), pinned);
+        assert_eq!(trust(Some([1; 32])).unwrap(), pinned, "the same: no conflict");
+
+        let err = trust(Some([2; 32])).unwrap_err();
+        let ClientError::TlsSetup(TlsSetupError::PinConflict { network, pinned, given, .. }) = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(network, "wss://a:1");
+        assert_eq!((pinned, given), (&format_fingerprint(&[1; 32]), &format_fingerprint(&[2; 32])));
+        let text = err.to_string();
+        assert!(text.contains(pinned) && text.contains(given), "names both: {text}");
+        assert!(text.contains("peerline trust --forget --fingerprint"), "says what to do: {text}");
+        assert!(gives_up(&err), "no supernode of the network does better");
+    }
+
+    #[test]
+    fn a_given_fingerprint_and_a_ca_file_exclude_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::open(dir.path()).unwrap();
+        let network = vec!["wss://a:1".to_owned()];
+        let ca = dir.path().join("ca.pem");
+        let err = network_trust(&home, &network, Some(&ca), Some([1; 32])).unwrap_err();
+        assert!(
+            matches!(&err, ClientError::TlsSetup(TlsSetupError::FingerprintWithCa { ca_file })
+                if *ca_file == ca),
+            "{err:?}"
+        );
+        let (trust, _) = network_trust(&home, &network, Some(&ca), None).unwrap();
+        assert_eq!(trust, Trust::Ca { ca_file: ca });
+    }
+
+    #[tokio::test]
+    async fn a_given_fingerprint_is_refused_for_plain_ws_before_dialing() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::open(dir.path()).unwrap();
+        // Port 9 (discard) on loopback: dialing would fail with a connect error instead.
+        let url = "ws://127.0.0.1:9";
+        let network = vec![url.to_owned()];
+        let Err(err) = open(&home, &network, url, None, Some([1; 32])).await else {
+            panic!("opened a plain ws:// connection with a fingerprint")
+        };
+        assert!(
+            matches!(&err, ClientError::TlsSetup(TlsSetupError::FingerprintWithoutTls { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub enum Trust {
     },
 }
 
-/// Why a TLS client configuration could not be built.
+/// Why the trust of a connection could not be set up: a CA file that cannot be used, or a
+/// fingerprint to expect that contradicts the other trust settings. Nothing was sent when these
+/// are returned.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
     /// The CA file could not be read.
@@ -89,6 +91,47 @@ pub enum TlsSetupError {
     /// rustls refused the configuration (for example no usable protocol version).
     #[error("cannot build the TLS configuration: {0}")]
     Config(String),
+    /// A fingerprint to expect and a CA file were both given. They exclude each other rather
+    /// than combine: a CA is for certificates that are replaced (renewed) without telling the
+    /// clients, which a fingerprint would then refuse.
+    #[error(
+        "a certificate fingerprint to expect and a CA file ({}) were both given; use one: the \
+         fingerprint for a supernode with a self-signed certificate, the CA file for one whose \
+         certificate a CA signed",
+        ca_file.display()
+    )]
+    FingerprintWithCa {
+        /// The CA file.
+        ca_file: PathBuf,
+    },
+    /// A fingerprint to expect was given for a plain `ws://` supernode, which has no certificate.
+    #[error(
+        "a certificate fingerprint was given, but {url} is plain ws:// without a certificate; \
+         use its wss:// URL"
+    )]
+    FingerprintWithoutTls {
+        /// The supernode URL.
+        url: String,
+    },
+    /// The fingerprint given to expect is not the one the network is pinned to. Neither is
+    /// trusted over the other: the user must find out which is right.
+    #[error(
+        "the network of {network} is pinned to another certificate than the fingerprint \
+         given.\n  pinned: {pinned}\n  given:  {given}\nNothing was sent, and the pin is kept. Check the \
+         fingerprint with the supernode's operator. If the certificate really changed, replace \
+         the pin (kept in {}) with `peerline trust --forget --fingerprint {given}`.",
+        networks_file.display()
+    )]
+    PinConflict {
+        /// The supernode URLs that name the network.
+        network: String,
+        /// The network's pin (`AB:CD:…`).
+        pinned: String,
+        /// The fingerprint given (`AB:CD:…`).
+        given: String,
+        /// The file that keeps the pin (`networks.json` in the home).
+        networks_file: PathBuf,
+    },
 }
 
 /// Builds the client configuration for `trust`, with the aws-lc-rs crypto provider (never the

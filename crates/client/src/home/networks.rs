@@ -162,6 +162,40 @@ impl Home {
         Ok(had)
     }
 
+    /// Pins `fingerprint` for the network of `urls` (a new network if none), without
+    /// connecting: the user got it from the operator, so no first use is left to trust. A
+    /// network pinned to another certificate keeps that pin unless `replace`, since a pin is
+    /// only replaced on purpose. Returns the pin the network had before.
+    pub fn pin(
+        &self,
+        urls: &[String],
+        fingerprint: [u8; 32],
+        replace: bool,
+    ) -> Result<Option<[u8; 32]>, HomeError> {
+        let mut before = None;
+        self.modify_network(urls, true, |n| {
+            before = n.pin;
+            if n.pin.is_none() || replace {
+                n.pin = Some(fingerprint);
+            }
+        })?;
+        Ok(before)
+    }
+
+    /// Forgets the pin of the network of `urls` if it is `fingerprint`, and returns whether it
+    /// was: for a pin set on first use that the user then did not confirm. A pin another
+    /// process changed meanwhile is not this one to take back, and stays.
+    pub fn unpin(&self, urls: &[String], fingerprint: [u8; 32]) -> Result<bool, HomeError> {
+        let mut removed = false;
+        self.modify_network(urls, false, |n| {
+            if n.pin == Some(fingerprint) {
+                n.pin = None;
+                removed = true;
+            }
+        })?;
+        Ok(removed)
+    }
+
     /// The session saved for the network of `supernode_url`, if any.
     pub fn session(&self, supernode_url: &str) -> Result<Option<SavedSession>, HomeError> {
         Ok(self.network(&[supernode_url.to_owned()])?.session)
@@ -305,6 +339,40 @@ mod tests {
         assert!(home.forget_pin(&urls(&["wss://sn2.example:7443"])).unwrap());
         assert_eq!(home.network(&urls(&[sn1])).unwrap().pin, None);
         assert!(!home.forget_pin(&urls(&[sn1])).unwrap());
+    }
+
+    #[test]
+    fn a_pin_set_in_advance_holds_for_the_network_and_is_replaced_only_on_purpose() {
+        let (_tmp, home) = home();
+        let sn1 = urls(&["wss://sn1.example:7443"]);
+        home.update_network(&sn1, |n| n.hosts.learn(&urls(&["wss://sn2.example:7443"]))).unwrap();
+        assert_eq!(home.pin(&sn1, [1; 32], false).unwrap(), None, "no pin before");
+        let via_sn2 = urls(&["wss://sn2.example:7443"]);
+        assert_eq!(home.network(&via_sn2).unwrap().pin, Some([1; 32]));
+        assert_eq!(home.pin(&via_sn2, [1; 32], false).unwrap(), Some([1; 32]), "the same again");
+
+        assert_eq!(home.pin(&sn1, [2; 32], false).unwrap(), Some([1; 32]));
+        assert_eq!(home.network(&sn1).unwrap().pin, Some([1; 32]), "another pin is kept");
+        assert_eq!(home.pin(&sn1, [2; 32], true).unwrap(), Some([1; 32]));
+        assert_eq!(home.network(&via_sn2).unwrap().pin, Some([2; 32]), "replaced on purpose");
+
+        // A network never seen is created with its pin.
+        let new = urls(&["wss://new.example:7443"]);
+        assert_eq!(home.pin(&new, [3; 32], false).unwrap(), None);
+        assert_eq!(home.network(&new).unwrap().pin, Some([3; 32]));
+    }
+
+    #[test]
+    fn unpin_takes_back_only_the_pin_it_names() {
+        let (_tmp, home) = home();
+        let sn1 = urls(&["wss://sn1.example:7443"]);
+        assert!(!home.unpin(&sn1, [1; 32]).unwrap(), "no network, nothing to take back");
+        assert!(!home.networks_path().exists(), "and nothing written");
+        home.pin(&sn1, [2; 32], false).unwrap();
+        assert!(!home.unpin(&sn1, [1; 32]).unwrap(), "another process pinned another one");
+        assert_eq!(home.network(&sn1).unwrap().pin, Some([2; 32]));
+        assert!(home.unpin(&sn1, [2; 32]).unwrap());
+        assert_eq!(home.network(&sn1).unwrap().pin, None);
     }
 
     #[test]
