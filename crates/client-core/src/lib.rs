@@ -265,7 +265,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = ClientSession::new(SessionConfig::default(), t0);
         let a = s.request(Request::Whoami, t0).unwrap();
-        let b = s.request(Request::Contacts, t0).unwrap();
+        let b = s.request(Request::Contacts { after: None }, t0).unwrap();
         let sent: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
         assert_eq!(decode_client_frame(sent[1].as_bytes()).unwrap().id, b);
         s.handle_frame(&server(&ServerFrame::Ok { id: b, result: Reply::Done }), t0);

@@ -15,8 +15,8 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use peerline_wire::{
-    DeviceId, DeviceProof, ErrorBody, ErrorCode, Login, PROTOCOL_VERSION, Reply, Request, Status,
-    login_challenge,
+    ChannelBinding, DeviceId, DeviceProof, ErrorBody, ErrorCode, Login, PROTOCOL_VERSION, Reply,
+    Request, Status, login_challenge, login_challenge_bound,
 };
 
 /// The start of a handshake: the client's name, until the `hello` answer arrives.
@@ -44,7 +44,14 @@ impl LoginHandshake {
     ) -> Result<ServerHello, HandshakeError> {
         match answer {
             Ok(Reply::Hello { version, server, nonce, heartbeat_timeout_secs, stun_port }) => {
-                Ok(ServerHello { version, server, nonce, heartbeat_timeout_secs, stun_port })
+                Ok(ServerHello {
+                    version,
+                    server,
+                    nonce,
+                    heartbeat_timeout_secs,
+                    stun_port,
+                    tls_exporter: None,
+                })
             }
             Ok(other) => {
                 Err(HandshakeError::UnexpectedReply { request: "hello", reply: Box::new(other) })
@@ -68,17 +75,34 @@ pub struct ServerHello {
     pub heartbeat_timeout_secs: u64,
     /// The UDP port of the supernode's STUN responder, if it runs one.
     pub stun_port: Option<u16>,
+    /// The connection's TLS exporter (RFC 9266), when the driver could read it: logins then
+    /// sign it too, so that a man in the middle cannot relay them.
+    pub tls_exporter: Option<[u8; 32]>,
 }
 
 impl ServerHello {
+    /// Ties the logins of this connection to its TLS session (RFC 9266 `tls-exporter`).
+    pub fn bind_to_tls(mut self, exporter: [u8; 32]) -> Self {
+        self.tls_exporter = Some(exporter);
+        self
+    }
+
     /// Proves possession of the device key on this connection: the public key and a signature
-    /// over [`login_challenge`]`(nonce)`, both lowercase hex, with the device's display name.
+    /// over [`login_challenge`]`(nonce)` — or, over TLS, [`login_challenge_bound`] with the
+    /// connection's exporter — both lowercase hex, with the device's display name.
     pub fn device_proof(&self, key: &SigningKey, device_name: impl Into<String>) -> DeviceProof {
-        let signature = key.sign(&login_challenge(&self.nonce));
+        let (challenge, channel_binding) = match &self.tls_exporter {
+            Some(exporter) => {
+                (login_challenge_bound(&self.nonce, exporter), Some(ChannelBinding::TlsExporter))
+            }
+            None => (login_challenge(&self.nonce), None),
+        };
+        let signature = key.sign(&challenge);
         DeviceProof {
             public_key: hex::encode(key.verifying_key().to_bytes()),
             signature: hex::encode(signature.to_bytes()),
             name: device_name.into(),
+            channel_binding,
         }
     }
 

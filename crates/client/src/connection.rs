@@ -14,9 +14,7 @@ use peerline_client_core::{
     ClientEvent, ClientSession, Failure, HandshakeError, LoginHandshake, ServerHello,
     SessionConfig, is_refusal,
 };
-use peerline_wire::{
-    EndReason, ErrorBody, Event, MAX_FRAME_BYTES, Reply, Request, WS_PATH,
-};
+use peerline_wire::{EndReason, ErrorBody, Event, MAX_FRAME_BYTES, Reply, Request, WS_PATH};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -175,18 +173,21 @@ impl Connection {
             .await
             .map_err(|source| ClientError::Connect { addr: addr.clone(), source })?;
         let _ = tcp.set_nodelay(true);
-        let (stream, fingerprint): (Box<dyn Io>, Option<[u8; 32]>) = if endpoint.tls {
+        let (stream, fingerprint, exporter): (Box<dyn Io>, Option<[u8; 32]>, _) = if endpoint.tls {
             let (config, observation) = client_config(trust)?;
             let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| {
                 ClientError::BadUrl { url: endpoint.ws_url(), reason: e.to_string() }
             })?;
             let connector = tokio_rustls::TlsConnector::from(config);
             match connector.connect(name, tcp).await {
-                Ok(tls) => (Box::new(tls), observation.observed()),
+                Ok(tls) => {
+                    let exporter = tls_exporter(tls.get_ref().1);
+                    (Box::new(tls), observation.observed(), exporter)
+                }
                 Err(err) => return Err(tls_error(&err, &addr, &observation, known_file)),
             }
         } else {
-            (Box::new(tcp), None)
+            (Box::new(tcp), None, None)
         };
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_FRAME_BYTES))
@@ -195,20 +196,24 @@ impl Connection {
             tokio_tungstenite::client_async_with_config(endpoint.ws_url(), stream, Some(config))
                 .await
                 .map_err(|e| ClientError::WebSocket(e.to_string()))?;
-        let conn = Self::start(ws).await?;
+        let conn = Self::start(ws, exporter).await?;
         Ok((conn, Presented { fingerprint }))
     }
 
     /// Starts the driver on an upgraded WebSocket and says `hello`.
     async fn start(
         ws: tokio_tungstenite::WebSocketStream<Box<dyn Io>>,
+        tls_exporter: Option<[u8; 32]>,
     ) -> Result<Self, ClientError> {
         let (commands, command_rx) = mpsc::channel(64);
         let (event_tx, events) = mpsc::unbounded_channel();
         let driver = AbortOnDrop(tokio::spawn(drive(ws, command_rx, event_tx)));
         let handshake = LoginHandshake::new(CLIENT_NAME);
         let answer = server_answer(ask(&commands, handshake.hello_request()).await)?;
-        let hello = handshake.handle_hello(answer).map_err(handshake_error)?;
+        let mut hello = handshake.handle_hello(answer).map_err(handshake_error)?;
+        if let Some(exporter) = tls_exporter {
+            hello = hello.bind_to_tls(exporter);
+        }
         Ok(Self { commands, events, hello, _driver: driver })
     }
 
@@ -369,6 +374,12 @@ async fn drive(
     }
 }
 
+/// The connection's TLS exporter for channel binding (RFC 9266), which login signatures
+/// cover; `None` if the TLS library cannot export one (then logins are not bound).
+pub fn tls_exporter(tls: &rustls::ClientConnection) -> Option<[u8; 32]> {
+    tls.export_keying_material([0u8; 32], peerline_wire::TLS_EXPORTER_LABEL, None).ok()
+}
+
 fn fail_all(
     waiting: HashMap<u64, oneshot::Sender<Reply_>>,
     ended: Option<EndReason>,
@@ -422,7 +433,7 @@ pub(crate) mod scripted {
             }
             received
         });
-        (Connection::start(client_ws).await, supernode)
+        (Connection::start(client_ws, None).await, supernode)
     }
 }
 
@@ -498,7 +509,7 @@ mod tests {
             None,
         )
         .await;
-        let err = Connection::start(client_ws).await.err().unwrap();
+        let err = Connection::start(client_ws, None).await.err().unwrap();
         match err {
             ClientError::Server(body) => {
                 assert_eq!((body.code, body.retry_after_secs), (ErrorCode::ShuttingDown, Some(9)));

@@ -97,6 +97,9 @@ fn describe_end(reason: EndReason) -> &'static str {
         EndReason::ProtocolViolation => "protocol violation",
         EndReason::PasswordChanged => "the password was changed on another device",
         EndReason::LoginTimeout => "did not log in in time",
+        EndReason::TooManyConnections => {
+            "closed: this account opened too many connections to the supernode"
+        }
     }
 }
 

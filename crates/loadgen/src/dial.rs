@@ -16,10 +16,10 @@ use std::time::Duration;
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
-use peerline_client::connection::Endpoint;
 use peerline_client::connection::login::{
     Credential, HandshakeError, LoginHandshake, LoginOutcome, ServerHello,
 };
+use peerline_client::connection::{Endpoint, tls_exporter};
 use peerline_client::tls::{Trust, client_config};
 use peerline_wire::{
     ClientFrame, ErrorBody, Event, MAX_FRAME_BYTES, Reply, Request, ServerFrame,
@@ -197,7 +197,10 @@ impl Dialer {
 
     /// Opens connection number `n` (which picks its source address) and says `hello`.
     pub async fn connect(&self, n: usize) -> Result<Session, Failure> {
-        let greeted = async { Session::greet(self.open_inner(n).await?).await };
+        let greeted = async {
+            let (ws, exporter) = self.open_inner(n).await?;
+            Session::greet(ws, exporter).await
+        };
         tokio::time::timeout(CONNECT_TIMEOUT, greeted)
             .await
             .map_err(|_| Failure::timed_out("connect, TLS, upgrade and hello"))?
@@ -205,14 +208,19 @@ impl Dialer {
 
     /// Opens connection number `n` up to the WebSocket upgrade, within `timeout`, and leaves the
     /// protocol to the caller (the light client runs `hello` and `login` through client-core's
-    /// session, as the client library does).
-    pub async fn open(&self, n: usize, timeout: Duration) -> Result<Ws, Failure> {
+    /// session, as the client library does). Returns the connection's TLS exporter too, for
+    /// binding logins to it as the client library does.
+    pub async fn open(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(Ws, Option<[u8; 32]>), Failure> {
         tokio::time::timeout(timeout, self.open_inner(n))
             .await
             .map_err(|_| Failure::timed_out("connect, TLS and upgrade"))?
     }
 
-    async fn open_inner(&self, n: usize) -> Result<Ws, Failure> {
+    async fn open_inner(&self, n: usize) -> Result<(Ws, Option<[u8; 32]>), Failure> {
         let connect = |e: std::io::Error| Failure::new("connect", e);
         let socket = TcpSocket::new_v4().map_err(connect)?;
         if let Some(sources) = &self.sources {
@@ -220,11 +228,16 @@ impl Dialer {
         }
         let tcp = socket.connect(self.server).await.map_err(connect)?;
         let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn Io> = match &self.tls {
-            Some((connector, name)) => Box::new(
-                connector.connect(name.clone(), tcp).await.map_err(|e| Failure::new("tls", e))?,
-            ),
-            None => Box::new(tcp),
+        let (stream, exporter): (Box<dyn Io>, _) = match &self.tls {
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| Failure::new("tls", e))?;
+                let exporter = tls_exporter(tls.get_ref().1);
+                (Box::new(tls), exporter)
+            }
+            None => (Box::new(tcp), None),
         };
         let (ws, _response) = tokio_tungstenite::client_async_with_config(
             self.ws_url.as_str(),
@@ -233,7 +246,7 @@ impl Dialer {
         )
         .await
         .map_err(|e| Failure::new("websocket", e))?;
-        Ok(ws)
+        Ok((ws, exporter))
     }
 }
 
@@ -298,11 +311,14 @@ async fn exchange(
 
 impl Session {
     /// Says `hello` on an upgraded WebSocket.
-    async fn greet(mut ws: Ws) -> Result<Self, Failure> {
+    async fn greet(mut ws: Ws, tls_exporter: Option<[u8; 32]>) -> Result<Self, Failure> {
         let handshake =
             LoginHandshake::new(concat!("peerline-loadgen/", env!("CARGO_PKG_VERSION")));
         let answer = exchange(&mut ws, 1, handshake.hello_request()).await?;
-        let hello = handshake.handle_hello(answer).map_err(Failure::handshake)?;
+        let mut hello = handshake.handle_hello(answer).map_err(Failure::handshake)?;
+        if let Some(exporter) = tls_exporter {
+            hello = hello.bind_to_tls(exporter);
+        }
         Ok(Self { ws, heartbeat_timeout_secs: hello.heartbeat_timeout_secs, hello, next_id: 2 })
     }
 
@@ -434,7 +450,7 @@ mod tests {
                 }
             }
         });
-        Session::greet(ws).await
+        Session::greet(ws, None).await
     }
 
     fn refuse(frame: &ClientFrame, code: peerline_wire::ErrorCode) -> ServerFrame {

@@ -48,6 +48,14 @@ pub struct HubConfig {
     pub login_burst: f64,
     /// Rate-limit violations tolerated per connection before it is closed.
     pub max_violations: u32,
+    /// Connections one account may have logged in here; a login past it closes the account's
+    /// oldest connection (the newest wins, so an owner is never shut out by stale ones).
+    pub max_connections_per_user: usize,
+    /// Connections one device (one key: the CLI's `online`, a call and one-shot commands share
+    /// it) may have logged in here; past it, the device's oldest connection is closed.
+    pub max_connections_per_device: usize,
+    /// Connections one source (IPv4 address or IPv6 /64) may have open and not logged in.
+    pub max_pre_login_per_source: u32,
     /// Failed-login policy per account (wrong passwords from unregistered device keys).
     pub login_per_account: ThrottleConfig,
     /// Failed-login policy per registered device of an account.
@@ -77,6 +85,9 @@ impl Default for HubConfig {
             logins_per_sec: 1000.0,
             login_burst: 2000.0,
             max_violations: 100,
+            max_connections_per_user: 32,
+            max_connections_per_device: 8,
+            max_pre_login_per_source: 32,
             login_per_account: ThrottleConfig::per_account(),
             login_per_device: ThrottleConfig::per_device(),
             login_per_address: ThrottleConfig::per_source(),
@@ -177,6 +188,8 @@ pub(crate) struct Conn {
     pub(crate) searches: TokenBucket,
     pub(crate) violations: u32,
     pub(crate) closing: bool,
+    /// Where it comes from, while it is not logged in (counted against its source).
+    pub(crate) pre_login_source: Option<crate::throttle::Source>,
 }
 
 #[derive(Debug)]
@@ -310,6 +323,11 @@ impl Hub {
         self.conns.get(&conn).and_then(|c| c.login)
     }
 
+    /// The status a user online here chose (as last heard from any of their devices).
+    pub fn status_of(&self, user: UserId) -> Option<Status> {
+        self.users.get(&user).map(|u| u.status)
+    }
+
     /// A user's logged-in connections that are not being closed.
     pub fn user_conns(&self, user: UserId) -> Vec<ConnId> {
         self.users.get(&user).map(|u| self.live_conns(u)).unwrap_or_default()
@@ -332,6 +350,7 @@ impl Hub {
                 ),
                 violations: 0,
                 closing: false,
+                pre_login_source: None,
             },
         );
     }
@@ -346,6 +365,8 @@ impl Hub {
         };
         c.login = Some((login.user_id, login.device_id));
         c.last_activity = now;
+        let source = c.pre_login_source.take();
+        self.limits.left_pre_login(source);
         let user_id = login.user_id;
         let first_device = !self.users.contains_key(&user_id);
         let user = self.users.entry(user_id).or_insert_with(|| OnlineUser {
@@ -365,7 +386,39 @@ impl Hub {
         }
         user.conns.push((conn, login.device_id));
         self.presence_login(user_id, conn, first_device);
+        self.enforce_connection_caps(user_id, login.device_id);
         true
+    }
+
+    /// Closes a user's oldest connections past the per-device and per-user caps, so that one
+    /// account cannot hold a supernode's connections, nor multiply the events sent under the
+    /// hub's lock by its connection count.
+    fn enforce_connection_caps(&mut self, user: UserId, device: DeviceId) {
+        let Some(u) = self.users.get(&user) else {
+            return;
+        };
+        // Oldest first: connections are pushed in login order.
+        let live: Vec<(ConnId, DeviceId)> = u
+            .conns
+            .iter()
+            .copied()
+            .filter(|(c, _)| self.conns.get(c).is_some_and(|conn| !conn.closing))
+            .collect();
+        let of_device: Vec<ConnId> =
+            live.iter().filter(|(_, d)| *d == device).map(|(c, _)| *c).collect();
+        let mut excess: Vec<ConnId> = of_device
+            .iter()
+            .take(of_device.len().saturating_sub(self.config.max_connections_per_device))
+            .copied()
+            .collect();
+        let remaining = live.len() - excess.len();
+        let over_user = remaining.saturating_sub(self.config.max_connections_per_user);
+        let oldest_others: Vec<ConnId> =
+            live.iter().map(|(c, _)| *c).filter(|c| !excess.contains(c)).take(over_user).collect();
+        excess.extend(oldest_others);
+        for conn in excess {
+            self.close(conn, EndReason::TooManyConnections);
+        }
     }
 
     /// Removes a connection (closed by either side). Idempotent.
@@ -377,6 +430,7 @@ impl Hub {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.limits.left_pre_login(c.pre_login_source);
         let Some((user_id, _)) = c.login else { return };
         if let Some(user) = self.users.get_mut(&user_id) {
             user.conns.retain(|(id, _)| *id != conn);

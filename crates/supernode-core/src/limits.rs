@@ -24,6 +24,8 @@ pub(crate) struct Limits {
     hashing: HashMap<Source, u32>,
     /// Successful password logins, per account.
     password_logins: HashMap<String, TokenBucket>,
+    /// Connections not logged in, per source.
+    pre_login: HashMap<Source, u32>,
 }
 
 impl Limits {
@@ -39,6 +41,19 @@ impl Limits {
             admission: TokenBucket::new(config.login_burst, config.logins_per_sec, now),
             hashing: HashMap::new(),
             password_logins: HashMap::new(),
+            pre_login: HashMap::new(),
+        }
+    }
+
+    /// A connection counted against `source` logged in or closed.
+    pub(crate) fn left_pre_login(&mut self, source: Option<Source>) {
+        if let Some(source) = source
+            && let Some(n) = self.pre_login.get_mut(&source)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pre_login.remove(&source);
+            }
         }
     }
 
@@ -60,6 +75,22 @@ pub(crate) fn retry_error(code: ErrorCode, wait: Duration) -> ErrorBody {
 }
 
 impl Hub {
+    /// A new connection from `addr` (TLS done, WebSocket open), unless that source already has
+    /// its share of connections that have not logged in (then `false`, and nothing changed).
+    pub fn connect_from(&mut self, conn: ConnId, addr: IpAddr, now: Instant) -> bool {
+        let source = Source::from(addr);
+        let open = self.limits.pre_login.get(&source).copied().unwrap_or(0);
+        if open >= self.config.max_pre_login_per_source {
+            return false;
+        }
+        self.connect(conn, now);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pre_login_source = Some(source);
+            *self.limits.pre_login.entry(source).or_insert(0) += 1;
+        }
+        true
+    }
+
     /// Admits one request from a connection: counts it as activity (heartbeat) and applies the
     /// per-connection rate limit. Too many violations close the connection.
     pub fn admit(&mut self, conn: ConnId, now: Instant) -> Result<(), ErrorBody> {

@@ -135,11 +135,12 @@ impl<K: Hash + Eq + Clone> Table<K> {
     /// How long `key` must wait before its next attempt, if at all.
     fn wait(&self, key: &K, now: Instant) -> Option<Duration> {
         let f = self.entries.get(key)?;
-        let over = f.score - f64::from(self.config.free_failures);
+        // Rounded: five failures a few seconds apart have decayed to 4.99…, and are five.
+        let over = f.score.round() - f64::from(self.config.free_failures);
         if over < 0.0 {
             return None;
         }
-        let doublings = over.floor().min(30.0) as u32;
+        let doublings = over.min(30.0) as u32;
         let delay = self.config.base_delay.saturating_mul(1u32 << doublings);
         let ready = f.last + delay.min(self.config.max_delay);
         (ready > now).then(|| ready - now)
@@ -403,6 +404,17 @@ mod tests {
         t.expire(now);
         assert!(t.check_password("alice", None, src("192.0.2.1"), now).is_ok());
         assert!(max >= 3600 * SEC);
+    }
+
+    #[test]
+    fn failures_seconds_apart_count_whole() {
+        let t0 = Instant::now();
+        let mut t = LoginThrottle::default();
+        for i in 0..5u32 {
+            t.begin_password("alice", None, src("10.0.0.1"), t0 + i * 3 * SEC);
+        }
+        let now = t0 + 12 * SEC + SEC / 2;
+        assert!(t.check_password("alice", None, src("10.0.0.1"), now).is_err());
     }
 
     #[test]

@@ -417,3 +417,70 @@ fn admission_control_refuses_logins_past_the_rate_and_says_when_to_come_back() {
     let admitted = (0..20).filter(|_| hub.admit_login(t1).is_ok()).count();
     assert_eq!(admitted, 3, "refills up to the burst only");
 }
+
+#[test]
+fn one_account_cannot_hold_more_than_its_share_of_connections() {
+    let t0 = Instant::now();
+    let config = HubConfig {
+        max_connections_per_user: 4,
+        max_connections_per_device: 2,
+        ..HubConfig::default()
+    };
+    let mut hub = Hub::new(config, t0);
+    let login = |device| OnlineLogin {
+        user_id: 1,
+        username: "mallory".into(),
+        device_id: device,
+        status: Status::Online,
+        contacts: Vec::new(),
+    };
+    // Device 7 logs in three times: its oldest connection is closed.
+    for c in 1..=3 {
+        hub.connect(ConnId(c), t0);
+        assert!(hub.login(ConnId(c), login(7), t0));
+    }
+    let closed = |hub: &mut Hub| -> Vec<ConnId> {
+        hub.drain_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Close { conn, reason: EndReason::TooManyConnections } => Some(conn),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(closed(&mut hub), vec![ConnId(1)]);
+    // Three more devices: past four connections, the account's oldest go.
+    for (c, device) in [(4, 8), (5, 9), (6, 10)] {
+        hub.connect(ConnId(c), t0);
+        assert!(hub.login(ConnId(c), login(device), t0));
+    }
+    assert_eq!(closed(&mut hub), vec![ConnId(2)]);
+    assert_eq!(hub.user_conns(1).len(), 4);
+}
+
+#[test]
+fn one_source_cannot_hold_more_than_its_share_of_connections_before_login() {
+    let t0 = Instant::now();
+    let config = HubConfig { max_pre_login_per_source: 3, ..HubConfig::default() };
+    let mut hub = Hub::new(config, t0);
+    let a: IpAddr = "2001:db8:7::1".parse().unwrap();
+    let same_64: IpAddr = "2001:db8:7::99".parse().unwrap();
+    for c in 1..=3 {
+        assert!(hub.connect_from(ConnId(c), a, t0));
+    }
+    assert!(!hub.connect_from(ConnId(4), same_64, t0), "a fourth from the same /64 is refused");
+    assert!(hub.connect_from(ConnId(5), "192.0.2.1".parse().unwrap(), t0));
+    // Logging in or leaving frees a place.
+    let login = OnlineLogin {
+        user_id: 1,
+        username: "alice".into(),
+        device_id: 1,
+        status: Status::Online,
+        contacts: Vec::new(),
+    };
+    assert!(hub.login(ConnId(1), login, t0));
+    hub.disconnect(ConnId(2));
+    assert!(hub.connect_from(ConnId(6), a, t0));
+    assert!(hub.connect_from(ConnId(7), a, t0));
+    assert!(!hub.connect_from(ConnId(8), a, t0));
+}

@@ -31,6 +31,10 @@ pub struct Config {
     /// Serve plain WebSocket instead of TLS. Only allowed on a loopback address; for tests and
     /// for running behind a TLS-terminating proxy on the same host.
     pub insecure_plaintext: bool,
+    /// Load balancers or TLS-passthrough proxies whose PROXY protocol header (v1 or v2) names the
+    /// real client: connections from these addresses must start with one, and every per-source
+    /// limit counts the address it names. Empty (the default): no header is read from anyone.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Limits that protect the supernode from bad or abusive clients.
     pub limits: Limits,
     /// Session tokens.
@@ -53,6 +57,18 @@ pub struct Config {
 pub struct Limits {
     /// Most simultaneous client connections; more are refused at once.
     pub max_connections: usize,
+    /// Connections one account may have logged in to this supernode; a login past it closes
+    /// the account's oldest connection (`session_ended`, `too_many_connections`).
+    pub max_connections_per_user: usize,
+    /// Connections one device key may have logged in; past it, its oldest is closed.
+    pub max_connections_per_device: usize,
+    /// Connections one source (IPv4 address or IPv6 /64) may have open without logging in;
+    /// more are turned away with `shutting_down` and a `retry_after_secs`.
+    pub max_pre_login_per_source: u32,
+    /// TLS handshakes running at once; a connection past it is closed before TLS.
+    pub max_tls_handshakes: usize,
+    /// TLS handshakes running at once from one source (IPv4 address or IPv6 /64).
+    pub max_tls_handshakes_per_source: usize,
     /// Seconds a client has to finish the TLS handshake.
     pub handshake_timeout_secs: u64,
     /// Seconds from connect to a successful login.
@@ -90,6 +106,24 @@ pub struct Limits {
     /// Seconds a stopping supernode takes to move its clients elsewhere, a share at a time, so
     /// that they do not all arrive at the other supernodes at once.
     pub drain_secs: u64,
+    /// Messages one account may send in any 60 seconds (to anyone, counted in the database, so
+    /// across a cluster); more are refused `rate_limited` with the seconds until one more fits.
+    pub messages_per_minute: u32,
+    /// Messages one account may send in any 24 hours: its storage budget (at most 4 KiB each,
+    /// kept `messages.retention_days`); more are refused `rate_limited`.
+    pub messages_per_day: u32,
+    /// Messages from one sender that may wait for a recipient's devices (not acknowledged by
+    /// any yet); more are refused `mailbox_full`. Per sender, so that a flood from one contact
+    /// leaves the recipient's other conversations working.
+    pub max_undelivered_per_sender: u32,
+    /// Messages from everyone that may wait for one recipient's devices; more are refused
+    /// `mailbox_full`.
+    pub max_undelivered_per_recipient: u32,
+    /// Contact requests that may wait for one user's answer; more are refused `mailbox_full`.
+    pub max_pending_requests: u32,
+    /// Devices one account may register; a password login from one more is refused
+    /// `too_many_devices` (remove one with `peerline devices remove`).
+    pub max_devices: u32,
 }
 
 /// Session token settings.
@@ -175,13 +209,16 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// A URL with any password replaced, for logs and errors.
+/// A URL with any password replaced, for logs and errors. In a `nats://` URL a user part
+/// without a password is a token (`nats://TOKEN@host`), so it is replaced too.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
+            let (prefix, rest) = (&url[..scheme + 3], &url[at..]);
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..]),
+                Some((user, _)) => format!("{prefix}{user}:{REDACTED}{rest}"),
+                None if url.starts_with("nats://") => format!("{prefix}{REDACTED}{rest}"),
                 None => url.to_owned(),
             }
         }
@@ -199,22 +236,53 @@ pub struct Turn {
     /// Relay URLs handed to clients, e.g. `turn:relay.example.org:3478?transport=udp`,
     /// `turns:relay.example.org:443?transport=tcp`.
     pub urls: Vec<String>,
-    /// Seconds the credentials stay valid (the relay refuses them afterwards).
+    /// Seconds the credentials stay valid (the relay refuses them afterwards). A user who asks
+    /// again while at least half of this is left gets the same credentials, so that one user
+    /// holds at most two valid usernames and coturn's `user-quota` counts per user.
     pub credential_lifetime_secs: u64,
+    /// `turn_credentials` requests one user may make per minute (sustained; bursts of the same
+    /// size); more are answered `rate_limited`.
+    pub credentials_per_minute: f64,
 }
 
 impl Default for Turn {
     fn default() -> Self {
-        Self { static_auth_secret: None, urls: Vec::new(), credential_lifetime_secs: 600 }
+        Self {
+            static_auth_secret: None,
+            urls: Vec::new(),
+            credential_lifetime_secs: 600,
+            credentials_per_minute: 10.0,
+        }
     }
+}
+
+/// Secrets that ship in examples and must never reach production: the commented value in
+/// `deploy/supernode.toml`, the one in `deploy/coturn/turnserver.conf`, and what
+/// `--print-config` shows in place of a secret.
+const PLACEHOLDER_SECRETS: &[&str] = &[
+    "CHANGE-ME-to-the-static-auth-secret-in-turnserver-conf",
+    "CHANGE-ME-to-the-secret-in-supernode-toml",
+    "the same 32+ random characters as in turnserver.conf",
+    REDACTED,
+];
+
+/// What `--print-config` and `Debug` show instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether `secret` is an example value rather than one the operator generated.
+fn is_placeholder_secret(secret: &str) -> bool {
+    let folded = secret.trim().to_ascii_lowercase();
+    PLACEHOLDER_SECRETS.iter().any(|p| folded == p.to_ascii_lowercase())
+        || ["change-me", "changeme", "change_me"].iter().any(|marker| folded.contains(marker))
 }
 
 impl std::fmt::Debug for Turn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Turn")
-            .field("static_auth_secret", &self.static_auth_secret.as_ref().map(|_| "<redacted>"))
+            .field("static_auth_secret", &self.static_auth_secret.as_ref().map(|_| REDACTED))
             .field("urls", &self.urls)
             .field("credential_lifetime_secs", &self.credential_lifetime_secs)
+            .field("credentials_per_minute", &self.credentials_per_minute)
             .finish()
     }
 }
@@ -230,6 +298,7 @@ impl Default for Config {
             tls_key: None,
             tls_names: Vec::new(),
             insecure_plaintext: false,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
             sessions: Sessions::default(),
             messages: Messages::default(),
@@ -245,6 +314,11 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 200_000,
+            max_connections_per_user: 32,
+            max_connections_per_device: 8,
+            max_pre_login_per_source: 32,
+            max_tls_handshakes: 512,
+            max_tls_handshakes_per_source: 16,
             handshake_timeout_secs: 10,
             login_timeout_secs: 10,
             heartbeat_timeout_secs: 60,
@@ -261,6 +335,12 @@ impl Default for Limits {
             logins_per_second: 1000.0,
             login_burst: 2000.0,
             drain_secs: 10,
+            messages_per_minute: 60,
+            messages_per_day: 2000,
+            max_undelivered_per_sender: 1000,
+            max_undelivered_per_recipient: 5000,
+            max_pending_requests: 100,
+            max_devices: 20,
         }
     }
 }
@@ -285,6 +365,20 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
 
+    /// The configuration with every secret replaced by [`REDACTED`] (the TURN secret, database
+    /// and NATS passwords): what `--print-config` shows, so that its output can be pasted into a
+    /// bug report.
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        if shown.turn.static_auth_secret.is_some() {
+            shown.turn.static_auth_secret = Some(REDACTED.to_owned());
+        }
+        let cluster = &mut shown.cluster;
+        cluster.database_url = cluster.database_url.as_deref().map(redact_url);
+        cluster.nats_url = cluster.nats_url.as_deref().map(redact_url);
+        shown
+    }
+
     /// Refuses combinations that would be unsafe or cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.insecure_plaintext && !self.listen.ip().is_loopback() {
@@ -292,6 +386,13 @@ impl Config {
                 "insecure_plaintext is only allowed on a loopback address, not {}; \
                  remove --insecure-plaintext or listen on 127.0.0.1",
                 self.listen
+            );
+        }
+        if self.turn.static_auth_secret.as_deref().is_some_and(is_placeholder_secret) {
+            bail!(
+                "turn.static_auth_secret is still the example value; generate a secret with \
+                 `openssl rand -hex 32` and set it both as turn.static_auth_secret here and as \
+                 static-auth-secret in the relays' turnserver.conf"
             );
         }
         if !self.turn.urls.is_empty()
@@ -309,6 +410,9 @@ impl Config {
         if !(60..=86_400).contains(&self.turn.credential_lifetime_secs) {
             bail!("turn.credential_lifetime_secs must be between 60 and 86400");
         }
+        if !(1.0..=f64::MAX).contains(&self.turn.credentials_per_minute) {
+            bail!("turn.credentials_per_minute must be a number of at least 1");
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key must be given together");
         }
@@ -323,6 +427,18 @@ impl Config {
             || l.handshake_timeout_secs == 0
         {
             bail!("limits: heartbeat_timeout_secs must be at least 5, timeouts must be positive");
+        }
+        if l.max_connections_per_user == 0
+            || l.max_connections_per_device == 0
+            || l.max_pre_login_per_source == 0
+            || l.max_tls_handshakes == 0
+            || l.max_tls_handshakes_per_source == 0
+        {
+            bail!(
+                "limits.max_connections_per_user, max_connections_per_device, \
+                 max_pre_login_per_source, max_tls_handshakes and max_tls_handshakes_per_source \
+                 must be at least 1"
+            );
         }
         let c = &self.cluster;
         if !peerline_bus::valid_node_id(&c.node_id) {
@@ -447,5 +563,55 @@ mod tests {
         c.turn.credential_lifetime_secs = 5;
         assert!(c.validate().is_err(), "lifetime too short");
         assert!(!format!("{c:?}").contains("0123456789abcdef-secret"));
+    }
+
+    /// The example secrets (uncommented in supernode.toml, copied from turnserver.conf, or
+    /// pasted back from `--print-config`) stop the supernode at start, with how to make one.
+    #[test]
+    fn placeholder_turn_secrets_are_refused_with_how_to_make_one() {
+        let example = include_str!("../../../deploy/supernode.toml");
+        let uncommented = example.replace("# static_auth_secret = ", "static_auth_secret = ");
+        assert_ne!(uncommented, example, "the example shows static_auth_secret commented out");
+        let config: Config = toml::from_str(&uncommented).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("turn.static_auth_secret"), "names the field: {err}");
+        assert!(err.contains("openssl rand -hex 32"), "says how to make one: {err}");
+
+        let coturn = include_str!("../../../deploy/coturn/turnserver.conf");
+        let coturn_secret = coturn
+            .lines()
+            .find_map(|l| l.strip_prefix("static-auth-secret="))
+            .expect("turnserver.conf ships a static-auth-secret line");
+        let mut c = Config::default();
+        c.turn.urls = vec!["turn:relay.example.org:3478".into()];
+        for placeholder in [coturn_secret, REDACTED, "ChangeMe-0123456789abcdef0123456789"] {
+            c.turn.static_auth_secret = Some(placeholder.into());
+            assert!(c.validate().is_err(), "{placeholder:?} must be refused");
+        }
+        c.turn.static_auth_secret =
+            Some("5f0c2b9e8d7a6c4b3a29180f7e6d5c4b3a2918f7e6d5c4b3a29180f7e6d5c4b3".into());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_redacted_config_keeps_every_secret_out_and_the_rest_in() {
+        let mut c = Config::default();
+        c.turn.static_auth_secret = Some("turn-secret-0123456789abcdef".into());
+        c.turn.urls = vec!["turn:relay.example.org:3478".into()];
+        c.cluster.database_url = Some("postgres://peerline:db-pass-42@db:5432/peerline".into());
+        c.cluster.nats_url = Some("nats://nats-token-42@nats:4222".into());
+        let shown = toml::to_string_pretty(&c.redacted()).unwrap();
+        for secret in ["turn-secret-0123456789abcdef", "db-pass-42", "nats-token-42"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
+        let back: Config = toml::from_str(&shown).unwrap();
+        assert_eq!(back.turn.static_auth_secret.as_deref(), Some(REDACTED));
+        assert_eq!(back.turn.urls, c.turn.urls);
+        assert_eq!(
+            back.cluster.database_url.as_deref(),
+            Some("postgres://peerline:<redacted>@db:5432/peerline")
+        );
+        assert_eq!(back.cluster.nats_url.as_deref(), Some("nats://<redacted>@nats:4222"));
+        assert!(back.validate().is_err(), "a printed config cannot start a relay-using node");
     }
 }

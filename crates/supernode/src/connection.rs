@@ -24,21 +24,18 @@ const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Serves one upgraded WebSocket until it closes.
-pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    peer: SocketAddr,
+    tls_exporter: Option<[u8; 32]>,
+) {
     let (tx, rx) = mpsc::channel(shared.config.limits.send_queue_frames);
     let kill = Arc::new(Notify::new());
-    let Some(conn) = shared.register(ConnHandle::new(tx.clone(), kill.clone()), Instant::now())
-    else {
-        metrics::counter!(m::CONNECTIONS_REFUSED).increment(1);
-        let mut socket = socket;
-        // Come back later, each client at a different time, or go to another supernode.
-        let mut error =
-            ErrorBody::with_message(ErrorCode::ShuttingDown, "supernode is full, try later");
-        error.retry_after_secs = Some(5 + rand::random::<u64>() % 10);
-        let frame = encode(&ServerFrame::Error { id: None, error });
-        let _ = socket.send(Message::Text(frame.into())).await;
-        let _ = socket.send(Message::Close(None)).await;
-        return;
+    let handle = ConnHandle::new(tx.clone(), kill.clone());
+    let conn = match shared.register(handle, peer.ip(), Instant::now()) {
+        Ok(conn) => conn,
+        Err(why) => return refuse(socket, why).await,
     };
     metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
     let span = info_span!("conn", id = conn.0);
@@ -48,7 +45,7 @@ pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
         let write_timeout = Duration::from_secs(shared.config.limits.write_timeout_secs);
         let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), write_timeout));
         let mut stream = stream;
-        let we_closed = read_loop(&shared, conn, peer, &mut stream, tx, &kill).await;
+        let we_closed = read_loop(&shared, conn, peer, tls_exporter, &mut stream, tx, &kill).await;
         // Presence and counts change now, not after the drain below.
         if let Some(user) = shared.unregister(conn)
             && let Err(e) = shared.bus.unwatch(user).await
@@ -65,6 +62,17 @@ pub async fn serve(shared: Arc<Shared>, socket: WebSocket, peer: SocketAddr) {
     .await;
 }
 
+/// Turns a connection away before it is registered: come back later, each client at a
+/// different time, or go to another supernode.
+async fn refuse(mut socket: WebSocket, why: &'static str) {
+    metrics::counter!(m::CONNECTIONS_REFUSED).increment(1);
+    let mut error = ErrorBody::with_message(ErrorCode::ShuttingDown, why);
+    error.retry_after_secs = Some(5 + rand::random::<u64>() % 10);
+    let frame = encode(&ServerFrame::Error { id: None, error });
+    let _ = socket.send(Message::Text(frame.into())).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
 /// How long a closing connection is read (and discarded) while waiting for the client's Close,
 /// so that the goodbye frames reach it instead of being cut off by a reset.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
@@ -78,12 +86,14 @@ async fn read_loop(
     shared: &Arc<Shared>,
     conn: ConnId,
     peer: SocketAddr,
+    tls_exporter: Option<[u8; 32]>,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     tx: mpsc::Sender<Outbound>,
     kill: &Notify,
 ) -> bool {
     let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
     let mut session = Session::new(shared.clone(), conn, peer, tx.clone(), closed_rx);
+    session.tls_exporter = tls_exporter;
     // A frame read while a request was running, to handle next.
     let mut stashed: Option<Result<Message, axum::Error>> = None;
     loop {

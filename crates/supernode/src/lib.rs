@@ -6,12 +6,14 @@
 //! requests, `state` holds what they share. The protocol logic that needs no IO lives in
 //! `peerline-supernode-core`; durable state behind `peerline-store`.
 
+pub mod accept;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod metrics;
 pub mod passwords;
+pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod state;

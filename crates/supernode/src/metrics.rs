@@ -56,6 +56,9 @@ pub const PRESENCE_REMOTE: &str = "peerline_presence_remote_subjects";
 /// Counter, label `reason` (closed/deadline): password hashes given up while queued, because
 /// their connection closed or their deadline passed.
 pub const HASHES_ABANDONED: &str = "peerline_password_hashes_abandoned_total";
+/// Counter, label `why` (all/per_source): connections closed before TLS because too many
+/// handshakes were running (in all, or from their source).
+pub const HANDSHAKES_REFUSED: &str = "peerline_tls_handshakes_refused_total";
 /// Counter: logins refused by admission control (the supernode was at its login rate).
 pub const LOGINS_REFUSED: &str = "peerline_logins_refused_total";
 /// Counter: bus messages saved by coalescing bursts (older presence reports superseded, several

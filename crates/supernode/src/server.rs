@@ -8,11 +8,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 // Signaling is small frames back and forth: without TCP_NODELAY, Nagle's algorithm and delayed
 // ACKs add about 40 ms to every hop of a call setup.
 use axum_server::accept::NoDelayAcceptor;
@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::metrics as m;
 use crate::passwords::Passwords;
+use crate::proxy::{ClientAddr, ProxyProtocol};
 use crate::state::{Shared, now_ms};
 use crate::tls::{TlsIdentity, load_identity};
 
@@ -50,6 +51,9 @@ fn hub_config(config: &Config) -> HubConfig {
         logins_per_sec: l.logins_per_second,
         login_burst: l.login_burst,
         max_violations: 100,
+        max_connections_per_user: l.max_connections_per_user,
+        max_connections_per_device: l.max_connections_per_device,
+        max_pre_login_per_source: l.max_pre_login_per_source,
         login_per_account: ThrottleConfig::per_account(),
         login_per_device: ThrottleConfig::per_device(),
         login_per_address: ThrottleConfig::per_source(),
@@ -151,12 +155,19 @@ impl Supernode {
         let handle = axum_server::Handle::new();
         let make = app.into_make_service_with_connect_info::<SocketAddr>();
         let handshake = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
+        let trusted = shared.config.trusted_proxies.clone();
         let server = match tls {
             Some(identity) => {
-                let acceptor =
-                    RustlsAcceptor::new(RustlsConfig::from_config(identity.server_config))
-                        .handshake_timeout(handshake)
-                        .acceptor(NoDelayAcceptor::new());
+                let tls = RustlsAcceptor::new(RustlsConfig::from_config(identity.server_config))
+                    .handshake_timeout(handshake)
+                    .acceptor(NoDelayAcceptor::new());
+                let l = &shared.config.limits;
+                let limited = crate::accept::HandshakeLimit::new(
+                    crate::accept::ExportBinding(tls),
+                    l.max_tls_handshakes,
+                    l.max_tls_handshakes_per_source,
+                );
+                let acceptor = ProxyProtocol::new(limited, trusted.clone(), handshake);
                 let server = axum_server::from_tcp(client)?
                     .acceptor(acceptor)
                     .first_request_timeout(handshake)
@@ -164,8 +175,9 @@ impl Supernode {
                 tokio::spawn(async move { server.serve(make).await })
             }
             None => {
+                let acceptor = ProxyProtocol::new(NoDelayAcceptor::new(), trusted, handshake);
                 let server = axum_server::from_tcp(client)?
-                    .acceptor(NoDelayAcceptor::new())
+                    .acceptor(acceptor)
                     .first_request_timeout(handshake)
                     .handle(handle.clone());
                 tokio::spawn(async move { server.serve(make).await })
@@ -238,7 +250,8 @@ impl Supernode {
 
 async fn ws_upgrade(
     ws: WebSocketUpgrade,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(peer)): Extension<ClientAddr>,
+    exporter: Option<Extension<crate::accept::TlsExporter>>,
     State(shared): State<Arc<Shared>>,
 ) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
@@ -246,7 +259,11 @@ async fn ws_upgrade(
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_FRAME_BYTES * 4)
-        .on_upgrade(move |socket| crate::connection::serve(shared, socket, peer))
+        .on_upgrade(move |socket| {
+            // Plain WebSocket (loopback tests, a proxy in front) has no TLS exporter.
+            let exporter = exporter.and_then(|Extension(e)| e.0);
+            crate::connection::serve(shared, socket, peer, exporter)
+        })
         .into_response()
 }
 
@@ -349,16 +366,58 @@ async fn timer_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Deletes messages older than the retention period, hourly.
+/// Hourly (and at start): deletes messages and missed calls older than the retention period,
+/// and sessions whose token expired.
+///
+/// Each purge deletes a batch of rows at a time, with a pause between batches, so that a large
+/// backlog (the first run after an upgrade, or after a long stop) never holds the database's
+/// only writer for long: sends and logins get their turn in between.
 async fn retention_loop(shared: Arc<Shared>) {
+    /// Rows one purge statement deletes at most.
+    const BATCH: u32 = 1000;
+    /// The pause between two batches.
+    const PAUSE: Duration = Duration::from_millis(20);
+
+    /// Runs `purge` (one batch) until a batch comes back short; logs what it deleted.
+    async fn in_batches<F, Fut>(what: &str, mut purge: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = peerline_store::StoreResult<u64>>,
+    {
+        let mut deleted = 0;
+        loop {
+            match purge().await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < u64::from(BATCH) {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    warn!(error = %err, deleted, "purging {what} failed; trying again next hour");
+                    return;
+                }
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+        if deleted > 0 {
+            info!(deleted, "purged {what}");
+        }
+    }
+
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
+        let now = now_ms();
         let keep_ms = i64::from(shared.config.messages.retention_days) * 86_400_000;
-        match shared.store.purge_messages_before(now_ms() - keep_ms).await {
-            Ok(0) => {}
-            Ok(n) => info!(deleted = n, "purged messages past retention"),
-            Err(err) => warn!(error = %err, "message retention purge failed"),
-        }
+        let cutoff = now - keep_ms;
+        let store = &shared.store;
+        in_batches("messages past retention", || store.purge_messages_before(cutoff, BATCH)).await;
+        // Missed calls are kept as long as messages: both are the record of a conversation.
+        in_batches("missed calls past retention", || {
+            store.purge_missed_calls_before(cutoff, BATCH)
+        })
+        .await;
+        in_batches("expired sessions", || store.purge_expired_sessions(now, BATCH)).await;
     }
 }

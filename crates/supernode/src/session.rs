@@ -53,6 +53,8 @@ pub struct Session {
     opened: tokio::time::Instant,
     /// Becomes `true` when the connection closed while a request was running.
     closed: tokio::sync::watch::Receiver<bool>,
+    /// The connection's TLS exporter, which a login signature may be bound to (RFC 9266).
+    pub(crate) tls_exporter: Option<[u8; 32]>,
 }
 
 /// Maps a storage failure to the wire, logging the cause (the client learns only "internal").
@@ -91,6 +93,7 @@ impl Session {
             after: AfterReply::default(),
             opened: tokio::time::Instant::now(),
             closed,
+            tls_exporter: None,
         }
     }
 
@@ -204,7 +207,7 @@ impl Session {
                 self.set_profile(display_name, discoverable).await
             }
             Request::Search { query } => self.search(query).await,
-            Request::Contacts => self.contacts().await,
+            Request::Contacts { after } => self.contacts(after).await,
             Request::ContactAdd { username, message } => self.contact_add(username, message).await,
             Request::ContactAccept { username } => self.contact_accept(username).await,
             Request::ContactDecline { username } => self.contact_decline(username).await,
@@ -214,7 +217,7 @@ impl Session {
             Request::SendMessage { to, text } => self.send_message(to, text).await,
             Request::AckDelivered { ids } => self.ack_delivered(ids).await,
             Request::MarkRead { ids } => self.mark_read(ids).await,
-            Request::Inbox { limit } => self.inbox(limit).await,
+            Request::Inbox { limit, after } => self.inbox(limit, after).await,
             Request::History { with, limit, before } => self.history(with, limit, before).await,
             Request::DeviceKeys { username } => self.device_keys(username).await,
             Request::CallInvite { call_id, to, sdp, fingerprint_signature } => {

@@ -10,7 +10,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::Utf8Bytes;
 use peerline_bus::Bus;
 use peerline_store::{Store, StoredMissedCall, UserId};
-use peerline_supernode_core::{BusMessage, CallRecord, ConnId, Hub, OnlineLogin, Output, Route};
+use peerline_supernode_core::{
+    BusMessage, CallRecord, ConnId, Hub, OnlineLogin, Output, Route, TokenBucket,
+};
 use peerline_wire::{EndReason, Event, MissedCall, ServerFrame, encode};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
@@ -163,10 +165,21 @@ pub struct Shared {
     pub stun_port: Option<u16>,
     /// The bus to the other supernodes (in-process when alone).
     pub bus: Arc<dyn Bus>,
+    /// Per-user state of `turn_credentials` (cmd/turn.rs).
+    pub turn_grants: Mutex<TurnGrants>,
     core: Mutex<Core>,
     next_conn: AtomicU64,
     missed_rx: Mutex<Option<mpsc::UnboundedReceiver<MissedCallJob>>>,
     bus_rx: Mutex<Option<mpsc::Receiver<BusJob>>>,
+}
+
+/// What `turn_credentials` remembers per user: its rate limit and the expiry (Unix seconds) of
+/// the credentials handed out last, reused while enough of their life is left. The logic is in
+/// cmd/turn.rs.
+#[derive(Debug, Default)]
+pub struct TurnGrants {
+    pub(crate) users: HashMap<UserId, (TokenBucket, i64)>,
+    pub(crate) prune_at: usize,
 }
 
 /// What the bus publisher task does for the hub, in order.
@@ -202,6 +215,7 @@ impl Shared {
             passwords,
             stun_port,
             bus,
+            turn_grants: Mutex::default(),
             core: Mutex::new(Core { hub, conns: HashMap::new(), missed, bus_out: Some(bus_out) }),
             next_conn: AtomicU64::new(1),
             missed_rx: Mutex::new(Some(missed_rx)),
@@ -259,15 +273,22 @@ impl Shared {
     }
 
     /// Registers a new connection; `None` if the connection limit is reached.
-    pub fn register(&self, handle: ConnHandle, now: Instant) -> Option<ConnId> {
+    pub fn register(
+        &self,
+        handle: ConnHandle,
+        peer: std::net::IpAddr,
+        now: Instant,
+    ) -> Result<ConnId, &'static str> {
         let mut core = self.lock();
         if core.conns.len() >= self.config.limits.max_connections {
-            return None;
+            return Err("supernode is full, try later");
         }
         let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        if !core.hub.connect_from(id, peer, now) {
+            return Err("too many connections from your address that have not logged in");
+        }
         core.conns.insert(id, handle);
-        core.hub.connect(id, now);
-        Some(id)
+        Ok(id)
     }
 
     /// Logs a connection in: it goes live in the hub, with its presence snapshot, and events to

@@ -1,6 +1,7 @@
 //! An attacker against other users, through real sockets from distinct loopback addresses
-//! (127.0.0.0/8 is all loopback): guessing cannot lock an account's owner out, and password
-//! hashes queued by connections that hung up are given up instead of run.
+//! (127.0.0.0/8 is all loopback): guessing cannot lock an account's owner out, password hashes
+//! queued by connections that hung up are given up instead of run, and neither one account nor
+//! one address can take the supernode's connections or TLS handshakes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -9,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::{PASSWORD, Raw, TestNode, assert_still_serves_then_stop, device_key, proof, within};
 use ed25519_dalek::SigningKey;
-use peerline_wire::{ErrorBody, ErrorCode, Login, Reply, Request};
+use peerline_wire::{EndReason, ErrorBody, ErrorCode, Event, Login, Reply, Request, ServerFrame};
 use tokio::net::TcpSocket;
 
 /// A raw client connected from `source` (a loopback address), hello said.
@@ -145,5 +146,131 @@ async fn a_hash_queued_by_a_connection_that_hung_up_is_never_run() {
     }
     let abandoned = abandoned_on_close(&node).await;
     assert!(abandoned >= 1, "no queued hash was given up after its client hung up");
+    assert_still_serves_then_stop(node, "alice").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_with_ten_connections_keeps_only_its_share_and_the_newest() {
+    let node = TestNode::start_with(&["mallory", "bob"], |c| {
+        c.limits.max_connections_per_user = 4;
+        c.limits.max_connections_per_device = 2;
+    })
+    .await;
+    let key = device_key();
+    let mut conns = Vec::new();
+    for i in 0..10u8 {
+        // Every connection from its own address, so only the per-account caps apply.
+        let mut raw = raw_from(&node, Ipv4Addr::new(127, 0, 3, i + 1)).await;
+        let device = if i % 2 == 0 { key.clone() } else { device_key() };
+        let result = attempt(&mut raw, &device, "mallory", Some(PASSWORD), None).await;
+        assert!(matches!(result, Ok(Reply::LoggedIn { .. })), "login {i}: {result:?}");
+        conns.push(raw);
+    }
+    // The six oldest were told why and closed; the four newest still answer.
+    let (old, new) = conns.split_at_mut(6);
+    for (i, raw) in old.iter_mut().enumerate() {
+        let (frames, _) = raw.until_closed().await;
+        let ended = frames.iter().any(|f| {
+            matches!(
+                f,
+                ServerFrame::Event {
+                    event: Event::SessionEnded { reason: EndReason::TooManyConnections }
+                }
+            )
+        });
+        assert!(ended, "connection {i} was not told why it closed: {frames:?}");
+    }
+    for raw in new.iter_mut() {
+        assert_eq!(raw.request(Request::Ping).await, Ok(Reply::Pong));
+    }
+    assert_still_serves_then_stop(node, "bob").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_connections_without_logging_in_or_every_tls_handshake() {
+    let node = TestNode::start_with(&["alice"], |c| {
+        c.limits.max_pre_login_per_source = 5;
+        c.limits.max_tls_handshakes_per_source = 3;
+    })
+    .await;
+    let attacker = Ipv4Addr::new(127, 0, 4, 1);
+    // Connections that finish TLS and the WebSocket, then never log in: the sixth is turned
+    // away with a reason.
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(raw_from(&node, attacker).await);
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(attacker), 0)).unwrap();
+    let tcp = within("TCP connect", socket.connect(node.client_addr)).await.unwrap();
+    let mut sixth = Raw::over(&node, tcp).await;
+    match sixth.recv().await {
+        common::Incoming::Frame(ServerFrame::Error { id: None, error }) => {
+            assert_eq!(error.code, ErrorCode::ShuttingDown);
+            assert!(error.message.contains("have not logged in"), "{error:?}");
+            assert!(error.retry_after_secs.is_some());
+        }
+        other => panic!("the sixth idle connection: {other:?}"),
+    }
+    // Connections that never even start TLS: past three, the rest are closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 4, 2)), 0)).unwrap();
+        silent.push(within("TCP connect", socket.connect(node.client_addr)).await.unwrap());
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 4, 2)), 0)).unwrap();
+    let mut fourth = within("TCP connect", socket.connect(node.client_addr)).await.unwrap();
+    common::until_eof(&mut fourth, "the fourth silent connection to be closed").await;
+    // Meanwhile everybody else connects and logs in.
+    assert_still_serves_then_stop(node, "alice").await;
+    drop((idle, silent));
+}
+
+/// A TCP connection from `from` that first sends `header`, then TLS and the WebSocket.
+async fn via_proxy(node: &TestNode, from: Ipv4Addr, header: &str) -> Raw {
+    use tokio::io::AsyncWriteExt;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+    let mut tcp = within("TCP connect", socket.connect(node.client_addr)).await.unwrap();
+    tcp.write_all(header.as_bytes()).await.unwrap();
+    Raw::over(node, tcp).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_is_counted_at_its_own_address() {
+    let proxy = Ipv4Addr::new(127, 0, 5, 1);
+    let node = TestNode::start_with(&["alice"], |c| {
+        c.trusted_proxies = vec![IpAddr::V4(proxy)];
+        c.limits.max_pre_login_per_source = 2;
+    })
+    .await;
+    let header = |client: &str| format!("PROXY TCP4 {client} 127.0.0.1 40000 7443\r\n");
+    // Four clients behind the proxy: the proxy's one address would be over the limit of two,
+    // but each client is counted at the address the proxy reports.
+    let mut clients = Vec::new();
+    for i in 1..=4 {
+        let mut raw = via_proxy(&node, proxy, &header(&format!("198.51.100.{i}"))).await;
+        raw.hello().await;
+        clients.push(raw);
+    }
+    // Two more connections of one of them reach its limit.
+    let mut again = via_proxy(&node, proxy, &header("198.51.100.1")).await;
+    again.hello().await;
+    let mut third = via_proxy(&node, proxy, &header("198.51.100.1")).await;
+    match third.recv().await {
+        common::Incoming::Frame(ServerFrame::Error { id: None, error }) => {
+            assert!(error.message.contains("have not logged in"), "{error:?}");
+        }
+        other => panic!("a third connection of 198.51.100.1: {other:?}"),
+    }
+    // Anyone else's PROXY header is not believed: it is just bytes before TLS, which fail.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 5, 2)), 0)).unwrap();
+    let mut tcp = within("TCP connect", socket.connect(node.client_addr)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, header("198.51.100.9").as_bytes()).await.unwrap();
+    common::until_eof(&mut tcp, "the untrusted PROXY header to be refused").await;
+    drop(clients);
     assert_still_serves_then_stop(node, "alice").await;
 }

@@ -152,7 +152,7 @@ async fn message_to_an_offline_user_waits_is_receipted_and_is_not_pushed_again()
     assert!(!events.iter().any(|e| matches!(e, Event::Message { .. })), "pushed again: {events:?}");
     // It is still there to read, marked delivered.
     match bob.ok(Request::History { with: "alice".into(), limit: None, before: None }).await {
-        Reply::Messages { messages } => {
+        Reply::Messages { messages, .. } => {
             assert_eq!(messages.len(), 1);
             assert_eq!(messages[0].id, sent.id);
             assert!(messages[0].delivered_at.is_some());

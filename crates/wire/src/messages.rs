@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::calls::{CallEndReason, CallId, DeviceKey, MissedCall};
 use crate::error::ErrorBody;
 
+mod debug;
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type TimestampMs = i64;
 
@@ -29,7 +31,8 @@ pub struct ClientFrame {
 }
 
 /// What a client can ask. The JSON form is an object whose `type` is the snake_case variant name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is written out in `debug.rs`: it never shows passwords or tokens.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// First request on every connection: protocol version negotiation.
@@ -84,8 +87,13 @@ pub enum Request {
         /// 2-64 characters.
         query: String,
     },
-    /// The contact list, with presence for accepted contacts.
-    Contacts,
+    /// The contact list, with presence for accepted contacts, a page at a time.
+    Contacts {
+        /// Only entries whose username sorts after this one: the last username of the previous
+        /// page, when that page said `more`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
     /// Sends a contact authorization request.
     ContactAdd {
         /// Whom to add.
@@ -141,6 +149,10 @@ pub enum Request {
         /// At most this many (1-1000, default 100).
         #[serde(default)]
         limit: Option<u32>,
+        /// Only messages with an id above this one: the last id of the previous page, when that
+        /// page said `more`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<MessageId>,
     },
     /// The stored conversation with a user, oldest first.
     History {
@@ -254,7 +266,7 @@ impl Request {
             Self::RemoveDevice { .. } => "remove_device",
             Self::SetProfile { .. } => "set_profile",
             Self::Search { .. } => "search",
-            Self::Contacts => "contacts",
+            Self::Contacts { .. } => "contacts",
             Self::ContactAdd { .. } => "contact_add",
             Self::ContactAccept { .. } => "contact_accept",
             Self::ContactDecline { .. } => "contact_decline",
@@ -323,7 +335,8 @@ pub const REQUEST_TYPES: &[&str] = &[
 ];
 
 /// The `login` request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is written out in `debug.rs`: it never shows passwords or tokens.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Login {
     /// The account.
     pub username: String,
@@ -342,11 +355,40 @@ pub struct Login {
 pub struct DeviceProof {
     /// Ed25519 public key, 32 bytes, lowercase hex.
     pub public_key: String,
-    /// Ed25519 signature over [`login_challenge`]`(nonce)`, 64 bytes, lowercase hex.
+    /// Ed25519 signature over [`login_challenge`]`(nonce)`, or over
+    /// [`login_challenge_bound`] with `channel_binding`; 64 bytes, lowercase hex.
     pub signature: String,
     /// A name for the device, shown in `devices` (up to 64 characters).
     #[serde(default)]
     pub name: String,
+    /// `tls_exporter` when `signature` is over [`login_challenge_bound`] (the client bound it to
+    /// its TLS connection, RFC 9266); absent when it is over [`login_challenge`] alone (a
+    /// client that cannot read its TLS exporter, such as a browser).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_binding: Option<ChannelBinding>,
+}
+
+/// How a login signature is tied to its TLS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelBinding {
+    /// The TLS exporter of RFC 9266 (`tls-exporter`): 32 bytes exported with the label
+    /// `EXPORTER-Channel-Binding` and no context. A man in the middle who terminates TLS sees a
+    /// different value on each side, so a signature relayed through it does not verify.
+    TlsExporter,
+}
+
+/// The exporter label of RFC 9266.
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+
+/// The bytes a device signs to log in over TLS with [`ChannelBinding::TlsExporter`]: a
+/// domain-separation label, the nonce from `hello`, and the connection's 32-byte TLS exporter.
+pub fn login_challenge_bound(nonce_hex: &str, exporter: &[u8; 32]) -> Vec<u8> {
+    let mut bytes = b"peerline-login-tls-exporter-v1:".to_vec();
+    bytes.extend_from_slice(nonce_hex.as_bytes());
+    bytes.push(b':');
+    bytes.extend_from_slice(exporter);
+    bytes
 }
 
 /// The bytes a device signs to log in: a domain-separation label followed by the nonce from the
@@ -496,7 +538,8 @@ pub enum ServerFrame {
 }
 
 /// The successful result of a request. The JSON form is an object whose `type` names it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Debug is written out in `debug.rs`: it never shows passwords or tokens.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
     /// Answer to `hello`.
@@ -554,8 +597,12 @@ pub enum Reply {
     },
     /// Answer to `contacts`.
     Contacts {
-        /// Every entry of the owner's list.
+        /// Entries of the owner's list, ordered by username.
         contacts: Vec<Contact>,
+        /// The list goes on: the reply stopped where one more entry would not fit in a frame.
+        /// Ask again with `after` set to the last username here.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     /// Answer to `send_message`: the message as stored.
     MessageSent {
@@ -566,6 +613,11 @@ pub enum Reply {
     Messages {
         /// Oldest first.
         messages: Vec<ChatMessage>,
+        /// Fewer than `limit` came because one more would not fit in a frame: ask again for
+        /// the rest, an `inbox` with `after` the last id here, a `history` with `before` the
+        /// first id here.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     /// Answer to `ping`.
     Pong,
@@ -708,6 +760,9 @@ pub enum EndReason {
     PasswordChanged,
     /// The connection did not log in within the login deadline.
     LoginTimeout,
+    /// The account (or this device) opened more connections than a supernode allows; the
+    /// oldest ones are closed.
+    TooManyConnections,
 }
 
 /// Something the supernode tells a client without being asked.

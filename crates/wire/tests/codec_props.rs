@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use peerline_wire::{
-    ChatMessage, ClientFrame, Contact, ContactState, DecodeError, DeviceProof, EndReason,
-    ErrorBody, ErrorCode, Event, Login, MAX_FRAME_BYTES, Presence, REQUEST_TYPES, ReceiptKind,
-    Reply, Request, ServerFrame, Status, UserSummary, decode_client_frame, decode_server_frame,
-    encode,
+    ChannelBinding, ChatMessage, ClientFrame, Contact, ContactState, DecodeError, DeviceProof,
+    EndReason, ErrorBody, ErrorCode, Event, Login, MAX_FRAME_BYTES, Presence, REQUEST_TYPES,
+    ReceiptKind, Reply, Request, ServerFrame, Status, UserSummary, decode_client_frame,
+    decode_server_frame, encode,
 };
 use proptest::prelude::*;
 
@@ -157,14 +157,16 @@ fn request() -> impl Strategy<Value = Request> {
             proptest::option::of(text()),
             hex(64),
             hex(128),
-            text()
+            text(),
+            any::<bool>()
         )
-            .prop_map(|(username, password, token, public_key, signature, name)| {
+            .prop_map(|(username, password, token, public_key, signature, name, bound)| {
+                let channel_binding = bound.then_some(ChannelBinding::TlsExporter);
                 Request::Login(Login {
                     username,
                     password,
                     token,
-                    device: DeviceProof { public_key, signature, name },
+                    device: DeviceProof { public_key, signature, name, channel_binding },
                 })
             }),
         Just(Request::Logout),
@@ -187,7 +189,9 @@ fn request() -> impl Strategy<Value = Request> {
         proptest::collection::vec(any::<i64>(), 0..50)
             .prop_map(|ids| Request::AckDelivered { ids }),
         proptest::collection::vec(any::<i64>(), 0..50).prop_map(|ids| Request::MarkRead { ids }),
-        any::<Option<u32>>().prop_map(|limit| Request::Inbox { limit }),
+        (any::<Option<u32>>(), any::<Option<i64>>())
+            .prop_map(|(limit, after)| Request::Inbox { limit, after }),
+        proptest::option::of(username()).prop_map(|after| Request::Contacts { after }),
         (username(), any::<Option<u32>>(), any::<Option<i64>>())
             .prop_map(|(with, limit, before)| Request::History { with, limit, before }),
         Just(Request::Ping),
@@ -230,6 +234,7 @@ fn reply() -> impl Strategy<Value = Reply> {
             0..5
         )
         .prop_map(|contacts| Reply::Contacts {
+            more: contacts.len() % 2 == 1,
             contacts: contacts
                 .into_iter()
                 .map(|(username, display_name, presence, message)| Contact {
@@ -243,7 +248,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         }),
         chat_message().prop_map(|message| Reply::MessageSent { message }),
         proptest::collection::vec(chat_message(), 0..5)
-            .prop_map(|messages| Reply::Messages { messages }),
+            .prop_map(|messages| Reply::Messages { more: messages.len() % 2 == 1, messages }),
         Just(Reply::Pong),
     ]
 }

@@ -272,17 +272,20 @@ impl Driver {
     /// Dials `host` and logs in with the token: `hello`, then `login` signed over the nonce.
     async fn log_in(&self, host: &str) -> Result<(Link, LoggedIn), AttemptError> {
         let dialer = self.network.dialers.get(host).await.map_err(AttemptError::Failed)?;
-        let ws = dialer
+        let (ws, exporter) = dialer
             .open(self.user, self.network.config.connect_timeout)
             .await
             .map_err(|f| AttemptError::Failed(f.to_string()))?;
         let mut link = Link::new(ws, self.network.config.session.clone());
         let handshake = LoginHandshake::new(CLIENT_NAME);
         let answer = link.round_trip(handshake.hello_request()).await?;
-        let hello = handshake.handle_hello(answer).map_err(|e| match e {
+        let mut hello = handshake.handle_hello(answer).map_err(|e| match e {
             HandshakeError::HelloRefused(body) => judge(body),
             other => AttemptError::Failed(other.to_string()),
         })?;
+        if let Some(exporter) = exporter {
+            hello = hello.bind_to_tls(exporter);
+        }
         link.session.set_server_heartbeat_timeout(hello.heartbeat_timeout_secs);
         let account = &self.account;
         let attempt = hello.login(

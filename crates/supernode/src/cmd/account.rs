@@ -7,8 +7,8 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use peerline_store::NewAccount;
 use peerline_supernode_core::{Link, OnlineLogin};
 use peerline_wire::{
-    DeviceInfo, EndReason, ErrorBody, ErrorCode, Login, PROTOCOL_VERSION, Profile, Reply,
-    login_challenge, validate,
+    ChannelBinding, DeviceInfo, EndReason, ErrorBody, ErrorCode, Login, PROTOCOL_VERSION, Profile,
+    Reply, login_challenge, login_challenge_bound, validate,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -162,7 +162,21 @@ impl Session {
         })?;
         let key =
             VerifyingKey::from_bytes(&key_bytes).map_err(|_| ErrorCode::InvalidDeviceSignature)?;
-        key.verify(&login_challenge(&nonce), &Signature::from_bytes(&sig_bytes))
+        // A bound signature covers this connection's TLS exporter too: one relayed by a man in
+        // the middle (who sees another exporter on each side) does not verify here.
+        let challenge = match (login.device.channel_binding, &self.tls_exporter) {
+            (None, _) => login_challenge(&nonce),
+            (Some(ChannelBinding::TlsExporter), Some(exporter)) => {
+                login_challenge_bound(&nonce, exporter)
+            }
+            (Some(ChannelBinding::TlsExporter), None) => {
+                return Err(ErrorBody::with_message(
+                    ErrorCode::BadRequest,
+                    "channel_binding tls_exporter needs a TLS connection to the supernode",
+                ));
+            }
+        };
+        key.verify(&challenge, &Signature::from_bytes(&sig_bytes))
             .map_err(|_| ErrorCode::InvalidDeviceSignature)?;
         let device_name: String = login
             .device
@@ -234,6 +248,7 @@ impl Session {
                 ));
             }
         };
+        self.admit_device(account.id, &key_bytes, known_device.is_some()).await?;
         // Reconnects must stay cheap: a known device's row (and its fsync) is only rewritten when
         // its name changed or its last login is over an hour old.
         let device = match known_device {

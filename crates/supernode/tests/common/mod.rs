@@ -355,6 +355,7 @@ pub fn proof(key: &SigningKey, nonce: &str) -> DeviceProof {
         public_key: hex::encode(key.verifying_key().to_bytes()),
         signature: hex::encode(key.sign(&login_challenge(nonce)).to_bytes()),
         name: "test device".into(),
+        channel_binding: None,
     }
 }
 
@@ -382,7 +383,8 @@ pub async fn login(
         username: username.into(),
         password: password.map(str::to_owned),
         token: token.map(str::to_owned),
-        device: proof(key, conn.nonce()),
+        // As the client signs: bound to the TLS connection.
+        device: conn.server_hello().device_proof(key, "test device"),
     };
     within("login", conn.request(Request::Login(login))).await
 }
