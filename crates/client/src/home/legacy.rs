@@ -37,7 +37,9 @@ impl Home {
         let mut pinned_hosts_used = HashSet::new();
         for (url, session) in sessions {
             let endpoint = Endpoint::parse(&url).ok();
-            let canonical = endpoint.as_ref().map_or(url.clone(), Endpoint::canonical_url);
+            // The one spelling every lookup uses, also for a URL that does not parse (found by
+            // fuzzing: a key with a trailing space was kept as it was, and never found again).
+            let canonical = super::networks::canonical(&url);
             // Only a TLS supernode had a pin; a plain ws:// test supernode had none.
             let pin = endpoint.filter(|e| e.tls).and_then(|e| {
                 let host_port = e.host_port();
@@ -53,8 +55,7 @@ impl Home {
         }
         for (host_port, fingerprint) in &pins {
             if pinned_hosts_used.insert(host_port.to_ascii_lowercase()) {
-                let url = format!("wss://{host_port}");
-                let url = Endpoint::parse(&url).map_or(url, |e| e.canonical_url());
+                let url = super::networks::canonical(&format!("wss://{host_port}"));
                 networks.push(SavedNetwork {
                     hosts: HostCache::new(vec![url], Vec::new()),
                     pin: Some(*fingerprint),
@@ -136,6 +137,24 @@ mod tests {
     fn write_old_home(home: &Home, sessions: &str, pins: &str) {
         fs::write(home.dir().join(SESSIONS_FILE), sessions).unwrap();
         fs::write(home.dir().join(KNOWN_SUPERNODES_FILE), pins).unwrap();
+    }
+
+    /// From the `home_files` fuzz target (fuzz/artifacts/home_files/crash-c343b71a…): a session
+    /// under a key that is no URL, with a trailing space, was stored as it was while every
+    /// lookup trims it, so the session could never be found (or replaced) again.
+    #[test]
+    fn an_old_session_under_an_odd_key_is_found_by_its_canonical_spelling() {
+        let (_tmp, home) = home();
+        let key = "////////////[////1.1:9 ";
+        write_old_home(
+            &home,
+            &format!(r#"{{"{key}": {{"username": "io", "token": "u", "device_id": 2}}}}"#),
+            "",
+        );
+        let networks = home.networks().unwrap();
+        let hosts = networks[0].hosts.hosts();
+        assert_eq!(hosts, vec![key.trim().to_owned()], "stored in the spelling lookups use");
+        assert_eq!(home.session(key).unwrap().map(|s| s.device_id), Some(2));
     }
 
     #[test]

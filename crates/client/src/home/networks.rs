@@ -84,7 +84,7 @@ struct NetworkRecord {
 
 /// The one spelling of a supernode URL the home stores and compares (a URL that does not parse
 /// is kept as it is: it matches only itself and fails when dialed).
-fn canonical(url: &str) -> String {
+pub(super) fn canonical(url: &str) -> String {
     Endpoint::parse(url).map_or_else(|_| url.trim().to_owned(), |e| e.canonical_url())
 }
 
