@@ -1,53 +1,11 @@
-//! Fuzz target: arbitrary bytes as a WebSocket text frame, fed to both frame decoders.
+//! cargo-fuzz target `frame_decoder`: bytes as a WebSocket text frame to both frame decoders
+//! (`peerline-wire`).
 //!
-//! Beyond "no panic", it checks the codec's contract: an oversized frame is `TooLarge` before any
-//! parsing, every failure maps to a small wire error, and anything that decodes re-encodes to a
-//! frame that decodes to the same value.
+//! The harness, and the checks it makes beyond "no panic": `peerline_fuzzing::frame_decoder`
+//! (crates/fuzzing/src/frame_decoder.rs), which the stable smoke test
+//! (crates/fuzzing/tests/smoke.rs) runs too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peerline_wire::{
-    DecodeError, MAX_FRAME_BYTES, ServerFrame, decode_client_frame, decode_server_frame, encode,
-};
 
-fn check_error(data: &[u8], err: &DecodeError) {
-    assert_eq!(
-        matches!(err, DecodeError::TooLarge(_)),
-        data.len() > MAX_FRAME_BYTES,
-        "TooLarge must mean exactly: over the frame limit"
-    );
-    let answer = encode(&ServerFrame::Error {
-        id: err.request_id(),
-        error: err.to_error_body(),
-    });
-    assert!(
-        answer.len() < 2048,
-        "error answer of {} bytes",
-        answer.len()
-    );
-}
-
-fuzz_target!(|data: &[u8]| {
-    match decode_client_frame(data) {
-        Ok(frame) => {
-            let again = decode_client_frame(encode(&frame).as_bytes());
-            assert_eq!(
-                again.as_ref(),
-                Ok(&frame),
-                "client frame does not round-trip"
-            );
-        }
-        Err(err) => check_error(data, &err),
-    }
-    match decode_server_frame(data) {
-        Ok(frame) => {
-            let again = decode_server_frame(encode(&frame).as_bytes());
-            assert_eq!(
-                again.as_ref(),
-                Ok(&frame),
-                "server frame does not round-trip"
-            );
-        }
-        Err(err) => check_error(data, &err),
-    }
-});
+fuzz_target!(|data: &[u8]| peerline_fuzzing::frame_decoder(data));

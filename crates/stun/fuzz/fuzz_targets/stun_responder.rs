@@ -1,32 +1,10 @@
-//! Fuzz target: arbitrary bytes as a UDP datagram to the STUN responder, from a source address
-//! taken from the input's first byte.
+//! cargo-fuzz target `stun_responder`: UDP datagrams to the STUN responder.
 //!
-//! Beyond "no panic", it checks the responder's security promise: an answer is never larger than
-//! the request plus XOR-MAPPED-ADDRESS, nothing is ever dropped as `would_amplify`, and a dropped
-//! datagram leaves the response buffer empty.
-//!
-//! Run: `cd crates/stun/fuzz && cargo +nightly fuzz run stun_responder`.
+//! The harness, and the checks it makes beyond "no panic": `peerline_fuzzing::stun_responder`
+//! (crates/fuzzing/src/stun_responder.rs), which the stable smoke test
+//! (crates/fuzzing/tests/smoke.rs) runs too.
 #![no_main]
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
 use libfuzzer_sys::fuzz_target;
-use peerline_stun::{Responder, ResponderConfig, xor_mapped_address_len};
 
-const SOURCES: [&str; 4] =
-    ["192.0.2.1:3478", "[2001:db8::1]:40000", "[::ffff:198.51.100.9]:5", "0.0.0.0:0"];
-
-fuzz_target!(|data: &[u8]| {
-    let Some((&selector, packet)) = data.split_first() else { return };
-    let source: SocketAddr = SOURCES[usize::from(selector) % SOURCES.len()].parse().unwrap();
-    let mut responder = Responder::new(&ResponderConfig::default());
-    let mut response = Vec::new();
-    let outcome = responder.handle(packet, source, Instant::now(), &mut response);
-    if outcome.has_response() {
-        assert!(response.len() <= packet.len() + xor_mapped_address_len(source));
-    } else {
-        assert!(response.is_empty());
-    }
-    assert_eq!(responder.stats().would_amplify, 0);
-});
+fuzz_target!(|data: &[u8]| peerline_fuzzing::stun_responder(data));
