@@ -47,13 +47,8 @@ impl Limits {
 
     /// A connection counted against `source` logged in or closed.
     pub(crate) fn left_pre_login(&mut self, source: Option<Source>) {
-        if let Some(source) = source
-            && let Some(n) = self.pre_login.get_mut(&source)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.pre_login.remove(&source);
-            }
+        if let Some(source) = source {
+            release(&mut self.pre_login, source);
         }
     }
 
@@ -64,6 +59,17 @@ impl Limits {
         self.registrations.retain(|_, b| !b.is_full(now));
         self.password_logins.retain(|_, b| !b.is_full(now));
         self.throttle.expire(now);
+    }
+}
+
+/// Gives back one of `source`'s counted places; a source with none left is forgotten, so the
+/// map holds only sources that have some.
+fn release(counts: &mut HashMap<Source, u32>, source: Source) {
+    if let Some(n) = counts.get_mut(&source) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&source);
+        }
     }
 }
 
@@ -202,12 +208,7 @@ impl Hub {
     ) {
         let source = Source::from(addr);
         let limits = &mut self.limits;
-        if let Some(running) = limits.hashing.get_mut(&source) {
-            *running = running.saturating_sub(1);
-            if *running == 0 {
-                limits.hashing.remove(&source);
-            }
-        }
+        release(&mut limits.hashing, source);
         if ok {
             limits.throttle.password_ok(username, registered_device, source);
             let per_hour = self.config.password_logins_per_hour;

@@ -110,6 +110,15 @@ struct Failures {
     last: Instant,
 }
 
+impl Failures {
+    /// The count as of `now`, halved for every `half_life` since the last failure.
+    fn at(&self, now: Instant, half_life: Duration) -> f64 {
+        let halves = now.saturating_duration_since(self.last).as_secs_f64()
+            / half_life.as_secs_f64().max(1e-9);
+        self.score * 0.5f64.powf(halves)
+    }
+}
+
 /// Most keys one table keeps. Bounds memory under a spray of random usernames or addresses.
 const MAX_KEYS: usize = 200_000;
 
@@ -124,12 +133,6 @@ struct Table<K> {
 impl<K: Hash + Eq + Clone> Table<K> {
     fn new(config: ThrottleConfig, max_keys: usize) -> Self {
         Self { config, entries: HashMap::new(), max_keys }
-    }
-
-    fn decayed(&self, f: &Failures, now: Instant) -> f64 {
-        let halves = now.saturating_duration_since(f.last).as_secs_f64()
-            / self.config.half_life.as_secs_f64().max(1e-9);
-        f.score * 0.5f64.powf(halves)
     }
 
     /// How long `key` must wait before its next attempt, if at all.
@@ -150,7 +153,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if self.entries.len() >= self.max_keys && !self.entries.contains_key(&key) {
             self.evict(now);
         }
-        let score = self.entries.get(&key).map_or(0.0, |f| self.decayed(f, now));
+        let half_life = self.config.half_life;
+        let score = self.entries.get(&key).map_or(0.0, |f| f.at(now, half_life));
         self.entries.insert(key, Failures { score: score + 1.0, last: now });
     }
 
@@ -168,11 +172,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     /// Forgets counts that have faded below one failure.
     fn expire(&mut self, now: Instant) {
-        let half_life = self.config.half_life.as_secs_f64().max(1e-9);
-        self.entries.retain(|_, f| {
-            let halves = now.saturating_duration_since(f.last).as_secs_f64() / half_life;
-            f.score * 0.5f64.powf(halves) >= 0.5
-        });
+        let half_life = self.config.half_life;
+        self.entries.retain(|_, f| f.at(now, half_life) >= 0.5);
     }
 
     /// Makes room in a full table: faded entries go first, then the lowest tenth by count. The
@@ -182,15 +183,14 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if self.entries.len() < self.max_keys {
             return;
         }
-        let mut scores: Vec<f64> = self.entries.values().map(|f| self.decayed(f, now)).collect();
+        let half_life = self.config.half_life;
+        let mut scores: Vec<f64> = self.entries.values().map(|f| f.at(now, half_life)).collect();
         let cut = (scores.len() / 10).max(1);
         let (_, threshold, _) = scores.select_nth_unstable_by(cut - 1, f64::total_cmp);
         let threshold = *threshold;
         let mut dropped = 0;
-        let half_life = self.config.half_life.as_secs_f64().max(1e-9);
         self.entries.retain(|_, f| {
-            let halves = now.saturating_duration_since(f.last).as_secs_f64() / half_life;
-            let keep = dropped >= cut || f.score * 0.5f64.powf(halves) > threshold;
+            let keep = dropped >= cut || f.at(now, half_life) > threshold;
             if !keep {
                 dropped += 1;
             }
@@ -229,8 +229,14 @@ impl LoginThrottle {
         }
     }
 
+    /// Where a password attempt counts: its device's table when the key is registered to the
+    /// account, else the account's.
     fn account_table(&self, device: Option<[u8; 32]>) -> &Table<AccountKey> {
         if device.is_some() { &self.devices } else { &self.accounts }
+    }
+
+    fn account_table_mut(&mut self, device: Option<[u8; 32]>) -> &mut Table<AccountKey> {
+        if device.is_some() { &mut self.devices } else { &mut self.accounts }
     }
 
     /// `Err(wait)` if a password login for `username` from `source` must wait first.
@@ -258,10 +264,7 @@ impl LoginThrottle {
         now: Instant,
     ) {
         let key = AccountKey { username: username.to_owned(), device: registered_device };
-        match registered_device {
-            Some(_) => self.devices.record(key, now),
-            None => self.accounts.record(key, now),
-        }
+        self.account_table_mut(registered_device).record(key, now);
         self.password_sources.record(source, now);
     }
 
@@ -274,10 +277,7 @@ impl LoginThrottle {
         source: Source,
     ) {
         let key = AccountKey { username: username.to_owned(), device: registered_device };
-        match registered_device {
-            Some(_) => self.devices.forgive(&key),
-            None => self.accounts.forgive(&key),
-        }
+        self.account_table_mut(registered_device).forgive(&key);
         self.password_sources.undo(&source);
     }
 
