@@ -133,22 +133,7 @@ pub(crate) async fn delete_sessions_except(
     Ok(())
 }
 
-/// Deletes at most `limit` sessions that expired before `cutoff`, oldest first; returns how
-/// many. Rows another supernode's purge is deleting at the same moment are skipped.
-pub(crate) async fn purge_expired_sessions(
-    pool: &PgPool,
-    cutoff: TimestampMs,
-    limit: u32,
-) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM sessions WHERE token_hash IN (
-             SELECT token_hash FROM sessions WHERE expires_at < $1 ORDER BY expires_at LIMIT $2
-             FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(cutoff)
-    .bind(i64::from(limit))
-    .execute(pool)
-    .await
-    .map_err(failed("purging expired sessions"))?;
-    Ok(done.rows_affected())
-}
+/// Deletes the (at most `$2`) sessions that expired first among those that expired before `$1`.
+pub(crate) const PURGE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE token_hash IN (
+     SELECT token_hash FROM sessions WHERE expires_at < $1 ORDER BY expires_at LIMIT $2
+     FOR UPDATE SKIP LOCKED)";

@@ -37,6 +37,25 @@ pub(crate) fn failed(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
     move |e| classify(doing, e)
 }
 
+/// Runs one batch of a purge: `sql` deletes at most `$2` rows older than `$1`, skipping rows
+/// another supernode's purge is deleting at the same moment. Returns how many it deleted; the
+/// caller repeats until a batch comes back short.
+pub(crate) async fn delete_batch(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    cutoff: i64,
+    limit: u32,
+    doing: &'static str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(sql)
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(pool)
+        .await
+        .map_err(failed(doing))?;
+    Ok(done.rows_affected())
+}
+
 /// The [`StoreError`] for `error`, met while `doing` something.
 pub(crate) fn classify(doing: &str, error: sqlx::Error) -> StoreError {
     match &error {

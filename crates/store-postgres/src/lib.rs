@@ -295,7 +295,14 @@ impl Store for PostgresStore {
     }
 
     async fn purge_expired_sessions(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
-        devices::purge_expired_sessions(&self.pool, cutoff, limit).await
+        error::delete_batch(
+            &self.pool,
+            devices::PURGE_EXPIRED_SESSIONS,
+            cutoff,
+            limit,
+            "purging expired sessions",
+        )
+        .await
     }
 
     async fn contact_pair(
@@ -426,7 +433,8 @@ impl Store for PostgresStore {
     }
 
     async fn purge_messages_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
-        messages::purge_before(&self.pool, cutoff, limit).await
+        error::delete_batch(&self.pool, messages::PURGE, cutoff, limit, "purging old messages")
+            .await
     }
 
     async fn record_missed_call(
@@ -452,7 +460,14 @@ impl Store for PostgresStore {
     }
 
     async fn purge_missed_calls_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
-        missed_calls::purge_before(&self.pool, cutoff, limit).await
+        error::delete_batch(
+            &self.pool,
+            missed_calls::PURGE,
+            cutoff,
+            limit,
+            "purging old missed calls",
+        )
+        .await
     }
 }
 

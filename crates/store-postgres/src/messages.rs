@@ -248,22 +248,7 @@ pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Deletes at most `limit` messages stored before `cutoff`; returns how many. Rows another
-/// supernode's purge is deleting at the same moment are skipped rather than waited for.
-pub(crate) async fn purge_before(
-    pool: &PgPool,
-    cutoff: TimestampMs,
-    limit: u32,
-) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM messages WHERE id IN (
-             SELECT id FROM messages WHERE sent_at < $1 ORDER BY sent_at LIMIT $2
-             FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(cutoff)
-    .bind(i64::from(limit))
-    .execute(pool)
-    .await
-    .map_err(failed("purging old messages"))?;
-    Ok(done.rows_affected())
-}
+/// Deletes the oldest (at most `$2`) messages stored before `$1`.
+pub(crate) const PURGE: &str = "DELETE FROM messages WHERE id IN (
+     SELECT id FROM messages WHERE sent_at < $1 ORDER BY sent_at LIMIT $2
+     FOR UPDATE SKIP LOCKED)";

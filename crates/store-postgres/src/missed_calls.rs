@@ -86,22 +86,7 @@ pub(crate) async fn ack(pool: &PgPool, callee: UserId, ids: &[i64]) -> StoreResu
     Ok(done.rows_affected())
 }
 
-/// Deletes at most `limit` missed calls that rang before `cutoff`; returns how many. Rows
-/// another supernode's purge is deleting at the same moment are skipped.
-pub(crate) async fn purge_before(
-    pool: &PgPool,
-    cutoff: TimestampMs,
-    limit: u32,
-) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM missed_calls WHERE id IN (
-             SELECT id FROM missed_calls WHERE at < $1 ORDER BY at LIMIT $2
-             FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(cutoff)
-    .bind(i64::from(limit))
-    .execute(pool)
-    .await
-    .map_err(failed("purging old missed calls"))?;
-    Ok(done.rows_affected())
-}
+/// Deletes the oldest (at most `$2`) missed calls that rang before `$1`.
+pub(crate) const PURGE: &str = "DELETE FROM missed_calls WHERE id IN (
+     SELECT id FROM missed_calls WHERE at < $1 ORDER BY at LIMIT $2
+     FOR UPDATE SKIP LOCKED)";

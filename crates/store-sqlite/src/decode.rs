@@ -15,6 +15,25 @@ pub(crate) fn failed(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
     move |e| StoreError::Backend(format!("{doing}: {e}"))
 }
 
+/// Runs one batch of a purge: `sql` deletes at most `?2` rows older than `?1` (oldest first,
+/// through its index). Returns how many it deleted; the caller repeats until a batch comes back
+/// short, so that no single statement holds the only writer for long.
+pub(crate) async fn delete_batch(
+    pool: &sqlx::SqlitePool,
+    sql: &'static str,
+    cutoff: i64,
+    limit: u32,
+    doing: &'static str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(sql)
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(pool)
+        .await
+        .map_err(failed(doing))?;
+    Ok(done.rows_affected())
+}
+
 /// A `Backend` error for a stored value that cannot be what the schema says.
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("corrupt {what}"))

@@ -133,19 +133,3 @@ pub(crate) async fn delete_sessions_except(
 /// Deletes the (at most `?2`) sessions that expired first among those that expired before `?1`.
 pub(crate) const PURGE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE token_hash IN (
      SELECT token_hash FROM sessions WHERE expires_at < ? ORDER BY expires_at LIMIT ?)";
-
-/// Deletes at most `limit` sessions that expired before `cutoff`, oldest first; returns how
-/// many.
-pub(crate) async fn purge_expired_sessions(
-    pool: &SqlitePool,
-    cutoff: TimestampMs,
-    limit: u32,
-) -> StoreResult<u64> {
-    let done = sqlx::query(PURGE_EXPIRED_SESSIONS)
-        .bind(cutoff)
-        .bind(i64::from(limit))
-        .execute(pool)
-        .await
-        .map_err(failed("purging expired sessions"))?;
-    Ok(done.rows_affected())
-}

@@ -244,7 +244,14 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired_sessions(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
-        devices::purge_expired_sessions(&self.writer, cutoff, limit).await
+        decode::delete_batch(
+            &self.writer,
+            devices::PURGE_EXPIRED_SESSIONS,
+            cutoff,
+            limit,
+            "purging expired sessions",
+        )
+        .await
     }
 
     async fn contact_pair(
@@ -375,7 +382,8 @@ impl Store for SqliteStore {
     }
 
     async fn purge_messages_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
-        messages::purge_before(&self.writer, cutoff, limit).await
+        decode::delete_batch(&self.writer, messages::PURGE, cutoff, limit, "purging old messages")
+            .await
     }
 
     async fn record_missed_call(
@@ -401,7 +409,14 @@ impl Store for SqliteStore {
     }
 
     async fn purge_missed_calls_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
-        missed_calls::purge_before(&self.writer, cutoff, limit).await
+        decode::delete_batch(
+            &self.writer,
+            missed_calls::PURGE,
+            cutoff,
+            limit,
+            "purging old missed calls",
+        )
+        .await
     }
 }
 

@@ -266,21 +266,6 @@ pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Deletes at most `limit` messages stored before `cutoff`; returns how many.
-pub(crate) async fn purge_before(
-    pool: &SqlitePool,
-    cutoff: TimestampMs,
-    limit: u32,
-) -> StoreResult<u64> {
-    let done = sqlx::query(PURGE)
-        .bind(cutoff)
-        .bind(i64::from(limit))
-        .execute(pool)
-        .await
-        .map_err(failed("purging old messages"))?;
-    Ok(done.rows_affected())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -89,21 +89,6 @@ pub(crate) async fn ack(pool: &SqlitePool, callee: UserId, ids: &[i64]) -> Store
 pub(crate) const PURGE: &str = "DELETE FROM missed_calls WHERE id IN (
      SELECT id FROM missed_calls WHERE at < ? ORDER BY at LIMIT ?)";
 
-/// Deletes at most `limit` missed calls that rang before `cutoff`; returns how many.
-pub(crate) async fn purge_before(
-    pool: &SqlitePool,
-    cutoff: TimestampMs,
-    limit: u32,
-) -> StoreResult<u64> {
-    let done = sqlx::query(PURGE)
-        .bind(cutoff)
-        .bind(i64::from(limit))
-        .execute(pool)
-        .await
-        .map_err(failed("purging old missed calls"))?;
-    Ok(done.rows_affected())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
