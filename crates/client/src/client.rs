@@ -506,10 +506,10 @@ mod tests {
         ServerFrame::Ok { id, result }
     }
 
-    async fn client(home: &std::path::Path) -> (Client, tokio::task::JoinHandle<Vec<ClientFrame>>) {
-        let (conn, received) = scripted::connect(supernode).await;
-        let client = Client {
-            conn: conn.unwrap(),
+    /// A client of [`URL`] over `conn`, with its home in `home`, not logged in.
+    fn on(conn: Connection, home: &std::path::Path) -> Client {
+        Client {
+            conn,
             home: Home::open(home).unwrap(),
             given: vec![URL.into()],
             url: URL.into(),
@@ -520,8 +520,12 @@ mod tests {
             expected_pin: None,
             trust: Trust::Pin { expected: None },
             failover: Failover::new(vec![URL.into()], FailoverConfig::default()),
-        };
-        (client, received)
+        }
+    }
+
+    async fn client(home: &std::path::Path) -> (Client, tokio::task::JoinHandle<Vec<ClientFrame>>) {
+        let (conn, received) = scripted::connect(supernode).await;
+        (on(conn.unwrap(), home), received)
     }
 
     /// A client on a scripted supernode that answers `hello` and then as `answer` says.
@@ -534,20 +538,7 @@ mod tests {
             request => ServerFrame::Ok { id: frame.id, result: answer(request) },
         })
         .await;
-        let client = Client {
-            conn: conn.unwrap(),
-            home: Home::open(home).unwrap(),
-            given: vec![URL.into()],
-            url: URL.into(),
-            newly_pinned: None,
-            device_name: "test device".into(),
-            username: None,
-            ca_file: None,
-            expected_pin: None,
-            trust: Trust::Pin { expected: None },
-            failover: Failover::new(vec![URL.into()], FailoverConfig::default()),
-        };
-        (client, received)
+        (on(conn.unwrap(), home), received)
     }
 
     fn message(id: i64) -> ChatMessage {
