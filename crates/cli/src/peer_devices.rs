@@ -156,13 +156,15 @@ pub struct DeviceRow {
     pub state: DeviceState,
 }
 
-/// Every device of the contact: the pinned ones and the ones the supernode lists, by id.
+/// Every device of the contact: the ones the supernode lists, in its order (oldest first), then
+/// the pinned ones it no longer lists. Device ids are random, so they say nothing of age.
 pub fn device_rows(listed: &[DeviceKey], pinned: &[(i64, String)]) -> Vec<DeviceRow> {
     let pinned: BTreeMap<i64, &str> = pinned.iter().map(|(id, k)| (*id, k.as_str())).collect();
     let listed_by_id: BTreeMap<i64, &DeviceKey> = listed.iter().map(|d| (d.device_id, d)).collect();
-    let mut ids: Vec<i64> = pinned.keys().chain(listed_by_id.keys()).copied().collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let mut ids: Vec<i64> = listed.iter().map(|d| d.device_id).collect();
+    ids.extend(pinned.keys().filter(|id| !listed_by_id.contains_key(id)));
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
     ids.into_iter()
         .filter_map(|id| {
             let listed = listed_by_id.get(&id);
@@ -281,23 +283,24 @@ mod tests {
     }
 
     #[test]
-    fn every_pinned_and_listed_device_gets_a_row() {
-        let pinned = vec![(1, "aa".to_owned()), (2, "bb".to_owned()), (3, "cc".to_owned())];
-        let list = [listed(1, "AA", "phone"), listed(2, "ff", "laptop"), listed(4, "dd", "new")];
+    fn every_pinned_and_listed_device_gets_a_row_in_the_supernodes_order() {
+        // Ids are random: the supernode's order (oldest first) is the one that means something.
+        let pinned = vec![(90, "aa".to_owned()), (2, "bb".to_owned()), (3, "cc".to_owned())];
+        let list = [listed(90, "AA", "phone"), listed(2, "ff", "laptop"), listed(4, "dd", "new")];
         let rows = device_rows(&list, &pinned);
         let states: Vec<(i64, &str, &str)> =
             rows.iter().map(|r| (r.device_id, r.public_key.as_str(), r.state.as_str())).collect();
         assert_eq!(
             states,
             [
-                (1, "aa", "pinned"),
+                (90, "aa", "pinned"),
                 (2, "bb", "key_changed"),
+                (4, "dd", "new_device"),
                 (3, "cc", "not_listed"),
-                (4, "dd", "new_device")
             ]
         );
         assert_eq!(rows[1].state, DeviceState::KeyChanged { listed: "ff".into() });
-        assert_eq!(rows[3].name, "new");
+        assert_eq!(rows[2].name, "new");
         // Nothing pinned yet: the devices wait for their first call.
         let rows = device_rows(&list, &[]);
         assert!(rows.iter().all(|r| r.state == DeviceState::NotPinned));

@@ -98,6 +98,73 @@ async fn concurrent_changes_of_a_pair_from_several_stores_serialize() {
     first.close().await;
 }
 
+/// Four supernodes register devices at once: the same new key logging in on all four at the same
+/// moment makes one device (every call returns it), and distinct keys get distinct ids, none of
+/// a device removed meanwhile. The same call recorded by all four makes one record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_device_logins_and_call_records_from_several_stores() {
+    let server = TestPostgres::start().expect("starting a throwaway PostgreSQL");
+    let url = server.create_database("devices").unwrap();
+    let first = PostgresStore::connect(&url).await.unwrap();
+    let alice = first.create_account(new_account("alice"), 1).await.unwrap().id;
+    let bob = first.create_account(new_account("bob"), 1).await.unwrap().id;
+    let removed = first.upsert_device(bob, &[0xee; 32], "old", 1).await.unwrap().id;
+    assert!(first.remove_device(bob, removed).await.unwrap());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in 0..4_u8 {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let store = PostgresStore::connect(&url).await.unwrap();
+            let shared = store.upsert_device(bob, &[0x5a; 32], "shared", 2).await.unwrap().id;
+            let mut own = Vec::new();
+            for i in 0..10_u8 {
+                let mut key = [node; 32];
+                key[1] = i;
+                own.push(store.upsert_device(bob, &key, "own", 2).await.unwrap().id);
+            }
+            let record = peerline_store::NewCallRecord {
+                call_id: "call-1".to_owned(),
+                owner: alice,
+                peer: bob,
+                outgoing: true,
+                started_at: 1,
+                answered_at: None,
+                ended_at: 2,
+                end_reason: "no_answer".to_owned(),
+                path: None,
+            };
+            let call = store.record_call(record).await.unwrap();
+            store.close().await;
+            (shared, own, call)
+        });
+    }
+    let mut shared = Vec::new();
+    let mut own = Vec::new();
+    let mut calls = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (s, o, c) = done.unwrap();
+        shared.push(s);
+        own.extend(o);
+        calls.push(c);
+    }
+    shared.dedup();
+    assert_eq!(shared.len(), 1, "one device for the key that logged in on four nodes at once");
+    calls.dedup();
+    assert_eq!(calls.len(), 1, "one record of the call recorded on four nodes at once");
+    assert_eq!(first.call_log(alice, false, None, 10).await.unwrap().len(), 1);
+
+    let mut all = own.clone();
+    all.push(shared[0]);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 41, "distinct keys, distinct ids");
+    assert!(!all.contains(&removed), "the removed device's id was issued again");
+    let listed: Vec<i64> = first.devices(bob).await.unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(listed.len(), 41, "bob has the 41 devices: {listed:?}");
+    first.close().await;
+}
+
 /// [`step`] with the pair named `(b, a)`.
 async fn step_ba(store: &PostgresStore, a: i64, b: i64) -> i64 {
     loop {

@@ -4,7 +4,7 @@
 //! of the wrong length becomes `StoreError::Backend("corrupt ...")`, never a panic.
 
 use peerline_store::{
-    Account, ContactState, Device, SessionRecord, Status, StoreError, StoredMessage,
+    Account, CallRecord, ContactState, Device, SessionRecord, Status, StoreError, StoredMessage,
     StoredMissedCall,
 };
 use sqlx::sqlite::SqliteRow;
@@ -123,5 +123,22 @@ pub(crate) fn missed_call(row: &SqliteRow) -> Result<StoredMissedCall, StoreErro
         caller: column(row, "missed_calls", "caller_name")?,
         callee_id: column(row, "missed_calls", "callee")?,
         at: column(row, "missed_calls", "at")?,
+    })
+}
+
+/// A row of the call-log select (see `call_log::select_call!`), with the peer's username joined
+/// in.
+pub(crate) fn call_record(row: &SqliteRow) -> Result<CallRecord, StoreError> {
+    Ok(CallRecord {
+        id: column(row, "call_log", "id")?,
+        call_id: column(row, "call_log", "call_id")?,
+        peer: column(row, "call_log", "peer_name")?,
+        peer_id: column(row, "call_log", "peer")?,
+        outgoing: column(row, "call_log", "outgoing")?,
+        started_at: column(row, "call_log", "started_at")?,
+        answered_at: column(row, "call_log", "answered_at")?,
+        ended_at: column(row, "call_log", "ended_at")?,
+        end_reason: column(row, "call_log", "end_reason")?,
+        path: column(row, "call_log", "path")?,
     })
 }

@@ -1,12 +1,21 @@
 //! Devices registered to accounts, and the resumable sessions issued to them.
 
-use peerline_store::{Device, DeviceId, SessionRecord, StoreResult, TimestampMs, UserId};
+use peerline_store::{
+    Device, DeviceId, SessionRecord, StoreError, StoreResult, TimestampMs, UserId, random_device_id,
+};
 use sqlx::SqlitePool;
 
 use crate::decode::{self, failed};
 
+/// How many random ids a new device draws before giving up. Each draw collides with an issued id
+/// with a probability of (devices ever issued) / 2^53, so a second draw is already astronomically
+/// rare; the bound only keeps a broken random source from looping forever.
+const ID_DRAWS: usize = 16;
+
 /// Registers the key for the account, or refreshes the name and last-seen time of the device that
-/// already has it. One statement, so two logins of the same new device cannot make two rows.
+/// already has it. A new device gets a random id that was never issued before (see
+/// `issued_device_ids` in migrations/0005_device_ids.sql). One transaction on the only writer, so
+/// two logins of the same new device cannot make two rows.
 pub(crate) async fn upsert(
     pool: &SqlitePool,
     user: UserId,
@@ -14,21 +23,62 @@ pub(crate) async fn upsert(
     name: &str,
     now: TimestampMs,
 ) -> StoreResult<Device> {
-    let row = sqlx::query(
-        "INSERT INTO devices (user_id, public_key, name, created_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT (user_id, public_key)
-             DO UPDATE SET name = excluded.name, last_seen_at = excluded.last_seen_at
+    let mut tx = pool.begin().await.map_err(failed("registering device"))?;
+    let known = sqlx::query(
+        "UPDATE devices SET name = ?3, last_seen_at = ?4
+         WHERE user_id = ?1 AND public_key = ?2
          RETURNING id, user_id, public_key, name, created_at, last_seen_at",
     )
     .bind(user)
     .bind(public_key.as_slice())
     .bind(name)
     .bind(now)
-    .fetch_one(pool)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(failed("refreshing device"))?;
+    if let Some(row) = known {
+        let device = decode::device(&row)?;
+        tx.commit().await.map_err(failed("refreshing device"))?;
+        return Ok(device);
+    }
+
+    let mut id = None;
+    for _ in 0..ID_DRAWS {
+        let candidate = random_device_id();
+        let issued =
+            sqlx::query("INSERT INTO issued_device_ids (id) VALUES (?) ON CONFLICT DO NOTHING")
+                .bind(candidate)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("issuing device id"))?
+                .rows_affected();
+        if issued == 1 {
+            id = Some(candidate);
+            break;
+        }
+    }
+    let id = id.ok_or_else(|| {
+        StoreError::Backend(format!(
+            "issuing device id: {ID_DRAWS} random ids in a row were taken; the random source \
+             is broken"
+        ))
+    })?;
+    let row = sqlx::query(
+        "INSERT INTO devices (id, user_id, public_key, name, created_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         RETURNING id, user_id, public_key, name, created_at, last_seen_at",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(public_key.as_slice())
+    .bind(name)
+    .bind(now)
+    .fetch_one(&mut *tx)
     .await
     .map_err(failed("registering device"))?;
-    decode::device(&row)
+    let device = decode::device(&row)?;
+    tx.commit().await.map_err(failed("registering device"))?;
+    Ok(device)
 }
 
 /// The account's devices, oldest first.
@@ -47,7 +97,8 @@ pub(crate) async fn of_user(pool: &SqlitePool, user: UserId) -> StoreResult<Vec<
     .collect()
 }
 
-/// Deletes the account's device and its sessions; `false` if the account has no such device.
+/// Deletes the account's device and its sessions; `false` if the account has no such device. The
+/// id stays in `issued_device_ids`, so it is never issued again.
 pub(crate) async fn remove(pool: &SqlitePool, user: UserId, device: DeviceId) -> StoreResult<bool> {
     let mut tx = pool.begin().await.map_err(failed("removing device"))?;
     // Sessions first: the foreign key would cascade, but this does not depend on it.

@@ -12,6 +12,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod accounts;
+mod call_log;
 mod contacts;
 mod decode;
 mod devices;
@@ -24,9 +25,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use peerline_store::{
-    Account, ContactEntry, ContactLink, ContactRow, ContactSide, ContactStates, ContactVersion,
-    Device, DeviceId, MessageId, NewAccount, RecentSends, SessionRecord, Status, Store, StoreError,
-    StoreResult, StoredMessage, StoredMissedCall, TimestampMs, UndeliveredCounts, UserHit, UserId,
+    Account, CallRecord, ContactEntry, ContactLink, ContactRow, ContactSide, ContactStates,
+    ContactVersion, Device, DeviceId, MessageId, NewAccount, NewCallRecord, RecentSends,
+    SessionRecord, Status, Store, StoreError, StoreResult, StoredMessage, StoredMissedCall,
+    TimestampMs, UndeliveredCounts, UserHit, UserId,
 };
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -417,6 +419,29 @@ impl Store for SqliteStore {
             "purging old missed calls",
         )
         .await
+    }
+
+    async fn record_call(&self, record: NewCallRecord) -> StoreResult<i64> {
+        call_log::record(&self.writer, record).await
+    }
+
+    async fn set_call_path(&self, owner: UserId, call_id: &str, path: &str) -> StoreResult<bool> {
+        call_log::set_path(&self.writer, owner, call_id, path).await
+    }
+
+    async fn call_log(
+        &self,
+        owner: UserId,
+        missed_only: bool,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<CallRecord>> {
+        call_log::list(&self.reader, owner, missed_only, before, limit).await
+    }
+
+    async fn purge_call_log_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
+        decode::delete_batch(&self.writer, call_log::PURGE, cutoff, limit, "purging old call log")
+            .await
     }
 }
 

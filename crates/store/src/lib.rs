@@ -1,5 +1,5 @@
-//! Storage for a supernode: accounts, devices, session tokens, contacts, messages and missed
-//! calls.
+//! Storage for a supernode: accounts, devices, session tokens, contacts, messages, missed calls
+//! and call history.
 //!
 //! [`Store`] is the one interface the supernode uses; each backend (SQLite now, PostgreSQL for
 //! clustering later) implements it and runs the same [`conformance`] suite. Every method that
@@ -17,6 +17,21 @@ pub use peerline_wire::{ContactState, DeviceId, MessageId, Status, TimestampMs};
 
 /// An account's numeric id.
 pub type UserId = i64;
+
+/// Device ids are drawn from `[1, DEVICE_ID_END)`: 2<sup>53</sup>, so that a JavaScript client can
+/// hold any of them in a `Number` exactly.
+pub const DEVICE_ID_END: DeviceId = 1 << 53;
+
+/// A new device id, uniformly random in `[1, DEVICE_ID_END)`.
+///
+/// Device ids are random rather than counted so that an id says nothing about how many devices
+/// (of anyone) exist, and two accounts' consecutive devices do not get neighbouring ids. The
+/// backend retries with another draw if the id was ever issued before (which at 2<sup>53</sup>
+/// values is astronomically rare), so an id, once issued, is never issued again.
+pub fn random_device_id() -> DeviceId {
+    use rand::Rng;
+    rand::rngs::OsRng.gen_range(1..DEVICE_ID_END)
+}
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +214,56 @@ pub struct StoredMissedCall {
     pub at: TimestampMs,
 }
 
+/// One party's record of a call that ended, as the supernode writes it (both caller and callee
+/// get a row when both are users of the network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCallRecord {
+    /// The call's id from call setup; one record per (owner, call_id).
+    pub call_id: String,
+    /// Whose call log the record is in.
+    pub owner: UserId,
+    /// The other party.
+    pub peer: UserId,
+    /// Whether the owner placed the call.
+    pub outgoing: bool,
+    /// When the call was placed (the invite).
+    pub started_at: TimestampMs,
+    /// When it was answered; `None` if it never was.
+    pub answered_at: Option<TimestampMs>,
+    /// When it ended.
+    pub ended_at: TimestampMs,
+    /// Why it ended (`hangup`, `declined`, `no_answer`, ...), as the supernode names it.
+    pub end_reason: String,
+    /// The media path the owner's client reported (`direct`, `relay`, ...), if known yet.
+    pub path: Option<String>,
+}
+
+/// A row of a user's call log, with the other party's username joined in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// Id, increasing in storage order and never reused (the paging key of
+    /// [`Store::call_log`]).
+    pub id: i64,
+    /// The call's id from call setup.
+    pub call_id: String,
+    /// The other party's username.
+    pub peer: String,
+    /// The other party's id.
+    pub peer_id: UserId,
+    /// Whether the owner placed the call.
+    pub outgoing: bool,
+    /// When the call was placed.
+    pub started_at: TimestampMs,
+    /// When it was answered; `None` if it never was.
+    pub answered_at: Option<TimestampMs>,
+    /// When it ended.
+    pub ended_at: TimestampMs,
+    /// Why it ended.
+    pub end_reason: String,
+    /// The media path the owner's client reported, if it did.
+    pub path: Option<String>,
+}
+
 /// A sender's recent messages, as [`Store::recent_sends`] counts them for a rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecentSends {
@@ -256,6 +321,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers a device key for the account, or, if that key is already registered to it,
     /// updates its name and `last_seen_at`. Returns the device.
+    ///
+    /// A new device gets a random id in `[1, DEVICE_ID_END)` (see [`random_device_id`]) that no
+    /// device of any account ever had: ids are never reused, not even after
+    /// [`Store::remove_device`], so a contact's key pinned for an id can never be confused with
+    /// a later device's.
     async fn upsert_device(
         &self,
         user: UserId,
@@ -265,7 +335,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Device>;
     /// The account's devices, oldest first.
     async fn devices(&self, user: UserId) -> StoreResult<Vec<Device>>;
-    /// Deletes a device of the account and all its sessions; `false` if there was none.
+    /// Deletes a device of the account and all its sessions; `false` if there was none. Its id
+    /// stays retired: it is never given to another device.
     async fn remove_device(&self, user: UserId, device: DeviceId) -> StoreResult<bool>;
     /// Stores a session, keyed by the SHA-256 of its token.
     async fn create_session(
@@ -444,6 +515,29 @@ pub trait Store: Send + Sync + 'static {
     /// is retention, as for messages); returns how many. Batched like
     /// [`Store::purge_messages_before`].
     async fn purge_missed_calls_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64>;
+
+    // ---- call history ----
+
+    /// Adds a record of an ended call to `record.owner`'s call log and returns its id.
+    /// Idempotent per (owner, call_id): recording the same call again changes nothing and
+    /// returns the existing record's id.
+    async fn record_call(&self, record: NewCallRecord) -> StoreResult<i64>;
+    /// Stores the media path the owner's client reports it used for the call (replacing an
+    /// earlier report); `false` if the owner has no record of that call.
+    async fn set_call_path(&self, owner: UserId, call_id: &str, path: &str) -> StoreResult<bool>;
+    /// The owner's call log, newest first (by id), at most `limit` records; with `missed_only`,
+    /// only incoming calls that were never answered; with `before`, only records with an id below
+    /// it (the next page).
+    async fn call_log(
+        &self,
+        owner: UserId,
+        missed_only: bool,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<CallRecord>>;
+    /// Deletes at most `limit` call records that ended before `cutoff`; returns how many.
+    /// Batched like [`Store::purge_messages_before`].
+    async fn purge_call_log_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64>;
 
     /// Whether the backend answers now (for health checks): a round trip that reads nothing.
     async fn ping(&self) -> StoreResult<()> {

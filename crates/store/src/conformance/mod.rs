@@ -13,13 +13,17 @@
 //! [`store_conformance_tests!`]: crate::store_conformance_tests
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod call_log;
 mod contacts;
+mod device_ids;
 mod directory;
 mod messages;
 
 use std::future::Future;
 
+pub use call_log::*;
 pub use contacts::*;
+pub use device_ids::*;
 pub use directory::*;
 pub use messages::*;
 
@@ -50,6 +54,9 @@ macro_rules! __with_conformance_tests {
             sessions_create_find_delete,
             delete_sessions_except_keeps_one,
             purge_expired_sessions_in_batches,
+            removed_device_ids_are_never_issued_again,
+            device_ids_are_within_53_bits,
+            device_ids_say_nothing_about_other_accounts,
             contact_pair_write_read_delete,
             contacts_ordered_by_username_with_names,
             contacts_page_after_a_username,
@@ -78,6 +85,12 @@ macro_rules! __with_conformance_tests {
             ack_missed_calls_only_own_newly_acked,
             purge_missed_calls_before_cutoff,
             purge_missed_calls_in_batches,
+            record_call_is_idempotent,
+            call_log_newest_first_with_paging,
+            call_log_missed_only,
+            set_call_path_only_own_record,
+            call_log_ids_not_reused_after_purge,
+            purge_call_log_in_batches,
         }
     };
 }
