@@ -21,6 +21,10 @@ pub(crate) struct Liveness {
     own: String,
     down_after: Duration,
     peers: HashMap<String, Peer>,
+    /// Per node, the incarnation that last said goodbye: a heartbeat of it still in flight
+    /// (sent just before the goodbye, heard just after) must not bring it back up, only to
+    /// report it down a second time. One entry per node id, replaced by its next incarnation.
+    departed: HashMap<String, u64>,
 }
 
 struct Peer {
@@ -32,7 +36,12 @@ impl Liveness {
     /// Nobody heard yet. Beats from `own` (this node's id) are ignored: they come from an
     /// earlier incarnation of this node that has not noticed it was replaced.
     pub(crate) fn new(own: &str, down_after: Duration) -> Liveness {
-        Liveness { own: own.to_owned(), down_after, peers: HashMap::new() }
+        Liveness {
+            own: own.to_owned(),
+            down_after,
+            peers: HashMap::new(),
+            departed: HashMap::new(),
+        }
     }
 
     /// Takes in a heartbeat or goodbye heard at `now`; returns the event it causes, if any:
@@ -41,6 +50,9 @@ impl Liveness {
     pub(crate) fn handle_beat(&mut self, beat: Beat, now: Instant) -> Option<BusEvent> {
         match beat {
             Beat::Up { node, .. } | Beat::Down { node, .. } if node == self.own => None,
+            Beat::Up { node, incarnation } if self.departed.get(&node) == Some(&incarnation) => {
+                None
+            }
             Beat::Up { node, incarnation } => match self.peers.get_mut(&node) {
                 Some(peer) if peer.incarnation == incarnation => {
                     peer.last_heard = now;
@@ -56,6 +68,7 @@ impl Liveness {
                 let known = self.peers.get(&node).is_some_and(|p| p.incarnation == incarnation);
                 known.then(|| {
                     self.peers.remove(&node);
+                    self.departed.insert(node.clone(), incarnation);
                     BusEvent::NodeDown { node }
                 })
             }
@@ -187,6 +200,25 @@ mod tests {
         );
         assert_eq!(core.handle_beat(bye, t0), None, "a second goodbye");
         assert!(core.handle_timeout(t0 + Duration::from_secs(10)).is_empty(), "already down");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_heard_after_the_goodbye_does_not_bring_the_node_back() {
+        // The conformance suite caught this under load: the heartbeat task's last beat left
+        // just before the goodbye and arrived just after, so the node came up again and was
+        // reported down a second time once it fell silent.
+        let t0 = Instant::now();
+        let mut core = Liveness::new("me", Duration::from_secs(3));
+        core.handle_beat(up("c", 5), t0);
+        let bye = Beat::Down { node: "c".into(), incarnation: 5 };
+        assert_eq!(core.handle_beat(bye, t0), Some(BusEvent::NodeDown { node: "c".into() }));
+        assert_eq!(core.handle_beat(up("c", 5), t0), None, "the late beat of the departed");
+        assert!(core.handle_timeout(t0 + Duration::from_secs(10)).is_empty(), "down once");
+        assert_eq!(
+            core.handle_beat(up("c", 6), t0 + Duration::from_secs(11)),
+            Some(BusEvent::NodeUp { node: "c".into(), incarnation: 6 }),
+            "its next incarnation is up"
+        );
     }
 
     #[tokio::test(start_paused = true)]
