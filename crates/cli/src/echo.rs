@@ -92,6 +92,41 @@ pub struct Trusting {
     pub interactive: bool,
 }
 
+/// The file in the bot's home that keeps its generated password.
+const PASSWORD_FILE: &str = "echo-service.password";
+
+/// The home the bot runs from, which is its own: a home logged in as the bot (or one that keeps
+/// the bot's password, from an earlier run) is used as it is; any other — typically the home of
+/// the person who started the service, logged in as alice — gets a separate home for the bot
+/// under `services/USERNAME`, so the bot never acts as alice (accepting her contact requests,
+/// answering her calls). The person's trust in the network (pin, CA file) is carried over.
+pub fn bot_home(home: &Home, urls: &[String], username: &str) -> anyhow::Result<Home> {
+    let network = home.network(urls)?;
+    let own = match &network.session {
+        Some(session) => session.username.eq_ignore_ascii_case(username),
+        None => home.dir().join(PASSWORD_FILE).exists(),
+    };
+    if own {
+        return Ok(home.clone());
+    }
+    // The name becomes a directory: only a valid username (no `/`, nothing outside a-z 0-9 . _ -).
+    let name = peerline_client::wire::validate::username(username).map_err(|_| {
+        anyhow::anyhow!("`{username}` is not a valid username (3-32 characters of a-z 0-9 . _ -)")
+    })?;
+    let dir = home.dir().join("services").join(name);
+    let bot =
+        Home::open(&dir).with_context(|| format!("opening the bot's home {}", dir.display()))?;
+    if let Some(pin) = network.pin {
+        bot.pin(urls, pin, false)?;
+    }
+    if let Some(ca) = network.ca_file {
+        bot.update_network(urls, |n| {
+            n.ca_file.get_or_insert(ca);
+        })?;
+    }
+    Ok(bot)
+}
+
 /// Logs the bot in: the saved session, or registration (first run) with a password kept in
 /// the home directory so the bot can log in again when its token expires.
 async fn log_in(
@@ -113,7 +148,7 @@ async fn log_in(
         Some(client) => client,
         None => connect().await?,
     };
-    let password_file = home.dir().join("echo-service.password");
+    let password_file = home.dir().join(PASSWORD_FILE);
     let password = match std::env::var("PEERLINE_PASSWORD") {
         Ok(p) => p,
         Err(_) => match std::fs::read_to_string(&password_file) {
@@ -158,7 +193,8 @@ pub async fn run(
     delay: Duration,
     exit_after: Option<u64>,
 ) -> anyhow::Result<()> {
-    let mut client = log_in(options, trusting, home, out, username).await?;
+    let home = bot_home(home, &options.urls(), username)?;
+    let mut client = log_in(options, trusting, &home, out, username).await?;
     let me = client.username().unwrap_or(username).to_owned();
     out.done(&format!("Echo service running as {me}; call it to test your audio."));
     for c in client.contacts().await? {
@@ -209,6 +245,7 @@ async fn accept_contact(client: &Client, username: &str) {
 /// One echo call. Calls are taken one at a time; a second caller hears busy meanwhile.
 async fn echo_call(client: &mut Client, call: IncomingCall, delay: Duration) {
     let caller = call.from.clone();
+    let rang_at = crate::call_log::now_ms();
     if let Err(e) = ring(client, &call).await {
         warn!(error = %e, "the call ended before it rang");
         return;
@@ -227,6 +264,7 @@ async fn echo_call(client: &mut Client, call: IncomingCall, delay: Duration) {
     match result {
         Ok(summary) => {
             info!(%caller, end = summary.end.as_str(), "echo call ended");
+            crate::call_log::report(client, &summary, false, rang_at).await;
             if summary.timings.connected.is_some()
                 && let Err(e) = client.send_message(&caller, &describe(&summary)).await
             {

@@ -120,7 +120,9 @@ impl ServerHello {
             Credential::Password(password) => (Some(password), None),
             Credential::Token(token) => (None, Some(token)),
         };
-        LoginAttempt { login: Login { username: username.into(), password, token, device } }
+        LoginAttempt {
+            login: Login { username: username.into(), password, token, device, quiet: false },
+        }
     }
 }
 
@@ -154,6 +156,13 @@ impl LoginAttempt {
     /// The `login` request to send.
     pub fn request(&self) -> Request {
         Request::Login(self.login.clone())
+    }
+
+    /// Makes this a quiet login: the device does its requests without appearing online, and
+    /// nothing is pushed to it (see [`Login::quiet`]). For one-shot commands.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.login.quiet = quiet;
+        self
     }
 
     /// Whether this attempt proves the account with a session token rather than a password.

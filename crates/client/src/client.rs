@@ -75,6 +75,8 @@ pub struct Client {
     pub(crate) trust: Trust,
     /// Where to connect next.
     pub(crate) failover: Failover,
+    /// Log in without appearing online (see [`Client::set_quiet`]).
+    pub(crate) quiet: bool,
 }
 
 impl Client {
@@ -137,6 +139,7 @@ impl Client {
                         newly_pinned,
                         device_name: options.device_name.clone(),
                         username: None,
+                        quiet: false,
                         ca_file: options.ca_file.clone(),
                         expected_pin: expected,
                         trust,
@@ -248,8 +251,11 @@ impl Client {
         credential: Credential,
     ) -> Result<LoginOutcome, ClientError> {
         let key = self.home.device_key()?;
-        let attempt =
-            self.conn.server_hello().login(username, credential, &key, self.device_name.as_str());
+        let attempt = self
+            .conn
+            .server_hello()
+            .login(username, credential, &key, self.device_name.as_str())
+            .quiet(self.quiet);
         let answer = server_answer(self.request(attempt.request()).await)?;
         attempt.handle_answer(answer).map_err(handshake_error)
     }
@@ -270,6 +276,13 @@ impl Client {
             Reply::Registered { username } => Ok(username),
             other => Err(ClientError::UnexpectedReply(format!("{other:?}"))),
         }
+    }
+
+    /// Makes later logins quiet (or not): for a one-shot command, which does a few requests and
+    /// leaves. Contacts see no presence change and nothing is pushed to this connection:
+    /// messages and missed calls wait for a device that goes online, and calls do not ring it.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
     }
 
     /// Logs in with a password and saves the session token for password-free reconnects.
@@ -520,6 +533,7 @@ mod tests {
             expected_pin: None,
             trust: Trust::Pin { expected: None },
             failover: Failover::new(vec![URL.into()], FailoverConfig::default()),
+            quiet: false,
         }
     }
 

@@ -30,7 +30,7 @@ pub enum ContactAction {
     },
     /// Accept their pending request.
     Accept,
-    /// Refuse their pending request; they are not told.
+    /// Refuse their pending request; they are told once (`contact_declined`).
     Decline,
     /// Remove them (a block of theirs stays).
     Remove,
@@ -48,6 +48,9 @@ pub enum Notice {
     /// The pair is mutual now: both users hear `contact_accepted` (all their devices but the
     /// one that asked).
     Accepted,
+    /// I declined their request: they hear `contact_declined`, my other devices
+    /// `contact_removed`.
+    Declined,
     /// My other devices hear `contact_removed`; with `tell_them`, they do too.
     Removed {
         /// Whether they are told (not when they blocked me).
@@ -112,12 +115,17 @@ pub fn decide(action: &ContactAction, (mine, theirs): States) -> Result<Transiti
             _ => Err(ErrorCode::NoPendingRequest),
         },
         ContactAction::Decline => match mine {
-            // The requester is not told; their request simply disappears.
+            // The requester is told, instead of waiting for an answer that never comes (but not
+            // when they blocked me meanwhile: a block of theirs stays, and they hear nothing).
             Some(Incoming) => Ok(Transition {
                 mine: None,
                 theirs: keep_block(theirs),
                 costs_request: false,
-                notice: Notice::Removed { tell_them: false },
+                notice: if theirs == Some(Blocked) {
+                    Notice::Removed { tell_them: false }
+                } else {
+                    Notice::Declined
+                },
             }),
             _ => Err(ErrorCode::NoPendingRequest),
         },
@@ -268,9 +276,12 @@ mod tests {
     }
 
     #[test]
-    fn declining_tells_only_my_devices() {
+    fn declining_tells_the_requester_unless_they_blocked_me() {
         let t = decide(&ContactAction::Decline, (Some(Incoming), Some(Outgoing))).unwrap();
         assert_eq!(states(&t), (None, None));
+        assert_eq!(t.notice, Notice::Declined);
+        let t = decide(&ContactAction::Decline, (Some(Incoming), Some(Blocked))).unwrap();
+        assert_eq!(states(&t), (None, Some(Blocked)));
         assert_eq!(t.notice, Notice::Removed { tell_them: false });
     }
 

@@ -272,6 +272,8 @@ pub struct Hub {
     /// The number of the last presence report this supernode sent.
     pub(crate) next_seq: u64,
     pub(crate) calls: Calls,
+    /// Connections logged in quietly, per user: not online (see `quiet.rs`).
+    pub(crate) quiet: HashMap<UserId, Vec<(ConnId, DeviceId)>>,
 }
 
 /// How often timers are checked.
@@ -293,6 +295,7 @@ impl Hub {
             announced: HashMap::new(),
             next_seq: 0,
             calls: Calls::default(),
+            quiet: HashMap::new(),
         }
     }
 
@@ -432,6 +435,7 @@ impl Hub {
         };
         self.limits.left_pre_login(c.pre_login_source);
         let Some((user_id, _)) = c.login else { return };
+        self.forget_quiet(user_id, conn);
         if let Some(user) = self.users.get_mut(&user_id) {
             user.conns.retain(|(id, _)| *id != conn);
             if user.conns.is_empty() {
@@ -520,11 +524,14 @@ impl Hub {
         reason: EndReason,
         pick: impl Fn(ConnId, DeviceId) -> bool,
     ) {
-        let targets: Vec<ConnId> = self
-            .users
-            .get(&user)
-            .map(|u| u.conns.iter().filter(|(c, d)| pick(*c, *d)).map(|(c, _)| *c).collect())
-            .unwrap_or_default();
+        let online = self.users.get(&user).map(|u| u.conns.as_slice()).unwrap_or_default();
+        let targets: Vec<ConnId> = online
+            .iter()
+            .copied()
+            .chain(self.quiet_conns(user))
+            .filter(|(c, d)| pick(*c, *d))
+            .map(|(c, _)| c)
+            .collect();
         for conn in targets {
             self.close(conn, reason);
         }

@@ -13,6 +13,7 @@ pub mod contacts;
 pub mod hub;
 mod limits;
 mod presence;
+mod quiet;
 pub mod rate;
 pub mod throttle;
 

@@ -484,3 +484,50 @@ fn one_source_cannot_hold_more_than_its_share_of_connections_before_login() {
     assert!(hub.connect_from(ConnId(7), a, t0));
     assert!(!hub.connect_from(ConnId(8), a, t0));
 }
+
+#[test]
+fn a_quiet_login_shows_nothing_to_contacts_and_gets_no_events() {
+    let t0 = Instant::now();
+    let mut hub = Hub::new(HubConfig::default(), t0);
+    login(&mut hub, 10, BOB, "bob", 100, &[ALICE], t0);
+    // A one-shot command of alice's (`peerline send`, `contacts`…): logged in, not online.
+    hub.connect(ConnId(20), t0);
+    assert!(hub.login_quiet(ConnId(20), ALICE, 200, t0));
+    assert_eq!(hub.login_of(ConnId(20)), Some((ALICE, 200)), "its requests act as alice");
+    assert!(hub.is_quiet(ConnId(20)));
+    assert!(!hub.is_online(ALICE), "alice is not online");
+    hub.disconnect(ConnId(20));
+    assert!(presence_events(&mut hub).is_empty(), "bob saw no online/offline flap");
+
+    // Events to alice go to her online devices only.
+    login(&mut hub, 30, ALICE, "alice", 201, &[BOB], t0);
+    hub.connect(ConnId(31), t0);
+    assert!(hub.login_quiet(ConnId(31), ALICE, 202, t0));
+    hub.drain_outputs();
+    hub.send_to_user(
+        ALICE,
+        Event::Presence { username: "x".into(), presence: Presence::Away },
+        None,
+    );
+    let sent_to: Vec<u64> = presence_events(&mut hub).into_iter().map(|(c, _, _)| c).collect();
+    assert_eq!(sent_to, vec![30], "the quiet connection gets nothing");
+    // Removing the quiet device closes its connection like any other.
+    hub.close_device(ALICE, 202, EndReason::DeviceRemoved);
+    assert_eq!(closes(&mut hub), vec![(31, EndReason::DeviceRemoved)]);
+}
+
+#[test]
+fn quiet_connections_are_capped_per_account() {
+    let t0 = Instant::now();
+    let config = HubConfig { max_connections_per_user: 3, ..HubConfig::default() };
+    let mut hub = Hub::new(config, t0);
+    for conn in 1..=5 {
+        hub.connect(ConnId(conn), t0);
+        assert!(hub.login_quiet(ConnId(conn), ALICE, 200, t0));
+    }
+    assert_eq!(
+        closes(&mut hub),
+        vec![(1, EndReason::TooManyConnections), (2, EndReason::TooManyConnections)],
+        "the oldest quiet connections make room"
+    );
+}

@@ -227,7 +227,9 @@ impl Session {
             Request::CallAccept { call_id, sdp, fingerprint_signature } => {
                 self.call_accept(call_id, sdp, fingerprint_signature)
             }
-            Request::CallDecline { call_id, busy } => self.call_decline(call_id, busy),
+            Request::CallDecline { call_id, busy, reason } => {
+                self.call_decline(call_id, busy, reason)
+            }
             Request::CallCancel { call_id } => self.call_cancel(call_id),
             Request::CallHangup { call_id } => self.call_hangup(call_id),
             Request::CallCandidate { call_id, candidate } => {
@@ -236,6 +238,10 @@ impl Session {
             Request::CallRestart { call_id, sdp } => self.call_restart(call_id, sdp),
             Request::CallResume { call_id } => self.call_resume(call_id).await,
             Request::AckMissedCalls { ids } => self.ack_missed_calls(ids).await,
+            Request::CallReport(report) => self.call_report(report).await,
+            Request::CallLog { missed, before, limit } => {
+                self.call_log(missed, before, limit).await
+            }
             Request::TurnCredentials => self.turn_credentials(),
         }
     }

@@ -257,6 +257,22 @@ impl Shared {
             }
             Err(err) => warn!(error = %err, "storing a missed call failed"),
         }
+        // And in the callee's call log, where every device finds it (`peerline calls
+        // --missed`): no device of the callee may have seen the call to report it.
+        let record = peerline_store::NewCallRecord {
+            call_id: job.call_id,
+            owner: job.callee,
+            peer: job.caller,
+            outgoing: false,
+            started_at: job.at,
+            answered_at: None,
+            ended_at: job.at,
+            end_reason: "missed".into(),
+            path: None,
+        };
+        if let Err(err) = self.store.record_call(record).await {
+            warn!(error = %err, "adding a missed call to the call log failed");
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -331,12 +347,28 @@ impl Shared {
         }
     }
 
+    /// Binds a connection to a user without making it online (a quiet login: no presence, no
+    /// events, no watch on the bus). `false` if the connection is gone.
+    pub fn login_quiet(
+        &self,
+        conn: ConnId,
+        user: UserId,
+        device: peerline_wire::DeviceId,
+        now: Instant,
+    ) -> bool {
+        let mut core = self.lock();
+        let live = core.hub.login_quiet(conn, user, device, now);
+        core.flush();
+        live
+    }
+
     /// Forgets a connection and tells the hub (presence may change). Returns the user it was
-    /// logged in as, whose watch on the bus it held.
+    /// logged in as, whose watch on the bus it held (none for a quiet login).
     pub fn unregister(&self, conn: ConnId) -> Option<UserId> {
         let mut core = self.lock();
         core.conns.remove(&conn);
-        let user = core.hub.login_of(conn).map(|(user, _)| user);
+        let quiet = core.hub.is_quiet(conn);
+        let user = core.hub.login_of(conn).map(|(user, _)| user).filter(|_| !quiet);
         core.hub.disconnect(conn);
         core.flush();
         user

@@ -36,6 +36,7 @@ async fn attempt(
         password: password.map(str::to_owned),
         token: token.map(str::to_owned),
         device: proof(key, &raw.nonce),
+        quiet: false,
     };
     raw.request(Request::Login(login)).await
 }
@@ -136,6 +137,7 @@ async fn a_hash_queued_by_a_connection_that_hung_up_is_never_run() {
             password: Some(PASSWORD.into()),
             token: None,
             device: proof(&device_key(), &raw.nonce),
+            quiet: false,
         };
         raw.send(Request::Login(login)).await;
         drop(raw);

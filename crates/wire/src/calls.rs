@@ -75,6 +75,12 @@ pub enum CallEndReason {
     PeerGone,
     /// The callee has no device online.
     Unavailable,
+    /// The callee's device that rang has no microphone or speaker, so it could not take the
+    /// call (a device's refusal: see [`CallEndReason::is_device_refusal`]).
+    NoAudioDevice,
+    /// A party accepts calls only through a TURN relay and the network has none configured, so
+    /// the call could not carry media (a device's refusal, or the caller's own check).
+    NoRelay,
     /// A reason this build does not know (from a newer supernode).
     #[serde(other)]
     Unknown,
@@ -92,8 +98,16 @@ impl CallEndReason {
             Self::HungUp => "hung_up",
             Self::PeerGone => "peer_gone",
             Self::Unavailable => "unavailable",
+            Self::NoAudioDevice => "no_audio_device",
+            Self::NoRelay => "no_relay",
             Self::Unknown => "unknown",
         }
+    }
+
+    /// Whether a callee device may give this reason in `call_decline`: it says why that device
+    /// cannot take the call, and the supernode passes it on to the caller.
+    pub fn is_device_refusal(self) -> bool {
+        matches!(self, Self::NoAudioDevice | Self::NoRelay)
     }
 }
 

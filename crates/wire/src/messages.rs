@@ -209,6 +209,12 @@ pub enum Request {
         /// This device is busy: it stops ringing, the others keep ringing.
         #[serde(default)]
         busy: bool,
+        /// Why this device cannot take the call (a reason for which
+        /// [`CallEndReason::is_device_refusal`] holds, e.g. `no_audio_device`). Like `busy`,
+        /// only this device stops ringing; the caller hears the reason when no device rings
+        /// any more.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<CallEndReason>,
     },
     /// The caller gives up before an answer.
     CallCancel {
@@ -250,6 +256,69 @@ pub enum Request {
         /// Ids from `missed_call` events (at most 1000).
         ids: Vec<i64>,
     },
+    /// Adds a call that ended to this account's call log, as this device saw it (the supernode
+    /// records calls that rang a user unanswered by itself). Idempotent per `call_id`.
+    CallReport(CallReport),
+    /// This account's call log, newest first.
+    CallLog {
+        /// Only incoming calls that were never answered.
+        #[serde(default)]
+        missed: bool,
+        /// Only records with an id below this (the next page).
+        #[serde(default)]
+        before: Option<i64>,
+        /// At most this many (1-1000, default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+}
+
+/// The `call_report` request: one call as the reporting device saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallReport {
+    /// The call's id from `call_invite` or `call_incoming` (at most 64 characters).
+    pub call_id: CallId,
+    /// The other party's username.
+    pub peer: String,
+    /// Whether this account placed the call.
+    pub outgoing: bool,
+    /// When the call was placed or rang here (ms since the Unix epoch).
+    pub started_at: TimestampMs,
+    /// When it was answered; absent if it never was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<TimestampMs>,
+    /// When it ended; not before `started_at`, nor after the supernode's clock.
+    pub ended_at: TimestampMs,
+    /// Why it ended: a `call_ended` reason, or `hung_up_here` (1-32 of `a-z _`).
+    pub reason: String,
+    /// The media path it took: `direct`, `relay` or `unknown` (absent if media never flowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// One call in a call log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallLogEntry {
+    /// Record id, increasing; the paging key (`before`).
+    pub id: i64,
+    /// The call.
+    pub call_id: CallId,
+    /// The other party.
+    pub peer: String,
+    /// Whether this account placed the call.
+    pub outgoing: bool,
+    /// When it was placed (ms since the Unix epoch).
+    pub started_at: TimestampMs,
+    /// When it was answered; absent if it never was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<TimestampMs>,
+    /// When it ended.
+    pub ended_at: TimestampMs,
+    /// Why it ended.
+    pub reason: String,
+    /// The media path, if the device reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl Request {
@@ -291,6 +360,8 @@ impl Request {
             Self::CallResume { .. } => "call_resume",
             Self::TurnCredentials => "turn_credentials",
             Self::AckMissedCalls { .. } => "ack_missed_calls",
+            Self::CallReport(_) => "call_report",
+            Self::CallLog { .. } => "call_log",
         }
     }
 }
@@ -332,6 +403,8 @@ pub const REQUEST_TYPES: &[&str] = &[
     "call_resume",
     "turn_credentials",
     "ack_missed_calls",
+    "call_report",
+    "call_log",
 ];
 
 /// The `login` request.
@@ -348,6 +421,12 @@ pub struct Login {
     pub token: Option<String>,
     /// The device's Ed25519 key and its proof of possession.
     pub device: DeviceProof,
+    /// Log in for a few requests without appearing online (a one-shot command such as `send`
+    /// or `contacts`): contacts see no presence change, and nothing is pushed to this
+    /// connection (no presence, messages, missed calls or calls); offline messages wait for a
+    /// device that goes online.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
 }
 
 /// A device's public key and its signature over the connection's nonce.
@@ -621,6 +700,15 @@ pub enum Reply {
     },
     /// Answer to `ping`.
     Pong,
+    /// Answer to `call_log`.
+    CallLog {
+        /// Newest first.
+        calls: Vec<CallLogEntry>,
+        /// Fewer than `limit` came because one more would not fit in a frame: ask again with
+        /// `before` the last id here.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+    },
     /// Answer to `device_keys`.
     DeviceKeys {
         /// The canonical username.
@@ -794,6 +882,12 @@ pub enum Event {
     /// A contact entry disappeared (removed, declined or cancelled).
     ContactRemoved {
         /// The former contact.
+        username: String,
+    },
+    /// The user this account asked declined the request; it is gone from both lists. Sent once,
+    /// to the requester's devices online at the time.
+    ContactDeclined {
+        /// Who declined.
         username: String,
     },
     /// An instant message: received, or sent by this account from another device.

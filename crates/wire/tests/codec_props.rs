@@ -158,17 +158,21 @@ fn request() -> impl Strategy<Value = Request> {
             hex(64),
             hex(128),
             text(),
+            any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(username, password, token, public_key, signature, name, bound)| {
-                let channel_binding = bound.then_some(ChannelBinding::TlsExporter);
-                Request::Login(Login {
-                    username,
-                    password,
-                    token,
-                    device: DeviceProof { public_key, signature, name, channel_binding },
-                })
-            }),
+            .prop_map(
+                |(username, password, token, public_key, signature, name, bound, quiet)| {
+                    let channel_binding = bound.then_some(ChannelBinding::TlsExporter);
+                    Request::Login(Login {
+                        username,
+                        password,
+                        token,
+                        device: DeviceProof { public_key, signature, name, channel_binding },
+                        quiet,
+                    })
+                }
+            ),
         Just(Request::Logout),
         (text(), text()).prop_map(|(old_password, new_password)| Request::ChangePassword {
             old_password,

@@ -119,6 +119,7 @@ impl Session {
         let account = NewAccount { username, display_name, password_hash };
         let created = db(self.shared.store.create_account(account, now_ms()).await)?;
         metrics::counter!(m::REGISTRATIONS).increment(1);
+        tracing::info!(user = %created.username, "account registered");
         Ok(Reply::Registered { username: created.username })
     }
 
@@ -127,6 +128,7 @@ impl Session {
             return Err(ErrorCode::AlreadyAuthenticated.into());
         }
         let method = if login.token.is_some() { "token" } else { "password" };
+        let started = Instant::now();
         let result = self.login_inner(login).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -134,6 +136,16 @@ impl Session {
             Err(_) => "fail",
         };
         metrics::counter!(m::LOGINS, "method" => method, "result" => outcome).increment(1);
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!(m::LOGIN_SECONDS, "method" => method, "result" => outcome)
+            .record(seconds);
+        match &result {
+            // The username is checked by then; a refused one is the client's text: not logged.
+            Ok(Reply::LoggedIn { username, .. }) => {
+                tracing::info!(user = %username, method, "logged in")
+            }
+            _ => tracing::info!(method, result = outcome, "login refused"),
+        }
         result
     }
 
@@ -259,36 +271,43 @@ impl Session {
             let lifetime = i64::from(self.shared.config.sessions.token_lifetime_days) * 86_400_000;
             db(store.create_session(&hash, account.id, device.id, now + lifetime).await)?;
         }
-        // Watch first, read second: a contact change published after the read reaches this
-        // supernode, and the hub applies whichever is newer.
-        if let Err(e) = self.shared.bus.watch(account.id).await {
-            tracing::warn!(error = %e, "the cluster bus refused a watch");
-            let mut body = ErrorBody::new(ErrorCode::Unavailable);
-            body.retry_after_secs = Some(1);
-            return Err(body);
-        }
-        let contacts = match store.contact_links(account.id).await {
-            Ok(contacts) => contacts,
-            Err(e) => {
-                let _ = self.shared.bus.unwatch(account.id).await;
-                return db(Err(e));
+        if login.quiet {
+            // A one-shot command: logged in, but not online (see supernode-core's quiet.rs).
+            if !self.shared.login_quiet(self.conn, account.id, device.id, Instant::now()) {
+                return Err(ErrorCode::ShuttingDown.into());
             }
-        };
-        let online = OnlineLogin {
-            user_id: account.id,
-            username: account.username.clone(),
-            device_id: device.id,
-            status: account.status,
-            contacts: contacts
-                .into_iter()
-                .map(|l| Link { peer: l.peer, mutual: l.mutual, version: l.version })
-                .collect(),
-        };
-        // Live and given its presence snapshot in one step; events to it wait until the reply
-        // went out.
-        if !self.shared.login(self.conn, online, Instant::now()) {
-            let _ = self.shared.bus.unwatch(account.id).await;
-            return Err(ErrorCode::ShuttingDown.into());
+        } else {
+            // Watch first, read second: a contact change published after the read reaches this
+            // supernode, and the hub applies whichever is newer.
+            if let Err(e) = self.shared.bus.watch(account.id).await {
+                tracing::warn!(error = %e, "the cluster bus refused a watch");
+                let mut body = ErrorBody::new(ErrorCode::Unavailable);
+                body.retry_after_secs = Some(1);
+                return Err(body);
+            }
+            let contacts = match store.contact_links(account.id).await {
+                Ok(contacts) => contacts,
+                Err(e) => {
+                    let _ = self.shared.bus.unwatch(account.id).await;
+                    return db(Err(e));
+                }
+            };
+            let online = OnlineLogin {
+                user_id: account.id,
+                username: account.username.clone(),
+                device_id: device.id,
+                status: account.status,
+                contacts: contacts
+                    .into_iter()
+                    .map(|l| Link { peer: l.peer, mutual: l.mutual, version: l.version })
+                    .collect(),
+            };
+            // Live and given its presence snapshot in one step; events to it wait until the reply
+            // went out.
+            if !self.shared.login(self.conn, online, Instant::now()) {
+                let _ = self.shared.bus.unwatch(account.id).await;
+                return Err(ErrorCode::ShuttingDown.into());
+            }
         }
         self.identity = Some(Identity {
             user_id: account.id,
@@ -298,7 +317,7 @@ impl Session {
             token_hash: hash,
         });
         self.after.release = true;
-        self.after.push_undelivered = true;
+        self.after.push_undelivered = !login.quiet;
         Ok(Reply::LoggedIn {
             username: account.username,
             display_name: account.display_name,

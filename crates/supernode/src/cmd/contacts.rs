@@ -187,6 +187,14 @@ impl Session {
                         Some(conn),
                     );
                 }
+                Notice::Declined => {
+                    h.send_to_user(other.id, Event::ContactDeclined { username: mine }, None);
+                    h.send_to_user(
+                        me.user_id,
+                        Event::ContactRemoved { username: theirs },
+                        Some(conn),
+                    );
+                }
                 Notice::Removed { tell_them } => {
                     if *tell_them {
                         h.send_to_user(other.id, Event::ContactRemoved { username: mine }, None);

@@ -2,6 +2,7 @@
 
 mod account;
 mod budget;
+mod call_log;
 mod calls;
 mod contacts;
 mod messages;

@@ -385,6 +385,7 @@ pub async fn login(
         token: token.map(str::to_owned),
         // As the client signs: bound to the TLS connection.
         device: conn.server_hello().device_proof(key, "test device"),
+        quiet: false,
     };
     within("login", conn.request(Request::Login(login))).await
 }
@@ -546,6 +547,7 @@ impl Raw {
             password: Some(PASSWORD.into()),
             token: None,
             device: proof(&device_key(), &self.nonce),
+            quiet: false,
         };
         match self.request(Request::Login(login)).await {
             Ok(Reply::LoggedIn { .. }) => {}

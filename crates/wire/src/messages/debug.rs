@@ -66,7 +66,9 @@ impl fmt::Debug for Request {
             Self::CallAccept { call_id, sdp, fingerprint_signature } => {
                 show!(f, "CallAccept", call_id, sdp, fingerprint_signature)
             }
-            Self::CallDecline { call_id, busy } => show!(f, "CallDecline", call_id, busy),
+            Self::CallDecline { call_id, busy, reason } => {
+                show!(f, "CallDecline", call_id, busy, reason)
+            }
             Self::CallCancel { call_id } => show!(f, "CallCancel", call_id),
             Self::CallHangup { call_id } => show!(f, "CallHangup", call_id),
             Self::CallCandidate { call_id, candidate } => {
@@ -76,19 +78,24 @@ impl fmt::Debug for Request {
             Self::CallResume { call_id } => show!(f, "CallResume", call_id),
             Self::TurnCredentials => f.write_str("TurnCredentials"),
             Self::AckMissedCalls { ids } => show!(f, "AckMissedCalls", ids),
+            Self::CallReport(report) => f.debug_tuple("CallReport").field(report).finish(),
+            Self::CallLog { missed, before, limit } => {
+                show!(f, "CallLog", missed, before, limit)
+            }
         }
     }
 }
 
 impl fmt::Debug for Login {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Login { username, password, token, device } = self;
+        let Login { username, password, token, device, quiet } = self;
         // Which of the two was sent matters when reading a log; what it was never does.
         f.debug_struct("Login")
             .field("username", username)
             .field("password", &password.as_ref().map(|_| Redacted))
             .field("token", &token.as_ref().map(|_| Redacted))
             .field("device", device)
+            .field("quiet", quiet)
             .finish()
     }
 }
@@ -111,6 +118,7 @@ impl fmt::Debug for Reply {
             Self::MessageSent { message } => show!(f, "MessageSent", message),
             Self::Messages { messages, more } => show!(f, "Messages", messages, more),
             Self::Pong => f.write_str("Pong"),
+            Self::CallLog { calls, more } => show!(f, "CallLog", calls, more),
             Self::DeviceKeys { username, devices } => show!(f, "DeviceKeys", username, devices),
             Self::TurnCredentials { username, password: _, ttl_secs, urls } => {
                 show!(f, "TurnCredentials", username, ttl_secs, urls; password)
@@ -152,6 +160,7 @@ mod tests {
             password: Some("hunter2-password".into()),
             token: Some("tok-3f9a".into()),
             device: device(),
+            quiet: false,
         };
         let frame = ClientFrame { id: 7, request: Request::Login(login) };
         let shown = format!("{frame:?} {frame:#?}");
