@@ -202,7 +202,8 @@ impl Call {
             && *call_id != self.call_id
         {
             // Busy with this call: other calls are declined for this device only.
-            let request = Request::CallDecline { call_id: call_id.clone(), busy: true };
+            let request =
+                Request::CallDecline { call_id: call_id.clone(), busy: true, reason: None };
             self.send(request, Purpose::Ignore);
             return;
         }

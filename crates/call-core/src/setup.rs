@@ -126,7 +126,7 @@ impl Setup {
         match (self.side, &self.claim) {
             (Side::Caller, None) => Request::CallCancel { call_id },
             (Side::Caller, Some(_)) => Request::CallHangup { call_id },
-            (Side::Callee, _) => Request::CallDecline { call_id, busy: false },
+            (Side::Callee, _) => Request::CallDecline { call_id, busy: false, reason: None },
         }
     }
 

@@ -208,7 +208,7 @@ fn a_second_call_during_a_call_is_declined_busy() {
         fingerprint_signature: "00".repeat(64),
     });
     let (_, request) = w.sent(|r| matches!(r, Request::CallDecline { .. })).unwrap();
-    assert_eq!(request, Request::CallDecline { call_id: "other".into(), busy: true });
+    assert_eq!(request, Request::CallDecline { call_id: "other".into(), busy: true, reason: None });
     assert_eq!(w.outcome(), None, "this call goes on");
 }
 

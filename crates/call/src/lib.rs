@@ -33,7 +33,7 @@ use peerline_client::{Client, ClientError};
 use peerline_media::lossy::Impairment;
 use peerline_media::{AudioSink, AudioSource, CallMedia, CallStats, MediaConfig, MediaError, Role};
 use peerline_nat::{GatherError, gather, public_ip_of};
-use peerline_wire::{Event, Request, SdpRole, call_signature_payload};
+use peerline_wire::{CallEndReason, Event, Request, SdpRole, call_signature_payload};
 use rand::RngCore;
 
 pub use peerline_call_core::{CallEnd, KeyCheck, SetupTimings};
@@ -80,8 +80,16 @@ pub enum CallError {
     #[error("the call's media task stopped unexpectedly: {0}")]
     Task(String),
     /// No TURN relay could be used (an error only with `relay_only`).
-    #[error("no TURN relay: {0}")]
+    #[error("no TURN relay could be used for this relay-only call: {0}")]
     NoRelay(String),
+    /// This side takes calls only through a relay (`relay_only`) and the network's supernode
+    /// has no TURN relay configured: the call could never carry media.
+    #[error(
+        "this device makes calls only through a relay (relay-only is on), and this network has \
+         no TURN relay configured, so the call was not placed. Turn relay-only off (`peerline \
+         settings --relay-only false`, or without --relay-only) to call directly"
+    )]
+    NoRelayConfigured,
 }
 
 impl From<PeerKeyError> for CallError {
@@ -214,7 +222,26 @@ pub(crate) fn sign(
 
 /// Declines an incoming call (`busy`: only this device is busy, others keep ringing).
 pub async fn decline(client: &Client, call: &IncomingCall, busy: bool) -> Result<(), ClientError> {
-    client.done(Request::CallDecline { call_id: call.call_id.clone(), busy }).await
+    client.done(Request::CallDecline { call_id: call.call_id.clone(), busy, reason: None }).await
+}
+
+/// Tells the caller this device cannot take the call, and why (`no_audio_device`, `no_relay`):
+/// only this device stops ringing; the caller hears `reason` once none rings any more.
+pub async fn refuse(
+    client: &Client,
+    call: &IncomingCall,
+    reason: CallEndReason,
+) -> Result<(), ClientError> {
+    let call_id = call.call_id.clone();
+    client.done(Request::CallDecline { call_id, busy: false, reason: Some(reason) }).await
+}
+
+/// Whether the network has a TURN relay this device can use: the supernode hands out TURN
+/// credentials with at least one relay URL. A relay-only device checks it before it places or
+/// accepts a call, so that a call that could never carry media ends at once, saying why,
+/// rather than after the connect timeout.
+pub async fn relay_configured(client: &Client) -> Result<bool, CallError> {
+    Ok(!steps::turn_credentials(client).await?.urls.is_empty())
 }
 
 /// Tells the caller this device rings.
@@ -242,12 +269,16 @@ where
     let me = client.logged_in_username()?;
     let to = to.to_ascii_lowercase();
     let key = client.device_key()?;
+    let servers = steps::servers(client, true).await?;
+    if options.relay_only && servers.turn.as_ref().is_ok_and(|turn| turn.urls.is_empty()) {
+        // Before anything is sent: nobody's phone rings for a call that cannot connect.
+        return Err(CallError::NoRelayConfigured);
+    }
     let call_id = random_call_id();
     // Boxed: the media session is large, and call futures are often joined on one stack.
     let mut media = Box::new(CallMedia::new(Role::Offerer, options.media.clone(), dialed)?);
     let sdp = media.create_offer()?;
     let signature = sign(&key, &call_id, SdpRole::Offer, &me, &to, media.local_dtls_fingerprint());
-    let servers = steps::servers(client, true).await?;
     let gathered = gather(&servers, options.relay_only).await?;
     let mut candidates = Vec::new();
     for candidate in &gathered.candidates {

@@ -44,7 +44,7 @@ pub(crate) async fn servers(client: &Client, turn: bool) -> Result<Servers, Call
 
 /// Short-lived TURN credentials and relay URLs from the supernode (empty URLs when it has no
 /// relay configured).
-async fn turn_credentials(client: &Client) -> Result<TurnCredentials, ClientError> {
+pub(crate) async fn turn_credentials(client: &Client) -> Result<TurnCredentials, ClientError> {
     match client.request(Request::TurnCredentials).await? {
         Reply::TurnCredentials { username, password, ttl_secs, urls } => {
             Ok(TurnCredentials { username, password, ttl_secs, urls })

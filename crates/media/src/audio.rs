@@ -176,10 +176,24 @@ impl AudioSource for WavSource {
     }
 }
 
+/// The header and data of a recording reach the file at least this often (in frames: one
+/// second), so that a recorder killed mid-call (`kill -9`, a crash, a power cut) leaves a WAV
+/// file that opens and holds what was heard up to the last second.
+const WAV_CHECKPOINT_FRAMES: u32 = 50;
+
 /// Writes 48 kHz mono 16-bit WAV.
+///
+/// The file is created at once (so a path that cannot be written fails before a call starts),
+/// its header is brought up to date every second ([`WAV_CHECKPOINT_FRAMES`]), and a file that
+/// never got a frame — a call that did not connect — is removed at [`AudioSink::finish`] or
+/// drop rather than left behind as an empty 44-byte recording.
 pub struct WavSink {
     path: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
+    /// Frames written in all.
+    frames: u64,
+    /// Frames written since the header was last brought up to date.
+    unflushed: u32,
 }
 
 impl WavSink {
@@ -194,11 +208,31 @@ impl WavSink {
         };
         let writer = hound::WavWriter::create(&path, spec)
             .map_err(|source| AudioError::Wav { path: path.clone(), source })?;
-        Ok(WavSink { path, writer: Some(writer) })
+        Ok(WavSink { path, writer: Some(writer), frames: 0, unflushed: 0 })
     }
 
     fn wav_error(&self, source: hound::Error) -> AudioError {
         AudioError::Wav { path: self.path.clone(), source }
+    }
+
+    /// Removes the file when nothing was recorded; returns whether it did.
+    fn remove_if_empty(&mut self) -> bool {
+        if self.frames > 0 {
+            return false;
+        }
+        // Dropped first, so that its finalizing write cannot recreate the file.
+        drop(self.writer.take());
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::debug!(path = %self.path.display(), error = %e, "empty recording not removed");
+        }
+        true
+    }
+}
+
+impl Drop for WavSink {
+    fn drop(&mut self) {
+        // `finish` was not called (an error path): hound finalizes a non-empty file itself.
+        self.remove_if_empty();
     }
 }
 
@@ -212,10 +246,19 @@ impl AudioSink for WavSink {
                 break;
             }
         }
+        self.frames += 1;
+        self.unflushed += 1;
+        if result.is_ok() && self.unflushed >= WAV_CHECKPOINT_FRAMES {
+            self.unflushed = 0;
+            result = writer.flush();
+        }
         result.map_err(|e| self.wav_error(e))
     }
 
     fn finish(&mut self) -> Result<(), AudioError> {
+        if self.remove_if_empty() {
+            return Ok(());
+        }
         match self.writer.take() {
             Some(writer) => writer.finalize().map_err(|e| self.wav_error(e)),
             None => Ok(()),
@@ -385,6 +428,34 @@ mod tests {
         assert_eq!(samples.len(), 50 * FRAME_SAMPLES);
         let report = analyze_tone(&samples, SAMPLE_RATE, 660.0, &ToneCriteria::default());
         assert_eq!(report.tone_windows, 10);
+    }
+
+    #[test]
+    fn a_recording_that_is_never_finished_holds_every_whole_second_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("killed.wav");
+        let mut sink = WavSink::create(&path).unwrap();
+        let mut tone = ToneSource::new(660.0);
+        for _ in 0..130 {
+            sink.write_frame(&tone.next_frame().unwrap()).unwrap();
+        }
+        // What a killed process leaves: the file as it is now, without finalize or drop.
+        let copy = dir.path().join("copy.wav");
+        std::fs::copy(&path, &copy).unwrap();
+        std::mem::forget(sink);
+        let samples = read_wav(&copy).unwrap();
+        assert_eq!(samples.len(), 100 * FRAME_SAMPLES, "two whole seconds");
+    }
+
+    #[test]
+    fn a_recording_that_got_no_audio_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (finished, dropped) = (dir.path().join("finished.wav"), dir.path().join("dropped.wav"));
+        let mut sink = WavSink::create(&finished).unwrap();
+        assert!(finished.exists(), "created at once, so a bad path fails early");
+        sink.finish().unwrap();
+        drop(WavSink::create(&dropped).unwrap());
+        assert!(!finished.exists() && !dropped.exists());
     }
 
     #[test]

@@ -54,11 +54,14 @@ const OUTPUT: &str = "output";
 pub fn devices_available() -> bool {
     // On a dedicated thread like the streams: a backend that panics leaves us with `false`.
     let probe = thread::Builder::new().name("peerline-audio-probe".into()).spawn(|| {
-        let Some(host) = default_host() else { return false };
-        let input = host.default_input_device().is_some_and(|d| d.default_input_config().is_ok());
-        let output =
-            host.default_output_device().is_some_and(|d| d.default_output_config().is_ok());
-        input && output
+        quiet_alsa(|| {
+            let Some(host) = default_host() else { return false };
+            let input =
+                host.default_input_device().is_some_and(|d| d.default_input_config().is_ok());
+            let output =
+                host.default_output_device().is_some_and(|d| d.default_output_config().is_ok());
+            input && output
+        })
     });
     probe.ok().and_then(|handle| handle.join().ok()).unwrap_or(false)
 }
@@ -341,7 +344,7 @@ impl StreamThread {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let handle = thread::Builder::new()
             .name(format!("peerline-sound-{direction}"))
-            .spawn(move || match open() {
+            .spawn(move || match quiet_alsa(open) {
                 Ok((stream, opened)) => {
                     if ready_tx.send(Ok(opened)).is_ok() {
                         // Returns when the sender is dropped: the source or sink is done.
@@ -388,10 +391,34 @@ impl Drop for StreamThread {
     }
 }
 
-/// Logs why a device cannot be used and returns the error that points at WAV files.
+/// Logs why a device cannot be used and returns the error that points at WAV files. Debug
+/// level: the error itself says what to do; the backend's detail is for `PEERLINE_LOG=debug`.
 fn unusable(direction: &'static str, what: &str, error: impl std::fmt::Display) -> AudioError {
-    tracing::warn!(direction, %error, "the default sound {direction} {what} is unusable");
+    tracing::debug!(direction, %error, "the default sound {direction} {what} is unusable");
     no_device(direction)
+}
+
+/// Runs `f` with alsa-lib's error printing turned into a debug log. alsa-lib writes its errors
+/// (no card, an unknown PCM, a failed config lookup) straight to stderr: eight lines of noise
+/// before our own clear [`AudioError::NoDevice`] on a machine without a sound card. Its handler
+/// is per thread (`snd_lib_error_set_local`), and every device is opened on a thread of its
+/// own, so installing it here covers what cpal does on this thread, later calls included.
+#[cfg(target_os = "linux")]
+fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    let buffer = alsa::Output::local_error_handler().ok();
+    let result = f();
+    if let Some(buffer) = buffer {
+        let text = buffer.borrow().to_string();
+        if !text.trim().is_empty() {
+            tracing::debug!(alsa = %text.trim(), "alsa-lib errors while opening sound devices");
+        }
+    }
+    result
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 /// cpal's default host; `None` where building it panics (cpal treats a broken ALSA

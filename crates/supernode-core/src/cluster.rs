@@ -94,6 +94,10 @@ pub enum BusMessage {
         call_id: String,
         /// Because the callee is in another call.
         busy: bool,
+        /// Why the last device there that stopped ringing could not take the call (see
+        /// `Hub::call_refuse`); absent from older supernodes.
+        #[serde(default)]
+        refusal: Option<peerline_wire::CallEndReason>,
     },
     /// A device of the callee here rings (the caller is told once).
     CallRinging {

@@ -220,6 +220,38 @@ fn decline_ends_the_call_everywhere_but_busy_only_for_one_device() {
 }
 
 #[test]
+fn a_device_that_cannot_take_calls_stops_ringing_and_the_caller_hears_why_without_a_missed_call() {
+    let now = Instant::now();
+    let mut hub = hub(now);
+    hub.call_invite(A, invite(1, ALICE, 10, BOB), now).unwrap();
+    hub.drain_outputs();
+    hub.call_refuse(B1, &id(1), CallEndReason::NoAudioDevice).unwrap();
+    let seen = Seen::of(&mut hub);
+    assert!(seen.events.is_empty(), "B2 still rings: {seen:?}");
+    hub.call_refuse(B2, &id(1), CallEndReason::NoRelay).unwrap();
+    let seen = Seen::of(&mut hub);
+    assert_eq!(seen.ended(A), vec![CallEndReason::NoAudioDevice], "the first reason given");
+    assert!(seen.missed.is_empty(), "the devices showed the call: not missed");
+    assert_eq!(hub.call_count(), 0);
+
+    // A device that said busy makes it busy, with a missed call, as before.
+    hub.call_invite(A, invite(2, ALICE, 10, BOB), now).unwrap();
+    hub.drain_outputs();
+    hub.call_decline(B1, &id(2), true).unwrap();
+    hub.call_refuse(B2, &id(2), CallEndReason::NoAudioDevice).unwrap();
+    let seen = Seen::of(&mut hub);
+    assert_eq!(seen.ended(A), vec![CallEndReason::Busy]);
+    assert_eq!(seen.missed, vec![(BOB, ALICE)]);
+
+    // Only a device's refusal is passed on: a device cannot make the caller believe it hung up.
+    hub.call_invite(A, invite(3, ALICE, 10, BOB), now).unwrap();
+    hub.drain_outputs();
+    let err = hub.call_refuse(B1, &id(3), CallEndReason::HungUp).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    assert!(Seen::of(&mut hub).events.is_empty());
+}
+
+#[test]
 fn a_user_in_an_answered_call_is_busy_and_an_offline_one_unavailable() {
     let now = Instant::now();
     let mut hub = hub(now);

@@ -271,6 +271,18 @@ fn a_late_answer_elsewhere_loses_to_a_local_one() {
 }
 
 #[test]
+fn a_device_elsewhere_that_cannot_take_calls_gives_its_reason_to_the_caller() {
+    let mut net = apart();
+    net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    net.pump();
+    net.hubs[1].call_refuse(B_REMOTE, &call_id(), CallEndReason::NoAudioDevice).unwrap();
+    net.pump();
+    assert_eq!(ended(&net.take(0, A)), [CallEndReason::NoAudioDevice]);
+    assert!(net.missed.is_empty(), "bob's device showed the call: {:?}", net.missed);
+    assert_eq!((net.hubs[0].call_count(), net.hubs[1].call_count()), (0, 0));
+}
+
+#[test]
 fn busy_elsewhere_cancel_and_no_answer_end_the_call_everywhere() {
     // Bob declines as busy on his only device elsewhere: alice hears busy, bob missed a call.
     let mut net = apart();

@@ -154,7 +154,7 @@ async fn a_declined_call_rings_the_caller_then_ends_declined_and_is_not_missed()
     alice
         .expect("ringing", |e| matches!(e, Event::CallRinging { call_id } if *call_id == id))
         .await;
-    let decline = Request::CallDecline { call_id: id.clone(), busy: false };
+    let decline = Request::CallDecline { call_id: id.clone(), busy: false, reason: None };
     assert_eq!(bob.ok(decline).await, Reply::Done);
     alice.expect("declined", is_ended(&id, CallEndReason::Declined)).await;
     // The call is gone: accepting it now is too late.
@@ -228,7 +228,7 @@ async fn a_callee_in_a_call_is_busy_and_gets_a_missed_call() {
     let id = new_call_id();
     place(&alice, &id, "bob", 1).await;
     bob.expect("alice's call", is_incoming(&id)).await;
-    let busy = Request::CallDecline { call_id: id.clone(), busy: true };
+    let busy = Request::CallDecline { call_id: id.clone(), busy: true, reason: None };
     assert_eq!(bob.ok(busy).await, Reply::Done);
     alice.expect("busy", is_ended(&id, CallEndReason::Busy)).await;
     bob.expect("the busy call is missed too", is_missed(&id, "alice")).await;

@@ -120,8 +120,9 @@ enum RemoteRing {
     Waiting { node: String, until: Instant },
     /// Devices ring there.
     Ringing { node: String },
-    /// None (any more); `busy` when because of another call.
-    Gone { node: String, busy: bool },
+    /// None (any more); `busy` when because of another call, `refusal` when a device there
+    /// said why it cannot take the call (`call_decline` with a reason).
+    Gone { node: String, busy: bool, refusal: Option<CallEndReason> },
 }
 
 impl RemoteRing {
@@ -172,6 +173,9 @@ struct Call {
     caller_end: End,
     callee: UserId,
     phase: Phase,
+    /// Why a device that stopped ringing could not take the call (busy, or a device's
+    /// refusal such as `no_audio_device`): what the caller hears once no device rings.
+    refusal: Option<CallEndReason>,
     candidates_from_caller: usize,
     candidates_from_callee: usize,
     restarts_from_caller: usize,
@@ -312,9 +316,31 @@ impl Hub {
         if !devices.is_empty() || remote.iter().any(RemoteRing::live) {
             return;
         }
-        let busy = remote.iter().any(|r| matches!(r, RemoteRing::Gone { busy: true, .. }));
-        let reason = if busy { CallEndReason::Busy } else { CallEndReason::Unavailable };
-        self.end_ringing(call_id, CallEndReason::PeerGone, Some(reason));
+        let remote_refusal = remote.iter().find_map(|r| match r {
+            RemoteRing::Gone { refusal, .. } => *refusal,
+            _ => None,
+        });
+        let refusal = call.refusal.or(remote_refusal);
+        let busy = refusal == Some(CallEndReason::Busy)
+            || remote.iter().any(|r| matches!(r, RemoteRing::Gone { busy: true, .. }));
+        match refusal {
+            Some(reason) if !busy => self.end_refused(call_id, reason),
+            _ => {
+                let reason = if busy { CallEndReason::Busy } else { CallEndReason::Unavailable };
+                self.end_ringing(call_id, CallEndReason::PeerGone, Some(reason));
+            }
+        }
+    }
+
+    /// Ends a ringing call placed here that every device refused for a reason of its own
+    /// (`no_audio_device`, `no_relay`): the caller hears that reason. No missed call is stored:
+    /// each device showed the call as it came in, with why it could not take it, so the call
+    /// was not unanswered — and a missed-call notice would say it was.
+    fn end_refused(&mut self, call_id: &str, reason: CallEndReason) {
+        let Some(call) = self.calls.remove(call_id) else { return };
+        if let Some(conn) = call.caller_end.conn() {
+            self.ended(vec![conn], call_id, reason);
+        }
     }
 
     /// A connection is gone: calls it placed end, answered calls it took part in end for the
@@ -380,7 +406,11 @@ impl Hub {
                         if let RemoteRing::Waiting { node, until } = r
                             && now >= *until
                         {
-                            *r = RemoteRing::Gone { node: std::mem::take(node), busy: false };
+                            *r = RemoteRing::Gone {
+                                node: std::mem::take(node),
+                                busy: false,
+                                refusal: None,
+                            };
                             remote_silent.push(id.clone());
                         }
                     }

@@ -42,14 +42,16 @@ impl Hub {
     }
 
     pub(crate) fn leg_check_busy(&mut self, call_id: &str, busy: bool) {
-        let Some(Call { phase: Phase::Leg { devices, .. }, .. }) = self.calls.calls.get(call_id)
+        let Some(Call { phase: Phase::Leg { devices, .. }, refusal, .. }) =
+            self.calls.calls.get(call_id)
         else {
             return;
         };
         if devices.is_empty() {
+            let refusal = *refusal;
             self.send_to_caller_node(
                 call_id,
-                BusMessage::CallNone { call_id: call_id.to_owned(), busy },
+                BusMessage::CallNone { call_id: call_id.to_owned(), busy, refusal },
             );
             self.calls.remove(call_id);
         }
@@ -69,8 +71,9 @@ impl Hub {
             BusMessage::CallRang { call_id, .. } => {
                 self.remote_ring(&call_id, from, RemoteRing::Ringing { node: from.to_owned() });
             }
-            BusMessage::CallNone { call_id, busy } => {
-                self.remote_ring(&call_id, from, RemoteRing::Gone { node: from.to_owned(), busy });
+            BusMessage::CallNone { call_id, busy, refusal } => {
+                let gone = RemoteRing::Gone { node: from.to_owned(), busy, refusal };
+                self.remote_ring(&call_id, from, gone);
                 self.end_if_nothing_rings(&call_id);
             }
             BusMessage::CallRinging { call_id } => {
@@ -136,7 +139,7 @@ impl Hub {
             || self.calls.calls_of(invite.callee) >= config.max_calls_per_user;
         let reply = |msg| Output::Bus { to: Route::Node(from.to_owned()), msg };
         if devices.is_empty() || busy {
-            let msg = BusMessage::CallNone { call_id: invite.call_id.clone(), busy };
+            let msg = BusMessage::CallNone { call_id: invite.call_id.clone(), busy, refusal: None };
             self.push_output(reply(msg));
             return;
         }
@@ -150,6 +153,7 @@ impl Hub {
             caller_end: End::Remote { device: invite.caller_device, node: from.to_owned() },
             callee: invite.callee,
             phase: Phase::Leg { since: now, devices, told_ringing: false },
+            refusal: None,
             candidates_from_caller: 0,
             candidates_from_callee: 0,
             restarts_from_caller: 0,
@@ -272,7 +276,7 @@ impl Hub {
             match &mut call.phase {
                 Phase::Ringing { remote, .. } => {
                     for r in remote.iter_mut().filter(|r| r.node() == node && r.live()) {
-                        *r = RemoteRing::Gone { node: node.to_owned(), busy: false };
+                        *r = RemoteRing::Gone { node: node.to_owned(), busy: false, refusal: None };
                         ringing.push(id.clone());
                     }
                 }

@@ -152,6 +152,7 @@ impl Hub {
                 told_ringing: false,
                 held: Vec::new(),
             },
+            refusal: None,
             candidates_from_caller: 0,
             candidates_from_callee: 0,
             restarts_from_caller: 0,
@@ -253,6 +254,12 @@ impl Hub {
         busy: bool,
     ) -> Result<(), ErrorBody> {
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
+        if busy && matches!(&call.phase, Phase::Ringing { devices, .. } if devices.contains(&conn))
+        {
+            // Remembered in case another device refuses for a reason of its own later: the
+            // person is busy, which says more than one device's reason.
+            call.refusal = Some(CallEndReason::Busy);
+        }
         match &mut call.phase {
             Phase::Ringing { devices, .. } if devices.contains(&conn) => {
                 devices.retain(|c| *c != conn);
@@ -280,6 +287,42 @@ impl Hub {
             }
             _ => Err(no_such_call()),
         }
+    }
+
+    /// A callee device cannot take the call for `reason` (it has no audio device, or it takes
+    /// calls only through a relay and the network has none): like a busy device, only it stops
+    /// ringing. Once no device rings any more, here or on other supernodes, the caller hears
+    /// the reason ([`CallEndReason::Busy`] if a device said busy) and no missed call is stored
+    /// (see `end_refused`). Only reasons for which [`CallEndReason::is_device_refusal`] holds
+    /// are taken: a device must not make the caller believe anything else.
+    pub fn call_refuse(
+        &mut self,
+        conn: ConnId,
+        call_id: &str,
+        reason: CallEndReason,
+    ) -> Result<(), ErrorBody> {
+        if !reason.is_device_refusal() {
+            return Err(ErrorBody::with_message(
+                ErrorCode::InvalidArgument,
+                "a call_decline reason must be no_audio_device or no_relay",
+            ));
+        }
+        let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
+        let (Phase::Ringing { devices, .. } | Phase::Leg { devices, .. }) = &mut call.phase else {
+            return Err(no_such_call());
+        };
+        if !devices.contains(&conn) {
+            return Err(no_such_call());
+        }
+        devices.retain(|c| *c != conn);
+        let left = devices.len();
+        call.refusal.get_or_insert(reason);
+        if matches!(call.phase, Phase::Leg { .. }) {
+            self.leg_check(call_id);
+        } else if left == 0 {
+            self.end_if_nothing_rings(call_id);
+        }
+        Ok(())
     }
 
     /// Every device here said busy: the call ends busy unless another supernode still rings.
@@ -493,6 +536,7 @@ impl Hub {
             caller_end,
             callee: record.callee,
             phase: Phase::Answered { callee_end },
+            refusal: None,
             candidates_from_caller: 0,
             candidates_from_callee: 0,
             restarts_from_caller: 0,

@@ -151,8 +151,16 @@ impl Session {
         Ok(Reply::Done)
     }
 
-    pub(crate) fn call_decline(&mut self, call_id: String, busy: bool) -> Result<Reply, ErrorBody> {
-        self.on_call(&call_id, |h, conn, id| h.call_decline(conn, id, busy))
+    pub(crate) fn call_decline(
+        &mut self,
+        call_id: String,
+        busy: bool,
+        reason: Option<CallEndReason>,
+    ) -> Result<Reply, ErrorBody> {
+        self.on_call(&call_id, |h, conn, id| match reason {
+            Some(reason) => h.call_refuse(conn, id, reason),
+            None => h.call_decline(conn, id, busy),
+        })
     }
 
     pub(crate) fn call_cancel(&mut self, call_id: String) -> Result<Reply, ErrorBody> {
