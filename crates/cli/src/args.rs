@@ -61,6 +61,10 @@ pub enum Command {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// This device's name in `peerline devices` (kept for later logins) [default: the
+        /// host name].
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
     },
     /// Log this device in (later commands reuse the session, no password needed).
     Login {
@@ -69,6 +73,10 @@ pub enum Command {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// This device's name in `peerline devices` (kept for later logins) [default: the
+        /// host name].
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
     },
     /// Log out and revoke this device's session.
     Logout,
@@ -112,11 +120,13 @@ pub enum Command {
         #[arg(long)]
         discoverable: Option<bool>,
     },
-    /// Send an instant message to a contact.
+    /// Send an instant message to a contact. `peerline send bob -` reads it from standard
+    /// input (several lines, up to end of file).
     Send {
         /// The contact.
         username: String,
-        /// The text (words are joined with spaces; at most 4096 bytes).
+        /// The text (words are joined with spaces; at most 4096 bytes), or `-` to read it from
+        /// standard input.
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
@@ -129,13 +139,30 @@ pub enum Command {
         #[arg(long)]
         peek: bool,
     },
-    /// Show the conversation with a contact, oldest first.
+    /// Show the conversation with a contact, oldest first. When older messages are left, it
+    /// says how to see them (`--before ID`).
     History {
         /// The contact.
         username: String,
         /// The newest N messages.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only messages older than this message id (the next page back).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
+    },
+    /// List past calls, newest first, from the supernode (every device sees the same list):
+    /// direction, peer, start, duration, how it ended and the path.
+    Calls {
+        /// Only calls to you that nobody answered.
+        #[arg(long)]
+        missed: bool,
+        /// At most this many (1-1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Only calls older than this record id (the next page back).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
     },
     /// Stay online and print events (messages, presence, contact requests, calls) until Ctrl-C.
     /// Incoming calls ring here: answer on the terminal, or automatically with --auto-answer.
@@ -173,7 +200,7 @@ pub enum Command {
         #[arg(long)]
         record: Option<PathBuf>,
         /// Hang up after this many seconds of call.
-        #[arg(long)]
+        #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
         duration: Option<f64>,
         /// Call through a TURN relay only, so the contact never learns your IP address (also on
         /// with `peerline settings --relay-only true`).
@@ -210,6 +237,18 @@ pub enum Command {
         #[arg(long)]
         exit_after: Option<u64>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `peerline completions bash > ~/.local/share/bash-completion/completions/peerline`;
+    /// zsh: save it as `_peerline` in a directory of $fpath; fish: `peerline completions fish >
+    /// ~/.config/fish/completions/peerline.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for scripts/man.
+    #[command(hide = true)]
+    Manpage,
     /// Show the pinned certificate of the supernode's network, or forget it to re-trust a new
     /// one. With --fingerprint, pin that certificate in advance, without connecting (after
     /// --forget, it replaces the old pin; without, a different pin is kept and the command
@@ -230,6 +269,14 @@ fn fingerprint(text: &str) -> Result<[u8; 32], String> {
          supernode prints it (AB:CD:…), or 64 hex digits"
             .to_owned()
     })
+}
+
+/// Parses `--duration`: a positive, finite number of seconds.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(secs),
+        _ => Err("must be a positive number of seconds, like 30 or 2.5".to_owned()),
+    }
 }
 
 /// `devices` sub-commands.
@@ -273,4 +320,25 @@ pub enum ContactsCommand {
         /// The user.
         username: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Args, Command};
+
+    #[test]
+    fn a_call_lasts_a_positive_number_of_seconds() {
+        for bad in ["0", "-1", "nan", "inf", "soon"] {
+            let flag = format!("--duration={bad}");
+            let err = Args::try_parse_from(["peerline", "call", "bob", flag.as_str()]);
+            let text = err.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(text.contains("positive number of seconds"), "{bad}: {text}");
+        }
+        let args = Args::try_parse_from(["peerline", "call", "bob", "--duration", "2.5"]);
+        assert!(
+            matches!(args.map(|a| a.command), Ok(Command::Call { duration: Some(d), .. }) if d == 2.5)
+        );
+    }
 }

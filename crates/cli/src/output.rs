@@ -7,6 +7,7 @@ use peerline_client::wire::{ChatMessage, Contact, Event, Presence, Reply, Status
 use peerline_client::{ClientError, Reconnected, Settings};
 use serde_json::{Value, json};
 
+use crate::failure::CliError;
 use crate::sanitize::{Escaped, escape_line, escape_text};
 
 /// The printer.
@@ -14,25 +15,49 @@ pub struct Out {
     json: bool,
 }
 
-fn when(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+/// A time as people read it: in the local time zone (honouring `TZ`), with its UTC offset, so
+/// that a time copied into a chat with someone elsewhere still means one instant.
+pub(crate) fn when(ms: i64) -> String {
+    when_in(ms, &jiff::tz::TimeZone::system())
 }
 
-/// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm), to print UTC times without a
-/// date crate.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// [`when`] in the zone `tz`; the milliseconds since the epoch as they are if out of range.
+fn when_in(ms: i64, tz: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(at) => at.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string(),
+        Err(_) => format!("{ms} ms since 1970"),
+    }
+}
+
+/// The error and its causes, each said once: a cause whose text the one before it already
+/// contains (an I/O error that its wrapper quotes) is left out.
+pub fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let said = cause.to_string();
+        if !previous.is_empty() && previous.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+        previous = said;
+    }
+    text
+}
+
+/// The kind of a JSON line of `online`: the one key every line has (`"event"`), as the call
+/// lines have it. Protocol events carry their kind in `type`, which is renamed here.
+fn event_json(event: &Event) -> Value {
+    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut()
+        && let Some(kind) = map.remove("type")
+    {
+        map.insert("event".into(), kind);
+    }
+    value
 }
 
 /// A message as one entry of a conversation: names on one line, the text's own lines indented.
@@ -55,6 +80,44 @@ fn presence_mark(p: Presence) -> &'static str {
     }
 }
 
+/// The `{"code","message"}` of an error document (plus `retry_after_secs` when the supernode
+/// said when to try again, and `reason` when it ended the session).
+fn error_json(err: &anyhow::Error) -> Value {
+    let mut extra: Vec<(&str, Value)> = Vec::new();
+    let (code, message) = if let Some(cli) = err.downcast_ref::<CliError>() {
+        (json!(cli.code), chain_text(err))
+    } else {
+        match err.downcast_ref::<ClientError>() {
+            Some(ClientError::Server(body)) => {
+                if let Some(secs) = body.retry_after_secs {
+                    extra.push(("retry_after_secs", json!(secs)));
+                }
+                (serde_json::to_value(body.code).unwrap_or(Value::Null), body.message.clone())
+            }
+            Some(e @ ClientError::CertificateChanged { .. }) => {
+                (json!("certificate_changed"), e.to_string())
+            }
+            Some(e @ ClientError::TlsSetup(TlsSetupError::PinConflict { .. })) => {
+                (json!("pin_conflict"), e.to_string())
+            }
+            Some(e @ ClientError::NotLoggedIn { .. }) => (json!("not_logged_in"), e.to_string()),
+            Some(ClientError::Connect { .. }) => (json!("unreachable"), chain_text(err)),
+            Some(e @ ClientError::Closed(Some(reason))) => {
+                extra.push(("reason", json!(reason)));
+                (json!("session_ended"), e.to_string())
+            }
+            _ => (json!("client_error"), chain_text(err)),
+        }
+    };
+    let mut error = json!({"code": code, "message": message});
+    if let Some(map) = error.as_object_mut() {
+        for (key, value) in extra {
+            map.insert(key.into(), value);
+        }
+    }
+    error
+}
+
 impl Out {
     /// A printer in the chosen mode.
     pub fn new(json: bool) -> Self {
@@ -73,32 +136,20 @@ impl Out {
     /// An error: to stderr as text, or to stdout as `{"error":{...}}` with `--json`.
     pub fn error(&self, err: &anyhow::Error) {
         if self.json {
-            let mut retry_after_secs = None;
-            let (code, message) = match err.downcast_ref::<ClientError>() {
-                Some(ClientError::Server(body)) => {
-                    retry_after_secs = body.retry_after_secs;
-                    (serde_json::to_value(body.code).unwrap_or(Value::Null), body.message.clone())
-                }
-                Some(e @ ClientError::CertificateChanged { .. }) => {
-                    (json!("certificate_changed"), e.to_string())
-                }
-                Some(e @ ClientError::TlsSetup(TlsSetupError::PinConflict { .. })) => {
-                    (json!("pin_conflict"), e.to_string())
-                }
-                Some(e @ ClientError::NotLoggedIn { .. }) => {
-                    (json!("not_logged_in"), e.to_string())
-                }
-                Some(e @ ClientError::Connect { .. }) => (json!("unreachable"), e.to_string()),
-                _ => (json!("client_error"), format!("{err:#}")),
-            };
-            let mut error = json!({"code": code, "message": message});
-            if let (Some(secs), Some(map)) = (retry_after_secs, error.as_object_mut()) {
-                map.insert("retry_after_secs".into(), json!(secs));
-            }
-            self.print_json(&json!({ "error": error }));
+            self.print_json(&json!({ "error": error_json(err) }));
         } else {
             // Error texts carry what the supernode said (its message, usernames).
-            eprintln!("error: {}", escape_text(&format!("{err:#}")));
+            eprintln!("error: {}", escape_text(&chain_text(err)));
+        }
+    }
+
+    /// An error that does not end `online` (a call that failed): a line of its own, with
+    /// `--json` `{"event":"error","error":{...}}`.
+    pub fn error_event(&self, err: &anyhow::Error) {
+        if self.json {
+            self.print_json(&json!({ "event": "error", "error": error_json(err) }));
+        } else {
+            eprintln!("error: {}", escape_text(&chain_text(err)));
         }
     }
 
@@ -190,12 +241,13 @@ impl Out {
         if self.json {
             self.print_json(m);
         } else {
-            println!("Sent to {} (message {}, {} UTC).", Escaped(&m.to), m.id, when(m.sent_at));
+            println!("Sent to {} (message {}, {}).", Escaped(&m.to), m.id, when(m.sent_at));
         }
     }
 
-    /// A list of messages.
-    pub fn messages(&self, messages: &[ChatMessage]) {
+    /// A list of messages, as `me` sees them: delivery and read ticks only on the ones `me`
+    /// sent (on a received message they are the sender's news, not this reader's).
+    pub fn messages(&self, messages: &[ChatMessage], me: &str) {
         if self.json {
             return self.print_json(&messages);
         }
@@ -203,7 +255,9 @@ impl Out {
             println!("No messages.");
         }
         for m in messages {
-            let receipt = if m.read_at.is_some() {
+            let receipt = if m.from != me {
+                ""
+            } else if m.read_at.is_some() {
                 " ✓✓ read"
             } else if m.delivered_at.is_some() {
                 " ✓ delivered"
@@ -230,7 +284,7 @@ impl Out {
             Reply::Devices { devices } => {
                 for d in devices {
                     println!(
-                        "{:>4}  {:<32} {}{} last login {} UTC  key {}…",
+                        "{:>4}  {:<32} {}{} last login {}  key {}…",
                         d.id,
                         Escaped(&d.name),
                         if d.online { "online" } else { "offline" },
@@ -256,19 +310,25 @@ impl Out {
         }
     }
 
-    /// `online` started.
-    pub fn connected(&self, username: &str) {
+    /// `online` started, as `username` with `status` (invisible users are told that nobody
+    /// sees them online).
+    pub fn connected(&self, username: &str, status: Status) {
         if self.json {
-            self.print_json(&json!({"type": "connected", "username": username}));
+            self.print_json(&json!({"event": "online", "username": username, "status": status}));
+        } else if status == Status::Invisible {
+            println!(
+                "Online as {} (invisible: others see you offline). Ctrl-C to quit.",
+                Escaped(username)
+            );
         } else {
-            println!("Online as {}. Ctrl-C to quit.", Escaped(username));
+            println!("Online as {} ({}). Ctrl-C to quit.", Escaped(username), status.as_str());
         }
     }
 
     /// `online` lost its supernode and is reconnecting.
     pub fn connection_lost(&self, supernode: &str) {
         if self.json {
-            self.print_json(&json!({"type": "connection_lost", "supernode": supernode}));
+            self.print_json(&json!({"event": "connection_lost", "supernode": supernode}));
         } else {
             println!("Lost the connection to {}; reconnecting…", Escaped(supernode));
         }
@@ -279,7 +339,7 @@ impl Out {
         let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
         if self.json {
             self.print_json(&json!({
-                "type": "reconnected",
+                "event": "reconnected",
                 "supernode": reconnected.url,
                 "attempts": reconnected.attempts,
                 "after_ms": after_ms,
@@ -305,7 +365,7 @@ impl Out {
             return;
         }
         if self.json {
-            return self.print_json(event);
+            return self.print_json(&event_json(event));
         }
         match event {
             Event::Presence { username, presence } => {
@@ -328,6 +388,9 @@ impl Out {
             Event::ContactRemoved { username } => {
                 println!("{} is no longer a contact.", Escaped(username))
             }
+            Event::ContactDeclined { username } => {
+                println!("{} declined your contact request.", Escaped(username))
+            }
             Event::Message { message: m } => println!("{}", message_line(m)),
             Event::Receipt { message_id, kind, .. } => {
                 let what = match kind {
@@ -337,8 +400,7 @@ impl Out {
                 println!("message {message_id} {what}");
             }
             Event::SessionEnded { reason } => {
-                let reason = serde_json::to_value(reason).unwrap_or(Value::Null);
-                println!("Session ended: {}", reason.as_str().unwrap_or("unknown"));
+                println!("Session ended: {}.", peerline_client::error::describe_end(*reason));
             }
             Event::MissedCall { missed } => {
                 println!("[{}] Missed call from {}", when(missed.at), Escaped(&missed.from))
@@ -356,13 +418,24 @@ impl Out {
 
 #[cfg(test)]
 mod tests {
-    use super::when;
+    use super::{chain_text, when_in};
 
     #[test]
-    fn utc_times() {
-        assert_eq!(when(0), "1970-01-01 00:00:00");
+    fn times_carry_their_zone() {
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(when_in(0, &utc), "1970-01-01 00:00:00 +00:00");
         // Reference values from `date -u -d @SECONDS`.
-        assert_eq!(when(1_795_000_000_000), "2026-11-18 11:06:40");
-        assert_eq!(when(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(when_in(1_795_000_000_000, &utc), "2026-11-18 11:06:40 +00:00");
+        let kolkata = jiff::tz::TimeZone::fixed(jiff::tz::offset(5));
+        assert_eq!(when_in(951_782_400_000, &kolkata), "2000-02-29 05:00:00 +05:00");
+    }
+
+    #[test]
+    fn a_cause_the_error_already_quotes_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = anyhow::Error::new(io).context("cannot reach sn: connection refused (retry)");
+        assert_eq!(chain_text(&err), "cannot reach sn: connection refused (retry)");
+        let err = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_text(&err), "outer: inner");
     }
 }

@@ -18,7 +18,7 @@ fn cluster() -> TestCluster {
 }
 
 fn presence(v: &Value, user: &str, presence: &str) -> bool {
-    v["type"] == "presence" && v["username"] == user && v["presence"] == presence
+    v["event"] == "presence" && v["username"] == user && v["presence"] == presence
 }
 
 fn contact<'a>(list: &'a Value, name: &str) -> &'a Value {
@@ -43,7 +43,7 @@ fn users_on_different_supernodes_are_contacts_see_presence_and_exchange_messages
     alice.ok(&["contacts", "add", "bob", "--message", "hi from sn1"]);
     bob_online.expect(
         |v| {
-            v["type"] == "contact_request"
+            v["event"] == "contact_request"
                 && v["username"] == "alice"
                 && v["message"] == "hi from sn1"
         },
@@ -67,11 +67,11 @@ fn users_on_different_supernodes_are_contacts_see_presence_and_exchange_messages
 
     // Messages and receipts across supernodes.
     alice.ok(&["send", "bob", "hello across the cluster"]);
-    let got = bob_online.expect(|v| v["type"] == "message", "the message on sn2");
+    let got = bob_online.expect(|v| v["event"] == "message", "the message on sn2");
     assert_eq!(got["message"]["from"], "alice");
     assert_eq!(got["message"]["text"], "hello across the cluster");
     alice_online
-        .expect(|v| v["type"] == "receipt" && v["kind"] == "delivered", "the receipt on sn1");
+        .expect(|v| v["event"] == "receipt" && v["kind"] == "delivered", "the receipt on sn1");
     // sn2 measured how long the push took to come over the bus.
     let delivered = cluster.metric(1, "peerline_bus_deliver_seconds_count").unwrap();
     assert!(delivered >= 1.0, "sn2 has no bus delivery latency samples");
@@ -83,11 +83,11 @@ fn users_on_different_supernodes_are_contacts_see_presence_and_exchange_messages
     bob.set_url(&c.url);
     bob.ok(&["login", "bob"]);
     let mut bob_online = bob.online();
-    let got = bob_online.expect(|v| v["type"] == "message", "the offline message on sn3");
+    let got = bob_online.expect(|v| v["event"] == "message", "the offline message on sn3");
     assert_eq!(got["message"]["text"], "while you were away");
     alice_online.expect(|v| presence(v, "bob", "online"), "bob online again, on sn3");
     let seen = bob_online.drain_for(Duration::from_millis(500));
-    let messages = seen.iter().filter(|v| v["type"] == "message").count();
+    let messages = seen.iter().filter(|v| v["event"] == "message").count();
     assert_eq!(messages, 1, "the message arrives exactly once: {seen:#?}");
 }
 
@@ -215,10 +215,10 @@ fn a_message_acknowledged_just_before_kill_9_is_delivered_exactly_once() {
     bob.set_url(cluster.url(2));
     bob.ok(&["login", "bob"]);
     let mut bob_online = bob.online();
-    let got = bob_online.expect(|v| v["type"] == "message", "the message, from PostgreSQL");
+    let got = bob_online.expect(|v| v["event"] == "message", "the message, from PostgreSQL");
     assert_eq!(got["message"]["text"], "acknowledged, then the supernode died");
     let seen = bob_online.drain_for(Duration::from_millis(700));
-    let messages = seen.iter().filter(|v| v["type"] == "message").count();
+    let messages = seen.iter().filter(|v| v["event"] == "message").count();
     assert_eq!(messages, 1, "exactly once: {seen:#?}");
 }
 
@@ -255,7 +255,7 @@ fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
         std::thread::sleep(Duration::from_millis(500));
     }
     bob_online.expect(
-        |v| v["type"] == "message" && v["message"]["text"] == "after the database came back",
+        |v| v["event"] == "message" && v["message"]["text"] == "after the database came back",
         "the message once the database is back",
     );
 
@@ -272,7 +272,7 @@ fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
     );
     alice.ok(&["send", "bob", "after the bus came back"]);
     bob_online.expect(
-        |v| v["type"] == "message" && v["message"]["text"] == "after the bus came back",
+        |v| v["event"] == "message" && v["message"]["text"] == "after the bus came back",
         "pushes across supernodes work again",
     );
     for node in cluster.nodes() {

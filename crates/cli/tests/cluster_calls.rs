@@ -46,7 +46,7 @@ fn a_call_survives_kill_9(alice_on: usize, bob_on: usize) {
     // alice's supernode learns where bob is before she dials.
     let mut alice_online = alice.online();
     alice_online.expect(
-        |v| v["type"] == "presence" && v["username"] == "bob" && v["presence"] == "online",
+        |v| v["event"] == "presence" && v["username"] == "bob" && v["presence"] == "online",
         "bob online",
     );
     alice_online.stop();

@@ -25,7 +25,7 @@ fn cluster(n: usize) -> TestCluster {
 }
 
 fn presence(v: &Value, user: &str, presence: &str) -> bool {
-    v["type"] == "presence" && v["username"] == user && v["presence"] == presence
+    v["event"] == "presence" && v["username"] == user && v["presence"] == presence
 }
 
 fn networks_file(user: &User) -> Value {
@@ -67,10 +67,10 @@ fn online_survives_the_death_of_its_supernode_without_the_password() {
 
     cluster.kill9(0);
     let killed = Instant::now();
-    alice_online.expect(|v| v["type"] == "connection_lost", "alice's client noticing the loss");
+    alice_online.expect(|v| v["event"] == "connection_lost", "alice's client noticing the loss");
     let back = alice_online.expect_within(
         Duration::from_secs(10),
-        |v| v["type"] == "reconnected",
+        |v| v["event"] == "reconnected",
         "alice back online on another supernode within 10 s",
     );
     let took = killed.elapsed();
@@ -90,7 +90,7 @@ fn online_survives_the_death_of_its_supernode_without_the_password() {
     // bob on sn3 sees her online once sn3 has noticed that sn1 died.
     cluster.wait_live_nodes(2, 1, Duration::from_secs(10)).unwrap();
     let seen = bob_online.drain_for(Duration::from_millis(1000));
-    let last = seen.iter().rev().find(|v| v["type"] == "presence" && v["username"] == "alice");
+    let last = seen.iter().rev().find(|v| v["event"] == "presence" && v["username"] == "alice");
     assert_eq!(last.map(|v| v["presence"].clone()), Some(json!("online")), "{seen:#?}");
     let contacts = bob.ok(&["contacts"]);
     assert_eq!(contacts[0]["presence"], "online", "{contacts:#}");
@@ -98,7 +98,7 @@ fn online_survives_the_death_of_its_supernode_without_the_password() {
     // She goes on as usual: a message reaches bob, and a one-shot command that names the dead
     // sn1 goes to another supernode of the network.
     alice.ok(&["send", "bob", "still here"]);
-    bob_online.expect(|v| v["type"] == "message", "alice's message after the failover");
+    bob_online.expect(|v| v["event"] == "message", "alice's message after the failover");
     assert_eq!(alice.ok(&["whoami"])["username"], "alice");
 }
 
@@ -168,11 +168,11 @@ fn a_supernode_of_the_network_with_another_certificate_is_refused() {
     // Failing over, the impostor is skipped (with a warning) and never logged in to; alice
     // comes back on sn1 once it is back.
     cluster.kill9(0);
-    alice_online.expect(|v| v["type"] == "connection_lost", "the loss of sn1");
+    alice_online.expect(|v| v["event"] == "connection_lost", "the loss of sn1");
     cluster.restart(0).unwrap();
     let back = alice_online.expect_within(
         Duration::from_secs(45),
-        |v| v["type"] == "reconnected",
+        |v| v["event"] == "reconnected",
         "alice back on sn1",
     );
     assert_eq!(back["supernode"], cluster.url(0));

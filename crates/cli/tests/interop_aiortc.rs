@@ -330,7 +330,7 @@ fn aiortc_calls_peerline_and_both_hear_each_other() {
         let _ = online.stderr.take().unwrap().read_to_string(&mut stderr);
         panic!("peerline online: no {what}; saw {seen:#?}\nstderr: {stderr}");
     };
-    wait_for(&|v| v["type"] == "connected", "connected line", &mut online);
+    wait_for(&|v| v["event"] == "online", "the first line (online)", &mut online);
 
     let aio = AiortcPeer::start(
         &node,

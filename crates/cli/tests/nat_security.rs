@@ -504,7 +504,7 @@ fn a_flood_of_malformed_stun_neither_crashes_the_supernode_nor_stops_its_users()
         let text = format!("sent during the flood, {i}");
         assert_eq!(alice.ok(&["send", "bob", &text])["text"], text.as_str());
         bob_online.expect(
-            |v| v["type"] == "message" && v["message"]["text"] == text.as_str(),
+            |v| v["event"] == "message" && v["message"]["text"] == text.as_str(),
             "bob's copy of a message sent during the flood",
         );
     }

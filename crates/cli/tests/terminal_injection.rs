@@ -211,7 +211,15 @@ fn the_cli_escapes_what_a_malicious_supernode_sends() {
     let (mut alice, bob) = (User::new("alice", &node), User::new("bob", &node));
     alice.set_url(&proxy);
     alice.register();
-    bob.ok(&["register", "bob", "--display-name", "Bob~ESC~~]0;pwned~BEL~~~RLO~~"]);
+    // bob's device name is one the proxy rewrites.
+    bob.ok(&[
+        "register",
+        "bob",
+        "--display-name",
+        "Bob~ESC~~]0;pwned~BEL~~~RLO~~",
+        "--device-name",
+        "peerline-cli",
+    ]);
     bob.ok(&[
         "contacts",
         "add",
@@ -241,13 +249,13 @@ fn the_cli_escapes_what_a_malicious_supernode_sends() {
     ]);
     bob.ok(&["send", "alice", "a real second line:\nerror: IDENTITY CHANGED"]);
 
-    // Pushed as events at login, then listed by inbox and history.
-    let online = human(&alice, &proxy, &["online", "--exit-after", "2"]);
-    online.assert_inert("online");
+    // Listed by inbox and history, then pushed as events at login (which reads them).
     let inbox = human(&alice, &proxy, &["inbox", "--peek"]);
     inbox.assert_inert("inbox");
     let history = human(&alice, &proxy, &["history", "bob"]);
     history.assert_inert("history");
+    let online = human(&alice, &proxy, &["online", "--exit-after", "2"]);
+    online.assert_inert("online");
     for screen in [&online, &inbox, &history] {
         let lines: Vec<&str> = screen.out.lines().filter(|l| l.contains("bob → alice")).collect();
         assert_eq!(lines.len(), 2, "{}", screen.out);
@@ -280,7 +288,7 @@ fn the_cli_escapes_what_a_malicious_supernode_sends() {
     assert!(refused.err.contains("error: \\x1b[2Jnot a contact"), "{}", refused.err);
 
     // JSON output keeps the text as it came, escaped by JSON itself.
-    let messages = alice.run(&["inbox", "--peek"]);
+    let messages = alice.run(&["history", "bob"]);
     assert!(!messages.stdout.contains('\u{1b}'), "{}", messages.stdout);
     assert!(messages.ok_json()[0]["text"].as_str().unwrap().starts_with("hi\u{1b}[2J\u{1b}[H"));
 }

@@ -48,11 +48,23 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parses `wss://host[:port][/path]` (`ws://` only for loopback hosts). The default port is
-    /// 7443 and the default path `/v1/ws`.
+    /// 7443 and the default path `/v1/ws`. A URL without a scheme (`127.0.0.1:7443`,
+    /// `sn.example.org`) is taken as `wss://`: people type the address the operator gave them,
+    /// and TLS is the only safe default.
     pub fn parse(raw: &str) -> Result<Self, ClientError> {
         let bad =
             |reason: &str| ClientError::BadUrl { url: raw.to_owned(), reason: reason.to_owned() };
-        let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+        let trimmed = raw.trim();
+        let with_scheme;
+        let text = if trimmed.contains("://") {
+            trimmed
+        } else {
+            with_scheme = format!("wss://{trimmed}");
+            &with_scheme
+        };
+        let url = url::Url::parse(text).map_err(|e| {
+            bad(&format!("{e}; a supernode URL looks like wss://sn.example.org:7443"))
+        })?;
         let tls = match url.scheme() {
             "wss" => true,
             "ws" => false,
@@ -81,7 +93,7 @@ impl Endpoint {
         };
         // The URL parser drops a port equal to the scheme's default (`wss://h:443`), which must
         // not turn into Peerline's default 7443.
-        let authority = raw.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = text.split_once("://").map_or("", |(_, rest)| rest);
         let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
         let scheme_default = if tls { 443 } else { 80 };
         let port = match url.port() {
@@ -195,7 +207,7 @@ impl Connection {
         let (ws, _) =
             tokio_tungstenite::client_async_with_config(endpoint.ws_url(), stream, Some(config))
                 .await
-                .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+                .map_err(|e| websocket_error(&e, endpoint))?;
         let conn = Self::start(ws, exporter).await?;
         Ok((conn, Presented { fingerprint }))
     }
@@ -319,7 +331,10 @@ async fn drive(
         // Send what the session queued, hand out what it produced.
         while let Some(text) = session.poll_transmit() {
             if sink.send(Message::text(text)).await.is_err() {
-                return fail_all(waiting, ended, refusal);
+                // A supernode that turns the connection away (it is full) says why and closes,
+                // maybe before this request went out: what it said is read, not lost.
+                read_goodbye(&mut stream, &mut session, &mut refusal, &mut ended).await;
+                return finish(waiting, ended, refusal, events, commands).await;
             }
         }
         while let Some(ev) = session.poll_event() {
@@ -355,7 +370,7 @@ async fn drive(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => session.handle_frame(text.as_bytes(), now()),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    return fail_all(waiting, ended, refusal);
+                    return finish(waiting, ended, refusal, events, commands).await;
                 }
                 Some(Ok(_)) => {}
             },
@@ -374,10 +389,83 @@ async fn drive(
     }
 }
 
+/// A failed WebSocket upgrade. A plain `ws://` dial whose answer is no HTTP at all most likely
+/// reached a TLS port (the supernode answered the HTTP request with a TLS alert): say so, rather
+/// than the HTTP parser's complaint.
+fn websocket_error(
+    err: &tokio_tungstenite::tungstenite::Error,
+    endpoint: &Endpoint,
+) -> ClientError {
+    use tokio_tungstenite::tungstenite::Error;
+    let not_http = matches!(err, Error::HttpFormat(_) | Error::Protocol(_) | Error::Io(_));
+    if !endpoint.tls && not_http {
+        let wss = Endpoint { tls: true, ..endpoint.clone() };
+        return ClientError::WebSocket(format!(
+            "{err}: {} did not answer in plain HTTP; this port speaks TLS: use {}",
+            endpoint.host_port(),
+            wss.canonical_url()
+        ));
+    }
+    ClientError::WebSocket(err.to_string())
+}
+
+/// How long a connection whose sending failed is still read for the supernode's last words.
+const GOODBYE_WAIT: Duration = Duration::from_millis(500);
+
+/// Reads what the supernode sent before the connection broke (a refusal without a request id,
+/// a `session_ended`), for the error the waiting requests fail with.
+async fn read_goodbye<S>(
+    stream: &mut S,
+    session: &mut ClientSession,
+    refusal: &mut Option<ErrorBody>,
+    ended: &mut Option<EndReason>,
+) where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(GOODBYE_WAIT, async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let Message::Text(text) = frame {
+                session.handle_frame(text.as_bytes(), now());
+            }
+        }
+    })
+    .await;
+    while let Some(ev) = session.poll_event() {
+        match ev {
+            ClientEvent::Notice(body) if is_refusal(body.code) => *refusal = Some(body),
+            ClientEvent::Event(Event::SessionEnded { reason }) => *ended = Some(reason),
+            _ => {}
+        }
+    }
+}
+
 /// The connection's TLS exporter for channel binding (RFC 9266), which login signatures
 /// cover; `None` if the TLS library cannot export one (then logins are not bound).
 pub fn tls_exporter(tls: &rustls::ClientConnection) -> Option<[u8; 32]> {
     tls.export_keying_material([0u8; 32], peerline_wire::TLS_EXPORTER_LABEL, None).ok()
+}
+
+/// The connection is over: the requests waiting fail with why (the supernode's refusal, or the
+/// closed connection with the session's end reason), the event stream ends, and requests made
+/// afterwards fail the same way until the connection is dropped — also the ones that raced the
+/// supernode's goodbye (a `hello` not yet handed to the driver when a full supernode said so and
+/// closed), so that what the supernode said is not lost.
+async fn finish(
+    waiting: HashMap<u64, oneshot::Sender<Reply_>>,
+    ended: Option<EndReason>,
+    refusal: Option<ErrorBody>,
+    events: mpsc::UnboundedSender<Event>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    drop(events);
+    fail_all(waiting, ended, refusal.clone());
+    while let Some(Command::Request(_, tx)) = commands.recv().await {
+        let error = match &refusal {
+            Some(body) => ClientError::Server(body.clone()),
+            None => ClientError::Closed(ended),
+        };
+        let _ = tx.send(Err(error));
+    }
 }
 
 fn fail_all(
@@ -519,6 +607,39 @@ mod tests {
         server.await.unwrap();
     }
 
+    #[tokio::test]
+    async fn a_refusal_sent_before_hello_is_what_hello_fails_with() {
+        use futures_util::SinkExt;
+        use peerline_wire::encode;
+        use tokio_tungstenite::WebSocketStream;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+
+        // The supernode says it is full and closes before the client's hello reached the
+        // driver: hello must still fail with what it said, not with a bare "closed".
+        for _ in 0..20 {
+            let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+            let mut server = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+            let mut full =
+                ErrorBody::with_message(ErrorCode::ShuttingDown, "supernode is full, try later");
+            full.retry_after_secs = Some(7);
+            let frame = ServerFrame::Error { id: None, error: full };
+            server.send(Message::text(encode(&frame))).await.unwrap();
+            server.close(None).await.unwrap();
+            drop(server);
+            let client_ws = WebSocketStream::from_raw_socket(
+                Box::new(client_end) as Box<dyn Io>,
+                Role::Client,
+                None,
+            )
+            .await;
+            let err = Connection::start(client_ws, None).await.err().unwrap();
+            assert!(
+                matches!(&err, ClientError::Server(body) if body.retry_after_secs == Some(7)),
+                "{err:?}"
+            );
+        }
+    }
+
     #[test]
     fn canonical_urls() {
         for (raw, canonical) in [
@@ -547,5 +668,15 @@ mod tests {
         assert!(Endpoint::parse("ws://127.0.0.1:1").is_ok());
         assert!(Endpoint::parse("http://127.0.0.1:1").is_err());
         assert!(Endpoint::parse("not a url").is_err());
+        // Without a scheme, wss:// is meant.
+        for raw in ["127.0.0.1:7443", "127.0.0.1", " 127.0.0.1:7443/ "] {
+            let e = Endpoint::parse(raw).unwrap();
+            assert_eq!(e.canonical_url(), "wss://127.0.0.1:7443", "{raw}");
+        }
+        assert_eq!(Endpoint::parse("LOCALHOST:9").unwrap().canonical_url(), "wss://localhost:9");
+        assert_eq!(
+            Endpoint::parse("WSS://LocalHost:9/").unwrap().canonical_url(),
+            "wss://localhost:9"
+        );
     }
 }

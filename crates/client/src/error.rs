@@ -55,14 +55,14 @@ pub enum ClientError {
     /// WebSocket upgrade or transport error.
     #[error("WebSocket error talking to the supernode: {0}")]
     WebSocket(String),
-    /// The supernode answered with an error.
-    #[error("{0}")]
+    /// The supernode answered with an error (with when to try again, if it said).
+    #[error("{}", describe_server(.0))]
     Server(ErrorBody),
     /// No answer in time.
     #[error("the supernode did not answer in time")]
     TimedOut,
     /// The connection closed.
-    #[error("connection to the supernode closed{}", .0.map(|r| format!(" ({})", describe_end(r))).unwrap_or_default())]
+    #[error("connection to the supernode closed{}", .0.map(|r| format!(": {}", describe_end(r))).unwrap_or_default())]
     Closed(Option<EndReason>),
     /// No saved session for this supernode, or the saved one was just refused (and forgotten).
     #[error("{}", describe_not_logged_in(url, rejected.as_deref()))]
@@ -87,19 +87,33 @@ pub enum ClientError {
     Busy,
 }
 
-fn describe_end(reason: EndReason) -> &'static str {
+/// Why the supernode ended a session, in words (and, where the session is void, what to do).
+pub fn describe_end(reason: EndReason) -> &'static str {
     match reason {
         EndReason::Shutdown => "the supernode is shutting down",
-        EndReason::DeviceRemoved => "this device was removed from the account",
-        EndReason::LoggedOut => "logged out",
-        EndReason::HeartbeatTimeout => "heartbeat timeout",
-        EndReason::SlowReader => "this client read too slowly",
-        EndReason::ProtocolViolation => "protocol violation",
-        EndReason::PasswordChanged => "the password was changed on another device",
-        EndReason::LoginTimeout => "did not log in in time",
-        EndReason::TooManyConnections => {
-            "closed: this account opened too many connections to the supernode"
+        EndReason::DeviceRemoved => {
+            "this device was removed from the account; log in again with the password"
         }
+        EndReason::LoggedOut => "this session was logged out; log in again with the password",
+        EndReason::HeartbeatTimeout => "the supernode heard nothing from this client in time",
+        EndReason::SlowReader => "this client read too slowly",
+        EndReason::ProtocolViolation => "this client broke the protocol",
+        EndReason::PasswordChanged => {
+            "the password was changed on another device; log in again with the new password"
+        }
+        EndReason::LoginTimeout => "this client did not log in in time",
+        EndReason::TooManyConnections => {
+            "this account opened too many connections to the supernode; the oldest are closed"
+        }
+    }
+}
+
+/// The supernode's error as the user reads it: its message and code, then when to try again
+/// if it said (throttled logins, rate limits, a full or stopping supernode).
+fn describe_server(body: &ErrorBody) -> String {
+    match body.retry_after_secs {
+        Some(secs) => format!("{body}; try again in {secs} s"),
+        None => body.to_string(),
     }
 }
 
@@ -122,5 +136,30 @@ fn describe_not_logged_in(url: &str, rejected: Option<&str>) -> String {
              removed, or the network's accounts were reset); run `peerline login {user}`"
         ),
         None => format!("not logged in to {url}; run `peerline login USERNAME` first"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_when_to_try_again() {
+        let mut body = ErrorBody::new(ErrorCode::LoginThrottled);
+        body.retry_after_secs = Some(42);
+        let text = ClientError::Server(body).to_string();
+        assert!(text.contains("login_throttled") && text.ends_with("try again in 42 s"), "{text}");
+        let full = ErrorBody::with_message(ErrorCode::ShuttingDown, "supernode is full, try later");
+        assert_eq!(
+            ClientError::Server(full).to_string(),
+            "supernode is full, try later (shutting_down)"
+        );
+    }
+
+    #[test]
+    fn a_closed_session_says_why() {
+        let text = ClientError::Closed(Some(EndReason::DeviceRemoved)).to_string();
+        assert!(text.contains("this device was removed"), "{text}");
+        assert_eq!(ClientError::Closed(None).to_string(), "connection to the supernode closed");
     }
 }

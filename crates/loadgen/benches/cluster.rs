@@ -69,13 +69,13 @@ fn failover() -> anyhow::Result<Value> {
         let mut online = user.online();
         let killed = Instant::now();
         cluster.kill9(victim);
-        let lost = online.expect(|v| v["type"] == "connection_lost", "the loss");
+        let lost = online.expect(|v| v["event"] == "connection_lost", "the loss");
         if lost["supernode"] != cluster.url(victim) {
             bail!("run {run}: the client was not on the killed supernode: {lost}");
         }
         let back = online.expect_within(
             Duration::from_secs(60),
-            |v| v["type"] == "reconnected",
+            |v| v["event"] == "reconnected",
             "back online",
         );
         kill_to_back.record(killed.elapsed());

@@ -372,6 +372,20 @@ impl User {
         }
     }
 
+    /// Runs `peerline ARGS...` (human output, no `--json`) and asserts it succeeded; returns
+    /// its standard output.
+    pub fn run_text(&self, args: &[&str]) -> String {
+        let output =
+            self.command().args(args).output().unwrap_or_else(|e| panic!("spawning peerline: {e}"));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "peerline {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// Runs a command and asserts it succeeded; returns its JSON.
     pub fn ok(&self, args: &[&str]) -> Value {
         self.run(args).ok_json()
@@ -407,7 +421,7 @@ impl User {
         let mut args = vec!["online"];
         args.extend_from_slice(extra);
         let mut online = self.start(&args);
-        online.expect(|v| v["type"] == "connected", "the connected line");
+        online.expect(|v| v["event"] == "online", "the first line (online)");
         online
     }
 

@@ -51,6 +51,7 @@ impl Home {
                 hosts: HostCache::new(vec![canonical], Vec::new()),
                 pin,
                 session: Some(session),
+                ..SavedNetwork::default()
             });
         }
         for (host_port, fingerprint) in &pins {
@@ -60,6 +61,7 @@ impl Home {
                     hosts: HostCache::new(vec![url], Vec::new()),
                     pin: Some(*fingerprint),
                     session: None,
+                    ..SavedNetwork::default()
                 });
             }
         }

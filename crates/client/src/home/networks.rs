@@ -60,6 +60,12 @@ pub struct SavedNetwork {
     pub pin: Option<[u8; 32]>,
     /// This device's session on the network.
     pub session: Option<SavedSession>,
+    /// The CA certificate file given with `--ca` at login, so that later commands verify the
+    /// network's supernodes against it without repeating the option.
+    pub ca_file: Option<PathBuf>,
+    /// The name this device gave at login (`--device-name`), sent again at every login: the
+    /// supernode keeps the name each login sends.
+    pub device_name: Option<String>,
 }
 
 /// `networks.json` as written: a list, most recently used network first.
@@ -80,10 +86,17 @@ struct NetworkRecord {
     pin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session: Option<SavedSession>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_name: Option<String>,
 }
 
-/// The one spelling of a supernode URL the home stores and compares (a URL that does not parse
-/// is kept as it is: it matches only itself and fails when dialed).
+/// The one spelling of a supernode URL the home stores and compares: lower-case scheme and host,
+/// the port always written (7443 by default), no trailing slash, `wss://` when no scheme was
+/// typed ([`Endpoint::canonical_url`]). Files written with other spellings (`LOCALHOST`, a
+/// trailing `/`) are read through this too, so they are found again. A URL that does not parse
+/// is kept as it is: it matches only itself and fails when dialed.
 pub(super) fn canonical(url: &str) -> String {
     Endpoint::parse(url).map_or_else(|_| url.trim().to_owned(), |e| e.canonical_url())
 }
@@ -127,6 +140,8 @@ impl Home {
                     ),
                     pin,
                     session: record.session,
+                    ca_file: record.ca_file,
+                    device_name: record.device_name,
                 })
             })
             .collect()
@@ -257,6 +272,8 @@ impl Home {
                     learned: n.hosts.learned().to_vec(),
                     pin: n.pin.as_ref().map(format_fingerprint),
                     session: n.session.clone(),
+                    ca_file: n.ca_file.clone(),
+                    device_name: n.device_name.clone(),
                 })
                 .collect(),
         };
@@ -447,6 +464,40 @@ mod tests {
         for i in 0..8 {
             assert_eq!(home.session(&format!("wss://n{i}:1")).unwrap(), Some(session("u", i)));
         }
+    }
+
+    #[test]
+    fn other_spellings_of_a_url_find_its_session_also_in_files_written_with_them() {
+        let (_tmp, home) = home();
+        fs::write(
+            home.networks_path(),
+            r#"{"networks": [{"given": ["wss://LOCALHOST:7443/"],
+                "session": {"username": "alice", "token": "tok-alice", "device_id": 1}}]}"#,
+        )
+        .unwrap();
+        for spelling in [
+            "wss://localhost:7443",
+            "wss://LocalHost",
+            "localhost:7443",
+            "WSS://localhost/",
+            "localhost",
+        ] {
+            assert_eq!(home.session(spelling).unwrap(), Some(session("alice", 1)), "{spelling}");
+        }
+    }
+
+    #[test]
+    fn the_ca_file_and_device_name_are_kept_with_the_network() {
+        let (_tmp, home) = home();
+        let sn = urls(&["wss://sn1.example:7443"]);
+        home.update_network(&sn, |n| {
+            n.ca_file = Some(PathBuf::from("/etc/peerline/ca.pem"));
+            n.device_name = Some("laptop".into());
+        })
+        .unwrap();
+        let n = home.network(&urls(&["sn1.example"])).unwrap();
+        assert_eq!(n.ca_file, Some(PathBuf::from("/etc/peerline/ca.pem")));
+        assert_eq!(n.device_name.as_deref(), Some("laptop"));
     }
 
     #[test]
