@@ -1,12 +1,19 @@
 //! The supernode's configuration: a TOML file (every field optional, unknown fields refused) with
 //! command-line flags on top. Defaults are safe on the internet.
 
+mod limits;
+mod validate;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+pub use limits::Limits;
+use validate::Checker;
+pub use validate::{InvalidConfig, Problem};
 
 /// Everything an operator can set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +38,9 @@ pub struct Config {
     /// Serve plain WebSocket instead of TLS. Only allowed on a loopback address; for tests and
     /// for running behind a TLS-terminating proxy on the same host.
     pub insecure_plaintext: bool,
+    /// Serve the web client at `https://HOST:PORT/` on `listen`, next to the WebSocket endpoint
+    /// (`--no-web` turns it off: every path but the WebSocket's answers 404).
+    pub web: bool,
     /// Load balancers or TLS-passthrough proxies whose PROXY protocol header (v1 or v2) names the
     /// real client: connections from these addresses must start with one, and every per-source
     /// limit counts the address it names. Empty (the default): no header is read from anyone.
@@ -49,81 +59,6 @@ pub struct Config {
     pub cluster: Cluster,
     /// Log filter in `tracing` syntax (`info`, `peerline=debug,warn`); `RUST_LOG` overrides it.
     pub log: String,
-}
-
-/// Per-connection and per-account limits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Most simultaneous client connections; more are refused at once.
-    pub max_connections: usize,
-    /// Connections one account may have logged in to this supernode; a login past it closes
-    /// the account's oldest connection (`session_ended`, `too_many_connections`).
-    pub max_connections_per_user: usize,
-    /// Connections one device key may have logged in; past it, its oldest is closed.
-    pub max_connections_per_device: usize,
-    /// Connections one source (IPv4 address or IPv6 /64) may have open without logging in;
-    /// more are turned away with `shutting_down` and a `retry_after_secs`.
-    pub max_pre_login_per_source: u32,
-    /// TLS handshakes running at once; a connection past it is closed before TLS.
-    pub max_tls_handshakes: usize,
-    /// TLS handshakes running at once from one source (IPv4 address or IPv6 /64).
-    pub max_tls_handshakes_per_source: usize,
-    /// Seconds a client has to finish the TLS handshake.
-    pub handshake_timeout_secs: u64,
-    /// Seconds from connect to a successful login.
-    pub login_timeout_secs: u64,
-    /// A connection with no request for this many seconds is closed (clients ping well within).
-    pub heartbeat_timeout_secs: u64,
-    /// Sustained requests per second per connection.
-    pub requests_per_second: f64,
-    /// Burst of requests per connection.
-    pub request_burst: f64,
-    /// Directory searches per minute per connection.
-    pub searches_per_minute: f64,
-    /// Contact requests one account may send per 24 hours.
-    pub contact_requests_per_day: f64,
-    /// Accounts one source address may register per hour (each costs an Argon2 hash).
-    pub registrations_per_address_per_hour: f64,
-    /// Frames queued to one connection before it counts as a slow reader and is dropped.
-    pub send_queue_frames: usize,
-    /// Seconds one frame may take to write before the connection is dropped.
-    pub write_timeout_secs: u64,
-    /// Password hashes (Argon2id, about 19 MiB each) computed at once; more logins wait.
-    pub password_hash_concurrency: usize,
-    /// Password hashes one source (IPv4 address or IPv6 /64) may have running or queued at
-    /// once; more are refused `rate_limited`.
-    pub password_hashes_per_source: u32,
-    /// Successful password logins per account per hour (a burst of a sixth of it); token
-    /// logins are not counted.
-    pub password_logins_per_hour: f64,
-    /// Logins admitted per second, sustained; more are refused `rate_limited` with a
-    /// `retry_after_secs` that spreads them out (sized from the measured cost of a token login,
-    /// about 1,860/s on one 2-core machine, with room for the rest of the work).
-    pub logins_per_second: f64,
-    /// Logins admitted at once before the rate applies.
-    pub login_burst: f64,
-    /// Seconds a stopping supernode takes to move its clients elsewhere, a share at a time, so
-    /// that they do not all arrive at the other supernodes at once.
-    pub drain_secs: u64,
-    /// Messages one account may send in any 60 seconds (to anyone, counted in the database, so
-    /// across a cluster); more are refused `rate_limited` with the seconds until one more fits.
-    pub messages_per_minute: u32,
-    /// Messages one account may send in any 24 hours: its storage budget (at most 4 KiB each,
-    /// kept `messages.retention_days`); more are refused `rate_limited`.
-    pub messages_per_day: u32,
-    /// Messages from one sender that may wait for a recipient's devices (not acknowledged by
-    /// any yet); more are refused `mailbox_full`. Per sender, so that a flood from one contact
-    /// leaves the recipient's other conversations working.
-    pub max_undelivered_per_sender: u32,
-    /// Messages from everyone that may wait for one recipient's devices; more are refused
-    /// `mailbox_full`.
-    pub max_undelivered_per_recipient: u32,
-    /// Contact requests that may wait for one user's answer; more are refused `mailbox_full`.
-    pub max_pending_requests: u32,
-    /// Devices one account may register; a password login from one more is refused
-    /// `too_many_devices` (remove one with `peerline devices remove`).
-    pub max_devices: u32,
 }
 
 /// Session token settings.
@@ -298,6 +233,7 @@ impl Default for Config {
             tls_key: None,
             tls_names: Vec::new(),
             insecure_plaintext: false,
+            web: true,
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
             sessions: Sessions::default(),
@@ -306,41 +242,6 @@ impl Default for Config {
             turn: Turn::default(),
             cluster: Cluster::default(),
             log: "info".into(),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 200_000,
-            max_connections_per_user: 32,
-            max_connections_per_device: 8,
-            max_pre_login_per_source: 32,
-            max_tls_handshakes: 512,
-            max_tls_handshakes_per_source: 16,
-            handshake_timeout_secs: 10,
-            login_timeout_secs: 10,
-            heartbeat_timeout_secs: 60,
-            requests_per_second: 20.0,
-            request_burst: 50.0,
-            searches_per_minute: 30.0,
-            contact_requests_per_day: 100.0,
-            registrations_per_address_per_hour: 30.0,
-            send_queue_frames: 256,
-            write_timeout_secs: 10,
-            password_hash_concurrency: 2,
-            password_hashes_per_source: 2,
-            password_logins_per_hour: 60.0,
-            logins_per_second: 1000.0,
-            login_burst: 2000.0,
-            drain_secs: 10,
-            messages_per_minute: 60,
-            messages_per_day: 2000,
-            max_undelivered_per_sender: 1000,
-            max_undelivered_per_recipient: 5000,
-            max_pending_requests: 100,
-            max_devices: 20,
         }
     }
 }
@@ -379,114 +280,122 @@ impl Config {
         shown
     }
 
-    /// Refuses combinations that would be unsafe or cannot work.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    /// Checks every field against its range (deploy/supernode.toml documents them) and refuses
+    /// combinations that would be unsafe or cannot work; every problem is reported at once,
+    /// each named by its TOML path.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let mut check = Checker::default();
+        self.check_top_level(&mut check);
+        self.limits.check(&mut check);
+        check.int("sessions.token_lifetime_days", self.sessions.token_lifetime_days, 1, 3650);
+        check.int("messages.retention_days", self.messages.retention_days, 1, 3650);
+        let calls = &self.calls;
+        check.int("calls.ring_timeout_secs", calls.ring_timeout_secs, 1, 600);
+        check.int("calls.max_calls", calls.max_calls, 1, 10_000_000);
+        check.int("calls.max_calls_per_user", calls.max_calls_per_user, 1, 100);
+        check.rate("calls.invites_per_minute", calls.invites_per_minute, 1_000_000.0);
+        self.check_turn(&mut check);
+        self.check_cluster(&mut check);
+        check.finish()
+    }
+
+    fn check_top_level(&self, check: &mut Checker) {
+        if self.data_dir.as_os_str().is_empty() {
+            check.fail("data_dir", "is empty; must name a directory (e.g. /var/lib/peerline)");
+        }
         if self.insecure_plaintext && !self.listen.ip().is_loopback() {
-            bail!(
-                "insecure_plaintext is only allowed on a loopback address, not {}; \
-                 remove --insecure-plaintext or listen on 127.0.0.1",
-                self.listen
+            check.fail(
+                "insecure_plaintext",
+                format!(
+                    "is only allowed on a loopback address, not {}; remove --insecure-plaintext \
+                     or listen on 127.0.0.1",
+                    self.listen
+                ),
             );
         }
-        if self.turn.static_auth_secret.as_deref().is_some_and(is_placeholder_secret) {
-            bail!(
-                "turn.static_auth_secret is still the example value; generate a secret with \
-                 `openssl rand -hex 32` and set it both as turn.static_auth_secret here and as \
-                 static-auth-secret in the relays' turnserver.conf"
-            );
-        }
-        if !self.turn.urls.is_empty()
-            && self.turn.static_auth_secret.as_deref().unwrap_or("").len() < 16
-        {
-            bail!(
-                "turn.urls needs turn.static_auth_secret (at least 16 characters, the same as coturn's static-auth-secret)"
-            );
-        }
-        if let Some(url) =
-            self.turn.urls.iter().find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
-        {
-            bail!("turn.urls entry {url:?} must start with turn: or turns:");
-        }
-        if !(60..=86_400).contains(&self.turn.credential_lifetime_secs) {
-            bail!("turn.credential_lifetime_secs must be between 60 and 86400");
-        }
-        if !(1.0..=f64::MAX).contains(&self.turn.credentials_per_minute) {
-            bail!("turn.credentials_per_minute must be a number of at least 1");
+        if self.listen.port() != 0 && self.listen == self.admin_listen {
+            check.fail("admin_listen", format!("is {}, the same address as listen", self.listen));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            bail!("tls_cert and tls_key must be given together");
+            let missing = if self.tls_cert.is_some() { "tls_key" } else { "tls_cert" };
+            check.fail(missing, "is missing: tls_cert and tls_key must be given together");
         }
-        let l = &self.limits;
-        if l.requests_per_second <= 0.0 || l.request_burst < 1.0 || l.send_queue_frames == 0 {
-            bail!(
-                "limits.requests_per_second, request_burst and send_queue_frames must be positive"
+        for name in &self.tls_names {
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-:*".contains(c));
+            if !ok {
+                check.fail(
+                    "tls_names",
+                    format!("entry {name:?} must be a DNS name or an IP address"),
+                );
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            check.fail("log", format!("{:?} is not a log filter ({e}); e.g. \"info\"", self.log));
+        }
+    }
+
+    fn check_turn(&self, check: &mut Checker) {
+        let turn = &self.turn;
+        if turn.static_auth_secret.as_deref().is_some_and(is_placeholder_secret) {
+            check.fail(
+                "turn.static_auth_secret",
+                "is still the example value; generate a secret with `openssl rand -hex 32` and \
+                 set it both as turn.static_auth_secret here and as static-auth-secret in the \
+                 relays' turnserver.conf",
+            );
+        } else if !turn.urls.is_empty()
+            && turn.static_auth_secret.as_deref().unwrap_or("").len() < 16
+        {
+            check.fail(
+                "turn.static_auth_secret",
+                "must be set (at least 16 characters, the same as coturn's static-auth-secret) \
+                 when turn.urls is",
             );
         }
-        if l.heartbeat_timeout_secs < 5
-            || l.login_timeout_secs == 0
-            || l.handshake_timeout_secs == 0
+        for url in turn.urls.iter().filter(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
         {
-            bail!("limits: heartbeat_timeout_secs must be at least 5, timeouts must be positive");
+            check.fail("turn.urls", format!("entry {url:?} must start with turn: or turns:"));
         }
-        if l.max_connections_per_user == 0
-            || l.max_connections_per_device == 0
-            || l.max_pre_login_per_source == 0
-            || l.max_tls_handshakes == 0
-            || l.max_tls_handshakes_per_source == 0
-        {
-            bail!(
-                "limits.max_connections_per_user, max_connections_per_device, \
-                 max_pre_login_per_source, max_tls_handshakes and max_tls_handshakes_per_source \
-                 must be at least 1"
-            );
-        }
+        check.int("turn.credential_lifetime_secs", turn.credential_lifetime_secs, 60, 86_400);
+        check.float("turn.credentials_per_minute", turn.credentials_per_minute, 1.0, 10_000.0);
+    }
+
+    fn check_cluster(&self, check: &mut Checker) {
         let c = &self.cluster;
         if !peerline_bus::valid_node_id(&c.node_id) {
-            bail!("cluster.node_id {:?} must be 1 to 32 characters of a-z 0-9 -", c.node_id);
+            let what = format!("{:?} must be 1 to 32 characters of a-z 0-9 -", c.node_id);
+            check.fail("cluster.node_id", what);
         }
         if !peerline_bus::valid_node_id(&c.network) {
-            bail!("cluster.network {:?} must be 1 to 32 characters of a-z 0-9 -", c.network);
+            let what = format!("{:?} must be 1 to 32 characters of a-z 0-9 -", c.network);
+            check.fail("cluster.network", what);
         }
         if let Some(url) = &c.database_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            bail!("cluster.database_url must start with postgres:// (got {})", redact_url(url));
+            let what = format!("must start with postgres:// (got {})", redact_url(url));
+            check.fail("cluster.database_url", what);
         }
         if let Some(url) = &c.nats_url
             && !url.starts_with("nats://")
         {
-            bail!("cluster.nats_url must start with nats:// (got {})", redact_url(url));
+            let what = format!("must start with nats:// (got {})", redact_url(url));
+            check.fail("cluster.nats_url", what);
         }
         if c.nats_url.is_some() && c.database_url.is_none() {
-            bail!(
-                "cluster.nats_url needs cluster.database_url: supernodes of one network must share \
-                 one PostgreSQL database (SQLite is one supernode's own)"
+            check.fail(
+                "cluster.database_url",
+                "is needed with cluster.nats_url: supernodes of one network must share one \
+                 PostgreSQL database (SQLite is one supernode's own)",
             );
         }
-        if let Some(url) =
-            c.supernodes.iter().find(|u| !(u.starts_with("wss://") || u.starts_with("ws://")))
+        for url in
+            c.supernodes.iter().filter(|u| !(u.starts_with("wss://") || u.starts_with("ws://")))
         {
-            bail!("cluster.supernodes entry {url:?} must start with wss://");
+            check.fail("cluster.supernodes", format!("entry {url:?} must start with wss://"));
         }
-        if l.logins_per_second <= 0.0 || l.login_burst < 1.0 {
-            bail!("limits.logins_per_second must be positive and limits.login_burst at least 1");
-        }
-        if l.drain_secs > 600 {
-            bail!("limits.drain_secs must be at most 600");
-        }
-        if l.password_hashes_per_source == 0
-            || l.password_logins_per_hour.is_nan()
-            || l.password_logins_per_hour < 1.0
-        {
-            bail!(
-                "limits.password_hashes_per_source and limits.password_logins_per_hour must be at \
-                 least 1"
-            );
-        }
-        if l.password_hash_concurrency == 0 {
-            bail!("limits.password_hash_concurrency must be at least 1");
-        }
-        Ok(())
     }
 
     /// The heartbeat timeout as a duration.

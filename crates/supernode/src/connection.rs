@@ -168,6 +168,7 @@ async fn read_loop(
             continue;
         }
         metrics::counter!(m::REQUESTS).increment(1);
+        let (kind, started) = (frame.request.kind(), Instant::now());
         let id = frame.id;
         let logout = matches!(frame.request, Request::Logout);
         // While the request runs (it may wait for a password hash slot), the socket is still
@@ -198,6 +199,9 @@ async fn read_loop(
         if let Some(we_closed) = gone {
             return we_closed;
         }
+        metrics::histogram!(m::REQUEST_SECONDS, "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        log_throttled(kind, &result);
         let (sent, end) = match result {
             Ok(reply) => {
                 let end = logout.then_some(EndReason::LoggedOut);
@@ -217,6 +221,22 @@ async fn read_loop(
         }
     }
     true
+}
+
+/// Says at info level when a login or a registration was turned away by a limit (the operator
+/// tuning limits wants to see it); other requests' refusals stay at debug, where a flooding
+/// client cannot fill the log.
+fn log_throttled<T>(kind: &'static str, result: &Result<T, ErrorBody>) {
+    let Err(body) = result else { return };
+    if !matches!(body.code, ErrorCode::RateLimited | ErrorCode::LoginThrottled) {
+        return;
+    }
+    let retry_after_secs = body.retry_after_secs;
+    if matches!(kind, "login" | "register") {
+        tracing::info!(kind, code = ?body.code, ?retry_after_secs, "throttled");
+    } else {
+        debug!(kind, code = ?body.code, ?retry_after_secs, "throttled");
+    }
 }
 
 /// Reads and discards until the client answers our Close (or a short deadline), so that the

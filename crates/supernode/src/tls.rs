@@ -1,11 +1,14 @@
 //! The supernode's TLS identity: an operator's certificate, or a self-signed one made on first
 //! start and kept in the data directory, so that its fingerprint (which clients pin) is stable.
+//! [`TlsReloader`] reads it again (on SIGHUP) for the handshakes that follow, without touching
+//! open connections.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
@@ -21,6 +24,29 @@ pub struct TlsIdentity {
     pub cert_path: PathBuf,
     /// Whether it was created just now.
     pub created: bool,
+}
+
+/// Swaps the certificate that new TLS handshakes present: a renewed certificate is taken
+/// without a restart, and connections already open keep going on theirs.
+#[derive(Clone)]
+pub struct TlsReloader {
+    config: Config,
+    live: RustlsConfig,
+}
+
+impl TlsReloader {
+    /// A reloader of `config`'s certificate into `live` (what the listener hands handshakes).
+    pub fn new(config: Config, live: RustlsConfig) -> Self {
+        Self { config, live }
+    }
+
+    /// Reads the certificate and key again and, if they load and match, serves them from the
+    /// next handshake on; returns the new fingerprint. On an error the old certificate stays.
+    pub fn reload(&self) -> anyhow::Result<String> {
+        let identity = load_identity(&self.config)?;
+        self.live.reload_from_config(identity.server_config);
+        Ok(identity.fingerprint)
+    }
 }
 
 /// Formats a SHA-256 digest as upper-case hex pairs joined by colons (what clients show and pin).
