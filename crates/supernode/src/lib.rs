@@ -11,13 +11,16 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod data_dir;
 pub mod metrics;
 pub mod passwords;
+pub mod process_metrics;
 pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod state;
 pub mod tls;
+pub mod web;
 
 pub use config::Config;
 pub use server::Supernode;

@@ -1,10 +1,13 @@
-//! `peerline-supernode`: parse flags and config, start the server, stop on SIGTERM/SIGINT.
+//! `peerline-supernode`: parse flags and config, start the server, reload its TLS certificate
+//! on SIGHUP, stop on SIGTERM/SIGINT. Also prints shell completions and its man page.
 
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser, Subcommand};
+use peerline_supernode::tls::TlsReloader;
 use peerline_supernode::{Config, Supernode};
 use tracing_subscriber::EnvFilter;
 
@@ -13,10 +16,14 @@ use tracing_subscriber::EnvFilter;
 ///
 /// With no options it keeps its data in ./peerline-data, creates a self-signed TLS certificate
 /// there on first start (its fingerprint is printed; clients pin it), listens for clients on
-/// 0.0.0.0:7443 and serves /healthz and /metrics on 127.0.0.1:7480.
+/// 0.0.0.0:7443 and serves /healthz and /metrics on 127.0.0.1:7480. SIGHUP reloads the TLS
+/// certificate and key (open connections keep theirs); SIGTERM drains and stops.
 #[derive(Debug, Parser)]
 #[command(name = "peerline-supernode", version)]
 struct Args {
+    /// Something other than serving.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file (see deploy/supernode.toml for every field); flags override it.
     #[arg(long, env = "PEERLINE_SUPERNODE_CONFIG")]
     config: Option<PathBuf>,
@@ -41,6 +48,9 @@ struct Args {
     /// Serve plain WebSocket without TLS; refused unless --listen is a loopback address.
     #[arg(long)]
     insecure_plaintext: bool,
+    /// Do not serve the web client on the client address (only the WebSocket endpoint).
+    #[arg(long)]
+    no_web: bool,
     /// Close connections silent for this many seconds [default: 60].
     #[arg(long)]
     heartbeat_timeout_secs: Option<u64>,
@@ -60,10 +70,25 @@ struct Args {
     /// Log filter, e.g. `info` or `peerline_supernode=debug` [default: info]; RUST_LOG wins.
     #[arg(long)]
     log: Option<String>,
-    /// Print the effective configuration as TOML and exit; secrets (the TURN secret, database and
-    /// NATS passwords) are shown as "<redacted>".
+    /// Check the effective configuration, print it as TOML and exit (non-zero, with every
+    /// problem, if it is invalid); secrets (the TURN secret, database and NATS passwords) are
+    /// shown as "<redacted>".
     #[arg(long)]
     print_config: bool,
+}
+
+/// What the supernode can do besides serving.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a shell completion script, e.g. `peerline-supernode completions bash >
+    /// /etc/bash_completion.d/peerline-supernode`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `peerline-supernode manpage | man -l -`.
+    #[command(hide = true)]
+    Manpage,
 }
 
 impl Args {
@@ -93,6 +118,9 @@ impl Args {
         if self.insecure_plaintext {
             c.insecure_plaintext = true;
         }
+        if self.no_web {
+            c.web = false;
+        }
         if let Some(v) = self.heartbeat_timeout_secs {
             c.limits.heartbeat_timeout_secs = v;
         }
@@ -115,6 +143,66 @@ impl Args {
     }
 }
 
+/// Writes `text` to stdout. A closed stdout (`| head -1`, a reader that went away) ends the
+/// output quietly instead of panicking the way `print!` does on EPIPE.
+fn write_stdout(text: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing stdout"),
+        _ => Ok(()),
+    }
+}
+
+/// A line about the running supernode for whoever started it. Serving matters more than being
+/// heard: a stdout that fails (closed, full disk) does not stop the supernode.
+fn say(line: &str) {
+    let _ = write_stdout(format!("{line}\n").as_bytes());
+}
+
+/// Prints what a subcommand asks for.
+fn run_command(command: Command) -> anyhow::Result<()> {
+    let mut cli = Args::command();
+    let mut out = Vec::new();
+    match command {
+        // Into a buffer first: the generators panic on a failed write.
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut cli, "peerline-supernode", &mut out);
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(cli).render(&mut out).context("rendering the man page")?;
+        }
+    }
+    write_stdout(&out)
+}
+
+/// Reloads the TLS certificate and key at each SIGHUP. A certificate that does not load keeps
+/// the one in use, and says why.
+async fn reload_on_sighup(reloader: Option<TlsReloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; certificate reloads need a restart");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let Some(reloader) = &reloader else {
+            tracing::info!("SIGHUP: no TLS certificate to reload (plain WebSocket)");
+            continue;
+        };
+        match reloader.reload() {
+            Ok(fingerprint) => {
+                tracing::info!(%fingerprint, "SIGHUP: reloaded the TLS certificate for new connections");
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "SIGHUP: the TLS certificate did not load; still serving the previous one"
+            ),
+        }
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
@@ -132,27 +220,44 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (config, print_config) = Args::parse().into_config()?;
+    let mut args = Args::parse();
+    if let Some(command) = args.command.take() {
+        return run_command(command);
+    }
+    let (config, print_config) = args.into_config()?;
     if print_config {
+        // A printed config is one that would start: the same checks, the same messages.
+        config.validate()?;
         // Printed configs end up in bug reports and terminals' scrollback: never the secrets.
-        print!("{}", toml::to_string_pretty(&config.redacted()).context("rendering config")?);
-        return Ok(());
+        let text = toml::to_string_pretty(&config.redacted()).context("rendering config")?;
+        return write_stdout(text.as_bytes());
     }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .context("invalid log filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour codes only for a person at a terminal: in journald or a log file they are noise.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 
+    let web = config.web;
     let node = Supernode::bind(config).await?;
     if let Some(tls) = node.tls() {
         let note = if tls.created { "created self-signed certificate" } else { "certificate" };
-        println!("{note} {}", tls.cert_path.display());
-        println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
+        say(&format!("{note} {}", tls.cert_path.display()));
+        say(&format!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint));
     } else {
-        println!("WARNING: plain WebSocket without TLS (--insecure-plaintext), loopback only");
+        say("WARNING: plain WebSocket without TLS (--insecure-plaintext), loopback only");
     }
-    println!("listening on {}", node.client_url());
-    println!("admin on http://{}", node.admin_addr());
-    println!("stun on udp://{}", node.stun_addr());
+    say(&format!("listening on {}", node.client_url()));
+    if web {
+        // The same address: wss://… serves the app as https://…, ws:// as http://.
+        say(&format!("web client on {}/", node.client_url().replacen("ws", "http", 1)));
+    }
+    say(&format!("admin on http://{}", node.admin_addr()));
+    say(&format!("stun on udp://{}", node.stun_addr()));
+    tokio::spawn(reload_on_sighup(node.tls_reloader()));
     node.run(shutdown_signal()).await
 }

@@ -27,7 +27,7 @@ use crate::metrics as m;
 use crate::passwords::Passwords;
 use crate::proxy::{ClientAddr, ProxyProtocol};
 use crate::state::{Shared, now_ms};
-use crate::tls::{TlsIdentity, load_identity};
+use crate::tls::{TlsIdentity, TlsReloader, load_identity};
 
 /// A supernode with its sockets bound, ready to [`Supernode::run`].
 pub struct Supernode {
@@ -36,6 +36,10 @@ pub struct Supernode {
     admin: std::net::TcpListener,
     stun: peerline_stun::StunServer,
     tls: Option<TlsIdentity>,
+    /// What new TLS handshakes present (swapped by [`TlsReloader`]).
+    rustls: Option<RustlsConfig>,
+    /// The data dir's lock, held while this supernode exists.
+    lock: crate::data_dir::DataDirLock,
 }
 
 fn hub_config(config: &Config) -> HubConfig {
@@ -70,15 +74,42 @@ fn hub_config(config: &Config) -> HubConfig {
     }
 }
 
+/// The process's Prometheus recorder, installed on first use with every family described and
+/// every counter at 0. It must be installed before anything describes a metric (the STUN
+/// responder does at bind): a description given to no recorder is lost, and its family would
+/// be scraped without `# HELP`.
 fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // With buckets, histograms are exported as Prometheus histograms (aggregatable over a
+        // cluster) rather than as summaries; the bounds are constants, so this cannot fail.
+        let builder = PrometheusBuilder::new()
+            .set_buckets(m::BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Several supernodes in one test process share the first recorder.
         let _ = metrics::set_global_recorder(recorder);
+        m::register_families();
         handle
     })
+}
+
+/// Checks that the store answers and takes writes: `ping`, then a purge of expired sessions
+/// that cannot match a row (a cutoff before 1970, a batch of 0). The purge is still a DELETE
+/// run by the store's writer, which a database open read-only (SQLite falls back to that when
+/// it may not write the file) or a PostgreSQL standby refuses. The Store trait has no write
+/// check of its own; this is the cheapest real write it offers.
+async fn check_store(store: &dyn peerline_store::Store) -> Result<(), String> {
+    let check = async {
+        store.ping().await.map_err(|e| e.to_string())?;
+        store.purge_expired_sessions(i64::MIN, 0).await.map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(result) => result,
+        Err(_) => Err("no answer within 2 s".to_owned()),
+    }
 }
 
 fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
@@ -101,9 +132,20 @@ impl Supernode {
     /// listeners.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        let _ = prometheus();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let lock = crate::data_dir::lock(&config.data_dir)?;
+        let sqlite = config.cluster.database_url.is_none().then(|| config.database_path());
+        crate::data_dir::check_writable(&config.data_dir, sqlite.as_deref())?;
         let store = crate::cluster::open_store(&config).await?;
+        if let Err(e) = check_store(&*store).await {
+            let what = match &sqlite {
+                Some(path) => format!("the database {}", path.display()),
+                None => "the PostgreSQL database".to_owned(),
+            };
+            anyhow::bail!("{what} does not take writes ({e}); check its owner and permissions");
+        }
         let bus = crate::cluster::open_bus(&config).await?;
         let tls = if config.insecure_plaintext { None } else { Some(load_identity(&config)?) };
         let client = bind(config.listen, "client")?;
@@ -116,10 +158,16 @@ impl Supernode {
         .with_context(|| format!("binding the STUN responder on UDP {}", config.stun_listen))?;
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
         let hub = Hub::new(hub_config(&config), Instant::now());
-        let _ = prometheus();
+        let rustls = tls.as_ref().map(|t| RustlsConfig::from_config(t.server_config.clone()));
         let stun_port = stun.local_addr().ok().map(|a| a.port());
         let shared = Arc::new(Shared::new(config, store, hub, passwords, stun_port, bus));
-        Ok(Self { shared, client, admin, stun, tls })
+        Ok(Self { shared, client, admin, stun, tls, rustls, lock })
+    }
+
+    /// What reloads the TLS certificate for new connections (on SIGHUP); `None` without TLS.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        let live = self.rustls.clone()?;
+        Some(TlsReloader::new(self.shared.config.clone(), live))
     }
 
     /// The bound client address.
@@ -150,15 +198,21 @@ impl Supernode {
 
     /// Serves until `shutdown` resolves, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { shared, client, admin, stun, tls } = self;
-        let app = Router::new().route(WS_PATH, get(ws_upgrade)).with_state(shared.clone());
+        let Self { shared, client, admin, stun, tls: _, rustls, lock } = self;
+        let client_addr = client.local_addr();
+        let mut app = Router::new().route(WS_PATH, get(ws_upgrade));
+        if shared.config.web {
+            // Every other path of the client address: the web client (same origin as /v1/ws).
+            app = crate::web::WebApp::compiled(rustls.is_some()).mount(app);
+        }
+        let app = app.with_state(shared.clone());
         let handle = axum_server::Handle::new();
         let make = app.into_make_service_with_connect_info::<SocketAddr>();
         let handshake = Duration::from_secs(shared.config.limits.handshake_timeout_secs);
         let trusted = shared.config.trusted_proxies.clone();
-        let server = match tls {
-            Some(identity) => {
-                let tls = RustlsAcceptor::new(RustlsConfig::from_config(identity.server_config))
+        let server = match rustls {
+            Some(live) => {
+                let tls = RustlsAcceptor::new(live)
                     .handshake_timeout(handshake)
                     .acceptor(NoDelayAcceptor::new());
                 let l = &shared.config.limits;
@@ -189,6 +243,10 @@ impl Supernode {
             .route("/metrics", get(metrics_page))
             .with_state(shared.clone());
         let admin_listener = tokio::net::TcpListener::from_std(admin)?;
+        // Also in the log (journald, a log file): stdout may be gone.
+        if let (Ok(client), Ok(admin)) = (client_addr, admin_listener.local_addr()) {
+            info!(%client, %admin, "serving");
+        }
         let admin_task = tokio::spawn(async move { axum::serve(admin_listener, admin_app).await });
 
         let (stun_stop, stun_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -243,6 +301,7 @@ impl Supernode {
         }
         shared.bus.close().await;
         shared.store.close().await;
+        drop(lock);
         info!("shutdown complete");
         Ok(())
     }
@@ -268,18 +327,13 @@ async fn ws_upgrade(
 }
 
 /// Health of the supernode and of each engine it depends on: `status` is `ok`, or `degraded`
-/// while the database or the bus cannot be reached (answered `503`, so a load balancer sends
-/// new clients elsewhere).
+/// while the database cannot be reached or does not take writes, or the bus cannot be reached
+/// (answered `503`, so a load balancer sends new clients elsewhere).
 async fn healthz(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<serde_json::Value>) {
     let (connections, online_users) = shared.counts();
     let started = Instant::now();
-    let store = tokio::time::timeout(Duration::from_secs(2), shared.store.ping()).await;
+    let store_error = check_store(&*shared.store).await.err();
     let store_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let store_error = match store {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("no answer within 2 s".to_owned()),
-    };
     let bus = shared.bus.health();
     let clustered = shared.config.cluster.nats_url.is_some();
     let ok = store_error.is_none() && (bus.connected || !clustered);
@@ -320,15 +374,16 @@ async fn metrics_page(State(shared): State<Arc<Shared>>) -> String {
     metrics::gauge!(m::LIVE_NODES).set(bus.live_nodes as f64);
     // The database's round trip now, as each scrape sees it.
     let started = Instant::now();
-    let ping = tokio::time::timeout(Duration::from_secs(2), shared.store.ping()).await;
-    let up = matches!(ping, Ok(Ok(())));
+    let up = check_store(&*shared.store).await.is_ok();
     metrics::gauge!(m::STORE_PING_SECONDS).set(started.elapsed().as_secs_f64());
     metrics::gauge!(m::STORE_UP).set(if up { 1.0 } else { 0.0 });
     metrics::gauge!(m::BUS_UP).set(if bus.connected { 1.0 } else { 0.0 });
     let (subjects, remote) = shared.with_hub(|h| h.presence_table_sizes());
     metrics::gauge!(m::PRESENCE_SUBJECTS).set(subjects as f64);
     metrics::gauge!(m::PRESENCE_REMOTE).set(remote as f64);
-    prometheus().render()
+    let mut page = prometheus().render();
+    page.push_str(&crate::process_metrics::render());
+    page
 }
 
 /// Steps in which a stopping supernode closes its connections.
@@ -418,6 +473,7 @@ async fn retention_loop(shared: Arc<Shared>) {
             store.purge_missed_calls_before(cutoff, BATCH)
         })
         .await;
+        in_batches("call log past retention", || store.purge_call_log_before(cutoff, BATCH)).await;
         in_batches("expired sessions", || store.purge_expired_sessions(now, BATCH)).await;
     }
 }

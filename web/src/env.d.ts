@@ -1,0 +1,2 @@
+// Vite turns `import "./styles.css"` into the stylesheet link of the built page.
+declare module "*.css";
