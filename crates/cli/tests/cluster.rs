@@ -262,6 +262,8 @@ fn database_and_bus_outages_give_clear_errors_and_heal_by_themselves() {
     // nats-server is killed and restarted: a message acknowledged meanwhile is not lost (it is
     // in PostgreSQL; bob reads it), and pushes between supernodes work again afterwards.
     cluster.nats_mut().kill9();
+    // Until the supernodes noticed the loss, their health still says joined.
+    cluster.wait_bus_connected_all(false).unwrap();
     alice.ok(&["send", "bob", "while the bus is down"]);
     cluster.nats_mut().restart().unwrap();
     cluster.wait_until_joined().unwrap();

@@ -200,14 +200,49 @@ impl TestCluster {
         self.wait_until_joined()
     }
 
-    /// Waits until every running node hears every other running node (`bus.live_nodes` in its
-    /// `/healthz`), up to 30 s.
+    /// Waits until every running node is connected to the bus and hears every other running
+    /// node (`bus.connected` and `bus.live_nodes` in its `/healthz`), up to 30 s.
     pub fn wait_until_joined(&self) -> anyhow::Result<()> {
         let others = self.running.iter().filter(|r| **r).count().saturating_sub(1);
         for i in (0..self.nodes.len()).filter(|i| self.running[*i]) {
+            self.wait_bus_connected(i, true, JOIN_TIMEOUT)?;
             self.wait_live_nodes(i, others, JOIN_TIMEOUT)?;
         }
         Ok(())
+    }
+
+    /// Waits until every running node says it is (or is not) connected to the bus: after the bus
+    /// was killed, that the nodes noticed, so that a later [`TestCluster::wait_until_joined`]
+    /// waits for their reconnection instead of reading a health that predates the loss.
+    pub fn wait_bus_connected_all(&self, connected: bool) -> anyhow::Result<()> {
+        for i in (0..self.nodes.len()).filter(|i| self.running[*i]) {
+            self.wait_bus_connected(i, connected, JOIN_TIMEOUT)?;
+        }
+        Ok(())
+    }
+
+    fn wait_bus_connected(
+        &self,
+        i: usize,
+        connected: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let node = &self.nodes[i];
+        loop {
+            let health: Value = node
+                .admin_get("/healthz")
+                .ok()
+                .and_then(|body| serde_json::from_str(&body).ok())
+                .unwrap_or(Value::Null);
+            if health["bus"]["connected"].as_bool() == Some(connected) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("sn{}: bus.connected never became {connected}: {health}", i + 1);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until node `i` reports `count` other live nodes (e.g. that it noticed a dead one).
