@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use peerline_media::audio::read_wav;
 use peerline_media::tone::{ToneCriteria, analyze_tone};
 use peerline_media::{SAMPLE_RATE, write_tone_wav};
-use peerline_testkit::{Supernode, User, bin};
+use peerline_testkit::{Supernode, User};
 use serde_json::Value;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,18 +26,9 @@ fn event<'a>(lines: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name:?} line in {lines:#?}"))
 }
 
-/// `peerline ARGS...` for `user` without `--json`, as a person runs it.
-fn human(user: &User, node: &Supernode, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("peerline"));
-    cmd.env("PEERLINE_HOME", user.home())
-        .env("PEERLINE_SUPERNODE", &node.url)
-        .env("PEERLINE_PASSWORD", &user.password)
-        .env_remove("PEERLINE_CA")
-        .env_remove("PEERLINE_LOG")
-        .env_remove("RUST_LOG")
-        .args(args)
-        .stdin(Stdio::null());
-    cmd
+/// `peerline ARGS...` for `user` (of `_node`) without `--json`, as a person runs it.
+fn human(user: &User, _node: &Supernode, args: &[&str]) -> Command {
+    user.human_command(args)
 }
 
 /// A human-mode process whose stdout lines are read as they come.

@@ -372,11 +372,19 @@ impl User {
         }
     }
 
+    /// `peerline ARGS...` as a person runs it: human output (no `--json`), and the default log
+    /// filter (no `PEERLINE_LOG`/`RUST_LOG` from the test's environment).
+    pub fn human_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command();
+        cmd.env_remove("PEERLINE_LOG").env_remove("RUST_LOG").args(args);
+        cmd
+    }
+
     /// Runs `peerline ARGS...` (human output, no `--json`) and asserts it succeeded; returns
     /// its standard output.
     pub fn run_text(&self, args: &[&str]) -> String {
         let output =
-            self.command().args(args).output().unwrap_or_else(|e| panic!("spawning peerline: {e}"));
+            self.human_command(args).output().unwrap_or_else(|e| panic!("spawning peerline: {e}"));
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
             output.status.success(),
