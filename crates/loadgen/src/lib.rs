@@ -21,6 +21,7 @@ pub mod login;
 pub mod plot;
 pub mod procfs;
 pub mod register;
+pub mod roster;
 pub mod seed;
 pub mod source_addrs;
 pub mod state_file;
