@@ -50,6 +50,10 @@ enum Command {
     /// while. Reports how many stayed connected and, with --supernode-pid, the supernode's memory
     /// per connected user.
     Hold(HoldArgs),
+    /// The comparison for `hold`: TLS WebSocket clients of a nats-server (its `websocket`
+    /// port), connected at the same rate, pinging at the same interval and measured the same
+    /// way (login = NATS handshake: INFO, CONNECT, PING → PONG).
+    HoldNats(HoldNatsArgs),
     /// Calls between fresh users through the supernode, with the client library on both ends:
     /// setup times of sequential calls A→B (dial → ringing, connected, first audio), or with
     /// --concurrent the CPU of this process per active call. Always prints the JSON report on
@@ -153,6 +157,38 @@ struct HoldArgs {
     /// The supernode's process id: its VmRSS is read before and after.
     #[arg(long)]
     supernode_pid: Option<u32>,
+    /// Seconds between two pings of one connection (default: a third of the supernode's
+    /// heartbeat timeout, from its `hello`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct HoldNatsArgs {
+    /// nats-server's WebSocket port, `wss://127.0.0.1:PORT` (loopback only).
+    #[arg(long)]
+    server: String,
+    /// Source addresses, FIRST-LAST in 127.0.0.0/8, used round robin.
+    #[arg(long, default_value = "127.0.1.1-127.0.4.254")]
+    source_ips: SourceAddrs,
+    /// How many connections to keep open.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    connections: u32,
+    /// The server's authorization token, sent in every CONNECT.
+    #[arg(long, env = "PEERLINE_LOADGEN_NATS_TOKEN")]
+    token: Option<String>,
+    /// New connections per second.
+    #[arg(long, default_value_t = 500.0)]
+    ramp: f64,
+    /// Seconds to keep them connected after the ramp (at most a day).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    hold: u64,
+    /// Seconds between two PINGs of one connection.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat: u64,
+    /// nats-server's process id: its VmRSS is read before and after.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -310,10 +346,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dialer =
                 Arc::new(Dialer::new(&a.target.supernode, Some(a.target.source_ips)).await?);
             let plan = hold::HoldPlan {
-                users,
+                who: hold::Who::Peerline(users),
                 ramp_per_second: a.ramp,
                 hold: Duration::from_secs(a.hold),
                 supernode_pid: a.supernode_pid,
+                heartbeat: a.heartbeat.map(Duration::from_secs),
+            };
+            emit(&hold::run(dialer, plan).await?, cli.json)
+        }
+        Command::HoldNats(a) => {
+            if !(a.ramp.is_finite() && a.ramp > 0.0 && a.ramp <= 100_000.0) {
+                bail!("--ramp must be between 0 and 100000 connections per second");
+            }
+            check_fd_budget(u64::from(a.connections))?;
+            let dialer = Arc::new(Dialer::new(&a.server, Some(a.source_ips)).await?);
+            let plan = hold::HoldPlan {
+                who: hold::Who::Nats { count: a.connections as usize, token: a.token },
+                ramp_per_second: a.ramp,
+                hold: Duration::from_secs(a.hold),
+                supernode_pid: a.server_pid,
+                heartbeat: Some(Duration::from_secs(a.heartbeat)),
             };
             emit(&hold::run(dialer, plan).await?, cli.json)
         }

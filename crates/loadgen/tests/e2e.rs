@@ -177,3 +177,50 @@ fn seeds_users_and_measures_a_storm_when_a_supernode_is_killed() {
     assert_eq!(curve.lines().count(), 12, "a header, the start and one row per return:\n{curve}");
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "a PNG plot");
 }
+
+/// `hold-nats`, the comparison's other side, holds every connection of a real nats-server's TLS
+/// WebSocket port, and a wrong token is refused with the server's error, not counted as held.
+#[test]
+fn holds_tls_websocket_clients_of_a_real_nats_server() {
+    let nats = peerline_testkit::nats_websocket::NatsWebSocket::start().unwrap();
+    let pid = nats.pid().to_string();
+    let report = loadgen(&[
+        "hold-nats",
+        "--server",
+        &nats.url,
+        "--connections",
+        "300",
+        "--ramp",
+        "1000",
+        "--hold",
+        "2",
+        "--heartbeat",
+        "1",
+        "--token",
+        &nats.token,
+        "--server-pid",
+        &pid,
+    ])
+    .unwrap();
+    assert_eq!(report["command"], "hold-nats");
+    assert_eq!(report["connected"], 300, "{report}");
+    assert_eq!(report["alive_at_end"], 300, "{report}");
+    assert!(report["pings_sent"].as_u64().unwrap() >= 300, "{report}");
+    assert!(report["memory"]["rss_connected_bytes"].as_u64().unwrap() > 0, "{report}");
+
+    let refused = loadgen(&[
+        "hold-nats",
+        "--server",
+        &nats.url,
+        "--connections",
+        "3",
+        "--hold",
+        "0",
+        "--token",
+        "wrong",
+    ])
+    .unwrap();
+    assert_eq!(refused["connected"], 0, "{refused}");
+    let failures = refused["failures"].to_string();
+    assert!(failures.contains("nats:err") && failures.contains("Authorization"), "{refused}");
+}

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod nats;
+pub mod nats_websocket;
 pub mod netlab;
 pub mod postgres;
 use std::io::{BufRead, BufReader, Write};

@@ -20,7 +20,7 @@ const VENV_NATS_SERVER: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/interop-venv/bin/nats-server");
 
 /// How long a server may take to accept connections (JetStream recovers its store first).
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The server's stderr, in its temp dir.
 const LOG_FILE: &str = "server.log";
@@ -166,7 +166,7 @@ fn spawn(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
 }
 
 /// The nats-server binary, or an error saying how to install it.
-fn binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn binary() -> anyhow::Result<PathBuf> {
     let path = match std::env::var_os("PEERLINE_NATS_SERVER") {
         Some(path) => PathBuf::from(path),
         None => Path::new(VENV_NATS_SERVER).to_path_buf(),
@@ -182,7 +182,7 @@ fn binary() -> anyhow::Result<PathBuf> {
 }
 
 /// A loopback port nobody listens on now.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
     Ok(listener.local_addr()?.port())
 }

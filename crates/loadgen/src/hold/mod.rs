@@ -4,6 +4,11 @@
 //!
 //! Each connection is one small task that owns its WebSocket and does nothing but ping and read,
 //! so the load generator's own memory stays small and out of the way.
+//!
+//! `hold-nats` runs the same ramp, hold and measurements against a nats-server's TLS WebSocket
+//! port ([`nats`]), so that both servers are measured by one piece of code.
+
+pub mod nats;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,18 +34,49 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// How long closing all connections may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Who connects: Peerline users, or anonymous clients of a nats-server for the comparison.
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// Users to log in by token, from the state file.
+    Peerline(Vec<(String, SavedUser)>),
+    /// `count` NATS clients, each sending `token` in its `CONNECT` when given.
+    Nats {
+        /// How many connections.
+        count: usize,
+        /// The server's `authorization { token }`, if it has one.
+        token: Option<String>,
+    },
+}
+
+impl Who {
+    fn count(&self) -> usize {
+        match self {
+            Self::Peerline(users) => users.len(),
+            Self::Nats { count, .. } => *count,
+        }
+    }
+}
+
 /// What `hold` was asked to do.
 #[derive(Debug, Clone)]
 pub struct HoldPlan {
-    /// Users to log in, from the state file.
-    pub users: Vec<(String, SavedUser)>,
+    /// Who connects.
+    pub who: Who,
     /// New connections per second.
     pub ramp_per_second: f64,
     /// How long to keep them open after the last one logged in.
     pub hold: Duration,
-    /// The supernode's process id, to read its memory.
+    /// The server's process id, to read its memory.
     pub supernode_pid: Option<u32>,
+    /// Time between two heartbeats of one connection. `None`: a third of the supernode's
+    /// heartbeat timeout from its `hello` (NATS clients then ping every 20 s, a third of the
+    /// supernode's default 60 s).
+    pub heartbeat: Option<Duration>,
 }
+
+/// NATS clients' heartbeat when none is given: what a Peerline client does with the default
+/// 60 s heartbeat timeout.
+const DEFAULT_NATS_HEARTBEAT: Duration = Duration::from_secs(20);
 
 /// The supernode's resident memory at the moments that matter.
 #[derive(Debug, Serialize)]
@@ -63,7 +99,7 @@ pub struct Memory {
 /// The result of `hold`.
 #[derive(Debug, Serialize)]
 pub struct HoldReport {
-    /// Always `hold`.
+    /// `hold`, or `hold-nats` against a nats-server.
     pub command: &'static str,
     /// Connections asked for.
     pub users: usize,
@@ -109,9 +145,10 @@ async fn idle(
     mut session: Session,
     mut stop: watch::Receiver<bool>,
     phase: f64,
+    heartbeat: Option<Duration>,
     pings: &AtomicU64,
 ) -> Result<(), Failure> {
-    let every = Duration::from_secs(session.heartbeat_timeout_secs.max(3)) / 3;
+    let every = heartbeat.unwrap_or(Duration::from_secs(session.heartbeat_timeout_secs.max(3)) / 3);
     let mut next_ping = Instant::now() + every.mul_f64(phase);
     loop {
         tokio::select! {
@@ -155,26 +192,79 @@ async fn idle(
     }
 }
 
+/// Pings (`PING`) and answers the server's pings until told to stop or the connection ends.
+async fn idle_nats(
+    mut conn: nats::NatsConnection,
+    mut stop: watch::Receiver<bool>,
+    phase: f64,
+    heartbeat: Option<Duration>,
+    pings: &AtomicU64,
+) -> Result<(), Failure> {
+    let every = heartbeat.unwrap_or(DEFAULT_NATS_HEARTBEAT);
+    let mut next_ping = Instant::now() + every.mul_f64(phase);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                conn.close().await;
+                return Ok(());
+            }
+            read = conn.idle_until(next_ping) => {
+                read?;
+                conn.ping().await?;
+                pings.fetch_add(1, Ordering::Relaxed);
+                next_ping += every;
+            }
+        }
+    }
+}
+
+/// One connection's credentials.
+enum Credentials {
+    Peerline(String, SavedUser),
+    Nats(Option<Arc<str>>),
+}
+
+/// A logged-in connection of either kind.
+enum Held {
+    Peerline(Session),
+    Nats(nats::NatsConnection),
+}
+
+async fn log_in(dialer: &Dialer, n: usize, credentials: Credentials) -> Result<Held, Failure> {
+    match credentials {
+        Credentials::Peerline(username, user) => {
+            let key = user
+                .signing_key()
+                .map_err(|e| Failure { kind: "state".into(), detail: e.to_string() })?;
+            let mut session = dialer.connect(n).await?;
+            session.login(&username, &key, LoginSecret::Token(&user.token)).await?;
+            Ok(Held::Peerline(session))
+        }
+        Credentials::Nats(token) => {
+            let (ws, _) = dialer.open(n, NATS_LOGIN_TIMEOUT).await?;
+            let conn =
+                nats::NatsConnection::handshake(ws, token.as_deref(), NATS_LOGIN_TIMEOUT).await?;
+            Ok(Held::Nats(conn))
+        }
+    }
+}
+
+/// The whole NATS handshake gets what a Peerline login gets (connect, TLS, upgrade, `hello`
+/// within 10 s, then the login request).
+const NATS_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connection(
     dialer: Arc<Dialer>,
     n: usize,
-    username: String,
-    user: SavedUser,
+    credentials: Credentials,
+    heartbeat: Option<Duration>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
-    let login = async {
-        let key = user
-            .signing_key()
-            .map_err(|e| Failure { kind: "state".into(), detail: e.to_string() })?;
-        let mut session = dialer.connect(n).await?;
-        session.login(&username, &key, LoginSecret::Token(&user.token)).await?;
-        Ok::<_, Failure>(session)
-    };
-    let session = login.await;
+    let session = log_in(&dialer, n, credentials).await;
     // Free what only the login needed before idling for minutes.
-    drop((username, user, dialer));
+    drop(dialer);
     let session = match session {
         Ok(session) => {
             shared
@@ -194,7 +284,10 @@ async fn connection(
         }
     };
     let phase = (n % 1000) as f64 / 1000.0;
-    let result = idle(session, stop, phase, &shared.pings).await;
+    let result = match session {
+        Held::Peerline(session) => idle(session, stop, phase, heartbeat, &shared.pings).await,
+        Held::Nats(conn) => idle_nats(conn, stop, phase, heartbeat, &shared.pings).await,
+    };
     shared.alive.fetch_sub(1, Ordering::Relaxed);
     if let Err(failure) = result {
         add(&shared.dropped, &failure);
@@ -211,10 +304,23 @@ fn mib(bytes: u64) -> f64 {
 
 /// Runs `hold`.
 pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldReport> {
-    let count = plan.users.len();
+    let count = plan.who.count();
+    let command = match plan.who {
+        Who::Peerline(_) => "hold",
+        Who::Nats { .. } => "hold-nats",
+    };
+    let credentials: Box<dyn Iterator<Item = Credentials> + Send> = match plan.who {
+        Who::Peerline(users) => {
+            Box::new(users.into_iter().map(|(name, user)| Credentials::Peerline(name, user)))
+        }
+        Who::Nats { count, token } => {
+            let token: Option<Arc<str>> = token.map(Into::into);
+            Box::new((0..count).map(move |_| Credentials::Nats(token.clone())))
+        }
+    };
     let rss_before = read_rss(plan.supernode_pid)?;
     if let Some(b) = rss_before {
-        eprintln!("supernode RSS before: {:.1} MiB", mib(b));
+        eprintln!("server RSS before: {:.1} MiB", mib(b));
     }
     let shared = Arc::new(Shared::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -225,9 +331,16 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / plan.ramp_per_second);
     let mut last_report = Instant::now();
-    for (n, (username, user)) in plan.users.into_iter().enumerate() {
+    for (n, credentials) in credentials.enumerate() {
         tokio::time::sleep_until(started + interval.mul_f64(n as f64)).await;
-        tasks.spawn(connection(dialer.clone(), n, username, user, shared.clone(), stop_rx.clone()));
+        tasks.spawn(connection(
+            dialer.clone(),
+            n,
+            credentials,
+            plan.heartbeat,
+            shared.clone(),
+            stop_rx.clone(),
+        ));
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
             eprintln!(
@@ -254,7 +367,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
     tokio::time::sleep(SETTLE).await;
     let rss_connected = read_rss(plan.supernode_pid)?;
     if let Some(b) = rss_connected {
-        eprintln!("supernode RSS with {connected} connected: {:.1} MiB", mib(b));
+        eprintln!("server RSS with {connected} connected: {:.1} MiB", mib(b));
     }
 
     // Hold.
@@ -266,7 +379,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
         let rss = read_rss(plan.supernode_pid)
             .ok()
             .flatten()
-            .map(|b| format!(", supernode RSS {:.1} MiB", mib(b)))
+            .map(|b| format!(", server RSS {:.1} MiB", mib(b)))
             .unwrap_or_default();
         eprintln!(
             "  holding {:.0}/{:.0} s: {} open, {} pings sent{rss}",
@@ -309,7 +422,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
     let login_latency =
         shared.latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner).summary();
     Ok(HoldReport {
-        command: "hold",
+        command,
         users: count,
         connected,
         failures,
@@ -325,6 +438,7 @@ pub async fn run(dialer: Arc<Dialer>, plan: HoldPlan) -> anyhow::Result<HoldRepo
 
 impl std::fmt::Display for HoldReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let server = if self.command == "hold" { "supernode" } else { "nats-server" };
         writeln!(
             f,
             "connected {} of {} users in {:.1} s; failed: {}",
@@ -344,9 +458,9 @@ impl std::fmt::Display for HoldReport {
                     |b: Option<f64>| b.map_or("-".to_owned(), |b| format!("{:.1} KiB", b / 1024.0));
                 write!(
                     f,
-                    "supernode RSS: {:.1} MiB before, {:.1} MiB connected, {:.1} MiB at the end \
+                    "{server} RSS: {:.1} MiB before, {:.1} MiB connected, {:.1} MiB at the end \
                      → {} per connected user ({} at the end)\n\
-                     supernode CPU during the hold: {:.1} s in {:.0} s ({:.1} % of one core)",
+                     {server} CPU during the hold: {:.1} s in {:.0} s ({:.1} % of one core)",
                     mib(m.rss_before_bytes),
                     mib(m.rss_connected_bytes),
                     mib(m.rss_end_bytes),
@@ -357,7 +471,10 @@ impl std::fmt::Display for HoldReport {
                     100.0 * m.cpu_seconds_during_hold / self.hold_seconds.max(1e-9)
                 )
             }
-            None => write!(f, "supernode memory not measured (give --supernode-pid)"),
+            None => {
+                let flag = if self.command == "hold" { "--supernode-pid" } else { "--server-pid" };
+                write!(f, "{server} memory not measured (give {flag})")
+            }
         }
     }
 }
