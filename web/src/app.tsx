@@ -5,7 +5,7 @@
 // "Password", "Message", "Register", "Log in", "Accept", "Decline", "Call", …) are part of the
 // contract with screen readers and with the browser tests.
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { ChatMessage, Contact, DeviceInfo, Presence, Status } from "./protocol";
+import type { CallLogEntry, ChatMessage, Contact, DeviceInfo, Presence, Status } from "./protocol";
 import type { Peerline, State } from "./model";
 
 function useModel(model: Peerline): State {
@@ -100,7 +100,7 @@ function Main({ model, state }: { model: Peerline; state: State }) {
   const me = state.me!;
   const open = state.open ? state.contacts.get(state.open) : undefined;
   return (
-    <div class={`layout ${open ? "chatting" : ""}`}>
+    <div class={`layout ${open || state.view !== "chat" ? "chatting" : ""}`}>
       <header class="top">
         <span class="brand">Peerline</span>
         <span class="me">
@@ -114,6 +114,14 @@ function Main({ model, state }: { model: Peerline; state: State }) {
             ))}
           </select>
         </label>
+        <button
+          type="button"
+          class="secondary"
+          aria-pressed={state.view === "calls"}
+          onClick={() => (state.view === "calls" ? model.showChat() : void model.showCalls())}
+        >
+          Call history
+        </button>
         <button
           type="button"
           class="secondary"
@@ -147,6 +155,8 @@ function Main({ model, state }: { model: Peerline; state: State }) {
         {state.call && <CallPanel model={model} state={state} />}
         {state.view === "settings" ? (
           <Settings model={model} state={state} />
+        ) : state.view === "calls" ? (
+          <CallHistory model={model} state={state} />
         ) : open ? (
           <Chat model={model} state={state} contact={open} />
         ) : (
@@ -505,6 +515,77 @@ function Settings({ model, state }: { model: Peerline; state: State }) {
   );
 }
 
+/** A call log reason in words (the CLI's `peerline calls` says the same). */
+const LOG_REASONS: Record<string, string> = {
+  hung_up_here: "you hung up",
+  hung_up: "they hung up",
+  cancelled_here: "you cancelled",
+  declined_here: "you declined",
+  missed: "not answered",
+  declined: "declined",
+  busy: "busy",
+  cancelled: "cancelled",
+  no_answer: "no answer",
+  unavailable: "not online",
+  answered_elsewhere: "answered on another device",
+  no_audio_device: "no microphone",
+  no_relay: "no relay available",
+  no_media_path: "no media path",
+  media_path_lost: "connection lost",
+  peer_closed_media: "connection lost",
+  peer_gone: "connection lost",
+  supernode_lost: "connection lost",
+  identity_changed: "refused: identity changed",
+};
+
+/** The reasons of incoming calls that rang and were not answered anywhere. */
+const UNANSWERED = new Set(["missed", "cancelled", "no_answer", "unavailable"]);
+
+function CallHistory({ model, state }: { model: Peerline; state: State }) {
+  const calls = state.calls;
+  return (
+    <section class="settings history" aria-labelledby="history-h">
+      <h2 id="history-h">Call history</h2>
+      {calls && calls.length === 0 && <p class="muted">No calls yet.</p>}
+      <ul class="list">
+        {calls?.map((c) => (
+          <CallEntry model={model} state={state} c={c} />
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function CallEntry({ state, c }: { model: Peerline; state: State; c: CallLogEntry }) {
+  // Missed: rang here and nobody answered (not one this device declined or could not take).
+  const direction = c.outgoing ? "outgoing" : c.answered_at === undefined && UNANSWERED.has(c.reason) ? "missed" : "incoming";
+  const talked = c.answered_at !== undefined ? Math.max(0, c.ended_at - c.answered_at) : undefined;
+  const name = state.contacts.get(c.peer)?.display_name || c.peer;
+  return (
+    <li
+      class={`logged ${direction}`}
+      data-call={c.call_id}
+      data-direction={direction}
+      data-seconds={talked === undefined ? undefined : Math.floor(talked / 1000)}
+      data-path={c.path ?? ""}
+      data-reason={c.reason}
+    >
+      <span class="name">
+        <strong>{direction === "outgoing" ? "Outgoing" : direction === "incoming" ? "Incoming" : "Missed"}</strong>{" "}
+        {direction === "outgoing" ? "to" : "from"} <bdi>{name}</bdi> <span class="muted">@{c.peer}</span>
+        <span class="muted">
+          {" · "}
+          <time dateTime={new Date(c.started_at).toISOString()}>{new Date(c.started_at).toLocaleString()}</time>
+          {talked !== undefined && ` · ${duration(talked)}`}
+          {c.path === "direct" ? " · direct" : c.path === "relay" ? " · through a relay" : ""}
+          {" · "}
+          {LOG_REASONS[c.reason] ?? c.reason.replace(/_/g, " ")}
+        </span>
+      </span>
+    </li>
+  );
+}
+
 const PHASES: Record<string, string> = {
   calling: "Calling…",
   ringing: "Ringing…",
@@ -531,7 +612,7 @@ function CallPanel({ model, state }: { model: Peerline; state: State }) {
   }, [stream]);
   const name = state.contacts.get(call.peer)?.display_name ?? call.peer;
   return (
-    <section class={`call ${call.phase}`} aria-label="Call" data-phase={call.phase} data-path={call.path ?? ""}>
+    <section class={`call ${call.phase}`} aria-label="Call" data-phase={call.phase} data-path={call.path ?? ""} data-reconnecting={call.reconnecting ? "true" : undefined} data-restarts={call.restarts} data-resuming={call.resuming ? "true" : undefined}>
       {call.alarm && (
         <p role="alert" class="alarm">
           {call.alarm}
@@ -549,6 +630,8 @@ function CallPanel({ model, state }: { model: Peerline; state: State }) {
         {PHASES[call.phase]}
         {call.phase === "connected" && call.connectedAt && ` ${duration(Date.now() - call.connectedAt)}`}
         {call.path && call.phase === "connected" && ` · ${call.path}`}
+        {call.reconnecting && call.phase === "connected" && " · reconnecting…"}
+        {call.resuming && call.phase === "connected" && " · reconnecting to the supernode…"}
         {call.ended && `: ${call.ended}`}
       </p>
       {call.phase !== "ended" && call.phase !== "incoming" && (

@@ -2,10 +2,10 @@
 // saved token), the contact list with presence, requests, search, status, conversations with
 // history, unread counts and receipts. The view (app.tsx) renders `state` and calls the actions;
 // every change calls the listeners.
-import { Call, type CallView } from "./call";
+import { Call, type CallReport, type CallView } from "./call";
 import { Connection, ConnectionClosed, ProtocolError, type ReplyOf } from "./connection";
 import { deviceKey, deviceProof, forgetSession, loadSession, saveSession } from "./keystore";
-import type { ChatMessage, Contact, DeviceInfo, Event, MessageId, MissedCall, Status, UserSummary } from "./protocol";
+import type { CallLogEntry, ChatMessage, Contact, DeviceInfo, Event, MessageId, MissedCall, Status, UserSummary } from "./protocol";
 import { fromHex, safetyNumber } from "./safety";
 
 export type Phase = "loading" | "signed_out" | "signing_in" | "ready";
@@ -30,7 +30,7 @@ export interface State {
   /** A problem with the connection or the last action, shown until the next one. */
   banner: string;
   /** What the main area shows beside the list. */
-  view: "chat" | "settings";
+  view: "chat" | "settings" | "calls";
   /** This account's devices, once the settings asked for them. */
   devices?: DeviceInfo[];
   /** What the last settings action did. */
@@ -39,6 +39,9 @@ export interface State {
   missed: MissedCall[];
   /** Safety numbers of this device with each device of the open contact. */
   safety?: { peer: string; rows: { device_id: number; name: string; number: string }[] };
+  /** The account's call log (every device's calls and the missed ones), newest first, once
+   * the call history was opened. */
+  calls?: CallLogEntry[];
   /** The call on screen (one at a time), until the user closes its end screen. */
   call?: CallView;
 }
@@ -86,6 +89,8 @@ export class Peerline {
   private reconnectDelay = 1000;
   private signedOut = false;
   private call?: Call;
+  /** Calls whose end was handled (reported to the call log once). */
+  private reported = new Set<string>();
   /** The supernode's STUN port, from the hello of this connection. */
   private stunPort?: number;
 
@@ -174,6 +179,8 @@ export class Peerline {
     await saveSession({ username: reply.username, token: reply.token });
     this.conn = conn;
     this.stunPort = hello.stun_port;
+    // An answered call that outlived the old connection is taken over on this one.
+    if (this.call?.active) void this.call.resume(conn);
     this.signedOut = false;
     this.reconnectDelay = 1000;
     const me = { username: reply.username, display_name: reply.display_name, status: reply.status };
@@ -373,7 +380,7 @@ export class Peerline {
       void conn.request({ type: "call_decline", call_id: e.call_id, busy: true }).catch(() => {});
       return;
     }
-    const call = Call.incoming(conn, me, e, () => this.set({ call: this.call?.view }));
+    const call: Call = Call.incoming(conn, me, e, () => this.callChanged(call));
     this.call = call;
     this.set({ call: call.view });
     this.notify(e.from, "Incoming call");
@@ -384,8 +391,9 @@ export class Peerline {
     const conn = this.conn;
     const me = this.state.me?.username;
     if (!conn || !me || this.call?.active) return;
-    this.call = Call.place(conn, me, peer, this.stunPort, this.relayOnly, () => this.set({ call: this.call?.view }));
-    this.set({ call: this.call.view });
+    const call: Call = Call.place(conn, me, peer, this.stunPort, this.relayOnly, () => this.callChanged(call));
+    this.call = call;
+    this.set({ call: call.view });
   }
 
   /** The "Test call": calls the network's echo service (user `echo`), which plays back what it
@@ -408,6 +416,40 @@ export class Peerline {
   declineCall = () => this.call?.decline();
   hangUp = () => this.call?.hangUp();
   toggleMute = () => this.call?.toggleMute();
+
+  /** A call changed: show it (if it is the one on screen); once it ended, add it to the call
+   * log. */
+  private callChanged(call: Call): void {
+    if (this.call === call) this.set({ call: call.view });
+    if (call.active || this.reported.has(call.id)) return;
+    this.reported.add(call.id);
+    const report = call.report();
+    if (report) void this.sendReport(report);
+    else if (this.state.view === "calls") void this.loadCalls();
+  }
+
+  /** Adds a call to the account's call log; a failure costs only the log entry, never the call. */
+  private async sendReport(report: CallReport): Promise<void> {
+    try {
+      await this.conn?.ask(report, "done");
+    } catch {
+      // Nothing to do: the call itself is over.
+    }
+    if (this.state.view === "calls") await this.loadCalls();
+  }
+
+  /** Shows the call history: every call of the account (any device), newest first. */
+  showCalls(): Promise<boolean> {
+    this.set({ view: "calls" });
+    return this.loadCalls();
+  }
+
+  private loadCalls(): Promise<boolean> {
+    return this.act(async (conn) => {
+      const reply = await conn.ask({ type: "call_log", limit: 50 }, "call_log");
+      this.set({ calls: reply.calls });
+    });
+  }
 
   /** Closes the end screen of a finished call. */
   closeCall(): void {

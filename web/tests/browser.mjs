@@ -16,6 +16,7 @@
 //   PEERLINE_WEB_TEST_CLI_LOG=FILE  append the CLI's stderr (PEERLINE_LOG=info for more) to FILE
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -59,13 +60,14 @@ function fail(message) {
 
 // ---- the supernode ----
 
-/** Starts the supernode binary on loopback (TLS, self-signed); resolves with its app URL. */
-async function startSupernode() {
+/** Starts the supernode binary on loopback (TLS, self-signed), with `extraArgs` (a `--config`);
+ * resolves with its app URL. */
+async function startSupernode(extraArgs = []) {
   if (!existsSync(BINARY)) {
     fail(`no supernode binary at ${BINARY}: run \`cargo build -p peerline-supernode --bins\` (scripts/test-web does)`);
   }
   const dir = mkdtempSync(join(tmpdir(), "peerline-web-"));
-  const args = ["--data-dir", join(dir, "data"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0"];
+  const args = ["--data-dir", join(dir, "data"), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0", ...extraArgs];
   const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
@@ -107,8 +109,11 @@ class User {
     page.on("pageerror", (e) => this.errors.push(String(e)));
   }
 
-  static async open(browser, url, name, viewport = { width: 1100, height: 750 }) {
+  /** Opens the app in a new browser context; `init` runs in every page of it before the app
+   * (a Playwright init script, which the app's CSP does not apply to). */
+  static async open(browser, url, name, viewport = { width: 1100, height: 750 }, init = undefined) {
     const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+    if (init) await context.addInitScript(init);
     const page = await context.newPage();
     page.setDefaultTimeout(WAIT);
     const user = new User(page, name, url);
@@ -116,8 +121,18 @@ class User {
     return user;
   }
 
+  /** Waits for the sign-in form; a timeout says what the page showed instead. */
+  async signInForm() {
+    const p = this.page;
+    await p.getByLabel("Username").waitFor().catch(async (e) => {
+      const shown = await p.locator("body").innerText().catch(() => "(no body)");
+      fail(`${this.name}: no sign-in form (${e.message.split("\n")[0]}); the page shows: ${shown.replace(/\s+/g, " ").slice(0, 300)}; page errors: ${this.errors.join("; ")}`);
+    });
+  }
+
   async register(displayName = "") {
     const p = this.page;
+    await this.signInForm();
     await p.getByLabel("Username").fill(this.name);
     await p.getByLabel("Password").fill(`pw-${this.name}-long enough`);
     if (displayName) await p.getByLabel("Display name").fill(displayName);
@@ -127,6 +142,7 @@ class User {
 
   async logIn(password = `pw-${this.name}-long enough`) {
     const p = this.page;
+    await this.signInForm();
     await p.getByLabel("Username").fill(this.name);
     await p.getByLabel("Password").fill(password);
     await p.getByRole("button", { name: "Log in", exact: true }).click();
@@ -408,6 +424,261 @@ function unique(prefix) {
 async function screenshot(user, name) {
   mkdirSync(SHOTS, { recursive: true });
   await user.page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+// ---- coturn, call statistics, the call history ----
+
+/** coturn with the shipped configuration (deploy/coturn/turnserver.conf, logging to a file
+ * instead of syslog) on 127.0.0.1, as the
+ * test's TURN relay: the REST-API `secret` it shares with the supernode, plain UDP and TCP on
+ * `port` (no TLS), and, unlike on the internet, loopback peers allowed (the test's network
+ * namespace has nothing else). Resolves once it listens; `log()` is what it logged; `crash()`
+ * kills it at once (SIGKILL), as a relay that dies. */
+async function startCoturn(secret, port = undefined) {
+  const dir = mkdtempSync(join(tmpdir(), "peerline-coturn-"));
+  port ??= await freePort();
+  const logFile = join(dir, "turn.log");
+  // The shipped file, but logging to our file rather than to syslog.
+  const shipped = readFileSync(join(root, "deploy", "coturn", "turnserver.conf"), "utf8");
+  writeFileSync(join(dir, "turnserver.conf"), shipped.replace(/^syslog\s*$/m, ""));
+  const child = spawn(
+    "turnserver",
+    [
+      "-c", join(dir, "turnserver.conf"),
+      `--static-auth-secret=${secret}`,
+      "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", `--listening-port=${port}`,
+      // The shipped config refuses 127.0.0.0/8 as a peer: here it is the only network there is.
+      "--allowed-peer-ip=127.0.0.1", "--allow-loopback-peers",
+      "--no-tls", "--no-dtls",
+      // Sessions and their usage (packets and bytes relayed) are logged only when verbose.
+      "--verbose", `--userdb=${join(dir, "turndb")}`,
+      "--log-file", logFile, "--pidfile", join(dir, "turn.pid"), "--no-stdout-log", "--simple-log",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
+  child.on("error", (e) => (stderr += `\n${e.message} (install coturn: apt-get install coturn; scripts/setup-web does)`));
+  const log = () => {
+    try {
+      return readFileSync(logFile, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    if (child.exitCode !== null || stderr.includes("install coturn")) fail(`turnserver exited (${child.exitCode}): ${stderr}\n${log()}`);
+    if (await canConnect(port)) break;
+    if (Date.now() > deadline) fail(`turnserver did not listen on 127.0.0.1:${port} within ${WAIT} ms: ${stderr}\n${log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    log,
+    async stop() {
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async crash() {
+      const gone = new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once("exit", r)));
+      child.kill("SIGKILL");
+      await gone;
+    },
+  };
+}
+
+/** What coturn's log says the allocations of `username` (its REST name, `EXPIRY:username`)
+ * exchanged with their peers: the sums of the packets and bytes received from and sent to the
+ * peer (`peer usage` lines, logged when an allocation closes), or undefined before any. */
+function peerUsage(log, username) {
+  const who = new RegExp(`peer usage: realm=<[^>]*>, username=<\\d+:${username}>`);
+  const lines = log.split("\n").filter((l) => who.test(l));
+  if (!lines.length) return undefined;
+  const sum = { rp: 0, rb: 0, sp: 0, sb: 0 };
+  for (const l of lines) for (const k of Object.keys(sum)) sum[k] += Number(new RegExp(`\\b${k}=(\\d+)`).exec(l)?.[1] ?? 0);
+  return sum;
+}
+
+/** A TCP port nobody listens on at 127.0.0.1 right now (the namespace is the test's own). */
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((resolveConnect) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.on("connect", () => {
+      socket.destroy();
+      resolveConnect(true);
+    });
+    socket.on("error", () => resolveConnect(false));
+  });
+}
+
+/** An init script that keeps every RTCPeerConnection the page makes in `window.__pcs`, so the
+ * test can ask the browser itself (getStats) which path a call took. */
+function recordPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__pcs.push(this);
+    }
+  };
+}
+
+/** What the browser's own statistics say of the last call's media path: the ICE transport
+ * policy, the selected pair's local and remote candidate types, the relay protocol, the bytes
+ * sent and received on that pair, and the types of every local candidate gathered. */
+async function callPath(user) {
+  return user.page.evaluate(async () => {
+    const pc = window.__pcs[window.__pcs.length - 1];
+    const stats = await pc.getStats();
+    let pair;
+    const localTypes = new Set();
+    stats.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+      if (s.type === "local-candidate") localTypes.add(s.candidateType);
+    });
+    const local = pair && stats.get(pair.localCandidateId);
+    const remote = pair && stats.get(pair.remoteCandidateId);
+    return {
+      policy: pc.getConfiguration().iceTransportPolicy,
+      local: local?.candidateType,
+      remote: remote?.candidateType,
+      relayProtocol: local?.relayProtocol,
+      localAddress: local && `${local.address}:${local.port}`,
+      bytesSent: pair?.bytesSent ?? 0,
+      bytesReceived: pair?.bytesReceived ?? 0,
+      localTypes: [...localTypes].sort(),
+    };
+  });
+}
+
+/** Opens `user`'s call history until an entry matching `selector` (inside the list) shows: a
+ * report may reach the supernode just after the history was loaded. Returns the entry. */
+async function historyEntry(user, selector) {
+  const p = user.page;
+  const entry = p.locator(`.history li.logged${selector}`);
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    if ((await p.locator(".history").count()) === 0) await p.getByRole("button", { name: "Call history", exact: true }).click();
+    await p.getByRole("heading", { name: "Call history" }).waitFor();
+    try {
+      await entry.first().waitFor({ timeout: 1000 });
+      return entry;
+    } catch {
+      if (Date.now() > deadline) {
+        const shown = await p.locator(".history").innerText();
+        fail(`${user.name}: no call history entry ${selector}; the history shows: ${shown.replace(/\s+/g, " ")}`);
+      }
+      await p.getByRole("button", { name: "Call history", exact: true }).click(); // closes it
+    }
+  }
+}
+
+/** `a` asks `b` to be a contact and `b` accepts; resolves when `a` sees `b` online. */
+async function befriend(a, b) {
+  await a.ask(b.name, "hello");
+  await (await b.request(a.name)).getByRole("button", { name: "Accept", exact: true }).click();
+  await a.waitPresence(b.name, "online");
+}
+
+/** Chromium without a granted microphone (`--use-fake-ui-for-media-stream` auto-grants it):
+ * `getUserMedia` is refused, as when a user says no. */
+function launchWithoutMicPermission() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS.filter((a) => a !== "--use-fake-ui-for-media-stream") });
+}
+
+/** Chromium with no microphone at all: no fake capture device, and the test's machine has no
+ * sound card in its namespace, so `getUserMedia` finds no device. */
+function launchWithoutMicrophone() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS.filter((a) => a !== "--use-fake-device-for-media-stream") });
+}
+
+/** An init script that stands in for the desktop: `Notification` records what the app shows
+ * in `window.__notifications` (permission granted), and `window.__setHidden(true)` makes the
+ * tab hidden (document.visibilityState, a visibilitychange event), as when the user is in
+ * another tab. */
+function fakeDesktop() {
+  window.__notifications = [];
+  let hidden = false;
+  class RecordingNotification {
+    static permission = "granted";
+    static requestPermission() {
+      return Promise.resolve("granted");
+    }
+    constructor(title, options = {}) {
+      window.__notifications.push({ title, body: options.body, tag: options.tag, hidden });
+    }
+    close() {}
+  }
+  window.Notification = RecordingNotification;
+  Object.defineProperty(Document.prototype, "visibilityState", { configurable: true, get: () => (hidden ? "hidden" : "visible") });
+  Object.defineProperty(Document.prototype, "hidden", { configurable: true, get: () => hidden });
+  window.__setHidden = (h) => {
+    hidden = h;
+    document.dispatchEvent(new Event("visibilitychange"));
+  };
+}
+
+/** A TCP proxy in front of the supernode's client port (TLS passes through untouched): a page
+ * opened at `url` talks to the supernode through it. `cut()` abandons every connection as a
+ * phone that changed networks does: the browser's side is reset at once, the supernode's side
+ * is left open and silent (so the supernode has not noticed yet). `accepted` counts the
+ * connections made through it. */
+async function startProxy(targetUrl) {
+  const target = Number(new URL(targetUrl).port);
+  const live = new Set();
+  const abandoned = [];
+  const proxy = { accepted: 0 };
+  const server = createServer((client) => {
+    proxy.accepted++;
+    const upstream = connect(target, "127.0.0.1");
+    const pair = { client, upstream };
+    live.add(pair);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const close = () => {
+      if (!live.delete(pair)) return;
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on("error", close);
+      s.on("close", close);
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  proxy.url = `https://127.0.0.1:${server.address().port}/`;
+  proxy.cut = () => {
+    for (const pair of [...live]) {
+      live.delete(pair);
+      pair.client.unpipe(pair.upstream);
+      pair.upstream.unpipe(pair.client);
+      pair.upstream.pause();
+      abandoned.push(pair.upstream);
+      pair.client.resetAndDestroy();
+    }
+  };
+  proxy.stop = async () => {
+    for (const pair of live) {
+      pair.client.destroy();
+      pair.upstream.destroy();
+    }
+    for (const s of abandoned) s.destroy();
+    await new Promise((r) => server.close(r));
+  };
+  return proxy;
 }
 
 // ---- the tests ----
@@ -864,6 +1135,307 @@ const tests = {
       const injected = await u.page.locator("#app img, #app b, #app script").count();
       if (injected) fail(`${u.name}: ${injected} elements made from other users' text`);
     }
+  },
+  async "Always relay calls: the call goes through coturn (getStats says relay) and each side hears the other's tone"(_browser, _node) {
+    const dir = mkdtempSync(join(tmpdir(), "peerline-relay-"));
+    const secret = "web-test-turn-secret-0123456789abcdef";
+    const turn = await startCoturn(secret);
+    const config = join(dir, "supernode.toml");
+    writeFileSync(config, `[turn]\nstatic_auth_secret = "${secret}"\nurls = ["turn:127.0.0.1:${turn.port}?transport=udp", "turn:127.0.0.1:${turn.port}?transport=tcp"]\n`);
+    const node = await startSupernode(["--config", config]);
+    const launch = (wav) =>
+      chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, `--use-file-for-fake-audio-capture=${wav}`] });
+    const [ba, bb] = await Promise.all([launch(toneWav(join(dir, "a.wav"), 440)), launch(toneWav(join(dir, "b.wav"), 1000))]);
+    try {
+      const alice = await User.open(ba, node.url, unique("alice"), undefined, recordPeerConnections);
+      const bob = await User.open(bb, node.url, unique("bob"), undefined, recordPeerConnections);
+      for (const u of [alice, bob]) await u.page.evaluate(() => localStorage.setItem("peerline.audio_processing", "0"));
+      await alice.register();
+      await bob.register();
+      await befriend(alice, bob);
+      step("alice turns on Always relay calls");
+      await alice.page.getByRole("button", { name: "Settings", exact: true }).click();
+      await alice.page.getByRole("checkbox", { name: "Always relay calls", exact: false }).check();
+      await alice.page.getByRole("button", { name: "Settings", exact: true }).click();
+      await alice.openChat(bob.name);
+      await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+      await bob.page.getByRole("region", { name: "Call" }).getByRole("button", { name: "Accept", exact: true }).click();
+      step("waiting for the relayed call");
+      for (const u of [alice, bob]) {
+        await waitCall(u, 'section.call[data-phase="connected"][data-path="relay"]');
+        await waitCall(u, 'section.call[data-phase="connected"] meter[data-level="sound"]');
+      }
+      await alice.page.getByRole("region", { name: "Call" }).getByText("· relay", { exact: false }).waitFor();
+      const [aliceHears, bobHears] = await Promise.all([heardFrequency(alice), heardFrequency(bob)]);
+      if (Math.abs(aliceHears - 1000) > 15) fail(`alice should hear bob's 1000 Hz tone through the relay, heard ${aliceHears} Hz`);
+      if (Math.abs(bobHears - 440) > 15) fail(`bob should hear alice's 440 Hz tone through the relay, heard ${bobHears} Hz`);
+      // The browser's own statistics: alice gathered relay candidates only (no address of hers
+      // was offered) and the selected pair goes through coturn's UDP relay port.
+      const a = await callPath(alice);
+      const b = await callPath(bob);
+      step(`alice: ${JSON.stringify(a)}; bob: ${JSON.stringify(b)}`);
+      if (a.policy !== "relay") fail(`alice's peer connection has iceTransportPolicy ${a.policy}, not relay`);
+      if (a.localTypes.join() !== "relay") fail(`alice gathered ${a.localTypes.join(", ")} candidates; with Always relay calls only relay ones`);
+      if (a.local !== "relay" || a.relayProtocol !== "udp") fail(`alice's selected pair is not through the relay: ${JSON.stringify(a)}`);
+      if (b.remote !== "relay") fail(`bob's selected pair does not lead to alice's relay address: ${JSON.stringify(b)}`);
+      if (a.bytesReceived < 10_000 || a.bytesSent < 10_000) fail(`little media on alice's relayed pair: ${JSON.stringify(a)}`);
+      // coturn itself saw alice's allocation, with her short-lived REST username.
+      await screenshot(alice, "in-call-relay");
+      await alice.page.getByRole("button", { name: "Hang up", exact: true }).click();
+      await bob.page.getByRole("region", { name: "Call" }).getByText("Call ended: hung up").waitFor();
+      // coturn itself relayed the media of alice's allocation (her short-lived REST username)
+      // to and from bob, both ways: it logs that when the allocation closes, at the hang-up.
+      const relayed = () => peerUsage(turn.log(), alice.name);
+      await waitFor(() => relayed()?.rb >= 10_000 && relayed()?.sb >= 10_000, `coturn to relay the call both ways`).catch((e) => {
+        const lines = turn.log().split("\n").filter((l) => l.includes("usage") || l.includes("closed"));
+        fail(`${e.message} (${JSON.stringify(relayed())}); coturn's log:\n${lines.slice(-20).join("\n")}`);
+      });
+      step(`coturn relayed ${JSON.stringify(relayed())}`);
+      // The call history says the call went through a relay.
+      const entry = await historyEntry(alice, '[data-direction="outgoing"][data-path="relay"]');
+      await entry.getByText("through a relay", { exact: false }).waitFor();
+      for (const u of [alice, bob]) if (u.errors.length) fail(`${u.name}: page errors: ${u.errors.join("; ")}`);
+    } finally {
+      await Promise.all([ba.close(), bb.close()]);
+      await node.stop();
+      await turn.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+
+  async "a relayed call survives its relay dying: the caller restarts ICE on a new relay, the tones come back"(_browser, _node) {
+    const dir = mkdtempSync(join(tmpdir(), "peerline-restart-"));
+    const secret = "web-test-turn-secret-0123456789abcdef";
+    let turn = await startCoturn(secret);
+    const config = join(dir, "supernode.toml");
+    writeFileSync(config, `[turn]\nstatic_auth_secret = "${secret}"\nurls = ["turn:127.0.0.1:${turn.port}?transport=udp"]\n`);
+    const node = await startSupernode(["--config", config]);
+    const launch = (wav) =>
+      chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, `--use-file-for-fake-audio-capture=${wav}`] });
+    const [ba, bb] = await Promise.all([launch(toneWav(join(dir, "a.wav"), 440)), launch(toneWav(join(dir, "b.wav"), 1000))]);
+    try {
+      const alice = await User.open(ba, node.url, unique("alice"), undefined, recordPeerConnections);
+      const bob = await User.open(bb, node.url, unique("bob"), undefined, recordPeerConnections);
+      for (const u of [alice, bob]) await u.page.evaluate(() => localStorage.setItem("peerline.audio_processing", "0"));
+      // Alice's calls go through the relay only (what "Always relay calls" stores).
+      await alice.page.evaluate(() => localStorage.setItem("peerline.relay_only", "1"));
+      await alice.register();
+      await bob.register();
+      await befriend(alice, bob);
+      await alice.openChat(bob.name);
+      await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+      await bob.page.getByRole("region", { name: "Call" }).getByRole("button", { name: "Accept", exact: true }).click();
+      for (const u of [alice, bob]) await waitCall(u, 'section.call[data-phase="connected"][data-path="relay"] meter[data-level="sound"]');
+      const before = await callPath(alice);
+      if (before.local !== "relay") fail(`alice's call is not relayed: ${JSON.stringify(before)}`);
+
+      step(`the relay dies (alice's relay address was ${before.localAddress}); a new one starts on the same port`);
+      await turn.crash();
+      await turn.stop();
+      turn = await startCoturn(secret, turn.port);
+      // Alice (the caller) restarts ICE; bob answers the restart; the call goes on, relayed.
+      const back = (u) => u.page.locator('section.call[data-phase="connected"][data-path="relay"]:not([data-reconnecting]):not([data-restarts="0"])');
+      for (const u of [alice, bob]) await back(u).waitFor({ timeout: 60_000 });
+      const after = await callPath(alice);
+      step(`restarted ${await back(alice).getAttribute("data-restarts")} time(s): alice now on ${after.localAddress}`);
+      if (after.local !== "relay" || after.localAddress === before.localAddress) fail(`alice's media did not move to a new relay allocation: ${JSON.stringify(after)}`);
+      const [aliceHears, bobHears] = await Promise.all([heardFrequency(alice), heardFrequency(bob)]);
+      if (Math.abs(aliceHears - 1000) > 15) fail(`after the restart alice should hear bob's 1000 Hz, heard ${aliceHears} Hz`);
+      if (Math.abs(bobHears - 440) > 15) fail(`after the restart bob should hear alice's 440 Hz, heard ${bobHears} Hz`);
+      await alice.page.getByRole("button", { name: "Hang up", exact: true }).click();
+      await bob.page.getByRole("region", { name: "Call" }).getByText("Call ended: hung up").waitFor();
+      // The new relay carried the call after the restart.
+      const relayed = () => peerUsage(turn.log(), alice.name);
+      await waitFor(() => relayed()?.rb >= 5_000 && relayed()?.sb >= 5_000, "the new relay to carry the call both ways");
+      step(`the new relay carried ${JSON.stringify(relayed())}`);
+      for (const u of [alice, bob]) if (u.errors.length) fail(`${u.name}: page errors: ${u.errors.join("; ")}`);
+    } finally {
+      await Promise.all([ba.close(), bb.close()]);
+      await node.stop();
+      await turn.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+
+  async "an answered call outlives a lost supernode connection: the browser reconnects and takes it over (call_resume)"(browser, node) {
+    const proxy = await startProxy(node.url);
+    try {
+      const alice = await User.open(browser, proxy.url, unique("alice"));
+      const bob = await User.open(browser, node.url, unique("bob"));
+      await alice.register();
+      await bob.register();
+      await befriend(alice, bob);
+      await alice.openChat(bob.name);
+      await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+      await bob.page.getByRole("region", { name: "Call" }).getByRole("button", { name: "Accept", exact: true }).click();
+      for (const u of [alice, bob]) await waitCall(u, 'section.call[data-phase="connected"][data-path="direct"] meter[data-level="sound"]');
+
+      step("alice's connection to the supernode is cut (the supernode does not notice)");
+      const before = proxy.accepted;
+      await proxy.cut();
+      // Alice logs in again through a new connection and takes the call over; the media went on
+      // peer to peer meanwhile.
+      await waitFor(() => proxy.accepted > before, "alice to reconnect");
+      await alice.page.locator('nav li.entry[data-presence="online"]').first().waitFor();
+      const resumed = 'section.call[data-phase="connected"]:not([data-resuming])';
+      await waitCall(alice, resumed);
+      await waitCall(alice, `${resumed} meter[data-level="sound"]`);
+      await waitCount(alice.page.getByRole("alert").getByText("Connection lost", { exact: false }), 0, "the connection-lost banner after the reconnect");
+      // Bob's call never ended; alice's hang-up reaches him through her new connection.
+      await waitCall(bob, 'section.call[data-phase="connected"] meter[data-level="sound"]');
+      await alice.page.getByRole("button", { name: "Hang up", exact: true }).click();
+      await bob.page.getByRole("region", { name: "Call" }).getByText("Call ended: hung up").waitFor();
+      for (const u of [alice, bob]) if (u.errors.length) fail(`${u.name}: page errors: ${u.errors.join("; ")}`);
+    } finally {
+      await proxy.stop();
+    }
+  },
+
+  async "the call history lists outgoing, incoming, missed and declined calls with their duration, on each side"(browser, node) {
+    const alice = await User.open(browser, node.url, unique("alice"));
+    const bob = await User.open(browser, node.url, unique("bob"));
+    await alice.register("Alice");
+    await bob.register("Bob");
+    await befriend(alice, bob);
+    await alice.openChat(bob.name);
+    const aliceCall = alice.page.getByRole("region", { name: "Call" });
+    const bobCall = bob.page.getByRole("region", { name: "Call" });
+
+    step("an answered call of at least 2 s, which bob hangs up");
+    await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+    await bobCall.getByRole("button", { name: "Accept", exact: true }).click();
+    await aliceCall.getByText(/Connected 0:0[2-9]/).waitFor();
+    await bob.page.getByRole("button", { name: "Hang up", exact: true }).click();
+    await aliceCall.getByText("Call ended: hung up").waitFor();
+    await aliceCall.getByRole("button", { name: "Close", exact: true }).click();
+    await bobCall.getByRole("button", { name: "Close", exact: true }).click();
+
+    step("a call alice gives up while it rings: missed for bob");
+    await alice.openChat(bob.name);
+    await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+    await bobCall.getByText("Incoming call").waitFor();
+    await aliceCall.getByText("Ringing…").waitFor();
+    await alice.page.getByRole("button", { name: "Hang up", exact: true }).click();
+    await bobCall.getByText("Call ended: cancelled").waitFor();
+    await aliceCall.getByRole("button", { name: "Close", exact: true }).click();
+    await bobCall.getByRole("button", { name: "Close", exact: true }).click();
+
+    step("a call bob declines");
+    await alice.openChat(bob.name);
+    await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+    await bobCall.getByRole("button", { name: "Decline", exact: true }).click();
+    await aliceCall.getByText("Call ended: declined").waitFor();
+
+    step("alice's history");
+    const answered = await historyEntry(alice, '[data-direction="outgoing"][data-reason="hung_up"][data-path="direct"]');
+    const seconds = Number(await answered.getAttribute("data-seconds"));
+    if (!(seconds >= 2 && seconds < 60)) fail(`alice's answered call lasted ${seconds} s in the history`);
+    await answered.getByText(`0:0${seconds}`, { exact: false }).waitFor();
+    await answered.getByText("Outgoing").waitFor();
+    await answered.getByText("they hung up", { exact: false }).waitFor();
+    const cancelled = await historyEntry(alice, '[data-direction="outgoing"][data-reason="cancelled_here"]');
+    if ((await cancelled.getAttribute("data-seconds")) !== null) fail("a cancelled call has a duration in the history");
+    await historyEntry(alice, '[data-direction="outgoing"][data-reason="declined"]');
+    await waitCount(alice.page.locator(".history li.logged"), 3, "alice's calls in her history");
+    await screenshot(alice, "call-history");
+
+    step("bob's history");
+    const incoming = await historyEntry(bob, '[data-direction="incoming"][data-reason="hung_up_here"][data-path="direct"]');
+    const bobSeconds = Number(await incoming.getAttribute("data-seconds"));
+    if (Math.abs(bobSeconds - seconds) > 1) fail(`the same call lasted ${seconds} s for alice and ${bobSeconds} s for bob`);
+    await incoming.getByText("Incoming").waitFor();
+    const missed = await historyEntry(bob, '[data-direction="missed"]');
+    await missed.getByText("Missed").waitFor();
+    await missed.getByText("Alice", { exact: true }).waitFor();
+    await historyEntry(bob, '[data-direction="incoming"][data-reason="declined_here"]');
+    await waitCount(bob.page.locator(".history li.logged"), 3, "bob's calls in his history");
+    // Newest first: the declined call, then the missed one, then the answered one.
+    const order = await bob.page.locator(".history li.logged").evaluateAll((els) => els.map((e) => e.dataset.reason));
+    if (order.join() !== "declined_here,missed,hung_up_here") fail(`bob's history is not newest first: ${order.join(", ")}`);
+    for (const u of [alice, bob]) if (u.errors.length) fail(`${u.name}: page errors: ${u.errors.join("; ")}`);
+  },
+
+  async "a refused microphone or no microphone is said in words, on either side of a call"(browser, node) {
+    const [denied, none] = await Promise.all([launchWithoutMicPermission(), launchWithoutMicrophone()]);
+    try {
+      const alice = await User.open(browser, node.url, unique("alice"));
+      const dora = await User.open(denied, node.url, unique("dora"));
+      const nico = await User.open(none, node.url, unique("nico"));
+      for (const u of [alice, dora, nico]) await u.register();
+      await befriend(dora, alice);
+      await befriend(nico, alice);
+
+      step("dora, who refused the microphone, calls");
+      await dora.openChat(alice.name);
+      await dora.page.getByRole("button", { name: "Call", exact: true }).click();
+      await dora.page.getByRole("region", { name: "Call" }).getByText("Call ended: Microphone permission denied: allow the microphone for this site to call.").waitFor();
+      // Nothing rang: the call stopped before the invite.
+      await waitCount(alice.page.getByRole("region", { name: "Call" }), 0, "a call screen at alice for dora's call without a microphone");
+      await screenshot(dora, "microphone-denied");
+
+      step("nico, who has no microphone, calls");
+      await nico.openChat(alice.name);
+      await nico.page.getByRole("button", { name: "Call", exact: true }).click();
+      await nico.page.getByRole("region", { name: "Call" }).getByText("Call ended: No microphone found: connect one to call.").waitFor();
+      await waitCount(alice.page.getByRole("region", { name: "Call" }), 0, "a call screen at alice for nico's call without a microphone");
+
+      step("alice calls dora, who accepts without a microphone");
+      await alice.openChat(dora.name);
+      await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+      await dora.page.getByRole("region", { name: "Call" }).getByRole("button", { name: "Accept", exact: true }).click();
+      await dora.page.getByRole("region", { name: "Call" }).getByText("Microphone permission denied", { exact: false }).waitFor();
+      // The caller hears why: dora's device cannot take calls (call_decline, no_audio_device).
+      await alice.page.getByRole("region", { name: "Call" }).getByText("Call ended: the other device has no microphone or speaker").waitFor();
+      await alice.page.getByRole("button", { name: "Close", exact: true }).click();
+
+      step("alice calls nico, who accepts without a microphone");
+      await alice.openChat(nico.name);
+      await alice.page.getByRole("button", { name: "Call", exact: true }).click();
+      await nico.page.getByRole("region", { name: "Call" }).getByRole("button", { name: "Accept", exact: true }).click();
+      await nico.page.getByRole("region", { name: "Call" }).getByText("No microphone found", { exact: false }).waitFor();
+      await alice.page.getByRole("region", { name: "Call" }).getByText("Call ended: the other device has no microphone or speaker").waitFor();
+      for (const u of [alice, dora, nico]) if (u.errors.length) fail(`${u.name}: page errors: ${u.errors.join("; ")}`);
+    } finally {
+      await Promise.all([denied.close(), none.close()]);
+    }
+  },
+
+  async "desktop notifications for messages and calls while the tab is hidden, none while it is seen"(browser, node) {
+    const alice = await User.open(browser, node.url, unique("alice"), undefined, fakeDesktop);
+    const bob = await User.open(browser, node.url, unique("bob"));
+    await alice.register("Alice");
+    await bob.register("Bob <b>Builder</b>");
+    await befriend(bob, alice);
+    await alice.page.getByRole("button", { name: "Settings", exact: true }).click();
+    await alice.page.getByRole("button", { name: "Enable notifications", exact: true }).click();
+    await alice.page.getByText("Notifications are on.").waitFor();
+    await alice.page.getByRole("button", { name: "Settings", exact: true }).click();
+    const notes = () => alice.page.evaluate(() => window.__notifications);
+
+    step("a message while alice looks at the tab: no notification");
+    await bob.openChat(alice.name);
+    await bob.send("seen in the tab");
+    await alice.contact(bob.name).locator('[data-unread="1"]').waitFor();
+    if ((await notes()).length) fail(`a notification while the tab was visible: ${JSON.stringify(await notes())}`);
+
+    step("alice switches to another tab; a message, then a call");
+    await alice.page.evaluate(() => window.__setHidden(true));
+    await bob.send("while you were elsewhere <script>alert(1)</script>");
+    let got = [];
+    const deadline = Date.now() + WAIT;
+    while (Date.now() < deadline && (got = await notes()).length < 1) await new Promise((r) => setTimeout(r, 50));
+    const message = got[0];
+    if (!message || message.title !== "Bob <b>Builder</b>" || message.body !== "while you were elsewhere <script>alert(1)</script>" || !message.hidden) {
+      fail(`the message notification: ${JSON.stringify(got)}`);
+    }
+    await bob.page.getByRole("button", { name: "Call", exact: true }).click();
+    const ring = alice.page.getByRole("region", { name: "Call" });
+    await ring.getByText("Incoming call").waitFor();
+    while (Date.now() < deadline + WAIT && (got = await notes()).length < 2) await new Promise((r) => setTimeout(r, 50));
+    if (got.length !== 2 || got[1].title !== "Bob <b>Builder</b>" || got[1].body !== "Incoming call") fail(`the call notification: ${JSON.stringify(got)}`);
+    await ring.getByRole("button", { name: "Decline", exact: true }).click();
+    await bob.page.getByRole("region", { name: "Call" }).getByText("Call ended: declined").waitFor();
+    if (alice.dialogs.length || bob.dialogs.length) fail(`dialogs opened: ${[...alice.dialogs, ...bob.dialogs].join(", ")}`);
   },
 };
 
