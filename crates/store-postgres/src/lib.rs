@@ -23,9 +23,11 @@ mod contacts;
 mod decode;
 mod devices;
 mod error;
+mod import;
 mod messages;
 mod missed_calls;
 mod schema;
+mod token_login;
 
 use std::time::Duration;
 
@@ -493,6 +495,33 @@ impl Store for PostgresStore {
     async fn purge_call_log_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
         error::delete_batch(&self.pool, call_log::PURGE, cutoff, limit, "purging old call log")
             .await
+    }
+
+    async fn user_ids(&self, usernames: &[String]) -> StoreResult<Vec<(String, UserId)>> {
+        import::user_ids(&self.pool, usernames).await
+    }
+
+    async fn import_accounts(
+        &self,
+        accounts: &[peerline_store::ImportAccount],
+        now: TimestampMs,
+    ) -> StoreResult<Vec<Option<peerline_store::ImportedAccount>>> {
+        import::import_accounts(&self.pool, accounts, now).await
+    }
+
+    async fn import_contacts(
+        &self,
+        pairs: &[(UserId, UserId)],
+        now: TimestampMs,
+    ) -> StoreResult<u64> {
+        import::import_contacts(&self.pool, pairs, now).await
+    }
+
+    async fn token_login(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<peerline_store::TokenLogin>> {
+        token_login::read(&self.pool, token_hash).await
     }
 }
 

@@ -70,6 +70,9 @@ const SUITE: &[&str] = &[
     "set_call_path_only_own_record",
     "call_log_ids_not_reused_after_purge",
     "purge_call_log_in_batches",
+    "import_accounts_stores_what_registration_and_login_store",
+    "import_contacts_stores_accepted_pairs",
+    "token_login_reads_session_account_and_device",
 ];
 
 /// Every conformance test, each on a fresh database of one server.

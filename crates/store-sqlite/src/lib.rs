@@ -16,9 +16,11 @@ mod call_log;
 mod contacts;
 mod decode;
 mod devices;
+mod import;
 mod messages;
 mod missed_calls;
 mod schema;
+mod token_login;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -102,8 +104,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
 
+        // No ping before each use: a connection is a file handle in this process, not a socket
+        // that can go stale, and the ping is one more hand-off to the connection's worker thread
+        // on every statement (sqlx still pings each one as it goes back to the pool).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone().create_if_missing(true))
             .await
             .map_err(|e| StoreError::Backend(format!("opening database {shown}: {e}")))?;
@@ -119,6 +125,7 @@ impl SqliteStore {
 
         let reader = match SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options.create_if_missing(false))
             .await
         {
@@ -442,6 +449,33 @@ impl Store for SqliteStore {
     async fn purge_call_log_before(&self, cutoff: TimestampMs, limit: u32) -> StoreResult<u64> {
         decode::delete_batch(&self.writer, call_log::PURGE, cutoff, limit, "purging old call log")
             .await
+    }
+
+    async fn user_ids(&self, usernames: &[String]) -> StoreResult<Vec<(String, UserId)>> {
+        import::user_ids(&self.reader, usernames).await
+    }
+
+    async fn import_accounts(
+        &self,
+        accounts: &[peerline_store::ImportAccount],
+        now: TimestampMs,
+    ) -> StoreResult<Vec<Option<peerline_store::ImportedAccount>>> {
+        import::import_accounts(&self.writer, accounts, now).await
+    }
+
+    async fn import_contacts(
+        &self,
+        pairs: &[(UserId, UserId)],
+        now: TimestampMs,
+    ) -> StoreResult<u64> {
+        import::import_contacts(&self.writer, pairs, now).await
+    }
+
+    async fn token_login(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<peerline_store::TokenLogin>> {
+        token_login::read(&self.reader, token_hash).await
     }
 }
 

@@ -294,6 +294,57 @@ pub struct UserHit {
     pub display_name: String,
 }
 
+/// Accounts one [`Store::import_accounts`] call should take at most: one transaction of a few
+/// thousand rows, short enough not to hold a database's writer for long.
+pub const IMPORT_BATCH_ACCOUNTS: usize = 1_000;
+
+/// Pairs one [`Store::import_contacts`] call should take at most (PostgreSQL takes one advisory
+/// lock per pair in the transaction, and its lock table is shared by every session).
+pub const IMPORT_BATCH_PAIRS: usize = 1_000;
+
+/// A device of an account being imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportDevice {
+    /// Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Name, as a login would have stored it (no control characters, at most 64 characters).
+    pub name: String,
+}
+
+/// A session of an account being imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSession {
+    /// SHA-256 of the token's text.
+    pub token_hash: [u8; 32],
+    /// The device it is bound to: an index into the account's [`ImportAccount::devices`].
+    pub device: usize,
+    /// After this the token is refused.
+    pub expires_at: TimestampMs,
+}
+
+/// An account to import with its devices and sessions, as a registration and logins would have
+/// stored them.
+#[derive(Debug, Clone)]
+pub struct ImportAccount {
+    /// The account (canonical username, validated display name, Argon2id PHC string).
+    pub account: NewAccount,
+    /// Its devices, distinct keys.
+    pub devices: Vec<ImportDevice>,
+    /// Its sessions.
+    pub sessions: Vec<ImportSession>,
+}
+
+/// What [`Store::import_accounts`] created for one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedAccount {
+    /// The new account's id.
+    pub id: UserId,
+    /// Its canonical username.
+    pub username: String,
+    /// The ids its devices got, in the order of [`ImportAccount::devices`].
+    pub device_ids: Vec<DeviceId>,
+}
+
 /// Durable state of a supernode. All methods are atomic; a returned `Ok` means durable.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -546,4 +597,57 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and releases the backend at shutdown. Calls after it fail with `Backend`.
     async fn close(&self) {}
+
+    // ---- bulk import (an operator's `peerline-supernode import`, the load generator) ----
+
+    /// The ids of those `usernames` (canonical) that are accounts, in no particular order;
+    /// names without an account are left out.
+    async fn user_ids(&self, usernames: &[String]) -> StoreResult<Vec<(String, UserId)>>;
+
+    /// Creates accounts with their devices and sessions in one transaction, storing exactly
+    /// what [`Store::create_account`], [`Store::upsert_device`] and [`Store::create_session`]
+    /// would (online, discoverable, `created_at`/`last_seen_at` = `now`; device ids drawn and
+    /// retired as `upsert_device` draws them). An account whose username exists already (in any
+    /// letter case) is skipped with its devices and sessions: `None` in its place of the result.
+    ///
+    /// Usernames must be distinct within `accounts` and every session's `device` must index one
+    /// of its account's devices; otherwise, or if any row cannot be written, nothing is written
+    /// and the error is `Backend`. Take at most [`IMPORT_BATCH_ACCOUNTS`] per call.
+    async fn import_accounts(
+        &self,
+        accounts: &[ImportAccount],
+        now: TimestampMs,
+    ) -> StoreResult<Vec<Option<ImportedAccount>>>;
+
+    /// Makes each pair mutual contacts in one transaction: both rows `accepted` without a
+    /// greeting, as [`Store::write_contact_pair`] with two accepted sides would (whatever the
+    /// rows were), each pair with a version of its own. `(a, b)` and `(b, a)` are the same
+    /// pair and written once. Returns how many pairs were written. A pair of an account with
+    /// itself or with an unknown id is a `Backend` error and nothing is written. Take at most
+    /// [`IMPORT_BATCH_PAIRS`] per call.
+    async fn import_contacts(
+        &self,
+        pairs: &[(UserId, UserId)],
+        now: TimestampMs,
+    ) -> StoreResult<u64>;
+
+    // ---- token login ----
+
+    /// The session with this token hash together with its account and the device it was issued
+    /// to, in one read: what [`Store::session`], [`Store::account_by_id`] and [`Store::devices`]
+    /// would say between them, for the reconnect path, where each round trip to the backend
+    /// counts. `None` if no session has this hash (or its device does not belong to its
+    /// account). Expired sessions are returned too: the caller checks `expires_at`.
+    async fn token_login(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenLogin>>;
+}
+
+/// What a token login needs to know, read at once by [`Store::token_login`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLogin {
+    /// The session, found by its token hash.
+    pub session: SessionRecord,
+    /// The session's account.
+    pub account: Account,
+    /// The device the session was issued to (one of the account's).
+    pub device: Device,
 }

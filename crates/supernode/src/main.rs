@@ -1,5 +1,6 @@
 //! `peerline-supernode`: parse flags and config, start the server, reload its TLS certificate
-//! on SIGHUP, stop on SIGTERM/SIGINT. Also prints shell completions and its man page.
+//! on SIGHUP, stop on SIGTERM/SIGINT. Also prints shell completions and its man page, and imports
+//! accounts and contacts in bulk (`import`).
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -10,6 +11,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 use peerline_supernode::tls::TlsReloader;
 use peerline_supernode::{Config, Supernode};
 use tracing_subscriber::EnvFilter;
+
+/// `peerline-supernode import`: bulk provisioning of accounts and contacts.
+mod import;
 
 /// A Peerline supernode: lets users register, log in, find one another, see each other's
 /// presence and exchange instant messages. Calls never pass through it.
@@ -89,6 +93,86 @@ enum Command {
     /// Print the man page (roff), e.g. `peerline-supernode manpage | man -l -`.
     #[command(hide = true)]
     Manpage,
+    /// Import accounts (with devices and session tokens) and accepted contact pairs from a JSON
+    /// Lines file into the configured store (SQLite in the data dir, or the cluster's
+    /// PostgreSQL); see docs/operations.md for the format. Every line is checked first: any
+    /// problem is listed with its line number and nothing is written.
+    Import(ImportArgs),
+}
+
+/// `import`'s options.
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// The JSON Lines file, or `-` for standard input.
+    file: PathBuf,
+    /// Check every line (and the store: existing usernames, contacts that must exist) and say
+    /// what would be imported, without writing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// What to do about a username that is already an account: skip it (its contact pairs are
+    /// still written) and count it, or fail before writing anything.
+    #[arg(long, value_enum, default_value = "fail")]
+    existing: import::Existing,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Batches (1,000 accounts, or 1,000 contact pairs, each one transaction) written at once;
+    /// more than one helps PostgreSQL, SQLite writes one at a time anyway.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
+    /// TOML config file, as for serving (overrides the one before `import`).
+    #[arg(long = "config", value_name = "CONFIG")]
+    import_config: Option<PathBuf>,
+    /// Data dir, as for serving (overrides the one before `import`).
+    #[arg(long = "data-dir", value_name = "DATA_DIR")]
+    import_data_dir: Option<PathBuf>,
+    /// PostgreSQL URL, as for serving (overrides the one before `import`).
+    #[arg(long = "database-url", value_name = "DATABASE_URL")]
+    import_database_url: Option<String>,
+}
+
+/// Runs `import`: the same config, data dir and database as serving would use.
+async fn run_import(mut args: Args, import_args: ImportArgs) -> anyhow::Result<()> {
+    if let Some(v) = import_args.import_config {
+        args.config = Some(v);
+    }
+    if let Some(v) = import_args.import_data_dir {
+        args.data_dir = Some(v);
+    }
+    if let Some(v) = import_args.import_database_url {
+        args.database_url = Some(v);
+    }
+    let (config, _) = args.into_config()?;
+    config.validate()?;
+    // Warnings of the store (a failed checkpoint) on stderr, nothing chattier.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    let options = import::ImportOptions {
+        dry_run: import_args.dry_run,
+        existing: import_args.existing,
+        progress: std::io::stderr().is_terminal(),
+        jobs: import_args.jobs as usize,
+    };
+    let path = &import_args.file;
+    let report = if path.as_os_str() == "-" {
+        let input = std::io::BufReader::new(std::io::stdin());
+        import::run(&config, input, None, &options).await?
+    } else {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("opening the import file {}", path.display()))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        let input = std::io::BufReader::with_capacity(1 << 20, file);
+        import::run(&config, input, len, &options).await?
+    };
+    let text = if import_args.json {
+        serde_json::to_string(&report).context("encoding the report")?
+    } else {
+        report.to_string()
+    };
+    write_stdout(format!("{text}\n").as_bytes())
 }
 
 impl Args {
@@ -171,6 +255,7 @@ fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Manpage => {
             clap_mangen::Man::new(cli).render(&mut out).context("rendering the man page")?;
         }
+        Command::Import(_) => anyhow::bail!("import runs on the async runtime"),
     }
     write_stdout(&out)
 }
@@ -222,6 +307,9 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if let Some(command) = args.command.take() {
+        if let Command::Import(import_args) = command {
+            return run_import(args, import_args).await;
+        }
         return run_command(command);
     }
     let (config, print_config) = args.into_config()?;

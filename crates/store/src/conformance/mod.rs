@@ -17,7 +17,9 @@ mod call_log;
 mod contacts;
 mod device_ids;
 mod directory;
+mod import;
 mod messages;
+mod token_login;
 
 use std::future::Future;
 
@@ -25,7 +27,9 @@ pub use call_log::*;
 pub use contacts::*;
 pub use device_ids::*;
 pub use directory::*;
+pub use import::*;
 pub use messages::*;
+pub use token_login::*;
 
 use crate::{
     Account, ContactEntry, ContactRow, ContactSide, ContactState, MessageId, NewAccount,
@@ -91,6 +95,9 @@ macro_rules! __with_conformance_tests {
             set_call_path_only_own_record,
             call_log_ids_not_reused_after_purge,
             purge_call_log_in_batches,
+            import_accounts_stores_what_registration_and_login_store,
+            import_contacts_stores_accepted_pairs,
+            token_login_reads_session_account_and_device,
         }
     };
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use peerline_store::NewAccount;
+use peerline_store::{NewAccount, TokenLogin};
 use peerline_supernode_core::{Link, OnlineLogin};
 use peerline_wire::{
     ChannelBinding, DeviceInfo, EndReason, ErrorBody, ErrorCode, Login, PROTOCOL_VERSION, Profile,
@@ -234,21 +234,15 @@ impl Session {
                     ErrorBody::new(ErrorCode::InvalidToken)
                 };
                 let hash = token_hash(&token);
-                let session = db(store.session(&hash).await)?;
-                let Some(session) = session.filter(|s| s.expires_at > now) else {
-                    return Err(bad_token());
-                };
-                let Some(account) = db(store.account_by_id(session.user_id).await)?
-                    .filter(|a| a.username == username)
-                else {
-                    return Err(bad_token());
-                };
-                // A token only works with the device key it was issued to.
-                let devices = db(store.devices(account.id).await)?;
-                let Some(device) = devices
-                    .into_iter()
-                    .find(|d| d.id == session.device_id && d.public_key == key_bytes)
-                else {
+                // One read for the session, its account and its device: every round trip to
+                // the store is paid again by every reconnecting client.
+                let found = db(store.token_login(&hash).await)?;
+                let Some(TokenLogin { account, device, .. }) = found.filter(|t| {
+                    t.session.expires_at > now
+                        && t.account.username == username
+                        // A token only works with the device key it was issued to.
+                        && t.device.public_key == key_bytes
+                }) else {
                     return Err(bad_token());
                 };
                 (account, token, hash, false, Some(device))
