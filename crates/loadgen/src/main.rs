@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use peerline_loadgen::dial::Dialer;
 use peerline_loadgen::source_addrs::SourceAddrs;
 use peerline_loadgen::state_file::StateFile;
-use peerline_loadgen::{calls, hold, login, procfs, register, seed, storm};
+use peerline_loadgen::{calls, hold, login, procfs, register, run, seed, storm};
 use serde::Serialize;
 
 /// The password `register` gives every load-test user.
@@ -63,10 +63,58 @@ enum Command {
     /// each; thousands per second) and add them to the state file, for `storm` and `hold`
     /// without an hour of Argon2. Their logins stay real token logins.
     Seed(SeedArgs),
+    /// Create N users, each with a device key, a session token and 20 accepted contacts (the
+    /// roster ring), through the operator's bulk path: write a `peerline-supernode import` file
+    /// and run the import (SQLite data dir, or a cluster's PostgreSQL), or only write the file
+    /// with --import-file. Tokens and device keys go to the state file.
+    Provision(ProvisionArgs),
     /// Connect saved users as light clients (the real client's failover policy) spread over the
     /// given supernodes, wait while one supernode is killed, and report how long the clients it
     /// dropped took to be back online elsewhere (50/90/99/100 %), optionally as CSV and PNG.
     Storm(StormArgs),
+    /// STUN Binding requests at a target rate against any STUN server on this machine (the
+    /// supernode's responder, coturn...), from several UDP sockets: sent, answered, lost and
+    /// wrong answers, latency percentiles, and with --server-pid the server's responses per
+    /// second per core of CPU.
+    Stun(StunArgs),
+    /// Log saved users in at a target rate from several worker processes, hold them with
+    /// heartbeats and background activity (messages to contacts, status changes, searches,
+    /// call-signaling exchanges), and report the latency of every request kind (p50, p99,
+    /// p99.9, max) and the supernodes' memory per user and CPU.
+    Run(RunArgs),
+    /// One worker process of `run` (started by `run`; its plan comes on stdin).
+    #[command(hide = true)]
+    RunWorker,
+}
+
+#[derive(Debug, Args)]
+struct StunArgs {
+    /// The STUN server, HOST:PORT on this machine (e.g. 127.0.0.1:3478).
+    #[arg(long)]
+    server: String,
+    /// Binding requests per second, over all sockets.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// UDP sockets, each on the next source address of --source-ips.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4_096))]
+    sockets: u32,
+    /// Sending threads (the sockets are shared out among them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
+    /// Source addresses, FIRST-LAST in 127.0.0.0/8, one per socket round robin (an IPv6
+    /// server is asked from ::1).
+    #[arg(long, default_value = "127.0.1.1-127.0.4.254")]
+    source_ips: SourceAddrs,
+    /// The server's process id: its CPU time is read before and after, for responses per
+    /// second per core.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Seconds to wait for the last answers once sending stops.
+    #[arg(long, default_value_t = 1.0)]
+    drain: f64,
 }
 
 /// Where to connect and from where.
@@ -245,6 +293,44 @@ struct SeedArgs {
 }
 
 #[derive(Debug, Args)]
+struct ProvisionArgs {
+    /// How many users.
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    users: u32,
+    /// Username prefix.
+    #[arg(long, default_value = "load")]
+    prefix: String,
+    /// Number of the first user.
+    #[arg(long, default_value_t = 0)]
+    first: usize,
+    /// The password every user gets.
+    #[arg(long, default_value = DEFAULT_PASSWORD)]
+    user_password: String,
+    /// State file to add tokens and device keys to.
+    #[arg(long)]
+    state: PathBuf,
+    /// Only write the import file here (for `peerline-supernode import`); import nothing.
+    #[arg(long, conflicts_with_all = ["supernode_bin", "config", "data_dir", "database_url", "keep_file"])]
+    import_file: Option<PathBuf>,
+    /// Keep the import file here after importing it.
+    #[arg(long)]
+    keep_file: Option<PathBuf>,
+    /// The `peerline-supernode` binary that imports [default: next to this program].
+    #[arg(long)]
+    supernode_bin: Option<PathBuf>,
+    /// The supernode's config file (passed to `import`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The supernode's data dir (SQLite; passed to `import`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The cluster's database, `postgres://USER@127.0.0.1:PORT/DATABASE` (loopback only; passed
+    /// to `import`).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 struct StormArgs {
     /// A supernode of the network, `wss://127.0.0.1:PORT` (loopback only); repeat for each.
     /// User `i` is given the `i`th, round robin, and learns the others at login.
@@ -281,6 +367,72 @@ struct StormArgs {
     /// Write the recovery curve as a PNG plot.
     #[arg(long)]
     png: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A supernode, `wss://127.0.0.1:PORT` (loopback only); repeat for each. User `i` is given
+    /// the `i`th, round robin, and learns the others at login.
+    #[arg(long = "supernode", required = true)]
+    supernodes: Vec<String>,
+    /// Source addresses, FIRST-LAST in 127.0.0.0/8, split between the workers (each source
+    /// address has about 28,000 ephemeral ports).
+    #[arg(long, default_value = "127.0.1.1-127.0.4.254")]
+    source_ips: SourceAddrs,
+    /// State file written by `register`, `seed` or `provision`.
+    #[arg(long)]
+    state: PathBuf,
+    /// How many users (the first N saved users after --skip).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    users: u32,
+    /// Skip this many saved users.
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Users in the contact ring of `provision` (user i's contacts are i±1..i±10 modulo this);
+    /// default: every user of the state file.
+    #[arg(long)]
+    roster_size: Option<usize>,
+    /// Worker processes (a process may hold about 19,900 connections); default: one per
+    /// 15,000 users.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: Option<u32>,
+    /// Logins started per second, in total.
+    #[arg(long, default_value_t = 500.0)]
+    login_rate: f64,
+    /// Seconds a started login may take (with the real client's retries) before it counts as
+    /// failed.
+    #[arg(long, default_value_t = 120)]
+    login_timeout_secs: u64,
+    /// Seconds to hold the users once all have logged in (at most a day).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    hold: u64,
+    /// Seconds between a user's pings (the supernode closes a connection silent for its
+    /// `heartbeat_timeout_secs`; the client pings at least every third of that).
+    #[arg(long, default_value_t = 30.0)]
+    heartbeat: f64,
+    /// Messages per second, in total, each to a contact of the sender.
+    #[arg(long, default_value_t = 0.0)]
+    message_rate: f64,
+    /// Status changes (online, away, busy) per second, in total.
+    #[arg(long, default_value_t = 0.0)]
+    presence_rate: f64,
+    /// Directory searches per second, in total.
+    #[arg(long, default_value_t = 0.0)]
+    search_rate: f64,
+    /// Call-signaling exchanges (signed invite, ringing, signed answer, candidates, hang-up; no
+    /// media) per second, in total, between fixed pairs of contacts.
+    #[arg(long, default_value_t = 0.0)]
+    call_rate: f64,
+    /// Seconds a call stays up between the answer and the hang-up.
+    #[arg(long, default_value_t = 5.0)]
+    call_secs: f64,
+    /// Seconds a request may wait for its answer.
+    #[arg(long, default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// Supernode process ids (comma-separated): their RSS before and after, per logged-in
+    /// user, and their CPU during the hold.
+    #[arg(long, value_delimiter = ',')]
+    supernode_pid: Vec<u32>,
 }
 
 fn emit<R: Serialize + std::fmt::Display>(report: &R, json: bool) -> anyhow::Result<()> {
@@ -407,6 +559,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state.save(&a.state)?;
             emit(&report, cli.json)
         }
+        Command::Provision(a) => {
+            use peerline_loadgen::provision::{self, Destination, ProvisionPlan};
+            let mut state = StateFile::load(&a.state)?;
+            let destination = match a.import_file {
+                Some(path) => Destination::FileOnly(path),
+                None => Destination::Import {
+                    supernode_bin: a.supernode_bin.unwrap_or_else(provision::default_supernode_bin),
+                    config: a.config,
+                    data_dir: a.data_dir,
+                    database_url: a.database_url,
+                    keep_file: a.keep_file,
+                },
+            };
+            let plan = ProvisionPlan {
+                users: a.users as usize,
+                prefix: a.prefix,
+                first: a.first,
+                password: a.user_password,
+                destination,
+            };
+            let (saved, report) = provision::run(plan).await?;
+            for (username, user) in saved {
+                state.insert(username, user);
+            }
+            state.save(&a.state)?;
+            emit(&report, cli.json)
+        }
         Command::Storm(a) => {
             if !(a.ramp.is_finite() && a.ramp > 0.0 && a.ramp <= 100_000.0) {
                 bail!("--ramp must be between 0 and 100000 connections per second");
@@ -425,6 +604,85 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             emit(&storm::run(plan).await?, cli.json)
         }
+        Command::Stun(a) => {
+            use peerline_loadgen::stun;
+            use std::io::IsTerminal;
+            use std::net::ToSocketAddrs;
+            if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 10_000_000.0) {
+                bail!("--rate must be between 0 and 10000000 requests per second");
+            }
+            if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 3_600.0) {
+                bail!("--duration must be between 0 and 3600 seconds");
+            }
+            if !(a.drain.is_finite() && (0.0..=60.0).contains(&a.drain)) {
+                bail!("--drain must be between 0 and 60 seconds");
+            }
+            check_fd_budget(u64::from(a.sockets))?;
+            let server = a
+                .server
+                .to_socket_addrs()
+                .map_err(|e| anyhow::anyhow!("--server {}: {e}", a.server))?
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("--server {}: no address", a.server))?;
+            let plan = stun::StunPlan {
+                server,
+                rate: a.rate,
+                duration: Duration::from_secs_f64(a.duration),
+                sockets: a.sockets as usize,
+                threads: a.threads as usize,
+                sources: a.source_ips,
+                server_pid: a.server_pid,
+                drain: Duration::from_secs_f64(a.drain),
+                progress_bar: a.duration > 3.0 && std::io::stderr().is_terminal(),
+            };
+            let report = tokio::task::spawn_blocking(move || stun::run(&plan)).await??;
+            emit(&report, cli.json)
+        }
+        Command::Run(a) => {
+            let rates = [
+                ("--login-rate", a.login_rate),
+                ("--heartbeat", a.heartbeat),
+                ("--message-rate", a.message_rate),
+                ("--presence-rate", a.presence_rate),
+                ("--search-rate", a.search_rate),
+                ("--call-rate", a.call_rate),
+                ("--call-secs", a.call_secs),
+            ];
+            for (flag, v) in rates {
+                if !(v.is_finite() && (0.0..=1_000_000.0).contains(&v)) {
+                    bail!("{flag} must be between 0 and 1000000");
+                }
+            }
+            if a.login_rate <= 0.0 || a.heartbeat < 1.0 {
+                bail!("--login-rate must be above 0 and --heartbeat at least 1 second");
+            }
+            let users = a.users as usize;
+            let plan = run::RunPlan {
+                worker_exe: std::env::current_exe()?,
+                state: a.state,
+                users,
+                skip: a.skip,
+                roster_size: a.roster_size,
+                supernodes: a.supernodes,
+                sources: a.source_ips,
+                workers: a.workers.map_or(users.div_ceil(15_000).max(1), |w| w as usize),
+                login_rate: a.login_rate,
+                login_timeout: Duration::from_secs(a.login_timeout_secs),
+                hold: Duration::from_secs(a.hold),
+                heartbeat: Duration::from_secs_f64(a.heartbeat),
+                rates: run::plan::Rates {
+                    message: a.message_rate,
+                    presence: a.presence_rate,
+                    search: a.search_rate,
+                    call: a.call_rate,
+                },
+                call_secs: a.call_secs,
+                request_timeout: Duration::from_secs(a.request_timeout_secs.max(1)),
+                supernode_pids: a.supernode_pid,
+            };
+            emit(&run::run(plan).await?, cli.json)
+        }
+        Command::RunWorker => run::run_worker().await,
     }
 }
 

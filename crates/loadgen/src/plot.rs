@@ -1,5 +1,6 @@
-//! PNG plots of recovery curves: the share of dropped clients back online (0–100 %) against the
-//! seconds since the first drop, one step line per series, drawn with plotters' bitmap backend.
+//! PNG line plots, drawn with plotters' bitmap backend: recovery curves (the share of dropped
+//! clients back online, 0–100 %, against the seconds since the first drop), latency CDFs and
+//! memory against users ([`line_png`] with its [`Axes`]).
 //! Plotters is built without fonts (its text would need the machine's fonts), so labels are
 //! drawn here pixel by pixel from font8x8's public-domain 8×8 glyphs: the plot looks the same
 //! on every machine.
@@ -15,8 +16,30 @@ use plotters::prelude::*;
 pub struct Series {
     /// Shown in the legend.
     pub label: String,
-    /// `(seconds, share back 0–1)`, in order.
+    /// `(x, y)` in order; for a share axis `y` is 0–1.
     pub points: Vec<(f64, f64)>,
+}
+
+/// What the axes show.
+#[derive(Debug, Clone)]
+pub struct Axes {
+    /// Under the x axis.
+    pub x_label: String,
+    /// Above the y axis.
+    pub y_label: String,
+    /// The y axis: a share drawn as 0–100 %, or plain numbers from 0 to the largest `y`.
+    pub y_share: bool,
+}
+
+impl Axes {
+    /// A recovery curve's axes.
+    pub fn recovery() -> Self {
+        Self {
+            x_label: "seconds since the first connection dropped".into(),
+            y_label: "share back".into(),
+            y_share: true,
+        }
+    }
 }
 
 const WIDTH: u32 = 960;
@@ -37,10 +60,15 @@ const GRID: RGBColor = RGBColor(225, 225, 225);
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
-/// Writes `series` as a PNG plot at `path` (960×600), titled `title`.
+/// Writes recovery curves as a PNG plot at `path` (960×600), titled `title`.
 pub fn recovery_png(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
+    line_png(path, title, &Axes::recovery(), series)
+}
+
+/// Writes `series` as a PNG line plot at `path` (960×600), titled `title`.
+pub fn line_png(path: &Path, title: &str, axes: &Axes, series: &[Series]) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    draw(&root, title, series).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
+    draw(&root, title, axes, series).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
     root.present().map_err(|e| anyhow!("writing {}: {e}", path.display()))
 }
 
@@ -56,32 +84,43 @@ fn tick_step(range: f64) -> f64 {
     step.max(1e-9)
 }
 
-fn draw(root: &Area<'_>, title: &str, series: &[Series]) -> Result<(), String> {
+fn draw(root: &Area<'_>, title: &str, axes: &Axes, series: &[Series]) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
-    let x_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+    let x_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1e-9f64, f64::max);
     let x_step = tick_step(x_max);
     let x_end = (x_max / x_step).ceil() * x_step;
+    // A share is drawn in percent; other values as they are, from 0 to a round end.
+    let scale = if axes.y_share { 100.0 } else { 1.0 };
+    let y_max =
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.1 * scale)).fold(1e-9, f64::max);
+    let (y_end, y_step) = if axes.y_share {
+        (100.0, 10.0)
+    } else {
+        let step = tick_step(y_max);
+        ((y_max / step).ceil() * step, step)
+    };
     let (left, right, top, bottom) = MARGIN;
     let plot_area = root.margin(top, bottom, left, right);
     let mut chart =
-        ChartBuilder::on(&plot_area).build_cartesian_2d(0f64..x_end, 0f64..100f64).map_err(err)?;
+        ChartBuilder::on(&plot_area).build_cartesian_2d(0f64..x_end, 0f64..y_end).map_err(err)?;
 
     // Grid and axes first, curves on top.
     let ticks = (x_end / x_step).round() as usize;
     let xs: Vec<f64> = (0..=ticks).map(|i| i as f64 * x_step).collect();
-    let ys: Vec<f64> = (0..=10).map(|i| f64::from(i) * 10.0).collect();
+    let y_ticks = (y_end / y_step).round() as usize;
+    let ys: Vec<f64> = (0..=y_ticks).map(|i| i as f64 * y_step).collect();
     for x in &xs {
-        chart.draw_series(LineSeries::new([(*x, 0.0), (*x, 100.0)], GRID)).map_err(err)?;
+        chart.draw_series(LineSeries::new([(*x, 0.0), (*x, y_end)], GRID)).map_err(err)?;
     }
     for y in &ys {
         chart.draw_series(LineSeries::new([(0.0, *y), (x_end, *y)], GRID)).map_err(err)?;
     }
     chart.draw_series(LineSeries::new([(0.0, 0.0), (x_end, 0.0)], BLACK)).map_err(err)?;
-    chart.draw_series(LineSeries::new([(0.0, 0.0), (0.0, 100.0)], BLACK)).map_err(err)?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (0.0, y_end)], BLACK)).map_err(err)?;
     for (i, s) in series.iter().enumerate() {
         let color = COLORS.get(i % COLORS.len()).copied().unwrap_or(BLACK);
-        let points = s.points.iter().map(|(x, share)| (*x, share * 100.0));
+        let points = s.points.iter().map(|(x, y)| (*x, y * scale));
         chart.draw_series(LineSeries::new(points, color.stroke_width(2))).map_err(err)?;
     }
 
@@ -93,18 +132,19 @@ fn draw(root: &Area<'_>, title: &str, series: &[Series]) -> Result<(), String> {
     }
     for y in ys.iter().step_by(2) {
         let (px, py) = chart.backend_coord(&(0.0, *y));
-        text(root, px - 8, py - glyph / 2, &format!("{y:.0}%"), Anchor::Right)?;
+        let label = if axes.y_share { format!("{y:.0}%") } else { number(*y, y_step) };
+        text(root, px - 8, py - glyph / 2, &label, Anchor::Right)?;
     }
     let width = i32::try_from(WIDTH).unwrap_or(i32::MAX);
     let height = i32::try_from(HEIGHT).unwrap_or(i32::MAX);
     text(root, width / 2, 14, title, Anchor::Center)?;
-    let y_label = "share back";
+    let y_label = axes.y_label.as_str();
     text(root, 4 + text_width(y_label) / 2, top - glyph - 8, y_label, Anchor::Center)?;
     text(
         root,
         left + (width - left - right) / 2,
         height - glyph - 12,
-        "seconds since the first connection dropped",
+        &axes.x_label,
         Anchor::Center,
     )?;
     // Legend, bottom right inside the plot.
@@ -187,5 +227,11 @@ mod tests {
         recovery_png(&path, "Recovery", &series).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
+
+        let memory = dir.path().join("memory.png");
+        let axes = Axes { x_label: "users".into(), y_label: "MiB".into(), y_share: false };
+        let line = Series { label: "RSS".into(), points: vec![(0.0, 40.0), (50_000.0, 900.0)] };
+        line_png(&memory, "Memory", &axes, &[line]).unwrap();
+        assert!(std::fs::read(&memory).unwrap().starts_with(b"\x89PNG"), "a PNG file");
     }
 }

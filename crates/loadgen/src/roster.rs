@@ -29,10 +29,7 @@ pub fn contacts_of(i: usize, n: usize) -> Vec<usize> {
 /// Every contact pair once, as `(lower, higher)` user numbers: the rows `provision` writes.
 pub fn pairs(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).flat_map(move |i| {
-        contacts_of(i, n)
-            .into_iter()
-            .filter(move |&j| j > i)
-            .map(move |j| (i, j))
+        contacts_of(i, n).into_iter().filter(move |&j| j > i).map(move |j| (i, j))
     })
 }
 

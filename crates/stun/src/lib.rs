@@ -6,8 +6,10 @@
 //! - [`Responder`] is the sans-IO core. [`Responder::handle`] takes one datagram, its source
 //!   address and the current time, and says whether to answer; it never touches a socket or a
 //!   clock.
-//! - [`StunServer`] (module `server`) is the thin tokio driver around it: `recv_from` →
-//!   [`Responder::handle`] → `send_to`, with `metrics` counters and graceful shutdown.
+//! - [`StunServer`] (module `server`) is the thin driver around it: a thread that receives
+//!   datagrams in batches (`recvmmsg`), answers each with [`Responder::handle`] into a reused
+//!   buffer and sends the answers in one `sendmmsg`, with `metrics` counters and graceful
+//!   shutdown from async code.
 //!
 //! # What it answers
 //! Only RFC 8489 Binding requests: class request, method Binding, the magic cookie, a 20-byte
@@ -40,6 +42,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![forbid(unsafe_code)]
 
+mod batch;
 pub mod client;
 mod fingerprint;
 mod message;

@@ -94,7 +94,7 @@ async fn requests_and_socket_errors_are_counted_and_icmp_errors_do_not_end_the_l
     gone.send_to(&request, server).await.unwrap();
     drop(gone);
 
-    let responder = StunServer::from_socket(socket, &ResponderConfig::default());
+    let responder = StunServer::from_socket(socket, &ResponderConfig::default()).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(responder.run(async move {
         let _ = stopped.await;

@@ -179,6 +179,11 @@ impl Supernode {
         })
     }
 
+    /// Its process id (for its memory and CPU in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it with SIGKILL (no chance to flush anything) and waits for it to die.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -255,6 +255,13 @@ impl LightClient {
         self.events.as_mut()?.recv().await
     }
 
+    /// Takes the receiver of pushed events (of a client spawned with `keep_events`), so that
+    /// one task reads the events while others send requests through a shared reference; after
+    /// it, [`LightClient::next_event`] returns `None`.
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<Event>> {
+        self.events.take()
+    }
+
     /// Closes the connection politely and ends the client (5 s at most).
     pub async fn stop(self) {
         let Self { commands, task, .. } = self;

@@ -43,7 +43,8 @@ pub struct Limits {
     pub send_queue_frames: usize,
     /// Seconds one frame may take to write before the connection is dropped.
     pub write_timeout_secs: u64,
-    /// Password hashes (Argon2id, about 19 MiB each) computed at once; more logins wait.
+    /// Password hashes (Argon2id) computed at once; more logins wait. Each slot owns its 19 MiB
+    /// block buffer from start, so the supernode's base memory grows by that much per slot.
     pub password_hash_concurrency: usize,
     /// Password hashes one source (IPv4 address or IPv6 /64) may have running or queued at
     /// once; more are refused `rate_limited`.
@@ -145,7 +146,7 @@ impl Limits {
         c.rate("limits.registrations_per_address_per_hour", registrations, 1_000_000.0);
         c.int("limits.send_queue_frames", self.send_queue_frames, 1, 1_000_000);
         c.int("limits.write_timeout_secs", self.write_timeout_secs, 1, 300);
-        c.int("limits.password_hash_concurrency", self.password_hash_concurrency, 1, 1024);
+        c.int("limits.password_hash_concurrency", self.password_hash_concurrency, 1, 64);
         c.int("limits.password_hashes_per_source", self.password_hashes_per_source, 1, 10_000);
         let per_hour = self.password_logins_per_hour;
         c.float("limits.password_logins_per_hour", per_hour, 1.0, 1_000_000.0);

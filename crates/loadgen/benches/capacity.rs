@@ -1,0 +1,434 @@
+//! Capacity of this machine (issue 15): as many logged-in users as asked (100,000 by default) on
+//! a cluster of supernode processes sharing one PostgreSQL and one nats-server on loopback, with
+//! the release binaries, and the same scenarios against established servers in the same run.
+//!
+//! - `users`: `peerline-loadgen provision N` (users with 20 accepted contacts each, through the
+//!   operator's bulk import), then `peerline-loadgen run` (its workers log everyone in by token
+//!   at a target rate, hold them with a ping every 30 s and background activity, and report the
+//!   latency of every request kind and the supernodes' memory). While it runs, the supernodes'
+//!   `peerline_online_users` and RSS are sampled every second: memory against users.
+//! - `storm`: another `run` whose users are all dropped at once (every supernode killed with
+//!   SIGKILL and started again); the share of users back online against time is read from the
+//!   supernodes' `peerline_online_users` every 100 ms.
+//! - `compare`: one supernode process against one nats-server, the same number of TLS WebSocket
+//!   connections with the same ramp and ping interval (`hold` against `hold-nats`), and the
+//!   connection + login rate of each (the same at a ramp faster than either can serve).
+//!
+//! One process may hold at most 20,000 open files here, so a supernode process gets at most
+//! 17,000 users and the comparison runs at 15,000 connections per server process.
+//!
+//! ```sh
+//! cargo build --release --bins
+//! cargo bench -p peerline-loadgen --bench capacity                 # users, storm, compare
+//! cargo bench -p peerline-loadgen --bench capacity -- compare      # or users, storm
+//! PEERLINE_CAPACITY_USERS=20000 cargo bench -p peerline-loadgen --bench capacity
+//! ```
+//!
+//! JSON reports, CSVs and PNGs go to `$PEERLINE_BENCH_OUT` (default `target/capacity-bench`); one
+//! JSON line per scenario on stdout. A benchmark, never a test: nothing here asserts a figure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use peerline_loadgen::plot::{self, Axes, Series};
+use peerline_loadgen::procfs::rss_bytes;
+use peerline_testkit::cluster::TestCluster;
+use peerline_testkit::nats_websocket::NatsWebSocket;
+use peerline_testkit::{Supernode, bin};
+use serde_json::{Value, json};
+
+/// Users one supernode process serves: under its 20,000 open files with room for the store,
+/// the bus and the admin port.
+const USERS_PER_NODE: usize = 17_000;
+/// Connections per server process in the comparison with nats-server.
+const COMPARE_CONNECTIONS: usize = 15_000;
+/// Every supernode of the run: a ping every 30 s is well inside the 60 s heartbeat timeout.
+const HEARTBEAT_SECS: &str = "30";
+/// Supernode settings for the runs: the defaults except admission, so that a storm of every
+/// user is admitted as fast as the machine can log them in.
+const LIMITS: &str = "[limits]\nlogins_per_second = 5000.0\nlogin_burst = 10000.0\n";
+
+fn users() -> usize {
+    std::env::var("PEERLINE_CAPACITY_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+}
+
+fn hold_secs() -> u64 {
+    std::env::var("PEERLINE_CAPACITY_HOLD").ok().and_then(|v| v.parse().ok()).unwrap_or(120)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn out_dir() -> PathBuf {
+    let dir = std::env::var_os("PEERLINE_BENCH_OUT")
+        .map_or_else(|| bin("peerline-loadgen").with_file_name("../capacity-bench"), PathBuf::from);
+    std::fs::create_dir_all(&dir).expect("creating the output directory");
+    dir
+}
+
+/// Runs the load generator with `--json`, its stderr passed through with a prefix; returns its
+/// report.
+fn loadgen(tag: &str, args: &[String]) -> anyhow::Result<Value> {
+    let child = Command::new(bin("peerline-loadgen"))
+        .arg("--json")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting peerline-loadgen")?;
+    finish(tag, child, |_| {})
+}
+
+/// Passes a child's stderr through (calling `on_line` for each line), then parses its stdout.
+fn finish(tag: &str, mut child: Child, mut on_line: impl FnMut(&str)) -> anyhow::Result<Value> {
+    let stderr = child.stderr.take().context("stderr")?;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        eprintln!("[{tag}] {line}");
+        on_line(&line);
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("peerline-loadgen {tag} failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{tag}: no JSON report"))
+}
+
+fn write_json(name: &str, value: &Value) -> anyhow::Result<()> {
+    std::fs::write(out_dir().join(format!("{name}.json")), serde_json::to_vec_pretty(value)?)?;
+    Ok(())
+}
+
+/// Sum of `peerline_online_users` over the running nodes (a node that does not answer counts 0).
+fn online(urls: &[String]) -> f64 {
+    urls.iter()
+        .map(|u| {
+            std::process::Command::new("curl")
+                .args(["-s", "--max-time", "1", u])
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .find(|l| l.starts_with("peerline_online_users "))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                })
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+fn metrics_urls(cluster: &TestCluster) -> Vec<String> {
+    cluster.nodes().iter().map(|n| format!("{}/metrics", n.admin_url)).collect()
+}
+
+/// Samples `(seconds, online users, RSS of all nodes)` every `every` until `stop`.
+fn sampler(
+    urls: Vec<String>,
+    pids: Vec<u32>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(f64, f64, u64)>> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut samples = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let rss = pids.iter().filter_map(|p| rss_bytes(*p).ok()).sum();
+            samples.push((started.elapsed().as_secs_f64(), online(&urls), rss));
+            std::thread::sleep(every);
+        }
+        samples
+    })
+}
+
+fn run_args(cluster: &TestCluster, state: &Path, n: usize, hold: u64, pids: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into()];
+    for i in 0..cluster.nodes().len() {
+        args.extend(["--supernode".into(), cluster.url(i).to_owned()]);
+    }
+    args.extend(
+        [
+            "--state",
+            state.to_str().expect("utf-8 path"),
+            "--users",
+            &n.to_string(),
+            "--login-rate",
+            "3000",
+            "--hold",
+            &hold.to_string(),
+            "--heartbeat",
+            HEARTBEAT_SECS,
+            // Per user: a message every ~8 minutes, a status change every ~30 minutes, a search
+            // every ~80 minutes, a call every ~80 minutes (of 100,000 users).
+            "--message-rate",
+            &(n as f64 / 500.0).to_string(),
+            "--presence-rate",
+            &(n as f64 / 2000.0).to_string(),
+            "--search-rate",
+            &(n as f64 / 5000.0).to_string(),
+            "--call-rate",
+            &(n as f64 / 5000.0).to_string(),
+        ]
+        .map(String::from),
+    );
+    if pids {
+        let pids: Vec<String> =
+            (0..cluster.nodes().len()).map(|i| cluster.pid(i).to_string()).collect();
+        args.extend(["--supernode-pid".into(), pids.join(",")]);
+    }
+    args
+}
+
+/// A cluster big enough for `n` users, with `n` provisioned users in `state`.
+fn provisioned_cluster(n: usize, tag: &str) -> anyhow::Result<(TestCluster, PathBuf, Value)> {
+    let nodes = n.div_ceil(USERS_PER_NODE).max(1);
+    eprintln!("[{tag}] starting PostgreSQL, nats-server and {nodes} supernodes");
+    let cluster = TestCluster::start_with(nodes, LIMITS)?;
+    let state = out_dir().join(format!("{tag}-users.json"));
+    let _ = std::fs::remove_file(&state);
+    let provision = loadgen(
+        &format!("{tag}/provision"),
+        &[
+            "provision".into(),
+            n.to_string(),
+            "--state".into(),
+            state.to_str().expect("utf-8 path").into(),
+            "--database-url".into(),
+            cluster.database_url(),
+        ],
+    )?;
+    Ok((cluster, state, provision))
+}
+
+/// Provision, log in, hold: memory per user, logins per second, request latencies.
+fn users_scenario() -> anyhow::Result<Value> {
+    let n = users();
+    let (cluster, state, provision) = provisioned_cluster(n, "users")?;
+    let pids: Vec<u32> = (0..cluster.nodes().len()).map(|i| cluster.pid(i)).collect();
+    let base_rss: u64 = pids.iter().filter_map(|p| rss_bytes(*p).ok()).sum();
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples =
+        sampler(metrics_urls(&cluster), pids.clone(), Duration::from_secs(1), stop.clone());
+    let load_before = load_average();
+    let run = loadgen("users/run", &run_args(&cluster, &state, n, hold_secs(), true));
+    stop.store(true, Ordering::Relaxed);
+    let samples = samples.join().map_err(|_| anyhow::anyhow!("the sampler panicked"))?;
+    let mut run = run?;
+
+    let csv: String = std::iter::once("seconds,online_users,rss_bytes\n".to_owned())
+        .chain(samples.iter().map(|(t, u, r)| format!("{t:.1},{u},{r}\n")))
+        .collect();
+    std::fs::write(out_dir().join("memory.csv"), csv)?;
+    // Memory against users while they log in (the hold adds no users).
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for (_, users, rss) in &samples {
+        if points.last().is_none_or(|(u, _)| users > u) {
+            points.push((*users, *rss as f64 / (1024.0 * 1024.0)));
+        }
+    }
+    let axes = Axes {
+        x_label: "logged-in users (all supernode processes)".into(),
+        y_label: "RSS of all supernodes, MiB".into(),
+        y_share: false,
+    };
+    let label = format!("{} supernode processes", pids.len());
+    plot::line_png(
+        &out_dir().join("memory.png"),
+        "Supernode memory against logged-in users",
+        &axes,
+        &[Series { label, points }],
+    )?;
+    run["bench"] = json!("users");
+    run["provision"] = provision;
+    run["supernode_processes"] = json!(pids.len());
+    run["rss_all_nodes_at_start_bytes"] = json!(base_rss);
+    run["load_average_before"] = json!(load_before);
+    run["load_average_after"] = json!(load_average());
+    write_json("users", &run)?;
+    Ok(run)
+}
+
+/// Every user dropped at once: every supernode killed and started again.
+fn storm_scenario() -> anyhow::Result<Value> {
+    let n = users();
+    let (mut cluster, state, _) = provisioned_cluster(n, "storm")?;
+    let urls = metrics_urls(&cluster);
+    let hold = 150;
+    let child = Command::new(bin("peerline-loadgen"))
+        .arg("--json")
+        .args(run_args(&cluster, &state, n, hold, false))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let logged_in = Arc::new(Mutex::new(None::<Instant>));
+    let marker = logged_in.clone();
+    let run = std::thread::spawn(move || {
+        finish("storm/run", child, |line| {
+            if line.starts_with("logged in ") {
+                *marker.lock().unwrap() = Some(Instant::now());
+            }
+        })
+    });
+    while logged_in.lock().unwrap().is_none() {
+        if run.is_finished() {
+            bail!("the run ended before everyone logged in");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the hold settle: pings and activity going, then drop everyone.
+    std::thread::sleep(Duration::from_secs(20));
+    let before = online(&urls);
+    let load_before = load_average();
+    let killed = Instant::now();
+    let nodes = cluster.nodes().len();
+    for i in 0..nodes {
+        cluster.kill9(i);
+    }
+    for i in 0..nodes {
+        cluster.restart(i)?;
+    }
+    let restarted_after = killed.elapsed().as_secs_f64();
+    let mut curve = vec![(0.0, 0.0)];
+    let deadline = killed + Duration::from_secs(120);
+    loop {
+        let back = online(&urls) / before.max(1.0);
+        curve.push((killed.elapsed().as_secs_f64(), back.min(1.0)));
+        if back >= 1.0 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let at = |share: f64| curve.iter().find(|(_, b)| *b >= share).map(|(t, _)| *t);
+    let peaks: Vec<u64> = (0..nodes).map(|i| cluster.peak_rss_bytes(i).unwrap_or(0)).collect();
+    let csv: String = std::iter::once("seconds,share_back\n".to_owned())
+        .chain(curve.iter().map(|(t, b)| format!("{t:.2},{b:.5}\n")))
+        .collect();
+    std::fs::write(out_dir().join("storm-all.csv"), csv)?;
+    plot::recovery_png(
+        &out_dir().join("storm-all.png"),
+        &format!("All {n} users dropped at once: every supernode killed and restarted"),
+        &[Series { label: format!("{n} users, {nodes} supernodes"), points: curve.clone() }],
+    )?;
+    let run = run.join().map_err(|_| anyhow::anyhow!("the run thread panicked"))??;
+    let report = json!({
+        "bench": "storm",
+        "users": n,
+        "supernodes": nodes,
+        "online_before": before,
+        "seconds_until_all_restarted": restarted_after,
+        "seconds_to_share": {"50": at(0.5), "90": at(0.9), "99": at(0.99), "100": at(1.0)},
+        "peak_rss_bytes_after_restart": peaks,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "run": run,
+    });
+    write_json("storm", &report)?;
+    Ok(report)
+}
+
+/// One supernode against one nats-server: memory per connection and connections per second.
+fn compare_scenario() -> anyhow::Result<Value> {
+    let n = COMPARE_CONNECTIONS.min(users());
+    let config = tempfile::NamedTempFile::new()?;
+    std::fs::write(config.path(), LIMITS)?;
+    let node = Supernode::start_with(&["--config", config.path().to_str().expect("utf-8 path")])?;
+    let pid = node.pid().to_string();
+    let state = out_dir().join("compare-users.json");
+    let _ = std::fs::remove_file(&state);
+    let data_dir = node.data_dir.to_str().expect("utf-8 path").to_owned();
+    // The supernode's SQLite is written while it runs (WAL mode; the import is one more writer).
+    let provision = loadgen(
+        "compare/provision",
+        &[
+            "provision".into(),
+            n.to_string(),
+            "--state".into(),
+            state.to_str().expect("utf-8 path").into(),
+            "--data-dir".into(),
+            data_dir,
+        ],
+    )?;
+    let nats = NatsWebSocket::start()?;
+    let nats_pid = nats.pid().to_string();
+    let state_arg = state.to_str().expect("utf-8 path").to_owned();
+    let common = |ramp: &str, hold: &str| -> Vec<String> {
+        [
+            "--ramp",
+            ramp,
+            "--hold",
+            hold,
+            "--heartbeat",
+            "20",
+            "--source-ips",
+            "127.0.1.1-127.0.2.254",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let hold = |ramp: &str, hold_secs: &str| -> anyhow::Result<(Value, Value)> {
+        let mut peerline = vec!["hold".into(), "--supernode".into(), node.url.clone()];
+        peerline.extend(["--state".into(), state_arg.clone(), "--users".into(), n.to_string()]);
+        peerline.extend(["--supernode-pid".into(), pid.clone()]);
+        peerline.extend(common(ramp, hold_secs));
+        let p = loadgen("compare/peerline", &peerline)?;
+        let mut other = vec!["hold-nats".into(), "--server".into(), nats.url.clone()];
+        other.extend(["--connections".into(), n.to_string(), "--token".into(), nats.token.clone()]);
+        other.extend(["--server-pid".into(), nats_pid.clone()]);
+        other.extend(common(ramp, hold_secs));
+        let o = loadgen("compare/nats", &other)?;
+        Ok((p, o))
+    };
+    let load_before = load_average();
+    // Memory: both ramped at 1,000/s and held over two ping intervals.
+    let (p_mem, n_mem) = hold("1000", "45")?;
+    // Rate: a ramp faster than either serves; logins per second = connected / ramp time.
+    let (p_rate, n_rate) = hold("20000", "0")?;
+    let per_user = |v: &Value| v["memory"]["bytes_per_user_end"].as_f64();
+    let rate = |v: &Value| {
+        let c = v["connected"].as_f64()?;
+        let s = v["ramp_seconds"].as_f64()?;
+        Some(c / s.max(1e-9))
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let report = json!({
+        "bench": "compare",
+        "connections": n,
+        "provision": provision,
+        "memory_per_connection_bytes": {"peerline": per_user(&p_mem), "nats": per_user(&n_mem)},
+        "memory_ratio_peerline_to_nats": ratio(per_user(&p_mem), per_user(&n_mem)),
+        "logins_per_second": {"peerline": rate(&p_rate), "nats": rate(&n_rate)},
+        "login_rate_ratio_peerline_to_nats": ratio(rate(&p_rate), rate(&n_rate)),
+        "runs": {"peerline_memory": p_mem, "nats_memory": n_mem, "peerline_rate": p_rate, "nats_rate": n_rate},
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    });
+    write_json("compare", &report)?;
+    Ok(report)
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes flags such as --bench; the rest names what to run.
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    if runs("users") {
+        println!("{}", users_scenario()?);
+    }
+    if runs("storm") {
+        println!("{}", storm_scenario()?);
+    }
+    if runs("compare") {
+        println!("{}", compare_scenario()?);
+    }
+    Ok(())
+}
