@@ -390,3 +390,95 @@ fn a_party_that_never_comes_back_ends_the_call_after_the_resume_window() {
     net.advance(Duration::from_secs(20));
     assert_eq!(ended(&net.take(0, A)), [CallEndReason::PeerGone]);
 }
+
+/// Bob on hub 1 answers alice's call from hub 0 and, as the protocol says, trickles a candidate
+/// right after: before hub 0 has confirmed his answer (nothing carried between the two).
+#[test]
+fn a_candidate_sent_right_after_an_answer_elsewhere_reaches_the_caller_once_confirmed() {
+    let mut net = apart();
+    let id = call_id();
+    net.hubs[0].call_invite(A, invite(), net.now).unwrap();
+    net.pump();
+    net.take(1, B_REMOTE);
+    net.hubs[1].call_accept(B_REMOTE, &id, answer(21)).unwrap();
+    // No pump: hub 0 has not heard the answer yet.
+    net.hubs[1]
+        .call_candidate(B_REMOTE, &id, "candidate:7 1 udp 1 10.0.0.7 7000 typ host".into())
+        .expect("a candidate right after call_accept is taken, not refused no_such_call");
+    assert!(net.take(0, A).is_empty(), "nothing reached alice before her supernode decided");
+    net.pump();
+    let alice = net.take(0, A);
+    assert!(
+        matches!(
+            alice.as_slice(),
+            [Event::CallAccepted { device_id: 21, .. }, Event::CallCandidate { candidate, .. }]
+                if candidate.contains("10.0.0.7")
+        ),
+        "alice gets bob's answer, then his candidate: {alice:?}"
+    );
+    // From here on, candidates flow at once, and the held one counted against bob's side.
+    for n in 1..64 {
+        let candidate = format!("candidate:{n} 1 udp 1 10.0.1.{n} 7000 typ host");
+        net.hubs[1].call_candidate(B_REMOTE, &id, candidate).unwrap();
+    }
+    let over = net.hubs[1].call_candidate(
+        B_REMOTE,
+        &id,
+        "candidate:99 1 udp 1 10.0.2.1 1 typ host".into(),
+    );
+    assert!(over.is_err(), "65 candidates from one side are too many");
+    net.pump();
+    assert_eq!(net.take(0, A).len(), 63);
+}
+
+/// Two devices of bob on other supernodes answer at once and trickle right away: only the
+/// winner's candidates reach alice; the loser's, held unconfirmed, are dropped unseen. Held
+/// candidates are bounded like sent ones.
+#[test]
+fn candidates_held_for_an_answer_that_loses_never_reach_the_caller() {
+    let mut net = Net::new();
+    net.login(0, A, ALICE, 10);
+    net.login(1, B_REMOTE, BOB, 21);
+    let b_third = ConnId(23);
+    net.login(2, b_third, BOB, 23);
+    net.events.clear();
+    let id = call_id();
+    assert_eq!(net.hubs[0].call_invite(A, invite(), net.now).unwrap(), 2);
+    net.pump();
+    net.hubs[1].call_accept(B_REMOTE, &id, answer(21)).unwrap();
+    net.hubs[2].call_accept(b_third, &id, answer(23)).unwrap();
+    assert!(net.hubs[2].call_accept(b_third, &id, answer(23)).is_err(), "one answer per device");
+    net.hubs[1]
+        .call_candidate(B_REMOTE, &id, "candidate:1 1 udp 1 10.0.0.21 1 typ host".into())
+        .unwrap();
+    for n in 0..64 {
+        let candidate = format!("candidate:{n} 1 udp 1 10.0.0.23 1 typ host");
+        net.hubs[2].call_candidate(b_third, &id, candidate).unwrap();
+    }
+    assert!(
+        net.hubs[2]
+            .call_candidate(b_third, &id, "candidate:64 1 udp 1 10.0.0.23 1 typ host".into())
+            .is_err(),
+        "at most 64 held from one device"
+    );
+    // Hub 1's answer is carried first and wins.
+    net.pump();
+    let alice = net.take(0, A);
+    let candidates: Vec<&str> = alice
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallCandidate { candidate, .. } => Some(candidate.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(alice.first(), Some(Event::CallAccepted { device_id: 21, .. })), "{alice:?}");
+    assert_eq!(candidates, ["candidate:1 1 udp 1 10.0.0.21 1 typ host"], "the winner's only");
+    assert_eq!(ended(&net.take(2, b_third)), [CallEndReason::AnsweredElsewhere]);
+    assert_eq!(net.hubs[2].call_count(), 0, "the losing leg is gone with what it held");
+    assert!(
+        net.hubs[2]
+            .call_candidate(b_third, &id, "candidate:65 1 udp 1 10.0.0.23 1 typ host".into())
+            .is_err(),
+        "the loser may not send candidates any more"
+    );
+}

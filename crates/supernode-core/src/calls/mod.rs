@@ -16,8 +16,10 @@
 //!
 //! Privacy: the caller's trickled candidates are held by the caller's supernode until a device
 //! accepts and then go to that device only; the callee's candidates are accepted only from the
-//! device that answered, after it answered. So neither side learns the other's addresses before
-//! the call is answered, and devices that merely rang never learn the caller's.
+//! device that answered, after it answered. On a leg, a device that answered is answered `done`
+//! before the caller's supernode has decided that its answer won; its candidates are held on the
+//! leg until then and forwarded only if it did. So neither side learns the other's addresses
+//! before the call is answered, and devices that merely rang never learn the caller's.
 //!
 //! The supernode only relays signaling: no media ever passes through it.
 
@@ -161,9 +163,26 @@ enum Phase {
         devices: Vec<ConnId>,
         /// Whether the caller's supernode was told a device rings.
         told_ringing: bool,
+        /// Devices here that sent `call_accept`, waiting for the caller's supernode to say
+        /// which answer won (`call_answered`), with the candidates they trickled meanwhile.
+        accepted: Vec<PendingAnswer>,
     },
     /// Answered by a device.
     Answered { callee_end: End },
+}
+
+/// A device on a leg that answered, before the caller's supernode confirmed that it won.
+///
+/// The device was answered `done` and, as the protocol says, trickles its candidates right
+/// away; they are held here, not forwarded, because the answer may still lose to another
+/// device (whose caller must then never see this device's addresses), and because the
+/// caller's supernode drops signals for a call it has not seen answered yet. They go to the
+/// caller once this device is confirmed, and are dropped if it is not.
+#[derive(Debug)]
+struct PendingAnswer {
+    conn: ConnId,
+    /// Candidates held, at most [`CallConfig::max_candidates_per_side`].
+    held: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -375,8 +394,9 @@ impl Hub {
                     devices.retain(|c| *c != conn);
                     self.end_if_nothing_rings(&call_id);
                 }
-                Phase::Leg { devices, .. } => {
+                Phase::Leg { devices, accepted, .. } => {
                     devices.retain(|c| *c != conn);
+                    accepted.retain(|a| a.conn != conn);
                     self.leg_check(&call_id);
                 }
                 Phase::Answered { .. } => {

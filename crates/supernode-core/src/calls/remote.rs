@@ -152,7 +152,7 @@ impl Hub {
             caller_device: invite.caller_device,
             caller_end: End::Remote { device: invite.caller_device, node: from.to_owned() },
             callee: invite.callee,
-            phase: Phase::Leg { since: now, devices, told_ringing: false },
+            phase: Phase::Leg { since: now, devices, told_ringing: false, accepted: Vec::new() },
             refusal: None,
             candidates_from_caller: 0,
             candidates_from_callee: 0,
@@ -174,8 +174,9 @@ impl Hub {
         }
     }
 
-    /// The caller's supernode says which device won: the leg's winner (if here) takes the call,
-    /// the other devices here stop ringing.
+    /// The caller's supernode says which device won: the leg's winner (if here) takes the call
+    /// and the candidates it trickled since its `call_accept` go to the caller; the other devices
+    /// here stop ringing, and what they trickled after answering is dropped unseen.
     fn leg_answered(&mut self, call_id: &str, winner: DeviceId) {
         let Some(Call { phase: Phase::Leg { devices, .. }, callee, .. }) =
             self.calls.calls.get(call_id)
@@ -187,15 +188,26 @@ impl Hub {
             devices.iter().copied().find(|c| self.login_of(*c) == Some((callee, winner)));
         let others: Vec<ConnId> = devices.iter().copied().filter(|c| Some(*c) != won).collect();
         self.ended(others, call_id, CallEndReason::AnsweredElsewhere);
-        match won {
-            Some(conn) => {
-                if let Some(call) = self.calls.calls.get_mut(call_id) {
-                    call.phase = Phase::Answered { callee_end: End::Local(conn) };
-                }
-            }
-            None => {
-                self.calls.remove(call_id);
-            }
+        let Some(conn) = won else {
+            self.calls.remove(call_id);
+            return;
+        };
+        let Some(call) = self.calls.calls.get_mut(call_id) else { return };
+        let held = match &mut call.phase {
+            Phase::Leg { accepted, .. } => accepted
+                .iter_mut()
+                .find(|a| a.conn == conn)
+                .map(|a| std::mem::take(&mut a.held))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        call.phase = Phase::Answered { callee_end: End::Local(conn) };
+        // The held ones count against the winner's side, as if they had been sent now.
+        call.candidates_from_callee = held.len();
+        let (caller, caller_end) = (call.caller, call.caller_end.clone());
+        for candidate in held {
+            let event = Event::CallCandidate { call_id: call_id.to_owned(), candidate };
+            self.send_to_end(caller, &caller_end, call_id, event);
         }
     }
 

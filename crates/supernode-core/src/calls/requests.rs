@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use peerline_wire::{CallEndReason, CallId, DeviceId, ErrorBody, ErrorCode, Event};
 
-use super::{Call, CallRecord, End, Phase, RemoteRing, no_such_call};
+use super::{Call, CallRecord, End, PendingAnswer, Phase, RemoteRing, no_such_call};
 use crate::cluster::{BusMessage, Route};
 use crate::hub::{ConnId, Hub, Output, UserId};
 use crate::rate::TokenBucket;
@@ -191,7 +191,8 @@ impl Hub {
     }
 
     /// A callee device answers. The first one wins; the other ringing devices stop, and the
-    /// caller's held candidates go to the winner. On a leg, the caller's supernode decides.
+    /// caller's held candidates go to the winner. On a leg, the caller's supernode decides:
+    /// until it says who won, the device's candidates are held here.
     pub fn call_accept(
         &mut self,
         conn: ConnId,
@@ -199,12 +200,18 @@ impl Hub {
         answer: CallAnswer,
     ) -> Result<(), ErrorBody> {
         let call = self.calls.calls.get_mut(call_id).ok_or_else(no_such_call)?;
-        match &call.phase {
+        match &mut call.phase {
             Phase::Ringing { devices, .. } if devices.contains(&conn) => {
                 self.answered_by(call_id, End::Local(conn), answer);
                 Ok(())
             }
-            Phase::Leg { devices, .. } if devices.contains(&conn) => {
+            Phase::Leg { devices, accepted, .. } if devices.contains(&conn) => {
+                // A second answer from the same device is refused, as it is once a call placed
+                // here is answered.
+                if accepted.iter().any(|a| a.conn == conn) {
+                    return Err(no_such_call());
+                }
+                accepted.push(PendingAnswer { conn, held: Vec::new() });
                 let msg = BusMessage::CallAccept { call_id: call_id.to_owned(), answer };
                 self.send_to_caller_node(call_id, msg);
                 Ok(())
@@ -383,7 +390,9 @@ impl Hub {
     }
 
     /// A trickled candidate: held while the call rings (from the caller), forwarded once it
-    /// is answered (between the two answering devices only).
+    /// is answered (between the two answering devices only). A device on a leg that answered
+    /// trickles before the caller's supernode confirmed its answer: its candidates are held
+    /// until then, within the same per-side limit.
     pub fn call_candidate(
         &mut self,
         conn: ConnId,
@@ -417,6 +426,15 @@ impl Hub {
                 }
                 call.candidates_from_callee += 1;
                 (call.caller, call.caller_end.clone())
+            }
+            Phase::Leg { accepted, .. } => {
+                let pending =
+                    accepted.iter_mut().find(|a| a.conn == conn).ok_or_else(no_such_call)?;
+                if pending.held.len() >= limit {
+                    return Err(too_many());
+                }
+                pending.held.push(candidate);
+                return Ok(());
             }
             _ => return Err(no_such_call()),
         };
