@@ -8,14 +8,23 @@
 //!
 //! | subject | who subscribes | payload |
 //! | --- | --- | --- |
-//! | `peerline.<network>.u.<user id>` | every supernode that watches the user (one subscription per watched user, taken at the first `watch`, dropped at the last `unwatch`); `<user id>` is the decimal account id | the published bytes, unchanged |
+//! | `peerline.<network>.u.<shard>` | every supernode that watches a user of the shard (one subscription per shard, taken at the first `watch` of one of its users, dropped at the last `unwatch`); `<shard>` is the user's decimal account id modulo [`BusConfig::user_shards`] (Euclidean remainder, 0 to `user_shards - 1`) | the published bytes, unchanged |
 //! | `peerline.<network>.n.<node id>` | that supernode, from connect to close | the published bytes, unchanged |
 //! | `peerline.<network>.hb` | every supernode | a heartbeat or goodbye, below |
 //! | `peerline.<network>.sync` | nobody | empty; a request that the server answers "no responders" (see *Watches*) |
 //!
 //! **Sender.** Every message on `u.` and `n.` subjects carries the header
 //! `Peerline-From: <node id>` (NATS headers need nats-server 2.2 or newer). A message without a
-//! valid one is dropped and counted in [`BusHealth::dropped_events`]. `Peerline-Sent: <unix
+//! valid one is dropped and counted in [`BusHealth::dropped_events`].
+//!
+//! **User.** Every message on a `u.` subject carries the header `Peerline-User: <user id>`, the
+//! decimal account id it is addressed to. A receiver hands on only the messages of users it
+//! watches and drops the others of the shard silently (they are for other supernodes); a
+//! message without a valid `Peerline-User`, or whose user is not of the subject's shard, is
+//! dropped and counted. Sharding keeps a supernode's subscriptions to at most `user_shards`
+//! (a NATS subscription costs about 5.6 KB in the client; one per watched user was the largest
+//! per-user cost of a clustered supernode): a watched user costs a counter in a hash map.
+//! Every supernode of a network must use the same `user_shards`. `Peerline-Sent: <unix
 //! microseconds>` gives the receiver the publishing time, for its delivery latency. Each supernode connects
 //! with `no_echo`, so the server never hands it its own messages, and drops any message that
 //! claims its own id (an earlier incarnation of it, not yet gone).
@@ -42,8 +51,8 @@
 //!
 //! `watch` returns once the server has the subscription: after subscribing it sends a request
 //! to `peerline.<network>.sync`, and the server's "no responders" answer comes after it has
-//! processed everything this connection sent before. Watches are counted locally; the NATS
-//! subscription exists while the count is above zero.
+//! processed everything this connection sent before. Watches are counted locally per user; the
+//! NATS subscription of a shard exists while one of its users is watched.
 //!
 //! # Disconnects
 //!
@@ -85,7 +94,9 @@ use tokio::task::AbortHandle;
 
 use crate::liveness::LivenessTask;
 use crate::registry::Registry;
-use crate::wire::{Beat, FROM_HEADER, SENT_HEADER, Subjects, decode_sent, encode_sent};
+use crate::wire::{
+    Beat, FROM_HEADER, SENT_HEADER, Subjects, USER_HEADER, decode_sent, decode_user, encode_sent,
+};
 
 /// How long `watch` and `close` wait for the server to confirm what they sent.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,7 +115,10 @@ pub struct NatsBus {
     /// the tasks holding the other copies are gone.
     sink: Mutex<Option<EventSink>>,
     dropped: Arc<AtomicU64>,
-    watches: tokio::sync::Mutex<HashMap<UserId, Watch>>,
+    /// The subscribed shards; also serializes `watch`, `unwatch` and `close`.
+    shards: tokio::sync::Mutex<HashMap<u32, ShardWatch>>,
+    /// How often each user is watched: what the shard forwarders let through.
+    watched: Arc<Mutex<HashMap<UserId, u32>>>,
     watched_users: AtomicUsize,
     live_nodes: Arc<AtomicUsize>,
     /// The liveness task and the node subject's forwarder.
@@ -121,11 +135,10 @@ pub(crate) struct NodeIdentity {
     pub incarnation: u64,
 }
 
-/// One watched user: how often it is watched, and the task that forwards its subscription.
-struct Watch {
-    count: usize,
-    /// Cleared at the last unwatch, so that messages already on their way are not delivered.
-    active: Arc<AtomicBool>,
+/// One subscribed shard: how many of its users are watched, and the task that forwards its
+/// subscription's messages.
+struct ShardWatch {
+    users: usize,
     task: AbortHandle,
 }
 
@@ -163,7 +176,7 @@ impl NatsBus {
             .await
             .map_err(|e| BusError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
         let registry = Registry::open(client.clone(), &config.network, config.call_ttl).await?;
-        let subjects = Subjects::new(&config.network);
+        let subjects = Subjects::new(&config.network, config.user_shards);
         let subscribe = async |subject: String| {
             client
                 .subscribe(subject.clone())
@@ -178,7 +191,7 @@ impl NatsBus {
         let sink = EventSink { events: events_tx, dropped: Arc::clone(&dropped) };
         let live_nodes = Arc::new(AtomicUsize::new(0));
         let to = Address::Node(me.node_id.clone());
-        let forwarder = tokio::spawn(forward(to_me, to, me.node_id.clone(), sink.clone(), None));
+        let forwarder = tokio::spawn(forward(to_me, to, me.node_id.clone(), sink.clone()));
         let liveness = tokio::spawn(
             LivenessTask {
                 client: client.clone(),
@@ -200,7 +213,8 @@ impl NatsBus {
             events: Mutex::new(Some(events_rx)),
             sink: Mutex::new(Some(sink)),
             dropped,
-            watches: tokio::sync::Mutex::new(HashMap::new()),
+            shards: tokio::sync::Mutex::new(HashMap::new()),
+            watched: Arc::new(Mutex::new(HashMap::new())),
             watched_users: AtomicUsize::new(0),
             live_nodes,
             tasks: vec![forwarder.abort_handle(), liveness.abort_handle()],
@@ -246,15 +260,53 @@ impl NatsBus {
         }
     }
 
+    /// Subscribes to a shard's subject, with a forwarder for its watched users; the caller
+    /// holds the shard table and has counted the first watched user.
+    async fn subscribe_shard(
+        &self,
+        shards: &mut HashMap<u32, ShardWatch>,
+        shard: u32,
+    ) -> BusResult<()> {
+        let sink = lock(&self.sink).clone().ok_or_else(closed)?;
+        let subject = self.subjects.shard(shard);
+        let subscription = self.client.subscribe(subject).await.map_err(|e| {
+            BusError::Unavailable(format!("cannot subscribe to user shard {shard}: {e}"))
+        })?;
+        let forwarder = forward_shard(
+            subscription,
+            shard,
+            self.subjects.clone(),
+            self.me.node_id.clone(),
+            sink,
+            Arc::clone(&self.watched),
+        );
+        let task = tokio::spawn(forwarder).abort_handle();
+        shards.insert(shard, ShardWatch { users: 1, task });
+        Ok(())
+    }
+
+    /// Undoes one watch of `user` in the count; `true` if that was the last one.
+    fn forget(&self, user: UserId) -> bool {
+        let mut watched = lock(&self.watched);
+        let Some(count) = watched.get_mut(&user) else { return false };
+        *count = count.saturating_sub(1);
+        let last = *count == 0;
+        if last {
+            watched.remove(&user);
+            self.watched_users.store(watched.len(), Ordering::Relaxed);
+        }
+        last
+    }
+
     /// Stops every task and forwarder; the event queue ends once they are gone.
-    fn stop_tasks(&self, watches: &mut HashMap<UserId, Watch>) {
+    fn stop_tasks(&self, shards: &mut HashMap<u32, ShardWatch>) {
         for task in &self.tasks {
             task.abort();
         }
-        for (_, watch) in watches.drain() {
-            watch.active.store(false, Ordering::Release);
-            watch.task.abort();
+        for (_, shard) in shards.drain() {
+            shard.task.abort();
         }
+        lock(&self.watched).clear();
         self.watched_users.store(0, Ordering::Relaxed);
         lock(&self.sink).take();
     }
@@ -303,31 +355,59 @@ fn options(
         })
 }
 
-/// Moves a subscription's messages into the event queue until aborted or unsubscribed.
+/// Moves a node subscription's messages into the event queue until aborted or unsubscribed.
 async fn forward(
     mut subscription: async_nats::Subscriber,
     to: Address,
     own_id: String,
     sink: EventSink,
-    active: Option<Arc<AtomicBool>>,
 ) {
     while let Some(message) = subscription.next().await {
-        if active.as_ref().is_some_and(|a| !a.load(Ordering::Acquire)) {
-            break;
+        deliver(message, to.clone(), &own_id, &sink);
+    }
+}
+
+/// Moves the messages of one user shard's subscription into the event queue, those of watched
+/// users only, until aborted or unsubscribed.
+async fn forward_shard(
+    mut subscription: async_nats::Subscriber,
+    shard: u32,
+    subjects: Subjects,
+    own_id: String,
+    sink: EventSink,
+    watched: Arc<Mutex<HashMap<UserId, u32>>>,
+) {
+    while let Some(message) = subscription.next().await {
+        let user = message.headers.as_ref().and_then(|h| h.get(USER_HEADER));
+        let Some(user) = user.and_then(|v| decode_user(v.as_str())) else {
+            sink.count_drop("a user message without a valid Peerline-User header");
+            continue;
+        };
+        if subjects.shard_of(user) != shard {
+            sink.count_drop("a user message on another user's shard");
+            continue;
         }
-        let from = message.headers.as_ref().and_then(|h| h.get(FROM_HEADER));
-        let sent = message.headers.as_ref().and_then(|h| h.get(SENT_HEADER));
-        let sent = sent.and_then(|v| decode_sent(v.as_str()));
-        match from.map(|v| v.as_str()) {
-            Some(from) if from == own_id => {}
-            Some(from) if valid_node_id(from) => sink.send(BusEvent::Message {
-                from: from.to_owned(),
-                to: to.clone(),
-                payload: message.payload,
-                sent,
-            }),
-            _ => sink.count_drop("a message without a valid Peerline-From header"),
+        // Another user of the shard, watched by other supernodes (or one unwatched since).
+        if lock(&watched).contains_key(&user) {
+            deliver(message, Address::User(user), &own_id, &sink);
         }
+    }
+}
+
+/// Hands one message on as an event, if its sender header is valid and not this node's own.
+fn deliver(message: async_nats::Message, to: Address, own_id: &str, sink: &EventSink) {
+    let from = message.headers.as_ref().and_then(|h| h.get(FROM_HEADER));
+    let sent = message.headers.as_ref().and_then(|h| h.get(SENT_HEADER));
+    let sent = sent.and_then(|v| decode_sent(v.as_str()));
+    match from.map(|v| v.as_str()) {
+        Some(from) if from == own_id => {}
+        Some(from) if valid_node_id(from) => sink.send(BusEvent::Message {
+            from: from.to_owned(),
+            to,
+            payload: message.payload,
+            sent,
+        }),
+        _ => sink.count_drop("a message without a valid Peerline-From header"),
     }
 }
 
@@ -360,6 +440,9 @@ impl Bus for NatsBus {
         let mut headers = HeaderMap::new();
         headers.insert(FROM_HEADER, self.me.node_id.as_str());
         headers.insert(SENT_HEADER, encode_sent(std::time::SystemTime::now()).as_str());
+        if let Address::User(user) = to {
+            headers.insert(USER_HEADER, user.to_string().as_str());
+        }
         let subject = self.subjects.address(to);
         self.client.publish_with_headers(subject, headers, payload).await.map_err(|e| {
             use async_nats::client::PublishErrorKind;
@@ -373,46 +456,50 @@ impl Bus for NatsBus {
     }
 
     async fn watch(&self, user: UserId) -> BusResult<()> {
-        let mut watches = self.watches.lock().await;
+        let mut shards = self.shards.lock().await;
         if self.closed.load(Ordering::Acquire) {
             return Err(closed());
         }
-        if let Some(watch) = watches.get_mut(&user) {
-            watch.count += 1;
-        } else {
-            let sink = lock(&self.sink).clone().ok_or_else(closed)?;
-            let subject = self.subjects.user(user);
-            let subscription = self.client.subscribe(subject).await.map_err(|e| {
-                BusError::Unavailable(format!("cannot subscribe to user {user}: {e}"))
-            })?;
-            let active = Arc::new(AtomicBool::new(true));
-            let to = Address::User(user);
-            let own_id = self.me.node_id.clone();
-            let forwarder = forward(subscription, to, own_id, sink, Some(Arc::clone(&active)));
-            let task = tokio::spawn(forwarder).abort_handle();
-            watches.insert(user, Watch { count: 1, active, task });
-            self.watched_users.store(watches.len(), Ordering::Relaxed);
+        // Counted before subscribing, so that the forwarder lets the user's messages through
+        // from the subscription's first message on.
+        let first = {
+            let mut watched = lock(&self.watched);
+            let count = watched.entry(user).or_insert(0);
+            *count += 1;
+            let first = *count == 1;
+            self.watched_users.store(watched.len(), Ordering::Relaxed);
+            first
+        };
+        let shard = self.subjects.shard_of(user);
+        if first {
+            if let Some(watch) = shards.get_mut(&shard) {
+                watch.users += 1;
+            } else if let Err(e) = self.subscribe_shard(&mut shards, shard).await {
+                self.forget(user);
+                return Err(e);
+            }
         }
-        drop(watches);
-        // Every watch waits, not only the first: a second watcher of the same user must not
-        // return before the first one's subscription is in place.
+        drop(shards);
+        // Every watch waits, not only the first of a shard: a watch must not return before the
+        // subscription another watch just took is in place.
         self.confirm_subscriptions().await;
         Ok(())
     }
 
     async fn unwatch(&self, user: UserId) -> BusResult<()> {
-        let mut watches = self.watches.lock().await;
+        let mut shards = self.shards.lock().await;
         if self.closed.load(Ordering::Acquire) {
             return Err(closed());
         }
-        if let Some(watch) = watches.get_mut(&user) {
-            watch.count -= 1;
-            if watch.count == 0 {
-                watch.active.store(false, Ordering::Release);
-                // Dropping the subscription (with the task) unsubscribes it.
-                watch.task.abort();
-                watches.remove(&user);
-                self.watched_users.store(watches.len(), Ordering::Relaxed);
+        if self.forget(user) {
+            let shard = self.subjects.shard_of(user);
+            if let Some(watch) = shards.get_mut(&shard) {
+                watch.users = watch.users.saturating_sub(1);
+                if watch.users == 0 {
+                    // Dropping the subscription (with the task) unsubscribes it.
+                    watch.task.abort();
+                    shards.remove(&shard);
+                }
             }
         }
         Ok(())
@@ -457,12 +544,12 @@ impl Bus for NatsBus {
     }
 
     async fn close(&self) {
-        let mut watches = self.watches.lock().await;
+        let mut shards = self.shards.lock().await;
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.stop_tasks(&mut watches);
-        drop(watches);
+        self.stop_tasks(&mut shards);
+        drop(shards);
         if self.connected() {
             let bye =
                 Beat::Down { node: self.me.node_id.clone(), incarnation: self.me.incarnation };
@@ -482,8 +569,8 @@ impl Bus for NatsBus {
 impl Drop for NatsBus {
     fn drop(&mut self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
-            let mut watches = std::mem::take(self.watches.get_mut());
-            self.stop_tasks(&mut watches);
+            let mut shards = std::mem::take(self.shards.get_mut());
+            self.stop_tasks(&mut shards);
         }
     }
 }

@@ -6,6 +6,18 @@ use peerline_bus::{Address, UserId, valid_node_id};
 /// The header that carries the sending supernode's id on every message.
 pub const FROM_HEADER: &str = "Peerline-From";
 
+/// The header that carries the addressed user's id (decimal) on every message to a user's shard
+/// subject, where the receivers pick out the users they watch.
+pub const USER_HEADER: &str = "Peerline-User";
+
+/// Reads a [`USER_HEADER`] value; `None` unless it is a decimal account id.
+pub fn decode_user(value: &str) -> Option<UserId> {
+    let valid = !value.is_empty()
+        && value.len() <= 20
+        && value.strip_prefix('-').unwrap_or(value).bytes().all(|b| b.is_ascii_digit());
+    if valid { value.parse().ok() } else { None }
+}
+
 /// The header that carries the sender's wall clock at publishing, in microseconds since the
 /// Unix epoch (decimal), for the receivers' delivery latency.
 pub const SENT_HEADER: &str = "Peerline-Sent";
@@ -26,18 +38,31 @@ pub fn decode_sent(value: &str) -> Option<std::time::SystemTime> {
 #[derive(Debug, Clone)]
 pub struct Subjects {
     prefix: String,
+    user_shards: u32,
 }
 
 impl Subjects {
-    /// Subjects under `peerline.<network>.`; `network` must be a valid network name (checked by
-    /// `BusConfig::validate`), so it is a single subject token.
-    pub fn new(network: &str) -> Subjects {
-        Subjects { prefix: format!("peerline.{network}") }
+    /// Subjects under `peerline.<network>.`, users split into `user_shards` shards; `network`
+    /// must be a valid network name (checked by `BusConfig::validate`), so it is a single
+    /// subject token.
+    pub fn new(network: &str, user_shards: u32) -> Subjects {
+        Subjects { prefix: format!("peerline.{network}"), user_shards: user_shards.max(1) }
     }
 
-    /// `peerline.<network>.u.<user id>`: messages to a user's watchers.
+    /// The shard of a user: its id modulo the shard count (as `BusConfig::user_shard`).
+    pub fn shard_of(&self, user: UserId) -> u32 {
+        u32::try_from(user.rem_euclid(i64::from(self.user_shards))).unwrap_or(0)
+    }
+
+    /// `peerline.<network>.u.<shard>`: messages to the watchers of the users of one shard.
+    pub fn shard(&self, shard: u32) -> String {
+        format!("{}.u.{shard}", self.prefix)
+    }
+
+    /// The shard subject of a user: where messages to the user's watchers go (with the user
+    /// in [`USER_HEADER`]).
     pub fn user(&self, user: UserId) -> String {
-        format!("{}.u.{user}", self.prefix)
+        self.shard(self.shard_of(user))
     }
 
     /// `peerline.<network>.n.<node id>`: messages to one supernode.
@@ -140,14 +165,28 @@ mod tests {
 
     #[test]
     fn subjects_are_as_documented() {
-        let s = Subjects::new("prod");
+        let s = Subjects::new("prod", 256);
         assert_eq!(s.user(42), "peerline.prod.u.42");
-        assert_eq!(s.user(-1), "peerline.prod.u.-1");
+        assert_eq!(s.user(256 + 42), "peerline.prod.u.42");
+        assert_eq!(s.user(-1), "peerline.prod.u.255");
+        assert_eq!(s.shard(7), "peerline.prod.u.7");
+        assert_eq!(s.address(&Address::User(1000)), "peerline.prod.u.232");
+        assert_eq!(Subjects::new("prod", 1).user(1000), "peerline.prod.u.0");
         assert_eq!(s.node("sn-1"), "peerline.prod.n.sn-1");
         assert_eq!(s.address(&Address::Node("b".into())), "peerline.prod.n.b");
         assert_eq!(s.heartbeat(), "peerline.prod.hb");
         assert_eq!(s.sync(), "peerline.prod.sync");
         assert_eq!(calls_bucket("prod"), "peerline_prod_calls");
+    }
+
+    #[test]
+    fn user_header_takes_decimal_ids_only() {
+        assert_eq!(decode_user("42"), Some(42));
+        assert_eq!(decode_user("-7"), Some(-7));
+        assert_eq!(decode_user("9223372036854775807"), Some(i64::MAX));
+        for bad in ["", "-", "+1", "1.0", " 1", "0x10", "99999999999999999999", "1a"] {
+            assert_eq!(decode_user(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -18,16 +18,70 @@ use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_on_nats() {
+    conformance_with_shards(None).await;
+}
+
+/// The same suite with every user in one shard: each node then hears every user message of
+/// the network on one subscription, and only its own filtering keeps the suite's promises (a
+/// node watching user 2 never gets user 1's messages, counted watches, unwatching).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_nats_with_one_user_shard() {
+    conformance_with_shards(Some(1)).await;
+}
+
+async fn conformance_with_shards(user_shards: Option<u32>) {
     let nats = TestNats::start().expect("starting nats-server");
     let url = nats.url();
     let mut tests = 0;
     peerline_bus::conformance::run_all(|| {
         tests += 1;
-        let bus = OnServer { url: url.clone(), network: format!("conformance-{tests}") };
+        let network = format!("conformance-{tests}");
+        let bus = OnServer { url: url.clone(), network, user_shards };
         async move { bus }
     })
     .await;
-    eprintln!("{tests} conformance tests passed on nats-server at {url}");
+    eprintln!("{tests} conformance tests passed on nats-server at {url} ({user_shards:?} shards)");
+}
+
+/// Users of one shard on different nodes: each node gets its own users' messages only, a
+/// watch held by many users keeps one subscription, and the subscription goes with the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_carries_many_users_and_each_node_gets_its_own() {
+    let nats = TestNats::start().expect("starting nats-server");
+    let two_shards = |id: &str| BusConfig { user_shards: 2, ..config(id) };
+    let a = NatsBus::connect(&nats.url(), two_shards("a")).await.expect("a connects");
+    let b = NatsBus::connect(&nats.url(), two_shards("b")).await.expect("b connects");
+    let c = NatsBus::connect(&nats.url(), two_shards("c")).await.expect("c connects");
+    let (mut b_events, mut c_events) = (b.events().unwrap(), c.events().unwrap());
+    // Users 2, 4 and 6 share shard 0.
+    for user in [2, 4] {
+        b.watch(user).await.unwrap();
+    }
+    c.watch(6).await.unwrap();
+    assert_eq!(b.health().watched_users, 2);
+    for (user, text) in [(2, "to 2"), (4, "to 4"), (6, "to 6"), (8, "to 8")] {
+        a.publish(&Address::User(user), Bytes::from(text)).await.unwrap();
+    }
+    let wait = Duration::from_secs(5);
+    assert_eq!(message_within(&mut b_events, wait).await.as_deref(), Some(&b"to 2"[..]));
+    assert_eq!(message_within(&mut b_events, wait).await.as_deref(), Some(&b"to 4"[..]));
+    assert_eq!(message_within(&mut c_events, wait).await.as_deref(), Some(&b"to 6"[..]));
+    let quiet = Duration::from_millis(300);
+    assert_eq!(message_within(&mut b_events, quiet).await, None, "b watches neither 6 nor 8");
+    assert_eq!(message_within(&mut c_events, quiet).await, None, "c watches only 6");
+
+    b.unwatch(2).await.unwrap();
+    a.publish(&Address::User(2), Bytes::from_static(b"2 again")).await.unwrap();
+    a.publish(&Address::User(4), Bytes::from_static(b"4 again")).await.unwrap();
+    assert_eq!(message_within(&mut b_events, wait).await.as_deref(), Some(&b"4 again"[..]));
+    b.unwatch(4).await.unwrap();
+    assert_eq!(b.health().watched_users, 0);
+    a.publish(&Address::User(4), Bytes::from_static(b"nobody")).await.unwrap();
+    assert_eq!(message_within(&mut b_events, quiet).await, None, "b watches nobody now");
+    assert_eq!(b.health().dropped_events, 0, "other users' messages are not drops");
+    for bus in [a, b, c] {
+        bus.close().await;
+    }
 }
 
 fn config(id: &str) -> BusConfig {

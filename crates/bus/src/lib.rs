@@ -107,7 +107,20 @@ pub struct BusConfig {
     /// events are dropped and counted in [`BusHealth::dropped_events`]: a supernode that stops
     /// reading must not make the bus (or its own memory) grow without bound.
     pub event_queue: usize,
+    /// How many groups ("shards") the users of the network are split into on a bus that
+    /// subscribes per group rather than per user (NATS: a supernode holds one subscription per
+    /// shard it has watched users in, and drops the messages of the shard's other users). More
+    /// shards send fewer messages to supernodes that do not want them; fewer shards cost less
+    /// memory per supernode (a NATS subscription is about 5.6 KB). Every supernode of a network
+    /// must use the same value: a message goes to its user's shard as the sender counts it.
+    /// 1 to 65,536; the default is [`DEFAULT_USER_SHARDS`].
+    pub user_shards: u32,
 }
+
+/// The default [`BusConfig::user_shards`]: at most about 1.5 MB of subscriptions per supernode,
+/// and a network of a few supernodes with a few hundred users each still sends a user's
+/// messages to the supernodes that hold the user's shard only.
+pub const DEFAULT_USER_SHARDS: u32 = 256;
 
 impl BusConfig {
     /// Settings with the default timers for a node id and network.
@@ -119,6 +132,7 @@ impl BusConfig {
             down_after: Duration::from_secs(3),
             call_ttl: Duration::from_secs(24 * 3600),
             event_queue: 8192,
+            user_shards: DEFAULT_USER_SHARDS,
         }
     }
 
@@ -149,7 +163,20 @@ impl BusConfig {
                 "call_ttl and event_queue must be more than zero".into(),
             ));
         }
+        if !(1..=65_536).contains(&self.user_shards) {
+            return Err(BusError::Refused(format!(
+                "user_shards ({}) must be 1 to 65536",
+                self.user_shards
+            )));
+        }
         Ok(())
+    }
+
+    /// The shard of `user` (0 to `user_shards - 1`): the same for every supernode of a network.
+    pub fn user_shard(&self, user: UserId) -> u32 {
+        // Account ids are given out in sequence, so the remainder spreads them evenly.
+        let shard = user.rem_euclid(i64::from(self.user_shards.max(1)));
+        u32::try_from(shard).unwrap_or(0)
     }
 }
 
@@ -223,4 +250,25 @@ pub trait Bus: Send + Sync + 'static {
     /// [`BusConfig::down_after`]. Later calls fail with [`BusError::Unavailable`]. Dropping a bus
     /// leaves it too, without waiting.
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_shards_spread_ids_and_take_negative_ones() {
+        let config = BusConfig { user_shards: 4, ..BusConfig::new("a", "net") };
+        let shards: Vec<u32> = (0..8).map(|u| config.user_shard(u)).collect();
+        assert_eq!(shards, [0, 1, 2, 3, 0, 1, 2, 3]);
+        assert_eq!(config.user_shard(-1), 3);
+        assert_eq!(config.user_shard(i64::MIN), 0);
+        let one = BusConfig { user_shards: 1, ..config.clone() };
+        assert_eq!(one.user_shard(12345), 0);
+        assert!(config.validate().is_ok());
+        for bad in [0, 65_537] {
+            let c = BusConfig { user_shards: bad, ..config.clone() };
+            assert!(c.validate().is_err(), "{bad}");
+        }
+    }
 }

@@ -299,6 +299,8 @@ fn storm_scenario() -> anyhow::Result<Value> {
         cluster.restart(i)?;
     }
     let restarted_after = killed.elapsed().as_secs_f64();
+    // A restarted node's admin listener has a new port.
+    let urls = metrics_urls(&cluster);
     let mut curve = vec![(0.0, 0.0)];
     let deadline = killed + Duration::from_secs(120);
     loop {

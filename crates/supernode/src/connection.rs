@@ -1,22 +1,29 @@
-//! One client connection: a reader that decodes frames and runs requests one at a time, and a
-//! writer that drains the bounded send queue. Either side ending tears both down and tells the hub.
+//! One client connection, served by one task: it decodes frames and runs requests one at a
+//! time, and writes what the connection's [`Outbox`] holds (answers and events) while it waits
+//! for the next frame or for a request to finish. Either side ending tears the connection down
+//! and tells the hub.
+//!
+//! An idle connection is a few small allocations: the task (whose state is kept small: a
+//! running request is boxed, and its tracing span lives only while it runs), an empty outbox,
+//! and the TLS and WebSocket state of the libraries.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use peerline_supernode_core::ConnId;
 use peerline_wire::{
     EndReason, ErrorBody, ErrorCode, Event, Request, ServerFrame, decode_client_frame, encode,
 };
-use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info_span};
 
 use crate::metrics as m;
 use crate::session::Session;
-use crate::state::{ConnHandle, Outbound, Shared};
+use crate::state::{ConnHandle, Outbound, Outbox, Shared};
 
 /// WebSocket close code for "message too big" (RFC 6455 §7.4.1).
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -30,36 +37,64 @@ pub async fn serve(
     peer: SocketAddr,
     tls_exporter: Option<[u8; 32]>,
 ) {
-    let (tx, rx) = mpsc::channel(shared.config.limits.send_queue_frames);
-    let kill = Arc::new(Notify::new());
-    let handle = ConnHandle::new(tx.clone(), kill.clone());
-    let conn = match shared.register(handle, peer.ip(), Instant::now()) {
+    let outbox = Outbox::new(shared.config.limits.send_queue_frames);
+    let conn = match shared.register(ConnHandle::new(outbox.clone()), peer.ip(), Instant::now()) {
         Ok(conn) => conn,
         Err(why) => return refuse(socket, why).await,
     };
     metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
-    let span = info_span!("conn", id = conn.0);
-    async move {
-        debug!(%peer, "connected");
-        let (sink, stream) = socket.split();
-        let write_timeout = Duration::from_secs(shared.config.limits.write_timeout_secs);
-        let writer = tokio::spawn(write_loop(sink, rx, kill.clone(), write_timeout));
-        let mut stream = stream;
-        let we_closed = read_loop(&shared, conn, peer, tls_exporter, &mut stream, tx, &kill).await;
-        // Presence and counts change now, not after the drain below.
-        if let Some(user) = shared.unregister(conn)
-            && let Err(e) = shared.bus.unwatch(user).await
-        {
-            debug!(error = %e, "unwatching on the bus failed");
-        }
-        if we_closed {
-            drain(&mut stream).await;
-        }
-        writer.abort();
-        debug!("disconnected");
+    debug!(conn = conn.0, %peer, "connected");
+    let (mut sink, mut stream) = socket.split();
+    let write_timeout = Duration::from_secs(shared.config.limits.write_timeout_secs);
+    // The writer is part of this task, polled next to the reads and the running request: one
+    // task per connection instead of two.
+    let mut writer = Writer {
+        future: std::pin::pin!(write_loop(&mut sink, &outbox, write_timeout)),
+        done: false,
+    };
+    let we_closed = {
+        let mut session = Session::new(shared.clone(), conn, peer, outbox.clone());
+        session.tls_exporter = tls_exporter;
+        read_loop(&shared, &mut session, &mut stream, &outbox, &mut writer).await
+    };
+    // Presence and counts change now, not after the drain below.
+    if let Some(user) = shared.unregister(conn)
+        && let Err(e) = shared.bus.unwatch(user).await
+    {
+        debug!(conn = conn.0, error = %e, "unwatching on the bus failed");
     }
-    .instrument(span)
-    .await;
+    if we_closed {
+        drain(&mut stream, &mut writer).await;
+    }
+    outbox.kill();
+    debug!(conn = conn.0, "disconnected");
+}
+
+/// The connection's writer, polled by the reading side; done once it returned (the goodbye was
+/// sent, a write failed or timed out, or the connection was killed).
+struct Writer<'a> {
+    future: Pin<&'a mut (dyn Future<Output = ()> + Send + 'a)>,
+    done: bool,
+}
+
+impl Writer<'_> {
+    /// Writes until the writer returns; returns at once if it already did.
+    async fn run(&mut self) {
+        if !self.done {
+            self.future.as_mut().await;
+            self.done = true;
+        }
+    }
+}
+
+/// Waits for `queued` (an answer waiting for room in the outbox) while writing, since only the
+/// writer makes room; `false` if the connection ended first.
+async fn while_writing(writer: &mut Writer<'_>, queued: impl Future<Output = bool>) -> bool {
+    tokio::select! {
+        biased;
+        ok = queued => ok,
+        () = writer.run() => false,
+    }
 }
 
 /// Turns a connection away before it is registered: come back later, each client at a
@@ -84,24 +119,22 @@ const TOO_BIG_GRACE: Duration = Duration::from_millis(500);
 /// client's Close has not been seen yet), `false` if the client closed or the socket failed.
 async fn read_loop(
     shared: &Arc<Shared>,
-    conn: ConnId,
-    peer: SocketAddr,
-    tls_exporter: Option<[u8; 32]>,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    tx: mpsc::Sender<Outbound>,
-    kill: &Notify,
+    session: &mut Session,
+    stream: &mut SplitStream<WebSocket>,
+    outbox: &Outbox,
+    writer: &mut Writer<'_>,
 ) -> bool {
-    let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
-    let mut session = Session::new(shared.clone(), conn, peer, tx.clone(), closed_rx);
-    session.tls_exporter = tls_exporter;
+    let conn = session.conn;
     // A frame read while a request was running, to handle next.
     let mut stashed: Option<Result<Message, axum::Error>> = None;
     loop {
         let message = match stashed.take() {
             Some(m) => Some(m),
             None => tokio::select! {
+                biased;
+                // The writer returns when the connection must end.
+                () = writer.run() => break,
                 m = stream.next() => m,
-                () = kill.notified() => break,
             },
         };
         let bytes = match message {
@@ -115,7 +148,7 @@ async fn read_loop(
                     ErrorCode::BadRequest,
                     "binary frames are not part of protocol version 1; send JSON text",
                 );
-                if !session.reply_error(None, body).await {
+                if !while_writing(writer, session.reply_error(None, body)).await {
                     break;
                 }
                 continue;
@@ -124,23 +157,11 @@ async fn read_loop(
             Some(Ok(Message::Close(_))) | None => return false,
             Some(Err(err)) => {
                 if is_too_big(&err) {
-                    metrics::counter!(m::BAD_FRAMES).increment(1);
-                    let body = ErrorBody::new(ErrorCode::FrameTooLarge);
-                    let frame = encode(&ServerFrame::Error { id: None, error: body });
-                    let _ = tx.try_send(Outbound::Frame(frame.into()));
-                    let _ = tx.try_send(Outbound::CloseTooBig);
-                    shared.with_hub(|h| h.mark_closing(conn));
-                    // The writer sends the error and a 1009 close, then wakes us.
-                    let write_timeout =
-                        Duration::from_secs(shared.config.limits.write_timeout_secs);
-                    let _ = tokio::time::timeout(write_timeout, kill.notified()).await;
-                    // The rest of the big frame is still arriving and cannot be read through the
-                    // WebSocket any more; closing now would reset the connection under the client
-                    // before it reads the error. Give it a moment to finish sending.
-                    tokio::time::sleep(TOO_BIG_GRACE).await;
+                    // Boxed: a rare path whose timers need not sit in every connection's state.
+                    Box::pin(too_big(shared, conn, outbox, writer)).await;
                     return true;
                 }
-                debug!(error = %err, "read failed");
+                debug!(conn = conn.0, error = %err, "read failed");
                 return false;
             }
         };
@@ -155,14 +176,16 @@ async fn read_loop(
             Err(err) => {
                 metrics::counter!(m::BAD_FRAMES).increment(1);
                 shared.with_hub(|h| h.violation(conn));
-                if !session.reply_error(err.request_id(), err.to_error_body()).await {
+                let body = err.to_error_body();
+                if !while_writing(writer, session.reply_error(err.request_id(), body)).await {
                     break;
                 }
                 continue;
             }
         };
+        drop(bytes);
         if let Err(body) = admitted {
-            if !session.reply_error(Some(frame.id), body).await {
+            if !while_writing(writer, session.reply_error(Some(frame.id), body)).await {
                 break;
             }
             continue;
@@ -171,17 +194,24 @@ async fn read_loop(
         let (kind, started) = (frame.request.kind(), Instant::now());
         let id = frame.id;
         let logout = matches!(frame.request, Request::Logout);
+        // The connection's span exists while it has work, not while it idles (a span costs
+        // the log registry a few hundred bytes).
+        let span = info_span!("conn", id = conn.0);
         // While the request runs (it may wait for a password hash slot), the socket is still
-        // watched: a client that hangs up, or a hub that closes the connection, releases what
-        // the request waits for instead of having it run for nobody.
+        // watched and the outbox written: a client that hangs up, or a hub that closes the
+        // connection, releases what the request waits for instead of having it run for nobody.
+        let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
+        session.closed = Some(closed_rx);
         let (result, gone) = {
-            let mut handling = std::pin::pin!(session.handle(frame.request));
+            // Boxed: a request's state (the largest of all handlers') exists only while it runs,
+            // not in every idle connection's task.
+            let mut handling = Box::pin(session.handle(frame.request).instrument(span.clone()));
             let mut gone = None;
             let result = loop {
                 tokio::select! {
                     biased;
                     r = &mut handling => break r,
-                    () = kill.notified(), if gone.is_none() => {
+                    () = writer.run(), if gone.is_none() => {
                         let _ = closed_tx.send(true);
                         gone = Some(true);
                     }
@@ -196,24 +226,29 @@ async fn read_loop(
             };
             (result, gone)
         };
+        session.closed = None;
+        drop(closed_tx);
         if let Some(we_closed) = gone {
             return we_closed;
         }
         metrics::histogram!(m::REQUEST_SECONDS, "kind" => kind)
             .record(started.elapsed().as_secs_f64());
+        let _entered = span.enter();
         log_throttled(kind, &result);
+        drop(_entered);
         let (sent, end) = match result {
             Ok(reply) => {
                 let end = logout.then_some(EndReason::LoggedOut);
-                (session.send(ServerFrame::Ok { id, result: reply }).await, end)
+                let reply = ServerFrame::Ok { id, result: reply };
+                (while_writing(writer, session.send(reply)).await, end)
             }
             Err(body) => {
                 let end =
                     (body.code == ErrorCode::HelloRequired).then_some(EndReason::ProtocolViolation);
-                (session.reply_error(Some(id), body).await, end)
+                (while_writing(writer, session.reply_error(Some(id), body)).await, end)
             }
         };
-        if !sent || !session.after_reply().await {
+        if !sent || !after_reply(session, writer, span).await {
             break;
         }
         if let Some(reason) = end {
@@ -221,6 +256,34 @@ async fn read_loop(
         }
     }
     true
+}
+
+/// Runs what follows a reply (after login: the presence snapshot and stored messages), writing
+/// meanwhile: the session may wait for room in the outbox, which only the writer makes.
+async fn after_reply(session: &mut Session, writer: &mut Writer<'_>, span: tracing::Span) -> bool {
+    if !session.has_after_reply() {
+        return true;
+    }
+    let pushing = Box::pin(session.after_reply().instrument(span));
+    while_writing(writer, pushing).await
+}
+
+/// Answers a frame over the size limit: the error, then a 1009 close, then a short grace
+/// before the connection is dropped.
+async fn too_big(shared: &Shared, conn: ConnId, outbox: &Outbox, writer: &mut Writer<'_>) {
+    metrics::counter!(m::BAD_FRAMES).increment(1);
+    let body = ErrorBody::new(ErrorCode::FrameTooLarge);
+    let frame = encode(&ServerFrame::Error { id: None, error: body });
+    let _ = outbox.try_push(Outbound::Frame(frame.into()));
+    let _ = outbox.try_push(Outbound::CloseTooBig);
+    shared.with_hub(|h| h.mark_closing(conn));
+    // The writer sends the error and a 1009 close, then returns.
+    let write_timeout = Duration::from_secs(shared.config.limits.write_timeout_secs);
+    let _ = tokio::time::timeout(write_timeout, writer.run()).await;
+    // The rest of the big frame is still arriving and cannot be read through the WebSocket any
+    // more; closing now would reset the connection under the client before it reads the error.
+    // Give it a moment to finish sending.
+    tokio::time::sleep(TOO_BIG_GRACE).await;
 }
 
 /// Says at info level when a login or a registration was turned away by a limit (the operator
@@ -240,12 +303,17 @@ fn log_throttled<T>(kind: &'static str, result: &Result<T, ErrorBody>) {
 }
 
 /// Reads and discards until the client answers our Close (or a short deadline), so that the
-/// frames already sent are not destroyed by a TCP reset.
-async fn drain(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+/// frames already sent are not destroyed by a TCP reset; the writer finishes meanwhile.
+async fn drain(stream: &mut SplitStream<WebSocket>, writer: &mut Writer<'_>) {
     let _ = tokio::time::timeout(CLOSE_DRAIN, async {
-        while let Some(Ok(message)) = stream.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
+        loop {
+            let writing = !writer.done;
+            tokio::select! {
+                () = writer.run(), if writing => {}
+                message = stream.next() => match message {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
             }
         }
     })
@@ -259,13 +327,15 @@ fn is_too_big(err: &axum::Error) -> bool {
         || text.contains("too long")
 }
 
+/// Writes what the outbox holds until the connection must end: a goodbye was sent, a write
+/// failed or took longer than `write_timeout`, or the connection was killed. Marks the outbox
+/// dead when it returns, so that nothing more is queued for nobody.
 async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    kill: Arc<Notify>,
+    sink: &mut SplitSink<WebSocket, Message>,
+    outbox: &Outbox,
     write_timeout: Duration,
 ) {
-    while let Some(out) = rx.recv().await {
+    while let Some(out) = outbox.next().await {
         let (message, last) = match out {
             Outbound::CloseTooBig => (close_frame(CLOSE_TOO_BIG, "frame too large"), true),
             Outbound::Frame(text) => (Message::Text(text), false),
@@ -281,7 +351,7 @@ async fn write_loop(
             _ => break,
         }
     }
-    kill.notify_one();
+    outbox.kill();
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {

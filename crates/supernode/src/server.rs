@@ -307,6 +307,9 @@ impl Supernode {
     }
 }
 
+/// What tungstenite reads at once, and its read buffer's first size.
+const WS_READ_BUFFER: usize = 256;
+
 async fn ws_upgrade(
     ws: WebSocketUpgrade,
     Extension(ClientAddr(peer)): Extension<ClientAddr>,
@@ -315,7 +318,10 @@ async fn ws_upgrade(
 ) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .read_buffer_size(4096)
+        // Small, because tungstenite keeps its read buffer for the connection's life: it grows
+        // to the largest frame read (a login, a message) and 4 KiB would be most of an idle
+        // connection's memory. Reads of a large frame take more, cheaper calls.
+        .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_FRAME_BYTES * 4)
         .on_upgrade(move |socket| {

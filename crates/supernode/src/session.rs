@@ -10,11 +10,10 @@ use peerline_supernode_core::ConnId;
 use peerline_wire::{
     ContactState, DeviceId, ErrorBody, ErrorCode, Reply, Request, ServerFrame, encode, validate,
 };
-use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::metrics as m;
-use crate::state::{Outbound, Shared};
+use crate::state::{Offer, Outbound, Outbox, Shared};
 
 /// Who a logged-in connection is.
 #[derive(Debug, Clone)]
@@ -45,14 +44,15 @@ pub struct Session {
     pub(crate) shared: Arc<Shared>,
     pub(crate) conn: ConnId,
     pub(crate) peer: SocketAddr,
-    tx: mpsc::Sender<Outbound>,
+    outbox: Arc<Outbox>,
     pub(crate) nonce: Option<String>,
     pub(crate) identity: Option<Identity>,
     pub(crate) after: AfterReply,
     /// When the connection opened (the login deadline counts from it).
     opened: tokio::time::Instant,
-    /// Becomes `true` when the connection closed while a request was running.
-    closed: tokio::sync::watch::Receiver<bool>,
+    /// Becomes `true` when the connection closes while the current request runs; set by the
+    /// connection for each request (an idle connection keeps no channel).
+    pub(crate) closed: Option<tokio::sync::watch::Receiver<bool>>,
     /// The connection's TLS exporter, which a login signature may be bound to (RFC 9266).
     pub(crate) tls_exporter: Option<[u8; 32]>,
 }
@@ -76,23 +76,17 @@ pub(crate) fn db<T>(result: StoreResult<T>) -> Result<T, ErrorBody> {
 
 impl Session {
     /// A fresh session for a new connection.
-    pub fn new(
-        shared: Arc<Shared>,
-        conn: ConnId,
-        peer: SocketAddr,
-        tx: mpsc::Sender<Outbound>,
-        closed: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, conn: ConnId, peer: SocketAddr, outbox: Arc<Outbox>) -> Self {
         Self {
             shared,
             conn,
             peer,
-            tx,
+            outbox,
             nonce: None,
             identity: None,
             after: AfterReply::default(),
             opened: tokio::time::Instant::now(),
-            closed,
+            closed: None,
             tls_exporter: None,
         }
     }
@@ -105,19 +99,36 @@ impl Session {
             None => self.opened + wait,
             Some(_) => tokio::time::Instant::now() + wait,
         };
-        crate::passwords::Gate { deadline, closed: self.closed.clone() }
+        // Outside a request nothing waits on a hash; a sender dropped at once reads as closed.
+        let closed = self.closed.clone().unwrap_or_else(|| tokio::sync::watch::channel(true).1);
+        crate::passwords::Gate { deadline, closed }
     }
 
     /// Queues a frame of this session's own (an answer, or the pushes that follow login). It
     /// waits for room in the send queue, so a client's requests are read only as fast as it reads
     /// the answers; a client that reads nothing for the write timeout is dropped. Returns `false`
     /// when the connection is gone.
-    pub async fn send(&self, frame: ServerFrame) -> bool {
+    pub fn send(&self, frame: ServerFrame) -> impl Future<Output = bool> + Send + '_ {
+        // Encoded before the future is made: the future (part of every connection task's
+        // state) then holds the encoded bytes, not the frame.
+        self.queue(Outbound::Frame(encode(&frame).into()))
+    }
+
+    /// Queues an encoded frame: at once while the outbox has room (the usual case); otherwise
+    /// it waits in a boxed future, so that only a connection whose client reads slowly holds
+    /// the waiting's state.
+    async fn queue(&self, outbound: Outbound) -> bool {
+        match self.outbox.offer(outbound) {
+            Offer::Queued => true,
+            Offer::Gone => false,
+            Offer::Full(outbound) => Box::pin(self.queue_when_room(outbound)).await,
+        }
+    }
+
+    async fn queue_when_room(&self, outbound: Outbound) -> bool {
         let write_timeout = Duration::from_secs(self.shared.config.limits.write_timeout_secs);
-        let outbound = Outbound::Frame(encode(&frame).into());
-        match tokio::time::timeout(write_timeout, self.tx.send(outbound)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => false,
+        match tokio::time::timeout(write_timeout, self.outbox.push(outbound)).await {
+            Ok(sent) => sent,
             Err(_) => {
                 self.shared.drop_slow_reader(self.conn);
                 false
@@ -126,11 +137,15 @@ impl Session {
     }
 
     /// Queues an error answer.
-    pub async fn reply_error(&self, id: Option<u64>, error: ErrorBody) -> bool {
+    pub fn reply_error(
+        &self,
+        id: Option<u64>,
+        error: ErrorBody,
+    ) -> impl Future<Output = bool> + Send + '_ {
         let code = serde_json::to_value(error.code).ok();
         let code = code.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown").to_owned();
         metrics::counter!(m::REQUEST_ERRORS, "code" => code).increment(1);
-        self.send(ServerFrame::Error { id, error }).await
+        self.send(ServerFrame::Error { id, error })
     }
 
     /// The logged-in identity, or `not_authenticated`.
@@ -246,11 +261,16 @@ impl Session {
         }
     }
 
+    /// Whether [`Session::after_reply`] has anything to do.
+    pub fn has_after_reply(&self) -> bool {
+        self.after.release || self.after.push_undelivered
+    }
+
     /// Pushes what must follow the reply just sent (after login: presence of contacts, then
     /// messages that waited while this user was offline, in order).
     pub async fn after_reply(&mut self) -> bool {
         let after = std::mem::take(&mut self.after);
-        if after.release && !self.shared.release(self.conn, &self.tx).await {
+        if after.release && !self.shared.release(self.conn, &self.outbox).await {
             return false;
         }
         if after.push_undelivered {

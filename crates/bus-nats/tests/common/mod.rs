@@ -12,6 +12,8 @@ pub struct OnServer {
     pub url: String,
     /// This test's network name.
     pub network: String,
+    /// Overrides [`BusConfig::user_shards`] of every node (`None`: the default).
+    pub user_shards: Option<u32>,
 }
 
 #[async_trait]
@@ -21,6 +23,7 @@ impl TestBus for OnServer {
     }
 
     async fn connect(&self, config: BusConfig) -> BusResult<Box<dyn Bus>> {
-        Ok(Box::new(NatsBus::connect(&self.url, config).await?))
+        let user_shards = self.user_shards.unwrap_or(config.user_shards);
+        Ok(Box::new(NatsBus::connect(&self.url, BusConfig { user_shards, ..config }).await?))
     }
 }
