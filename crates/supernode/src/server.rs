@@ -150,10 +150,18 @@ impl Supernode {
         let tls = if config.insecure_plaintext { None } else { Some(load_identity(&config)?) };
         let client = bind(config.listen, "client")?;
         let admin = bind(config.admin_listen, "admin")?;
-        let stun = peerline_stun::StunServer::bind(
-            config.stun_listen,
-            &peerline_stun::ResponderConfig::default(),
-        )
+        let limits = &config.limits;
+        let stun_config = peerline_stun::ResponderConfig {
+            rate_limit: Some(peerline_stun::RateLimitConfig {
+                per_source_per_second: limits.stun_per_source_per_second,
+                per_source_burst: limits.stun_per_source_burst,
+                global_per_second: limits.stun_per_second,
+                global_burst: limits.stun_burst,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let stun = peerline_stun::StunServer::bind(config.stun_listen, &stun_config)
         .await
         .with_context(|| format!("binding the STUN responder on UDP {}", config.stun_listen))?;
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;

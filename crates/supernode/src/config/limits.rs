@@ -58,6 +58,15 @@ pub struct Limits {
     pub logins_per_second: f64,
     /// Logins admitted at once before the rate applies.
     pub login_burst: f64,
+    /// STUN Binding answers per second to one source (IPv4 address or IPv6 /64), sustained.
+    pub stun_per_source_per_second: f64,
+    /// STUN answers one source may get back to back before its rate applies.
+    pub stun_per_source_burst: f64,
+    /// STUN answers per second over all sources, sustained: bounds what a spoofed flood can
+    /// make the responder send.
+    pub stun_per_second: f64,
+    /// STUN answers over all sources at once before that rate applies.
+    pub stun_burst: f64,
     /// Seconds a stopping supernode takes to move its clients elsewhere, a share at a time, so
     /// that they do not all arrive at the other supernodes at once.
     pub drain_secs: u64,
@@ -105,6 +114,10 @@ impl Default for Limits {
             password_logins_per_hour: 60.0,
             logins_per_second: 1000.0,
             login_burst: 2000.0,
+            stun_per_source_per_second: 20.0,
+            stun_per_source_burst: 40.0,
+            stun_per_second: 20_000.0,
+            stun_burst: 20_000.0,
             drain_secs: 10,
             messages_per_minute: 60,
             messages_per_day: 2000,
@@ -152,6 +165,10 @@ impl Limits {
         c.float("limits.password_logins_per_hour", per_hour, 1.0, 1_000_000.0);
         c.rate("limits.logins_per_second", self.logins_per_second, 1_000_000.0);
         c.float("limits.login_burst", self.login_burst, 1.0, 10_000_000.0);
+        c.rate("limits.stun_per_source_per_second", self.stun_per_source_per_second, 10_000_000.0);
+        c.float("limits.stun_per_source_burst", self.stun_per_source_burst, 1.0, 10_000_000.0);
+        c.rate("limits.stun_per_second", self.stun_per_second, 100_000_000.0);
+        c.float("limits.stun_burst", self.stun_burst, 1.0, 100_000_000.0);
         c.int("limits.drain_secs", self.drain_secs, 0, 600);
         c.int("limits.messages_per_minute", self.messages_per_minute, 1, COUNT_MAX);
         c.int("limits.messages_per_day", self.messages_per_day, 1, COUNT_MAX);
