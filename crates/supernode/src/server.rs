@@ -162,8 +162,8 @@ impl Supernode {
             ..Default::default()
         };
         let stun = peerline_stun::StunServer::bind(config.stun_listen, &stun_config)
-        .await
-        .with_context(|| format!("binding the STUN responder on UDP {}", config.stun_listen))?;
+            .await
+            .with_context(|| format!("binding the STUN responder on UDP {}", config.stun_listen))?;
         let passwords = Passwords::new(config.limits.password_hash_concurrency)?;
         let hub = Hub::new(hub_config(&config), Instant::now());
         let rustls = tls.as_ref().map(|t| RustlsConfig::from_config(t.server_config.clone()));
