@@ -21,7 +21,7 @@
 //! cargo build --release --bins
 //! cargo bench -p peerline-loadgen --bench capacity                 # users, storm, compare
 //! cargo bench -p peerline-loadgen --bench capacity -- compare      # or users, storm
-//! cargo bench -p peerline-loadgen --bench capacity -- replot       # the login CDF again
+//! cargo bench -p peerline-loadgen --bench capacity -- replot       # the PNGs again
 //! PEERLINE_CAPACITY_USERS=20000 cargo bench -p peerline-loadgen --bench capacity
 //! ```
 //!
@@ -256,25 +256,7 @@ fn users_scenario() -> anyhow::Result<Value> {
         .chain(samples.iter().map(|(t, u, r)| format!("{t:.1},{u},{r}\n")))
         .collect();
     std::fs::write(out_dir().join("memory.csv"), csv)?;
-    // Memory against users while they log in (the hold adds no users).
-    let mut points: Vec<(f64, f64)> = Vec::new();
-    for (_, users, rss) in &samples {
-        if points.last().is_none_or(|(u, _)| users > u) {
-            points.push((*users, *rss as f64 / (1024.0 * 1024.0)));
-        }
-    }
-    let axes = Axes {
-        x_label: "logged-in users (all supernode processes)".into(),
-        y_label: "RSS of all supernodes, MiB".into(),
-        y_share: false,
-    };
-    let label = format!("{} supernode processes", pids.len());
-    plot::line_png(
-        &out_dir().join("memory.png"),
-        "Supernode memory against logged-in users",
-        &axes,
-        &[Series { label, points }],
-    )?;
+    memory_png(pids.len())?;
     login_cdf_png(&run)?;
     run["bench"] = json!("users");
     run["provision"] = provision;
@@ -284,6 +266,53 @@ fn users_scenario() -> anyhow::Result<Value> {
     run["load_average_after"] = json!(load_average());
     write_json("users", &run)?;
     Ok(run)
+}
+
+/// Memory against users while they log in (the hold adds no users), from `memory.csv`.
+fn memory_png(processes: usize) -> anyhow::Result<()> {
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for row in csv_rows(&out_dir().join("memory.csv"))? {
+        let (Some(&users), Some(&rss)) = (row.get(1), row.get(2)) else { continue };
+        if points.last().is_none_or(|(u, _)| users > *u) {
+            points.push((users, rss / (1024.0 * 1024.0)));
+        }
+    }
+    let axes = Axes {
+        x_label: "logged-in users, all supernodes".into(),
+        y_label: "RSS of all supernodes, MiB".into(),
+        y_share: false,
+    };
+    let label = format!("{processes} supernode processes");
+    plot::line_png(
+        &out_dir().join("memory.png"),
+        "Supernode memory against logged-in users",
+        &axes,
+        &[Series { label, points }],
+    )
+}
+
+/// The storm's recovery curve, from `storm-all.csv`.
+fn storm_png(users: usize, nodes: usize) -> anyhow::Result<()> {
+    let points: Vec<(f64, f64)> = csv_rows(&out_dir().join("storm-all.csv"))?
+        .into_iter()
+        .filter_map(|row| Some((*row.first()?, *row.get(1)?)))
+        .collect();
+    plot::recovery_png(
+        &out_dir().join("storm-all.png"),
+        &format!("All {users} users dropped at once"),
+        &[Series { label: format!("{nodes} supernodes killed and restarted"), points }],
+    )
+}
+
+/// The numeric rows of a CSV file with a header line.
+fn csv_rows(path: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').filter_map(|f| f.parse().ok()).collect())
+        .collect())
 }
 
 /// The login latency CDF of a `run` report, from its HDR percentiles of `login` (first attempt)
@@ -306,7 +335,7 @@ fn login_cdf_png(run: &Value) -> anyhow::Result<()> {
         series.push(Series { label: format!("{label} ({count} users)"), points });
     }
     let axes = Axes {
-        x_label: "milliseconds from the start of a user's login to logged in".into(),
+        x_label: "ms from a user's first login attempt to logged in".into(),
         y_label: "share of users".into(),
         y_share: true,
     };
@@ -321,7 +350,11 @@ fn login_cdf_png(run: &Value) -> anyhow::Result<()> {
 /// Draws the PNGs again from the last reports (`replot`).
 fn replot() -> anyhow::Result<()> {
     let users: Value = serde_json::from_slice(&std::fs::read(out_dir().join("users.json"))?)?;
-    login_cdf_png(&users)
+    login_cdf_png(&users)?;
+    memory_png(users["supernode_processes"].as_u64().unwrap_or(0) as usize)?;
+    let storm: Value = serde_json::from_slice(&std::fs::read(out_dir().join("storm.json"))?)?;
+    let count = |v: &Value| v.as_u64().unwrap_or(0) as usize;
+    storm_png(count(&storm["users"]), count(&storm["supernodes"]))
 }
 
 /// Every user dropped at once: every supernode killed and started again.
@@ -382,11 +415,7 @@ fn storm_scenario() -> anyhow::Result<Value> {
         .chain(curve.iter().map(|(t, b)| format!("{t:.2},{b:.5}\n")))
         .collect();
     std::fs::write(out_dir().join("storm-all.csv"), csv)?;
-    plot::recovery_png(
-        &out_dir().join("storm-all.png"),
-        &format!("All {n} users dropped at once: every supernode killed and restarted"),
-        &[Series { label: format!("{n} users, {nodes} supernodes"), points: curve.clone() }],
-    )?;
+    storm_png(n, nodes)?;
     let run = run.join().map_err(|_| anyhow::anyhow!("the run thread panicked"))??;
     let report = json!({
         "bench": "storm",

@@ -45,7 +45,7 @@ impl Axes {
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 600;
 /// Room around the plotting area for labels: left, right, top, bottom.
-const MARGIN: (i32, i32, i32, i32) = (80, 30, 60, 70);
+const MARGIN: (i32, i32, i32, i32) = (80, 60, 60, 70);
 /// Glyphs are 8×8, drawn at this many pixels per dot.
 const TEXT_SCALE: i32 = 2;
 /// One color per series, in order.

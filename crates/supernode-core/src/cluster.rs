@@ -1,9 +1,10 @@
 //! What supernodes tell each other over the cluster bus, and what a hub does with it.
 //!
 //! A hub addresses users, not connections: whatever concerns a user with devices on other
-//! supernodes goes out as [`Output::Bus`] to [`Route::User`], and the bus brings it to exactly
-//! the supernodes holding a device of that user (see `peerline-bus`). What comes in is fed to
-//! [`Hub::handle_bus`]; it is applied here and never sent on, so nothing loops.
+//! supernodes goes out as [`Output::Bus`](crate::Output::Bus) to [`Route::User`], and the bus
+//! brings it to exactly the supernodes holding a device of that user (see `peerline-bus`). What
+//! comes in is fed to [`Hub::handle_bus`]; it is applied here and never sent on, so nothing
+//! loops.
 
 use std::time::Instant;
 

@@ -41,7 +41,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// Joins the bus the config names: NATS, or an in-process bus of one supernode.
 pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     let c = &config.cluster;
-    let bus_config = BusConfig::new(c.node_id.clone(), c.network.clone());
+    let mut bus_config = BusConfig::new(c.node_id.clone(), c.network.clone());
+    bus_config.user_shards = c.user_shards;
     match &c.nats_url {
         Some(url) => {
             let bus = peerline_bus_nats::NatsBus::connect(url, bus_config)

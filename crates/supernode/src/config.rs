@@ -118,6 +118,9 @@ pub struct Cluster {
     /// Client URLs of the network's supernodes (`wss://host:port`), told to clients at login
     /// so they know where to go if this one fails.
     pub supernodes: Vec<String>,
+    /// Groups the bus splits users into: a supernode holds one NATS subscription per group it
+    /// has users in. Every supernode of a network must use the same number.
+    pub user_shards: u32,
 }
 
 impl Default for Cluster {
@@ -128,6 +131,7 @@ impl Default for Cluster {
             nats_url: None,
             network: "peerline".into(),
             supernodes: Vec::new(),
+            user_shards: peerline_bus::DEFAULT_USER_SHARDS,
         }
     }
 }
@@ -140,6 +144,7 @@ impl std::fmt::Debug for Cluster {
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("network", &self.network)
             .field("supernodes", &self.supernodes)
+            .field("user_shards", &self.user_shards)
             .finish()
     }
 }
@@ -367,6 +372,12 @@ impl Config {
         if !peerline_bus::valid_node_id(&c.node_id) {
             let what = format!("{:?} must be 1 to 32 characters of a-z 0-9 -", c.node_id);
             check.fail("cluster.node_id", what);
+        }
+        if !(1..=65_536).contains(&c.user_shards) {
+            check.fail(
+                "cluster.user_shards",
+                format!("is {}; must be between 1 and 65536", c.user_shards),
+            );
         }
         if !peerline_bus::valid_node_id(&c.network) {
             let what = format!("{:?} must be 1 to 32 characters of a-z 0-9 -", c.network);

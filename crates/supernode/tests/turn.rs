@@ -76,9 +76,11 @@ fn require_ipv6_loopback() {
     );
 }
 
-/// Waits until `addr` accepts TCP connections.
+/// Waits until `addr` accepts TCP connections and answers a STUN Binding over UDP. coturn
+/// starts its UDP listeners and relay threads one after another, which took over 10 s once
+/// while the whole suite ran on two cores: the wait is generous, and only a failure pays it.
 fn wait_listening(addr: std::net::SocketAddr) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(std::time::Instant::now() < deadline, "turnserver did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(50));
