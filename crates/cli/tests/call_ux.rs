@@ -26,11 +26,6 @@ fn event<'a>(lines: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name:?} line in {lines:#?}"))
 }
 
-/// `peerline ARGS...` for `user` (of `_node`) without `--json`, as a person runs it.
-fn human(user: &User, _node: &Supernode, args: &[&str]) -> Command {
-    user.human_command(args)
-}
-
 /// A human-mode process whose stdout lines are read as they come.
 struct Lines {
     child: Child,
@@ -130,7 +125,7 @@ fn a_callee_without_a_sound_card_says_so_and_the_caller_hears_why() {
     tones(dir.path());
 
     // bob goes online with neither a sound card nor --play/--record.
-    let mut online = Lines::start(human(&bob, &node, &["online", "--auto-answer"]));
+    let mut online = Lines::start(bob.human_command(&["online", "--auto-answer"]));
     online.expect("the connected line", |l| l.contains("bob"));
 
     // alice's call ends at once, with bob's reason, as JSON and as a sentence.
@@ -147,7 +142,8 @@ fn a_callee_without_a_sound_card_says_so_and_the_caller_hears_why() {
     assert_ne!(code, Some(0), "{:#?}", call.seen);
     let ended = event(&call.seen, "ended");
     assert_eq!(ended["reason"], "no_audio_device", "{ended:#}\n{stderr}");
-    let out = human(&alice, &node, &["call", "bob", "--play", s(&dir.path().join("440.wav"))])
+    let out = alice
+        .human_command(&["call", "bob", "--play", s(&dir.path().join("440.wav"))])
         .args(["--record", s(&heard)])
         .output()
         .unwrap();
@@ -227,20 +223,17 @@ fn a_relay_only_callee_on_a_network_without_a_relay_refuses_at_once() {
     assert_eq!(declined["reason"], "no_relay");
     assert!(!bob_heard.exists(), "bob never answered, so no recording");
 
-    let out = human(
-        &alice,
-        &node,
-        &[
+    let out = alice
+        .human_command(&[
             "call",
             "bob",
             "--play",
             s(&dir.path().join("440.wav")),
             "--record",
             s(&dir.path().join("a.wav")),
-        ],
-    )
-    .output()
-    .unwrap();
+        ])
+        .output()
+        .unwrap();
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -328,13 +321,17 @@ fn a_call_reads_as_sentences_on_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     tones(dir.path());
     let p = |name: &str| dir.path().join(name);
-    let mut online = Lines::start(human(
-        &bob,
-        &node,
-        &["online", "--auto-answer", "--play", s(&p("660.wav")), "--record", s(&p("b.wav"))],
-    ));
+    let mut online = Lines::start(bob.human_command(&[
+        "online",
+        "--auto-answer",
+        "--play",
+        s(&p("660.wav")),
+        "--record",
+        s(&p("b.wav")),
+    ]));
     online.expect("the connected line", |l| l.contains("bob"));
-    let out = human(&alice, &node, &["call", "bob", "--play", s(&p("440.wav"))])
+    let out = alice
+        .human_command(&["call", "bob", "--play", s(&p("440.wav"))])
         .args(["--record", s(&p("a.wav")), "--duration", "2"])
         .output()
         .unwrap();
@@ -364,7 +361,7 @@ fn a_call_without_a_sound_card_fails_with_one_clear_error() {
     assert!(!peerline_media::devices_available(), "needs a machine without a sound card");
     let node = Supernode::start().unwrap();
     let (alice, _bob) = two_friends(&node);
-    let out = human(&alice, &node, &["call", "bob"]).output().unwrap();
+    let out = alice.human_command(&["call", "bob"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("--play") && stderr.contains("--record"), "{stderr}");

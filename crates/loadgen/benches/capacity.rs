@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use peerline_loadgen::plot::{self, Axes, Series};
+use peerline_loadgen::procfs::load_average;
 use peerline_loadgen::procfs::rss_bytes;
 use peerline_testkit::cluster::TestCluster;
 use peerline_testkit::nats_websocket::NatsWebSocket;
@@ -86,15 +87,6 @@ fn login_rate() -> String {
 
 fn hold_secs() -> u64 {
     std::env::var("PEERLINE_CAPACITY_HOLD").ok().and_then(|v| v.parse().ok()).unwrap_or(120)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split(' ')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn out_dir() -> PathBuf {

@@ -32,20 +32,12 @@ use anyhow::{Context, bail};
 use peerline_loadgen::latency::Latencies;
 use peerline_loadgen::light::{Account, Dialers, LightClient, LightConfig, Network};
 use peerline_loadgen::plot::{self, Series};
+use peerline_loadgen::procfs::load_average;
 use peerline_loadgen::seed::{self, SeedPlan};
 use peerline_testkit::cluster::TestCluster;
 use peerline_testkit::{User, bin};
 use peerline_wire::{Event, Reply, Request};
 use serde_json::{Value, json};
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split(' ')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 fn out_dir() -> PathBuf {
     let dir = std::env::var_os("PEERLINE_BENCH_OUT")

@@ -52,6 +52,18 @@ fn parse_open_files(limits: &str) -> Option<u64> {
     line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
+/// The 1-, 5- and 15-minute load averages from `/proc/loadavg` ("1.52 0.98 0.61"; empty if
+/// unreadable): benchmarks record them beside their figures, since other work on the same
+/// cores changes rates.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -102,25 +102,6 @@ impl std::fmt::Display for ProvisionReport {
     }
 }
 
-/// Refuses a database that is not on a loopback address: this is a load-test tool.
-fn check_loopback(database_url: &str) -> anyhow::Result<()> {
-    let url = url::Url::parse(database_url)
-        .with_context(|| format!("{database_url:?} is not a postgres:// URL"))?;
-    let loopback = match url.host() {
-        // `postgres:` is not a scheme the URL parser knows, so an IP literal stays a string.
-        Some(url::Host::Domain(d)) => {
-            d == "localhost" || d.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if !loopback {
-        bail!("provision only imports into a database on a loopback address (a load-test cluster)");
-    }
-    Ok(())
-}
-
 /// The `peerline-supernode` next to this program (both are built into one target directory).
 pub fn default_supernode_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
@@ -171,7 +152,7 @@ pub async fn run(
     plan: ProvisionPlan,
 ) -> anyhow::Result<(Vec<(String, SavedUser)>, ProvisionReport)> {
     if let Destination::Import { database_url: Some(url), .. } = &plan.destination {
-        check_loopback(url)?;
+        crate::seed::check_loopback(url, "provision")?;
     }
     let started = Instant::now();
     let password = plan.password.clone();
@@ -323,7 +304,13 @@ mod tests {
 
     #[test]
     fn only_loopback_databases() {
-        assert!(check_loopback("postgres://peerline@127.0.0.1:5432/peerline").is_ok());
-        assert!(check_loopback("postgres://peerline@db.example.org/peerline").is_err());
+        assert!(
+            crate::seed::check_loopback("postgres://peerline@127.0.0.1:5432/peerline", "provision")
+                .is_ok()
+        );
+        assert!(
+            crate::seed::check_loopback("postgres://peerline@db.example.org/peerline", "provision")
+                .is_err()
+        );
     }
 }

@@ -70,8 +70,9 @@ pub struct SeedReport {
     pub per_second: f64,
 }
 
-/// Refuses a database that is not on a loopback address.
-fn check_loopback(database_url: &str) -> anyhow::Result<()> {
+/// Refuses a database that is not on a loopback address; `tool` (`seed`, `provision`) names
+/// the subcommand in the error.
+pub(crate) fn check_loopback(database_url: &str, tool: &str) -> anyhow::Result<()> {
     let url = url::Url::parse(database_url)
         .with_context(|| format!("{database_url:?} is not a postgres:// URL"))?;
     let loopback = match url.host() {
@@ -84,7 +85,7 @@ fn check_loopback(database_url: &str) -> anyhow::Result<()> {
         None => false,
     };
     if !loopback {
-        bail!("seed only writes to a database on a loopback address (a load-test cluster)");
+        bail!("{tool} only writes to a database on a loopback address (a load-test cluster)");
     }
     Ok(())
 }
@@ -128,7 +129,7 @@ async fn seed_one(
 
 /// Runs `seed`: returns the saved logins (to add to a state file) and the report.
 pub async fn run(plan: SeedPlan) -> anyhow::Result<(Vec<(String, SavedUser)>, SeedReport)> {
-    check_loopback(&plan.database_url)?;
+    check_loopback(&plan.database_url, "seed")?;
     let store = PostgresStore::connect(&plan.database_url)
         .await
         .map_err(|e| anyhow!("connecting to the cluster's database: {e}"))?;
@@ -206,9 +207,9 @@ mod tests {
 
     #[test]
     fn only_loopback_databases() {
-        assert!(check_loopback("postgres://peerline@127.0.0.1:5432/peerline").is_ok());
-        assert!(check_loopback("postgres://u:p@localhost/peerline").is_ok());
-        assert!(check_loopback("postgres://peerline@db.example.org/peerline").is_err());
-        assert!(check_loopback("not a url").is_err());
+        assert!(check_loopback("postgres://peerline@127.0.0.1:5432/peerline", "seed").is_ok());
+        assert!(check_loopback("postgres://u:p@localhost/peerline", "seed").is_ok());
+        assert!(check_loopback("postgres://peerline@db.example.org/peerline", "seed").is_err());
+        assert!(check_loopback("not a url", "seed").is_err());
     }
 }

@@ -21,7 +21,7 @@ where
 }
 
 /// A 32-byte key or hash stored as BYTEA.
-fn key32(row: &PgRow, table: &str, name: &str) -> Result<[u8; 32], StoreError> {
+pub(crate) fn key32(row: &PgRow, table: &str, name: &str) -> Result<[u8; 32], StoreError> {
     let bytes: Vec<u8> = column(row, table, name)?;
     let len = bytes.len();
     bytes.try_into().map_err(|_| corrupt(format!("{table}.{name}: {len} bytes, expected 32")))

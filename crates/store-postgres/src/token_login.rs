@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgRow;
 
 use crate::decode::{self, column};
-use crate::error::{corrupt, failed};
+use crate::error::failed;
 
 /// The account's columns under their own names (as `decode::account` reads them), the
 /// session's as `decode::session` reads them, and the device's under names of their own.
@@ -34,15 +34,10 @@ pub(crate) async fn read(pool: &PgPool, token_hash: &[u8; 32]) -> StoreResult<Op
 fn decode_row(row: &PgRow) -> Result<TokenLogin, StoreError> {
     let session = decode::session(row)?;
     let account = decode::account(row)?;
-    let key: Vec<u8> = column(row, "devices", "public_key")?;
-    let len = key.len();
-    let public_key = key
-        .try_into()
-        .map_err(|_| corrupt(format!("devices.public_key: {len} bytes, expected 32")))?;
     let device = Device {
         id: session.device_id,
         user_id: session.user_id,
-        public_key,
+        public_key: decode::key32(row, "devices", "public_key")?,
         name: column(row, "devices", "name")?,
         created_at: column(row, "devices", "device_created_at")?,
         last_seen_at: column(row, "devices", "last_seen_at")?,
