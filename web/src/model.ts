@@ -8,9 +8,6 @@ import { deviceKey, deviceProof, forgetSession, loadSession, saveSession } from 
 import type { CallLogEntry, ChatMessage, Contact, DeviceInfo, Event, MessageId, MissedCall, Status, UserSummary } from "./protocol";
 import { fromHex, safetyNumber } from "./safety";
 
-/** How long page load waits for the saved session before showing the sign-in form. */
-const STORAGE_WAIT_MS = 5000;
-
 export type Phase = "loading" | "signed_out" | "signing_in" | "ready";
 
 export interface Me {
@@ -110,12 +107,7 @@ export class Peerline {
   /** At page load: log in with the saved session, or ask for the password. */
   async start(): Promise<void> {
     document.addEventListener("visibilitychange", () => this.markOpenRead());
-    // A browser whose storage does not answer (a busy disk, a blocked IndexedDB upgrade in
-    // another tab) must not leave the page on "Loading…" for ever: after a few seconds the
-    // sign-in form shows with a notice instead.
-    const slow = new Promise<"slow">((resolve) => setTimeout(() => resolve("slow"), STORAGE_WAIT_MS));
-    const saved = await Promise.race([loadSession().catch(() => undefined), slow]);
-    if (saved === "slow") return this.set({ phase: "signed_out", notice: "This browser's storage is slow to answer; log in to continue." });
+    const saved = await loadSession().catch(() => undefined);
     if (!saved) return this.set({ phase: "signed_out" });
     this.set({ phase: "signing_in" });
     try {
