@@ -10,7 +10,14 @@ import type { Peerline, State } from "./model";
 
 function useModel(model: Peerline): State {
   const [state, setState] = useState(model.state);
-  useEffect(() => model.subscribe(() => setState(model.state)), [model]);
+  useEffect(() => {
+    const unsubscribe = model.subscribe(() => setState(model.state));
+    // Effects run after the first paint: a change the model made between the first render and
+    // this subscription (a quick IndexedDB answer at page load) would otherwise be lost, and the
+    // page would stay on "Loading…".
+    setState(model.state);
+    return unsubscribe;
+  }, [model]);
   return state;
 }
 
